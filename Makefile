@@ -1,0 +1,28 @@
+# Two commands from a fresh clone: `make smoke` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: install smoke test clean
+
+# torch goes in first: on this machine torch==2.13.0 is a CPU wheel on disk; letting pip
+# resolve torch through the project's dependencies could pull a multi-GB CUDA build.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+smoke: install
+	$(BIN)/lstmpipe smoke
+
+test: install
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf $(VENV) runs data mlflow.db mlruns mlartifacts .pytest_cache
