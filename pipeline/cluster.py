@@ -1,0 +1,30 @@
+"""Connecting to Ray: join RAY_ADDRESS if set, else start a local instance (token auth stays on)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+# Ray Data's per-split progress bars inside workers are noise next to our per-epoch lines.
+QUIET_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+
+
+def connect() -> None:
+    if ray.is_initialized():
+        return
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS") or None,
+        runtime_env={"env_vars": QUIET_ENV},
+        logging_level=logging.WARNING,
+    )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def available(resource: str) -> float:
+    return float(ray.cluster_resources().get(resource, 0.0))

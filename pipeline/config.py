@@ -1,0 +1,292 @@
+"""One typed config schema for the whole pipeline.
+
+Each component owns its section (`data`, `model`, `train`, `tune`, `tracking`) and receives only
+that section. Configs come from YAML in `conf/`, overridden with `--set a.b=c`; every error names
+the key, the value and the fix, and is raised before Ray starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.sources import SOURCES
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet")
+    options: dict[str, Any] = Field(default_factory=dict, description="built-in dataset parameters")
+    feature_column: str = "x"
+    target_column: str = "y"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 0
+    cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        source = SOURCES.get(self.source)
+        if source is not None:
+            try:
+                self.options = source.options_model.model_validate(self.options).model_dump()
+            except ValidationError as err:
+                raise ValueError(describe_options_error(err, source.options_model)) from None
+        elif self.options:
+            raise ValueError(f"options are only for built-in sources ({', '.join(SOURCES)})")
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.source in SOURCES
+
+
+class ModelConfig(Section):
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null disables")
+    workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    seed: int = 0
+    storage_path: str = Field("runs", description="Ray Train run state and checkpoints")
+    max_failures: int = Field(0, ge=-1)
+    checkpoints_to_keep: int = Field(2, ge=1)
+
+
+class SpaceSpec(Section):
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SpaceSpec:
+        given = [k for k in ("choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice, uniform, loguniform, randint")
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice needs at least one value")
+        for kind in ("uniform", "loguniform", "randint"):
+            bounds = getattr(self, kind)
+            if bounds is not None and not bounds[0] < bounds[1]:
+                raise ValueError(f"{kind} needs [low, high] with low < high, got {list(bounds)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        return self
+
+    def candidate_values(self) -> list[Any]:
+        """Values that must each form a valid config (the choices, or the range's ends)."""
+        if self.choice is not None:
+            return list(self.choice)
+        if self.randint is not None:
+            return [self.randint[0], self.randint[1] - 1]  # tune.randint's upper bound is exclusive
+        return list(self.uniform or self.loguniform or ())
+
+
+class TuneConfig(Section):
+    num_samples: int = Field(2, ge=1)
+    max_concurrent: int = Field(0, ge=0, description="0 = as many trials as the cluster's CPUs/GPUs fit")
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
+    metric: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    space: dict[str, SpaceSpec] = Field(default_factory=dict)
+
+
+class TrackingConfig(Section):
+    uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    experiment: str = "lstm-pipeline"
+    register_as: str | None = None
+
+
+class Config(Section):
+    task: Literal["regression"] = "regression"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("tune")
+    @classmethod
+    def _space_keys_exist(cls, tune: TuneConfig) -> TuneConfig:
+        for key in tune.space:
+            if key.split(".")[0] in ("tune", "tracking"):
+                raise ValueError(f"tune.space cannot search '{key}'; search data, model or train keys")
+            if key not in TUNABLE_KEYS:
+                raise ValueError(f"tune.space key '{key}' is not a config key{_suggest(key, TUNABLE_KEYS)}")
+        return tune
+
+    def hash(self) -> str:
+        """Identity of a run's configuration; what may change on resume is left out."""
+        data = self.model_dump(mode="json")
+        data["train"].pop("epochs")
+        data.pop("tracking")
+        data.pop("tune")
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, e.g. {"model.hidden_size": 64}, for MLflow params."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "space":
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _leaf_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+ALL_KEYS = _leaf_keys(Config)
+SECTIONS = sorted({k.split(".")[0] for k in ALL_KEYS})
+TUNABLE_KEYS = [k for k in ALL_KEYS if k.split(".")[0] in ("data", "model", "train")]
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def describe_validation_error(err: ValidationError, *, origin: str) -> str:
+    """Turn pydantic's report into one sentence per problem, naming the key and the fix."""
+    sentences = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        key = ".".join(loc)
+        if e["type"] == "extra_forbidden":
+            sentences.append(f"unknown config key '{key}' in {origin}{_suggest(key, ALL_KEYS + SECTIONS)}")
+            continue
+        value = e.get("input")
+        msg = e["msg"].removeprefix("Value error, ")
+        shown = f" = {value!r}" if not isinstance(value, dict) else ""
+        sentences.append(f"config key '{key}'{shown} in {origin} is invalid: {msg}")
+    return "; ".join(sentences)
+
+
+def describe_options_error(err: ValidationError, options_model: type[BaseModel]) -> str:
+    e = err.errors()[0]
+    key = "data.options." + ".".join(str(p) for p in e["loc"])
+    if e["type"] == "extra_forbidden":
+        valid = [f"data.options.{name}" for name in options_model.model_fields]
+        return f"unknown key '{key}'{_suggest(key, valid) or f'; valid keys: {valid}'}"
+    return f"'{key}' = {e.get('input')!r}: {e['msg']}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'model.hidden_size=128' -> (['model', 'hidden_size'], 128); values are parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set '{text}' is not of the form key=value, e.g. --set model.hidden_size=128")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `raw` with dotted-key overrides set (from --set strings or a Tune sample)."""
+    out = copy.deepcopy(raw)
+    pairs = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides]
+    for path, value in pairs:
+        parts = path.split(".") if isinstance(path, str) else path
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: i + 1])
+                raise ConfigError(f"cannot set '{'.'.join(parts)}': '{prefix}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def validate(raw: dict[str, Any], *, origin: str = "config") -> Config:
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, origin=origin)) from None
+    _check_space_values(cfg, origin=origin)
+    return cfg
+
+
+def _check_space_values(cfg: Config, *, origin: str) -> None:
+    """Every value a sweep can sample must itself form a valid config."""
+    base = cfg.model_dump(mode="json")
+    for key, spec in cfg.tune.space.items():
+        for value in spec.candidate_values():
+            try:
+                Config.model_validate(apply_overrides(base, {key: value}))
+            except ValidationError as err:
+                detail = describe_validation_error(err, origin=f"tune.space['{key}']")
+                raise ConfigError(f"{detail} (searched value {value!r} from {origin})") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file with -c")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML ({err.__class__.__name__}): fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    return raw
+
+
+def load(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read YAML (or start from defaults), apply --set overrides, validate."""
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    origin = f"{path}" if path is not None else "defaults"
+    if overrides:
+        origin += " with --set " + " ".join(overrides)
+    return validate(raw, origin=origin)
+
+
+def bundled_config(name: str) -> Path:
+    """A config shipped with the project: conf/NAME in a clone, pipeline/bundled_conf/NAME in a wheel."""
+    here = Path(__file__).resolve().parent
+    for root in (here / "bundled_conf", here.parent / "conf"):
+        if (root / name).is_file():
+            return root / name
+    raise ConfigError(f"bundled config '{name}' was not found next to the pipeline package; reinstall the project")

@@ -1,0 +1,35 @@
+"""Loss accumulation on a worker and its reduction across workers.
+
+Each worker sums squared errors and counts over its shard; the sums are all-reduced so every
+worker reports the same global mean, whatever the shard sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class MeanAccumulator:
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, batch_sum: torch.Tensor, n: int) -> None:
+        self.total += float(batch_sum)
+        self.count += n
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+def reduce_means(accs: dict[str, MeanAccumulator]) -> dict[str, float]:
+    """Global means over all workers (a single all-reduce for all metrics); local if not distributed."""
+    names = sorted(accs)
+    buf = torch.tensor([[accs[k].total, accs[k].count] for k in names], dtype=torch.float64)  # (M, 2)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return {k: (float(buf[i, 0] / buf[i, 1]) if buf[i, 1] > 0 else float("nan")) for i, k in enumerate(names)}

@@ -1,0 +1,62 @@
+"""Built-in datasets: raw data -> Parquet, written once and cached, then read like user data.
+
+`SOURCES` maps a `data.source` name to its generator and options schema. `materialize` writes the
+Parquet file (atomically, keyed by the options) and returns its path; a non-built-in source is a
+path or URI to the user's own Parquet and is passed through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from pipeline.sources import adding
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    task: str
+    description: str
+    options_model: type[BaseModel]
+    generate: Callable[[Any], pa.Table]
+
+
+SOURCES: dict[str, Source] = {
+    "adding": Source(
+        name="adding",
+        task="regression",
+        description="Adding problem (Hochreiter & Schmidhuber 1997): sum two marked values in a long sequence",
+        options_model=adding.AddingOptions,
+        generate=adding.generate,
+    ),
+}
+
+
+def cache_path(name: str, options: dict[str, Any], *, cache_dir: str | Path) -> Path:
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_dir).resolve() / name / f"{key}.parquet"
+
+
+def materialize(name: str, options: dict[str, Any], *, cache_dir: str | Path) -> Path:
+    """Write built-in dataset `name` to Parquet unless already cached; return the file's path."""
+    source = SOURCES[name]
+    path = cache_path(name, options, cache_dir=cache_dir)
+    if path.is_file():
+        return path
+    table = source.generate(source.options_model.model_validate(options))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, row_group_size=max(1, table.num_rows // 8))
+    os.replace(tmp, path)  # atomic: readers never see a half-written file
+    return path

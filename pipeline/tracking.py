@@ -1,0 +1,192 @@
+"""MLflow: the only module that imports mlflow.
+
+Runs are addressed by id through `MlflowClient`, never through a global "active run", so the
+driver, a Tune trial and a rank-0 worker can each log to their own run without stepping on each
+other. One run per training run; a sweep is a parent run with one nested child run per trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import TrackingConfig
+from pipeline.errors import ConfigError
+
+RunStatus = Literal["FINISHED", "FAILED", "KILLED", "RUNNING"]
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "lstmpipe.trial_id"
+KIND_TAG = "lstmpipe.kind"
+MAX_PARAM_CHARS = 6000
+
+
+def resolve_uri(cfg: TrackingConfig) -> str:
+    """tracking.uri, else $MLFLOW_TRACKING_URI, else MLflow's default sqlite:///mlflow.db (made absolute
+    so Ray workers, whose working directory differs, write to the same file)."""
+    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
+
+
+def ui_command(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def check_reachable(uri: str) -> None:
+    """Fail before any Ray work if a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            pass
+    except (urllib.error.URLError, OSError) as err:
+        raise ConfigError(f"MLflow tracking server {uri} is unreachable ({err}); start it or fix tracking.uri") from None
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    return exp.experiment_id if exp is not None else c.create_experiment(name)
+
+
+def start_run(
+    uri: str,
+    *,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    c = client(uri)
+    tags = dict(tags or {})
+    if parent_run_id:
+        tags[PARENT_TAG] = parent_run_id
+    run = c.create_run(ensure_experiment(uri, experiment), run_name=run_name, tags=tags)
+    c.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def reopen_run(uri: str, run_id: str, *, tags: dict[str, str]) -> None:
+    """Continue an existing run (resume): status back to RUNNING; params are immutable and kept."""
+    c = client(uri)
+    c.update_run(run_id, status="RUNNING")
+    c.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def end_run(uri: str, run_id: str, status: RunStatus = "FINISHED") -> None:
+    client(uri).set_terminated(run_id, status=status)
+
+
+def run_status(uri: str, run_id: str) -> str:
+    return client(uri).get_run(run_id).info.status
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:MAX_PARAM_CHARS]
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float], *, step: int) -> None:
+    RunLogger(uri, run_id).log_epoch(metrics, epoch=step)
+
+
+def log_config(uri: str, run_id: str, config: dict[str, Any]) -> None:
+    client(uri).log_dict(run_id, config, "config.yaml")
+
+
+class RunLogger:
+    """Per-epoch metric logging for one run (used by rank 0 on a worker)."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.run_id = run_id
+        self._client = client(uri)
+
+    def log_epoch(self, metrics: dict[str, float], *, epoch: int) -> None:
+        ts = _now_ms()
+        batch = [Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float))]
+        self._client.log_batch(self.run_id, metrics=batch)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    registered_name: str | None
+    version: str | None
+
+    @property
+    def registered_label(self) -> str | None:
+        return f"{self.registered_name}/{self.version}" if self.registered_name else None
+
+
+def log_model(
+    uri: str,
+    run_id: str,
+    model: torch.nn.Module,
+    *,
+    input_example: np.ndarray,
+    register_as: str | None = None,
+    alias: str | None = None,
+) -> LoggedModel:
+    """Log the model (pt2, pickle-free) with signature and input example; optionally register it."""
+    mlflow.set_tracking_uri(uri)
+    model = model.eval().cpu()
+    with torch.no_grad():
+        output = model(torch.from_numpy(input_example)).numpy()
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.export's notes on nn.LSTM's flat weights
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                signature=infer_signature(input_example, output),
+                input_example=input_example,
+                pip_requirements=requirements,
+                registered_model_name=register_as,
+            )
+    version = str(info.registered_model_version) if register_as else None
+    if register_as and alias:
+        client(uri).set_registered_model_alias(register_as, alias, version)
+    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+
+
+def child_runs(uri: str, parent_run_id: str) -> list[Any]:
+    parent = client(uri).get_run(parent_run_id)
+    return client(uri).search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10_000
+    )
+
+
+def close_stopped_children(uri: str, parent_run_id: str) -> None:
+    """A trial the scheduler stops is killed with its actor and leaves its run RUNNING: close it as
+    FINISHED, tagged as stopped early (a trial that raised has already closed itself as FAILED)."""
+    for run in child_runs(uri, parent_run_id):
+        if run.info.status == "RUNNING":
+            client(uri).set_tag(run.info.run_id, "lstmpipe.stopped_early", "true")
+            end_run(uri, run.info.run_id, "FINISHED")

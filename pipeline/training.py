@@ -1,0 +1,154 @@
+"""One training run on the driver: data -> TorchTrainer on N workers -> test -> MLflow model.
+
+`build_trainer` is shared with Tune: a sweep trial builds the same trainer with a Tune callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ray.train
+import ray.train.torch
+
+from pipeline import cluster, runs, tracking
+from pipeline.config import Config
+from pipeline.errors import ConfigError, TrainingFailed
+from pipeline.evaluate import evaluate, input_example, load_model
+from pipeline.ingest import Splits, load_splits
+from pipeline.summary import RunSummary
+from pipeline.worker import WorkerSpec, train_loop_per_worker
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    metrics: dict[str, float]
+    logged: tracking.LoggedModel
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    best_checkpoint: str       # path of the best checkpoint by val_loss
+    best_metrics: dict[str, float]
+    run_path: str
+
+
+def worker_spec(cfg: Config, splits: Splits, *, run_id: str | None, tracking_uri: str) -> WorkerSpec:
+    return WorkerSpec(
+        model=cfg.model.model_dump(),
+        train=cfg.train.model_dump(),
+        input_size=splits.input_size,
+        output_size=splits.output_size,
+        config_hash=cfg.hash(),
+        run_id=run_id,
+        tracking_uri=tracking_uri,
+    )
+
+
+def check_resources(cfg: Config) -> None:
+    kind, need = ("GPU", cfg.train.workers) if cfg.train.use_gpu else ("CPU", cfg.train.workers)
+    have = cluster.available(kind)
+    if have < need:
+        raise ConfigError(
+            f"train.workers={cfg.train.workers} needs {need} {kind}s but the Ray cluster has {have:g}; "
+            f"lower train.workers{' or set train.use_gpu=false' if kind == 'GPU' else ''}"
+        )
+
+
+def build_trainer(
+    cfg: Config, splits: Splits, *, spec: WorkerSpec, name: str, storage: str, callbacks: list | None = None
+) -> ray.train.torch.TorchTrainer:
+    return ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=spec.as_loop_config(),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu),
+        datasets={"train": splits.train, "val": splits.val},
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.train.checkpoints_to_keep,
+                checkpoint_score_attribute="val_loss",
+                checkpoint_score_order="min",
+            ),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+def fit(trainer: ray.train.torch.TorchTrainer) -> FitOutcome:
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise TrainingFailed(f"training failed: {_first_line(err)}") from err
+    best = result.get_best_checkpoint(metric="val_loss", mode="min")
+    metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
+    return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
+
+
+def finish_model(
+    cfg: Config, splits: Splits, outcome: FitOutcome, *, uri: str, run_id: str, register_as: str | None, alias: str | None
+) -> FinalModel:
+    """Test the best checkpoint, log final metrics and the model to `run_id`."""
+    model = load_model(outcome.best_checkpoint, cfg.model, input_size=splits.input_size, output_size=splits.output_size)
+    test = evaluate(model, splits.test, target_mean=splits.target_mean)
+    metrics = {
+        "val_loss": outcome.best_metrics["val_loss"],
+        "val_mse": outcome.best_metrics["val_mse"],
+        "train_loss": outcome.best_metrics["train_loss"],
+        "best_epoch": outcome.best_metrics["epoch"],
+        "test_mse": test.mse,
+        "baseline_test_mse": test.baseline_mse,
+    }
+    tracking.log_metrics(uri, run_id, {k: metrics[k] for k in ("test_mse", "baseline_test_mse")}, step=int(metrics["best_epoch"]))
+    logged = tracking.log_model(
+        uri, run_id, model, input_example=input_example(splits.test), register_as=register_as, alias=alias
+    )
+    return FinalModel(metrics=metrics, logged=logged)
+
+
+def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, splits: Splits | None = None) -> RunSummary:
+    uri = tracking.resolve_uri(cfg.tracking)
+    tracking.check_reachable(uri)
+    name = name or runs.unique_name("train")
+    storage = runs.resolve_storage(cfg.train.storage_path)
+    previous = runs.check_start(storage, name, kind="train", resume=resume, config_hash=cfg.hash())
+
+    cluster.connect()
+    check_resources(cfg)
+    splits = splits or load_splits(cfg.data)
+    if previous is None:
+        run_id = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "train"})
+        tracking.log_config(uri, run_id, cfg.model_dump(mode="json"))
+        runs.write_state(storage, name, runs.RunState(run_id=run_id, config_hash=cfg.hash(), kind="train"))
+    else:
+        run_id = previous.run_id
+        tracking.reopen_run(uri, run_id, tags={"lstmpipe.resumed_to_epochs": str(cfg.train.epochs)})
+
+    spec = worker_spec(cfg, splits, run_id=run_id, tracking_uri=uri)
+    try:
+        outcome = fit(build_trainer(cfg, splits, spec=spec, name=name, storage=storage))
+        final = finish_model(cfg, splits, outcome, uri=uri, run_id=run_id, register_as=cfg.tracking.register_as, alias=None)
+    except KeyboardInterrupt:
+        tracking.end_run(uri, run_id, "KILLED")
+        raise
+    except BaseException:
+        tracking.end_run(uri, run_id, "FAILED")
+        raise
+    tracking.end_run(uri, run_id, "FINISHED")
+    return RunSummary(
+        status="FINISHED",
+        tracking_uri=uri,
+        experiment=cfg.tracking.experiment,
+        run_id=run_id,
+        name=name,
+        metrics=final.metrics,
+        model_uri=final.logged.model_uri,
+        registered_model=final.logged.registered_label,
+        checkpoint=outcome.best_checkpoint,
+    )

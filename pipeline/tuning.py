@@ -1,0 +1,172 @@
+"""A Ray Tune sweep where every trial is a distributed TorchTrainer run (Ray 2.60 Train V2 interop).
+
+The sweep is one MLflow parent run; each trial is a function trainable that opens a nested child
+run, builds the same trainer as `lstmpipe train` with a `TuneReportCallback`, and fits it. At the
+end the best trial's best checkpoint is tested, logged on the parent and registered as `champion`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray.train
+import ray.tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from pipeline import cluster, runs, tracking
+from pipeline.config import Config, SpaceSpec, TuneConfig, apply_overrides, validate
+from pipeline.errors import TrainingFailed
+from pipeline.ingest import Splits, load_splits
+from pipeline.summary import RunSummary
+from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, worker_spec
+
+CHAMPION_ALIAS = "champion"
+TRIAL_CPU = 0.01  # the trial function only drives its TorchTrainer; Tune rejects 0
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial receives besides its sampled parameters."""
+
+    base: dict[str, Any]
+    splits: Splits
+    parent_run_id: str
+    tracking_uri: str
+    experiment: str
+    storage: str
+    sweep_name: str
+
+
+def to_tune_space(space: dict[str, SpaceSpec]) -> dict[str, Any]:
+    out = {}
+    for key, spec in space.items():
+        if spec.choice is not None:
+            out[key] = ray.tune.choice(spec.choice)
+        elif spec.uniform is not None:
+            out[key] = ray.tune.uniform(*spec.uniform)
+        elif spec.loguniform is not None:
+            out[key] = ray.tune.loguniform(*spec.loguniform)
+        else:
+            out[key] = ray.tune.randint(*spec.randint)
+    return out
+
+
+def scheduler(cfg: TuneConfig, *, max_epochs: int):
+    if cfg.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(max_t=max_epochs, grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
+
+
+def concurrency(cfg: Config) -> int:
+    """Trials that fit side by side: each needs train.workers CPUs (or GPUs)."""
+    if cfg.tune.max_concurrent:
+        return cfg.tune.max_concurrent
+    kind = "GPU" if cfg.train.use_gpu else "CPU"
+    return max(1, int(cluster.available(kind) // cfg.train.workers))
+
+
+def trial_name(sweep_name: str, trial_id: str) -> str:
+    return f"{sweep_name}-{trial_id}"
+
+
+def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
+    """One Tune trial = one TorchTrainer run, tracked as a nested MLflow run."""
+    cfg = validate(apply_overrides(ctx.base, params), origin="tune trial")
+    trial_id = ray.tune.get_context().get_trial_id()
+    name = trial_name(ctx.sweep_name, trial_id)
+    run_id = tracking.start_run(
+        ctx.tracking_uri,
+        experiment=ctx.experiment,
+        run_name=name,
+        params=cfg.flat(),
+        tags={tracking.TRIAL_TAG: trial_id, tracking.KIND_TAG: "trial"},
+        parent_run_id=ctx.parent_run_id,
+    )
+    spec = worker_spec(cfg, ctx.splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
+    trainer = build_trainer(cfg, ctx.splits, spec=spec, name=name, storage=ctx.storage, callbacks=[TuneReportCallback()])
+    try:
+        fit(trainer)
+    except BaseException:
+        tracking.end_run(ctx.tracking_uri, run_id, "FAILED")
+        raise
+    tracking.end_run(ctx.tracking_uri, run_id, "FINISHED")
+
+
+def best_trial_outcome(storage: str, name: str) -> FitOutcome:
+    """The best checkpoint of one finished trial, read back from its Ray Train run directory."""
+    result = ray.train.Result.from_path(f"{storage}/{name}")
+    best = result.get_best_checkpoint(metric="val_loss", mode="min")
+    metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
+    return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path)
+
+
+def run_sweep(cfg: Config, *, name: str | None = None, splits: Splits | None = None) -> RunSummary:
+    uri = tracking.resolve_uri(cfg.tracking)
+    tracking.check_reachable(uri)
+    name = name or runs.unique_name("tune")
+    storage = runs.resolve_storage(cfg.train.storage_path)
+    runs.check_start(storage, name, kind="tune", resume=False, config_hash=cfg.hash())
+
+    cluster.connect()
+    check_resources(cfg)
+    splits = splits or load_splits(cfg.data)
+    parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "sweep"})
+    tracking.log_config(uri, parent, cfg.model_dump(mode="json"))
+    runs.write_state(storage, name, runs.RunState(run_id=parent, config_hash=cfg.hash(), kind="tune"))
+    ctx = SweepContext(
+        base=cfg.model_dump(mode="json"), splits=splits, parent_run_id=parent, tracking_uri=uri,
+        experiment=cfg.tracking.experiment, storage=storage, sweep_name=name,
+    )
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), {"cpu": TRIAL_CPU})
+    tuner = ray.tune.Tuner(
+        trainable,
+        param_space=to_tune_space(cfg.tune.space),
+        tune_config=ray.tune.TuneConfig(
+            metric=cfg.tune.metric,
+            mode=cfg.tune.mode,
+            scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
+            num_samples=cfg.tune.num_samples,
+            max_concurrent_trials=concurrency(cfg),
+        ),
+        run_config=ray.tune.RunConfig(name=name, storage_path=storage),
+    )
+    try:
+        grid = tuner.fit()
+        tracking.close_stopped_children(uri, parent)
+        summary = _finish_sweep(cfg, grid, ctx=ctx)
+    except KeyboardInterrupt:
+        tracking.end_run(uri, parent, "KILLED")
+        raise
+    except BaseException:
+        tracking.end_run(uri, parent, "FAILED")
+        raise
+    tracking.end_run(uri, parent, "FINISHED")
+    return summary
+
+
+def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, ctx: SweepContext) -> RunSummary:
+    ok = [r for r in grid if r.error is None and r.metrics]
+    if not ok:
+        first = next((r.error for r in grid if r.error is not None), None)
+        raise TrainingFailed(f"every trial of sweep '{ctx.sweep_name}' failed; first error: {str(first).strip().splitlines()[-1] if first else 'no metrics reported'}")
+    best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode, scope="all", filter_nan_and_inf=True)
+    best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
+    outcome = best_trial_outcome(ctx.storage, trial_name(ctx.sweep_name, best.metrics["trial_id"]))
+    register_as = cfg.tracking.register_as or cfg.tracking.experiment
+    final = finish_model(best_cfg, ctx.splits, outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id, register_as=register_as, alias=CHAMPION_ALIAS)
+    children = tracking.child_runs(ctx.tracking_uri, ctx.parent_run_id)
+    return RunSummary(
+        status="FINISHED",
+        tracking_uri=ctx.tracking_uri,
+        experiment=cfg.tracking.experiment,
+        run_id=ctx.parent_run_id,
+        name=ctx.sweep_name,
+        metrics=final.metrics,
+        model_uri=final.logged.model_uri,
+        registered_model=final.logged.registered_label,
+        checkpoint=outcome.best_checkpoint,
+        best_config=dict(best.config),
+        child_run_ids=[r.info.run_id for r in children],
+    )

@@ -1,0 +1,110 @@
+"""The training loop every Ray Train worker runs: shard -> batches -> LSTM -> metrics -> report.
+
+Read it top to bottom. Each worker streams its own shard of the train/val datasets; DDP (gloo on
+CPU, NCCL on GPU) averages gradients; losses are all-reduced so all ranks report the same numbers;
+rank 0 writes the checkpoint and logs the epoch to MLflow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+
+from pipeline import checkpoint
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.metrics import MeanAccumulator, reduce_means
+from pipeline.model import build_model
+from pipeline.tracking import RunLogger
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs besides its data shards; built by the driver."""
+
+    model: dict[str, Any]
+    train: dict[str, Any]
+    input_size: int
+    output_size: int
+    config_hash: str
+    run_id: str | None
+    tracking_uri: str
+
+    def as_loop_config(self) -> dict[str, Any]:
+        return {"spec": self}
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    spec: WorkerSpec = loop_config["spec"]
+    model_cfg, train_cfg = ModelConfig(**spec.model), TrainConfig(**spec.train)
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(train_cfg.seed + rank)
+    if not train_cfg.use_gpu:
+        torch.set_num_threads(1)  # one core per worker: more threads only fight the other workers
+
+    raw_model = build_model(model_cfg, input_size=spec.input_size, output_size=spec.output_size)
+    optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
+    start_epoch = _restore(raw_model, optimizer)
+    model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
+    device = ray.train.torch.get_device()
+    loss_fn = nn.MSELoss(reduction="sum")
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
+
+    for epoch in range(start_epoch, train_cfg.epochs):
+        model.train()
+        acc = {"train_loss": MeanAccumulator(), "val_loss": MeanAccumulator()}
+        for batch in train_shard.iter_torch_batches(batch_size=train_cfg.batch_size, dtypes=torch.float32, device=device):
+            x, y = batch["x"], batch["y"]               # (B, T, C), (B, O)
+            pred = model(x)                            # (B, O)
+            loss_sum = loss_fn(pred, y)
+            optimizer.zero_grad(set_to_none=True)
+            (loss_sum / y.numel()).backward()
+            if train_cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            optimizer.step()
+            acc["train_loss"].add(loss_sum.detach(), y.numel())
+
+        model.eval()
+        with torch.no_grad():
+            for batch in val_shard.iter_torch_batches(batch_size=1024, dtypes=torch.float32, device=device):
+                acc["val_loss"].add(loss_fn(model(batch["x"]), batch["y"]), batch["y"].numel())
+
+        metrics = reduce_means(acc) | {"epoch": epoch}
+        metrics["val_mse"] = metrics["val_loss"]
+        _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank)
+        if logger is not None:
+            logger.log_epoch({k: v for k, v in metrics.items() if k != "epoch"}, epoch=epoch)
+            print(f"epoch {epoch + 1}/{train_cfg.epochs}  train_loss={metrics['train_loss']:.4f}  val_loss={metrics['val_loss']:.4f}")
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load the latest checkpoint Ray Train registered for this run; return the epoch to start at."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return 0
+    with ckpt.as_directory() as directory:
+        state = checkpoint.load(directory)
+    model.load_state_dict(state.model)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    return state.meta.epoch + 1
+
+
+def _report(metrics: dict[str, float], *, raw_model: nn.Module, optimizer, spec: WorkerSpec, rank: int) -> None:
+    """Report the epoch to Ray Train; rank 0 attaches the checkpoint (every rank must call report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            meta = checkpoint.CheckpointMeta(epoch=metrics["epoch"], config_hash=spec.config_hash, run_id=spec.run_id, metrics=metrics)
+            checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")
