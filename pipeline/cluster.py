@@ -6,9 +6,9 @@ import logging
 import os
 
 import ray
+import ray.data
 
-# Ray Data's per-split progress bars inside workers are noise next to our per-epoch lines.
-QUIET_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+QUIET_ENV = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
 
 
 def connect() -> None:
@@ -21,9 +21,12 @@ def connect() -> None:
         runtime_env={"env_vars": QUIET_ENV},
         logging_level=logging.WARNING,
     )
+    # The splits are small in-memory datasets: Ray Data's per-execution progress bars and INFO
+    # lines would bury the per-epoch progress lines.
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def available(resource: str) -> float:

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.sources import SOURCES
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class DataConfig(Section):
@@ -35,18 +35,23 @@ class DataConfig(Section):
     split_seed: int = 0
     cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
 
+    @field_validator("options")
+    @classmethod
+    def _source_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        source = SOURCES.get(info.data.get("source", ""))
+        if source is None:
+            if options:
+                raise ValueError(f"options are only for built-in sources ({', '.join(SOURCES)})")
+            return options
+        try:
+            return source.options_model.model_validate(options).model_dump()
+        except ValidationError as err:
+            raise ValueError(describe_options_error(err, source.options_model)) from None
+
     @model_validator(mode="after")
-    def _check(self) -> DataConfig:
+    def _fractions(self) -> DataConfig:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
-        source = SOURCES.get(self.source)
-        if source is not None:
-            try:
-                self.options = source.options_model.model_validate(self.options).model_dump()
-            except ValidationError as err:
-                raise ValueError(describe_options_error(err, source.options_model)) from None
-        elif self.options:
-            raise ValueError(f"options are only for built-in sources ({', '.join(SOURCES)})")
         return self
 
     @property
@@ -107,6 +112,7 @@ class SpaceSpec(Section):
 class TuneConfig(Section):
     num_samples: int = Field(2, ge=1)
     max_concurrent: int = Field(0, ge=0, description="0 = as many trials as the cluster's CPUs/GPUs fit")
+    trial_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial; default train.workers")
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")

@@ -15,6 +15,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.evaluate import evaluate, input_example, load_model
 from pipeline.ingest import Splits, load_splits
+from pipeline.progress import EpochProgress
 from pipeline.summary import RunSummary
 from pipeline.worker import WorkerSpec, train_loop_per_worker
 
@@ -71,7 +72,8 @@ def build_trainer(
                 checkpoint_score_attribute="val_loss",
                 checkpoint_score_order="min",
             ),
-            callbacks=callbacks or [],
+            callbacks=[EpochProgress(name=name, epochs=cfg.train.epochs), *(callbacks or [])],
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # per-report INFO lines are noise
         ),
     )
 

@@ -23,7 +23,10 @@ from pipeline.summary import RunSummary
 from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, worker_spec
 
 CHAMPION_ALIAS = "champion"
-TRIAL_CPU = 0.01  # the trial function only drives its TorchTrainer; Tune rejects 0
+# The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
+# {"cpu": 0.01} would leave 1.99 CPUs on a 2-CPU machine, too few for 2 one-CPU workers: the worker
+# group would never start. A small memory reservation is a non-empty request that takes no CPU.
+TRIAL_RESOURCES = {"memory": 64 * 1024**2}
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,15 @@ def scheduler(cfg: TuneConfig, *, max_epochs: int):
     return ASHAScheduler(max_t=max_epochs, grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
 
 
+def trial_base(cfg: Config) -> Config:
+    """The config every trial starts from: train.workers replaced by tune.trial_workers if set."""
+    if cfg.tune.trial_workers is None:
+        return cfg
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"workers": cfg.tune.trial_workers})})
+
+
 def concurrency(cfg: Config) -> int:
-    """Trials that fit side by side: each needs train.workers CPUs (or GPUs)."""
+    """Trials that fit side by side: each needs train.workers CPUs (or GPUs), never more than asked."""
     if cfg.tune.max_concurrent:
         return cfg.tune.max_concurrent
     kind = "GPU" if cfg.train.use_gpu else "CPU"
@@ -103,6 +113,7 @@ def best_trial_outcome(storage: str, name: str) -> FitOutcome:
 
 
 def run_sweep(cfg: Config, *, name: str | None = None, splits: Splits | None = None) -> RunSummary:
+    cfg = trial_base(cfg)
     uri = tracking.resolve_uri(cfg.tracking)
     tracking.check_reachable(uri)
     name = name or runs.unique_name("tune")
@@ -119,7 +130,7 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Splits | None = N
         base=cfg.model_dump(mode="json"), splits=splits, parent_run_id=parent, tracking_uri=uri,
         experiment=cfg.tracking.experiment, storage=storage, sweep_name=name,
     )
-    trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), {"cpu": TRIAL_CPU})
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
     tuner = ray.tune.Tuner(
         trainable,
         param_space=to_tune_space(cfg.tune.space),

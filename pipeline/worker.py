@@ -83,7 +83,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank)
         if logger is not None:
             logger.log_epoch({k: v for k, v in metrics.items() if k != "epoch"}, epoch=epoch)
-            print(f"epoch {epoch + 1}/{train_cfg.epochs}  train_loss={metrics['train_loss']:.4f}  val_loss={metrics['val_loss']:.4f}")
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
