@@ -27,7 +27,7 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet")
-    options: dict[str, Any] = Field(default_factory=dict, description="built-in dataset parameters")
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="built-in dataset parameters")
     feature_column: str = "x"
     target_column: str = "y"
     val_fraction: float = Field(0.1, gt=0, lt=1)

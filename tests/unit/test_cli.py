@@ -1,0 +1,38 @@
+"""The CLI without Ray: help, and bad config -> exit 2 with one sentence naming the key."""
+
+import subprocess
+import sys
+
+import pytest
+
+LSTMPIPE = [sys.executable, "-m", "pipeline.cli"]
+
+
+@pytest.mark.parametrize("command", [[], ["smoke"], ["train"], ["tune"]])
+def test_help(command):
+    out = subprocess.run([*LSTMPIPE, *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model:\n  hiden_size: 3\n")
+    out = subprocess.run([*LSTMPIPE, "train", "-c", str(conf)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "model.hiden_size" in out.stderr and "did you mean 'model.hidden_size'" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()  # failed before any tracking or Ray work
+
+
+def test_bad_set_exits_2(tmp_path):
+    out = subprocess.run(
+        [*LSTMPIPE, "tune", "-c", "conf/smoke.yaml", "--set", "train.lr=zero"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2 and "'train.lr' = 'zero'" in out.stderr
+
+
+def test_resume_needs_name():
+    out = subprocess.run([*LSTMPIPE, "train", "-c", "conf/smoke.yaml", "--resume"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--resume needs --name" in out.stderr

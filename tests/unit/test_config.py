@@ -1,0 +1,110 @@
+"""Config: one schema, errors that name the key and the fix, before Ray starts."""
+
+import pytest
+
+from pipeline import config
+from pipeline.errors import ConfigError
+
+
+def test_defaults_are_valid():
+    cfg = config.validate({})
+    assert cfg.model.cell == "lstm" and cfg.data.source == "adding"
+    assert cfg.data.options == {"seq_len": 100, "num_sequences": 10_000, "seed": 0}
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "experiments/adding.yaml"])
+def test_shipped_configs_load(name):
+    cfg = config.load(config.bundled_config(name))
+    assert cfg.task == "regression"
+
+
+def test_unknown_key_names_it_and_suggests_the_right_one():
+    with pytest.raises(ConfigError) as err:
+        config.load(None, ["model.hiden_size=32"])
+    msg = str(err.value)
+    assert "'model.hiden_size'" in msg and "did you mean 'model.hidden_size'" in msg
+
+
+def test_unknown_section_suggests_section():
+    with pytest.raises(ConfigError, match="did you mean 'model'"):
+        config.validate({"modle": {"hidden_size": 3}})
+
+
+def test_bad_value_names_key_and_value():
+    with pytest.raises(ConfigError) as err:
+        config.load(None, ["train.lr=-1"])
+    assert "'train.lr' = -1" in str(err.value) and "greater than 0" in str(err.value)
+
+
+def test_bad_cell_lists_choices():
+    with pytest.raises(ConfigError, match="'model.cell' = 'lstmm'.*'lstm', 'gru' or 'rnn'"):
+        config.load(None, ["model.cell=lstmm"])
+
+
+def test_dataset_options_are_validated_by_the_source():
+    with pytest.raises(ConfigError, match="data.options.seq_lenn.*did you mean 'data.options.seq_len'"):
+        config.load(None, ["data.options.seq_lenn=5"])
+    with pytest.raises(ConfigError, match="data.options.seq_len"):
+        config.load(None, ["data.options.seq_len=1"])
+
+
+def test_options_rejected_for_user_parquet():
+    with pytest.raises(ConfigError, match="only for built-in sources"):
+        config.validate({"data": {"source": "/some/file.parquet", "options": {"seq_len": 3}}})
+
+
+def test_set_values_are_typed_as_yaml():
+    cfg = config.load(None, ["model.hidden_size=128", "train.use_gpu=true", "train.grad_clip=null", "tracking.register_as=m"])
+    assert cfg.model.hidden_size == 128 and cfg.train.use_gpu is True
+    assert cfg.train.grad_clip is None and cfg.tracking.register_as == "m"
+
+
+def test_set_needs_key_value():
+    with pytest.raises(ConfigError, match="key=value"):
+        config.load(None, ["model.hidden_size"])
+
+
+def test_set_into_a_value_fails_clearly():
+    with pytest.raises(ConfigError, match="'model.cell' is a value"):
+        config.apply_overrides({"model": {"cell": "gru"}}, ["model.cell.x=1"])
+
+
+def test_space_key_must_exist():
+    raw = {"tune": {"space": {"model.hiden_size": {"choice": [1, 2]}}}}
+    with pytest.raises(ConfigError, match="did you mean 'model.hidden_size'"):
+        config.validate(raw)
+
+
+def test_space_values_must_be_valid_configs():
+    raw = {"tune": {"space": {"model.cell": {"choice": ["lstm", "lsmt"]}}}}
+    with pytest.raises(ConfigError, match="model.cell.*lsmt"):
+        config.validate(raw)
+
+
+def test_space_spec_needs_exactly_one_kind():
+    raw = {"tune": {"space": {"train.lr": {"uniform": [0.1, 0.01]}}}}
+    with pytest.raises(ConfigError, match="low < high"):
+        config.validate(raw)
+    raw = {"tune": {"space": {"train.lr": {"uniform": [0.1, 0.2], "choice": [1]}}}}
+    with pytest.raises(ConfigError, match="exactly one"):
+        config.validate(raw)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(bad)
+
+
+def test_hash_ignores_epochs_but_not_model():
+    base = config.validate({})
+    assert base.hash() == config.load(None, ["train.epochs=99"]).hash()
+    assert base.hash() != config.load(None, ["model.hidden_size=7"]).hash()
+
+
+def test_flat_params_use_dotted_keys():
+    flat = config.validate({}).flat()
+    assert flat["model.hidden_size"] == 64 and flat["data.options.seq_len"] == 100

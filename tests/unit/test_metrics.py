@@ -1,0 +1,47 @@
+"""Loss accumulation and its reduction across workers (real gloo process group, no Ray)."""
+
+import math
+import os
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from pipeline.metrics import MeanAccumulator, reduce_means
+
+
+def test_local_mean():
+    acc = MeanAccumulator()
+    acc.add(torch.tensor(6.0), 3)
+    acc.add(torch.tensor(4.0), 1)
+    assert acc.mean == 2.5
+    assert reduce_means({"loss": acc}) == {"loss": 2.5}
+    assert math.isnan(MeanAccumulator().mean)
+
+
+def _worker(rank: int, port: int, out) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # Unequal shards: rank 0 has 1 sample of loss 1, rank 1 has 3 samples of loss 3 each.
+    acc = MeanAccumulator()
+    acc.add(torch.tensor(1.0 if rank == 0 else 9.0), 1 if rank == 0 else 3)
+    out.put((rank, reduce_means({"val_loss": acc})["val_loss"]))
+    dist.destroy_process_group()
+
+
+def test_reduction_weights_by_count_across_ranks():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(r, port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    # global mean = (1 + 9) / (1 + 3) = 2.5 on both ranks, not the mean of means (1 + 3) / 2 = 2
+    assert results == {0: 2.5, 1: 2.5}
