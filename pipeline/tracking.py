@@ -28,6 +28,7 @@ from pipeline.config import TrackingConfig
 from pipeline.errors import ConfigError
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED", "RUNNING"]
+TrialOutcome = Literal["FINISHED", "FAILED", "STOPPED"]
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "lstmpipe.trial_id"
 KIND_TAG = "lstmpipe.kind"
@@ -99,6 +100,10 @@ def end_run(uri: str, run_id: str, status: RunStatus = "FINISHED") -> None:
     client(uri).set_terminated(run_id, status=status)
 
 
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    client(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
 def run_status(uri: str, run_id: str) -> str:
     return client(uri).get_run(run_id).info.status
 
@@ -127,6 +132,9 @@ class RunLogger:
         ts = _now_ms()
         batch = [Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float))]
         self._client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def _now_ms() -> int:
@@ -183,10 +191,14 @@ def child_runs(uri: str, parent_run_id: str) -> list[Any]:
     )
 
 
-def close_stopped_children(uri: str, parent_run_id: str) -> None:
-    """A trial the scheduler stops is killed with its actor and leaves its run RUNNING: close it as
-    FINISHED, tagged as stopped early (a trial that raised has already closed itself as FAILED)."""
+def close_trial_runs(uri: str, parent_run_id: str, outcomes: dict[str, TrialOutcome]) -> None:
+    """Close child runs still RUNNING by Tune's verdict. A trial the scheduler stops dies with its
+    actor and cannot close its own run: it ends FINISHED, tagged stopped_early. A trial Tune never
+    reported on ends FAILED."""
     for run in child_runs(uri, parent_run_id):
-        if run.info.status == "RUNNING":
-            client(uri).set_tag(run.info.run_id, "lstmpipe.stopped_early", "true")
-            end_run(uri, run.info.run_id, "FINISHED")
+        if run.info.status != "RUNNING":
+            continue
+        outcome = outcomes.get(run.data.tags.get(TRIAL_TAG, ""), "FAILED")
+        if outcome == "STOPPED":
+            set_tags(uri, run.info.run_id, {"lstmpipe.stopped_early": "true"})
+        end_run(uri, run.info.run_id, "FAILED" if outcome == "FAILED" else "FINISHED")

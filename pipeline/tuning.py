@@ -98,10 +98,29 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     trainer = build_trainer(cfg, ctx.splits, spec=spec, name=name, storage=ctx.storage, callbacks=[TuneReportCallback()])
     try:
         fit(trainer)
-    except BaseException:
-        tracking.end_run(ctx.tracking_uri, run_id, "FAILED")
+    except BaseException as err:
+        # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
+        # group and the TrainController dies under us. The sweep driver closes this run once Tune
+        # has said which it was (`close_trial_runs`).
+        tracking.set_tags(ctx.tracking_uri, run_id, {"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
         raise
     tracking.end_run(ctx.tracking_uri, run_id, "FINISHED")
+
+
+def trial_outcomes(grid: ray.tune.ResultGrid, *, max_epochs: int) -> dict[str, tracking.TrialOutcome]:
+    """Tune's verdict per trial id: failed, finished, or stopped early by the scheduler."""
+    out: dict[str, tracking.TrialOutcome] = {}
+    for result in grid:
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id is None:
+            continue
+        if result.error is not None:
+            out[trial_id] = "FAILED"
+        elif result.metrics.get("training_iteration", 0) < max_epochs:
+            out[trial_id] = "STOPPED"
+        else:
+            out[trial_id] = "FINISHED"
+    return out
 
 
 def best_trial_outcome(storage: str, name: str) -> FitOutcome:
@@ -145,7 +164,7 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Splits | None = N
     )
     try:
         grid = tuner.fit()
-        tracking.close_stopped_children(uri, parent)
+        tracking.close_trial_runs(uri, parent, trial_outcomes(grid, max_epochs=cfg.train.epochs))
         summary = _finish_sweep(cfg, grid, ctx=ctx)
     except KeyboardInterrupt:
         tracking.end_run(uri, parent, "KILLED")

@@ -58,6 +58,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
+    if logger is not None:
+        logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size())})
 
     for epoch in range(start_epoch, train_cfg.epochs):
         model.train()

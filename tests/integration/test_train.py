@@ -1,0 +1,65 @@
+"""`train` on 2 Ray Train workers, tracked in MLflow; resume continues the same run."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline import config
+from pipeline.cli import app
+from pipeline.errors import RunStateError
+from pipeline.training import run_training
+
+
+def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
+    cfg = config.validate({**tiny_raw, "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"}})
+    summary = run_training(cfg, name="t-basic", splits=splits)
+
+    assert summary.status == "FINISHED"
+    run = mlflow_client.get_run(summary.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "t-basic"
+    assert run.data.params["model.hidden_size"] == "8" and run.data.params["train.workers"] == "2"
+    assert run.data.tags["lstmpipe.world_size"] == "2"  # logged by rank 0 of a 2-worker group
+    history = mlflow_client.get_metric_history(summary.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1]
+    assert {"train_loss", "val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(run.data.metrics)
+    assert summary.metrics["baseline_test_mse"] > 0.05
+    artifacts = [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
+    assert "config.yaml" in artifacts
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-train/1")
+    example = np.random.default_rng(0).random((3, 8, 2), dtype=np.float32)
+    assert np.asarray(model.predict(example)).shape == (3, 1)
+
+
+def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
+    first = run_training(tiny_cfg, name="t-resume", splits=splits)
+    longer = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "epochs": 3}})
+    second = run_training(longer, name="t-resume", resume=True, splits=splits)
+
+    assert second.run_id == first.run_id
+    steps = [m.step for m in mlflow_client.get_metric_history(first.run_id, "val_loss")]
+    assert sorted(steps) == [0, 1, 2]  # epoch 2 only: no duplicates, none missing
+    assert mlflow_client.get_run(first.run_id).info.status == "FINISHED"
+
+
+def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):
+    run_training(tiny_cfg, name="t-taken", splits=splits)
+    with pytest.raises(RunStateError, match="--name t-taken --resume"):
+        run_training(tiny_cfg, name="t-taken", splits=splits)
+
+
+def test_cli_train_writes_summary_json(tiny_raw, workdir, ray_session, tmp_path):
+    conf = tmp_path / "tiny.yaml"
+    conf.write_text(json.dumps(tiny_raw))  # JSON is YAML
+    out = tmp_path / "summary.json"
+    result = CliRunner().invoke(app, ["train", "-c", str(conf), "--set", "train.epochs=1", "--name", "t-cli", "--summary-json", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["status"] == "FINISHED" and summary["experiment"] == "it"
+    assert {"val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(summary["metrics"])
+    assert summary["model_uri"].startswith("models:/") and summary["checkpoint"]
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.output

@@ -1,0 +1,42 @@
+"""`tune`: a sweep of TorchTrainer trials, one MLflow parent run with nested child runs, champion alias."""
+
+import mlflow
+import numpy as np
+
+from pipeline import config
+from pipeline.tuning import run_sweep
+
+
+def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_client):
+    raw = {
+        **tiny_raw,
+        "tune": {
+            "num_samples": 2,
+            "scheduler": "asha",
+            "trial_workers": 1,
+            "space": {"model.hidden_size": {"choice": [4, 8]}, "model.cell": {"choice": ["lstm", "gru"]}},
+        },
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-sweep"},
+    }
+    summary = run_sweep(config.validate(raw), name="s-basic", splits=splits)
+
+    assert summary.status == "FINISHED"
+    assert set(summary.best_config) == {"model.hidden_size", "model.cell"}
+    parent = mlflow_client.get_run(summary.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["lstmpipe.kind"] == "sweep"
+    assert len(summary.child_run_ids) == 2
+    for child_id in summary.child_run_ids:
+        child = mlflow_client.get_run(child_id)
+        assert child.data.tags["mlflow.parentRunId"] == summary.run_id
+        assert child.info.status == "FINISHED"  # also when ASHA stopped it (tagged stopped_early)
+        assert child.data.params["train.workers"] == "1"
+        steps = [m.step for m in mlflow_client.get_metric_history(child_id, "val_loss")]
+        assert steps and sorted(steps) == list(range(len(steps)))
+    assert "test_mse" in parent.data.metrics
+
+    version = mlflow_client.get_model_version_by_alias("tiny-sweep", "champion")
+    mlflow.set_tracking_uri(tiny_raw["tracking"]["uri"])
+    model = mlflow.pyfunc.load_model("models:/tiny-sweep@champion")
+    assert str(version.version) == "1"
+    example = np.random.default_rng(0).random((2, 8, 2), dtype=np.float32)
+    assert np.asarray(model.predict(example)).shape == (2, 1)
