@@ -35,6 +35,11 @@ def _fail(err: PipelineError) -> None:
     raise typer.Exit(err.exit_code)
 
 
+def _interrupted() -> None:
+    typer.echo("interrupted: runs in progress were marked KILLED", err=True)
+    raise typer.Exit(130)
+
+
 @app.command()
 def train(
     config: ConfOpt,
@@ -54,6 +59,8 @@ def train(
         summary = run_training(cfg, name=name, resume=resume)
     except PipelineError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        _interrupted()
     typer.echo(render(summary, title="train"))
     if summary_json:
         write_json(summary_json, summary.as_dict())
@@ -70,6 +77,8 @@ def tune(config: ConfOpt, set_: SetOpt = None, name: NameOpt = None, summary_jso
         summary = run_sweep(cfg, name=name)
     except PipelineError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        _interrupted()
     typer.echo(render(summary, title="tune"))
     if summary_json:
         write_json(summary_json, summary.as_dict())
@@ -93,6 +102,8 @@ def smoke(summary_json: SummaryOpt = None) -> None:
         swept = run_sweep(cfg, splits=splits)
     except PipelineError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        _interrupted()
     typer.echo(render(trained, title="train"))
     typer.echo(render(swept, title="tune"))
     typer.echo(f"smoke finished in {time.monotonic() - start:.0f} s")
@@ -100,12 +111,17 @@ def smoke(summary_json: SummaryOpt = None) -> None:
         write_json(summary_json, swept.as_dict() | {"train": trained.as_dict(), "wall_time_s": time.monotonic() - start})
 
 
-def main() -> None:
+def run_command(argv: list[str]) -> int:
+    """Run one `lstmpipe` command in-process and return its exit code (for jobs/*.py)."""
     try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        app(argv, prog_name="lstmpipe")  # standalone: usage errors print and exit 2
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
+
+
+def main() -> None:
+    sys.exit(run_command(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import ray
 import ray.data
 
-QUIET_ENV = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+QUIET_ENV = {
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    "RAY_DATA_LOGGING_CONFIG": str(Path(__file__).with_name("ray_data_logging.yaml")),
+}
 
 
 def connect() -> None:
@@ -21,12 +25,7 @@ def connect() -> None:
         runtime_env={"env_vars": QUIET_ENV},
         logging_level=logging.WARNING,
     )
-    # The splits are small in-memory datasets: Ray Data's per-execution progress bars and INFO
-    # lines would bury the per-epoch progress lines.
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ray.data.DataContext.get_current().print_on_execution_start = False
 
 
 def available(resource: str) -> float:

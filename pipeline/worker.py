@@ -7,6 +7,8 @@ rank 0 writes the checkpoint and logs the epoch to MLflow.
 
 from __future__ import annotations
 
+import logging
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +41,16 @@ class WorkerSpec:
         return {"spec": self}
 
 
+def _quiet_report_lines() -> None:
+    """Ray 2.60 logs every report at INFO through a logger named after its source file, which
+    RunConfig's logging_config does not reach; one line per epoch comes from EpochProgress instead."""
+    module = sys.modules.get("ray.train.v2._internal.execution.context")
+    if module is not None:
+        logging.getLogger(module.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    _quiet_report_lines()
     spec: WorkerSpec = loop_config["spec"]
     model_cfg, train_cfg = ModelConfig(**spec.model), TrainConfig(**spec.train)
     ctx = ray.train.get_context()

@@ -36,3 +36,14 @@ def test_bad_set_exits_2(tmp_path):
 def test_resume_needs_name():
     out = subprocess.run([*LSTMPIPE, "train", "-c", "conf/smoke.yaml", "--resume"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--resume needs --name" in out.stderr
+
+
+@pytest.mark.parametrize("job", ["jobs/train.py", "jobs/tune.py"])
+def test_job_entrypoints_share_the_cli(job):
+    out = subprocess.run([sys.executable, job, "-c", "conf/smoke.yaml", "--set", "model.cell=lsmt"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "'model.cell' = 'lsmt'" in out.stderr
+
+
+def test_unknown_option_is_a_usage_error():
+    out = subprocess.run([*LSTMPIPE, "train", "--bogus"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "bogus" in out.stderr
