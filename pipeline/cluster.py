@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import ray
 import ray.data
 
 QUIET_ENV = {
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
-    "RAY_DATA_LOGGING_CONFIG": str(Path(__file__).with_name("ray_data_logging.yaml")),
+    "RAY_DATA_LOGGING_CONFIG": os.environ["RAY_DATA_LOGGING_CONFIG"],  # set in pipeline/__init__.py
 }
 
 
@@ -25,7 +24,12 @@ def connect() -> None:
         runtime_env={"env_vars": QUIET_ENV},
         logging_level=logging.WARNING,
     )
-    ray.data.DataContext.get_current().print_on_execution_start = False
+    # The splits are small, materialized once: per-split progress bars in every worker would bury
+    # the per-epoch lines (EpochProgress). Ray Data's console logging is quieted by
+    # ray_data_logging.yaml (see pipeline/__init__.py).
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
 
 
 def available(resource: str) -> float:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.cli import app
-from pipeline.errors import RunStateError
+from pipeline.errors import ConfigError, RunStateError
 from pipeline.training import run_training
 
 
@@ -63,3 +63,9 @@ def test_cli_train_writes_summary_json(tiny_raw, workdir, ray_session, tmp_path)
     assert {"val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(summary["metrics"])
     assert summary["model_uri"].startswith("models:/") and summary["checkpoint"]
     assert "mlflow ui --backend-store-uri sqlite:///" in result.output
+
+
+def test_more_workers_than_cpus_fails_before_training(tiny_cfg, splits):
+    too_many = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "use_gpu": True}})
+    with pytest.raises(ConfigError, match="train.workers=2 needs 2 GPUs but the Ray cluster has 0"):
+        run_training(too_many, name="t-gpu", splits=splits)

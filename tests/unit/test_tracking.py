@@ -1,0 +1,28 @@
+"""Where runs are tracked, decided before any Ray work."""
+
+import pytest
+
+from pipeline import tracking
+from pipeline.config import TrackingConfig
+from pipeline.errors import ConfigError
+
+
+def test_default_is_mlflows_sqlite_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_uri(TrackingConfig()) == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_env_then_config_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.resolve_uri(TrackingConfig()) == "http://127.0.0.1:5000"
+    assert tracking.resolve_uri(TrackingConfig(uri=f"sqlite:///{tmp_path}/x.db")) == f"sqlite:///{tmp_path}/x.db"
+
+
+def test_ui_command():
+    assert tracking.ui_command("sqlite:////a/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////a/mlflow.db"
+
+
+def test_unreachable_server_fails_naming_the_uri():
+    with pytest.raises(ConfigError, match=r"http://127.0.0.1:9 is unreachable.*tracking.uri"):
+        tracking.check_reachable("http://127.0.0.1:9")
