@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
@@ -30,14 +32,25 @@ NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (Ray ru
 SummaryOpt = Annotated[Optional[Path], typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
 
 
-def _fail(err: PipelineError) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(err.exit_code)
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """PipelineError -> one sentence on stderr and its exit code; Ctrl-C -> 130. No tracebacks."""
+    try:
+        yield
+    except PipelineError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: runs in progress were marked KILLED", err=True)
+        raise typer.Exit(130) from None
 
 
-def _interrupted() -> None:
-    typer.echo("interrupted: runs in progress were marked KILLED", err=True)
-    raise typer.Exit(130)
+def _report(summary, *, title: str, summary_json: Path | None, extra: dict | None = None) -> None:
+    from pipeline.summary import render, write_json
+
+    typer.echo(render(summary, title=title))
+    if summary_json:
+        write_json(summary_json, summary.as_dict() | (extra or {}))
 
 
 @app.command()
@@ -49,66 +62,46 @@ def train(
     summary_json: SummaryOpt = None,
 ) -> None:
     """Train one model on train.workers Ray Train workers and log it to MLflow."""
-    try:
+    with _user_errors():
         if resume and not name:
             raise config_mod.ConfigError("--resume needs --name NAME of the run to continue")
         cfg = config_mod.load(config, set_)
-        from pipeline.summary import render, write_json
-        from pipeline.training import run_training
+        from pipeline.training import run_training  # heavy imports only after the config is valid
 
         summary = run_training(cfg, name=name, resume=resume)
-    except PipelineError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _interrupted()
-    typer.echo(render(summary, title="train"))
-    if summary_json:
-        write_json(summary_json, summary.as_dict())
+    _report(summary, title="train", summary_json=summary_json)
 
 
 @app.command()
 def tune(config: ConfOpt, set_: SetOpt = None, name: NameOpt = None, summary_json: SummaryOpt = None) -> None:
     """Run a Ray Tune sweep; each trial trains on train.workers workers; register the best model."""
-    try:
+    with _user_errors():
         cfg = config_mod.load(config, set_)
-        from pipeline.summary import render, write_json
         from pipeline.tuning import run_sweep
 
         summary = run_sweep(cfg, name=name)
-    except PipelineError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _interrupted()
-    typer.echo(render(summary, title="tune"))
-    if summary_json:
-        write_json(summary_json, summary.as_dict())
+    _report(summary, title="tune", summary_json=summary_json)
 
 
 @app.command()
 def smoke(summary_json: SummaryOpt = None) -> None:
     """End to end on the built-in adding problem: Parquet -> Ray Data -> 2-worker training -> 2-trial sweep -> MLflow."""
     start = time.monotonic()
-    try:
+    with _user_errors():
         cfg = config_mod.load(config_mod.bundled_config("smoke.yaml"))
         from pipeline import cluster
         from pipeline.ingest import load_splits
-        from pipeline.summary import render, write_json
         from pipeline.training import run_training
         from pipeline.tuning import run_sweep
 
         cluster.connect()
-        splits = load_splits(cfg.data)
+        splits = load_splits(cfg.data)  # read and split once, for the training run and the sweep
         trained = run_training(cfg, splits=splits)
         swept = run_sweep(cfg, splits=splits)
-    except PipelineError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _interrupted()
-    typer.echo(render(trained, title="train"))
-    typer.echo(render(swept, title="tune"))
-    typer.echo(f"smoke finished in {time.monotonic() - start:.0f} s")
-    if summary_json:
-        write_json(summary_json, swept.as_dict() | {"train": trained.as_dict(), "wall_time_s": time.monotonic() - start})
+    _report(trained, title="train", summary_json=None)
+    wall = time.monotonic() - start
+    _report(swept, title="tune", summary_json=summary_json, extra={"train": trained.as_dict(), "wall_time_s": wall})
+    typer.echo(f"smoke finished in {wall:.0f} s")
 
 
 def run_command(argv: list[str]) -> int:
