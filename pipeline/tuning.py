@@ -81,6 +81,11 @@ def trial_name(sweep_name: str, trial_id: str) -> str:
     return f"{sweep_name}-{trial_id}"
 
 
+def trial_storage(storage: str, sweep_name: str) -> str:
+    """Each trial's Ray Train run lives inside the sweep's directory: <storage>/<sweep>/trials/<trial>."""
+    return f"{storage}/{sweep_name}/trials"
+
+
 def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     """One Tune trial = one TorchTrainer run, tracked as a nested MLflow run."""
     cfg = validate(apply_overrides(ctx.base, params), origin="tune trial")
@@ -95,7 +100,9 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         parent_run_id=ctx.parent_run_id,
     )
     spec = worker_spec(cfg, ctx.splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
-    trainer = build_trainer(cfg, ctx.splits, spec=spec, name=name, storage=ctx.storage, callbacks=[TuneReportCallback()])
+    trainer = build_trainer(
+        cfg, ctx.splits, spec=spec, name=name, storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()]
+    )
     try:
         fit(trainer)
     except BaseException as err:
@@ -183,7 +190,7 @@ def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, ctx: SweepContext) 
         raise TrainingFailed(f"every trial of sweep '{ctx.sweep_name}' failed; first error: {str(first).strip().splitlines()[-1] if first else 'no metrics reported'}")
     best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode, scope="all", filter_nan_and_inf=True)
     best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
-    outcome = best_trial_outcome(ctx.storage, trial_name(ctx.sweep_name, best.metrics["trial_id"]))
+    outcome = best_trial_outcome(trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best.metrics["trial_id"]))
     register_as = cfg.tracking.register_as or cfg.tracking.experiment
     final = finish_model(best_cfg, ctx.splits, outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id, register_as=register_as, alias=CHAMPION_ALIAS)
     children = tracking.child_runs(ctx.tracking_uri, ctx.parent_run_id)
