@@ -31,7 +31,9 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model = mlflow.pyfunc.load_model("models:/tiny-train/1")
-    example = np.random.default_rng(0).random((3, 8, 2), dtype=np.float32)
+    assert model.input_example.shape == (4, 8, 2)  # logged with the model, with its signature
+    assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
+    example = np.random.default_rng(0).random((3, 8, 2), dtype=np.float32)  # any batch size
     assert np.asarray(model.predict(example)).shape == (3, 1)
 
 

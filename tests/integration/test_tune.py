@@ -40,5 +40,4 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
     mlflow.set_tracking_uri(tiny_raw["tracking"]["uri"])
     model = mlflow.pyfunc.load_model("models:/tiny-sweep@champion")
     assert str(version.version) == "1"
-    example = np.random.default_rng(0).random((2, 8, 2), dtype=np.float32)
-    assert np.asarray(model.predict(example)).shape == (2, 1)
+    assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
