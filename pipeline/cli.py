@@ -95,7 +95,7 @@ def smoke(summary_json: SummaryOpt = None) -> None:
         from pipeline.tuning import run_sweep
 
         cluster.connect()
-        splits = load_splits(cfg.data)  # read and split once, for the training run and the sweep
+        splits = load_splits(cfg)  # read and split once, for the training run and the sweep
         trained = run_training(cfg, splits=splits)
         swept = run_sweep(cfg, splits=splits)
     _report(trained, title="train", summary_json=None)

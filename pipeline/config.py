@@ -25,11 +25,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ColumnsConfig(Section):
+    """Which of the user's columns hold what (one row per sequence)."""
+
+    sequence: str = Field("x", description="list of time steps, each a list of features or one number")
+    target: str = Field("y", description="the value(s) to predict (regression) or the class label (classify)")
+
+
 class DataConfig(Section):
-    source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet")
+    source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet or CSV")
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="built-in dataset parameters")
-    feature_column: str = "x"
-    target_column: str = "y"
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
@@ -128,7 +134,7 @@ class TrackingConfig(Section):
 
 
 class Config(Section):
-    task: Literal["regression"] = "regression"
+    task: Literal["regression", "classify"] = "regression"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -144,6 +150,13 @@ class Config(Section):
             if key not in TUNABLE_KEYS:
                 raise ValueError(f"tune.space key '{key}' is not a config key{_suggest(key, TUNABLE_KEYS)}")
         return tune
+
+    @model_validator(mode="after")
+    def _source_fits_task(self) -> Config:
+        source = SOURCES.get(self.data.source)
+        if source is not None and source.task != self.task:
+            raise ValueError(f"data.source '{source.name}' is a {source.task} dataset; set task: {source.task}")
+        return self
 
     def hash(self) -> str:
         """Identity of a run's configuration; what may change on resume is left out."""

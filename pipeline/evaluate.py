@@ -1,8 +1,7 @@
-"""Evaluate a checkpoint on a dataset split (the driver's test step), against the predict-the-mean baseline."""
+"""Evaluate a model on a split (the driver's test step): the task's metrics next to its naive baseline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,34 +9,36 @@ import ray.data
 import torch
 
 from pipeline import checkpoint
+from pipeline.batches import iter_batches
 from pipeline.config import ModelConfig
-from pipeline.model import build_model
+from pipeline.model import SequenceModel, build_model
+from pipeline.tasks import DataInfo, get_task
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    mse: float
-    baseline_mse: float  # predicting the training mean for every sequence
-    num_sequences: int
-
-
-def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, input_size: int, output_size: int) -> torch.nn.Module:
-    model = build_model(cfg, input_size=input_size, output_size=output_size)
+def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
+    model = build_model(cfg, input_size=info.input_size, output_size=info.output_size)
     model.load_state_dict(checkpoint.load(ckpt_dir).model)
     return model.eval()
 
 
-def evaluate(model: torch.nn.Module, ds: ray.data.Dataset, *, target_mean: float) -> Evaluation:
-    sq_err, base_err, n = 0.0, 0.0, 0
+def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> tuple[np.ndarray, np.ndarray]:
+    preds, targets = [], []
     with torch.no_grad():
-        for batch in ds.iter_torch_batches(batch_size=1024, dtypes=torch.float32):
-            x, y = batch["x"], batch["y"]    # (B, T, C), (B, O)
-            pred = model(x)                  # (B, O)
-            sq_err += float(((pred - y) ** 2).sum())
-            base_err += float(((y - target_mean) ** 2).sum())
-            n += y.numel()
-    return Evaluation(mse=sq_err / max(n, 1), baseline_mse=base_err / max(n, 1), num_sequences=n)
+        for batch in iter_batches(ds, target=info.target, batch_size=1024):
+            preds.append(model(batch["x"], batch["lengths"]).numpy())  # (B, O)
+            targets.append(batch["y"].numpy())                       # (B, O) or (B,)
+    return np.concatenate(preds), np.concatenate(targets)
 
 
-def input_example(ds: ray.data.Dataset, *, rows: int = 4) -> np.ndarray:
-    return ds.take_batch(rows, batch_format="numpy")["x"].astype(np.float32)
+def evaluate(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, float]:
+    pred, y = predict_split(model, ds, info=info)
+    return get_task(info.task).test_metrics(pred, y, info)
+
+
+def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:
+    """A few sequences as the served model takes them: (rows, T_max, C) float32, NaN after each end."""
+    batch = next(iter(iter_batches(ds.limit(rows), target=info.target, batch_size=rows)))
+    x = batch["x"].numpy().copy()                                     # (rows, T_max, C)
+    for i, n in enumerate(batch["lengths"].tolist()):
+        x[i, n:] = np.nan
+    return x

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -33,3 +34,20 @@ def reduce_means(accs: dict[str, MeanAccumulator]) -> dict[str, float]:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return {k: (float(buf[i, 0] / buf[i, 1]) if buf[i, 1] > 0 else float("nan")) for i, k in enumerate(names)}
+
+
+def accuracy(y_hat: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(y_hat == y)) if len(y) else float("nan")
+
+
+def macro_f1(y_hat: np.ndarray, y: np.ndarray, *, num_classes: int) -> float:
+    """Unweighted mean of per-class F1 over the classes present in y or predicted (as scikit-learn)."""
+    scores = []
+    for k in range(num_classes):
+        tp = int(np.sum((y_hat == k) & (y == k)))
+        fp = int(np.sum((y_hat == k) & (y != k)))
+        fn = int(np.sum((y_hat != k) & (y == k)))
+        if tp + fp + fn == 0:
+            continue
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else float("nan")

@@ -1,17 +1,24 @@
-"""The sequence model: a recurrent stack (LSTM, GRU or tanh RNN) and a linear head on the last step."""
+"""The sequence model: a recurrent stack (LSTM, GRU or tanh RNN) and a linear head on its final state.
+
+Training feeds zero-padded batches with their lengths; when lengths differ the batch is packed
+with `pack_padded_sequence`, so padding never reaches the recurrence. `ServingModel` is what gets
+logged to MLflow: it takes one float tensor, NaN-padded for ragged batches, and returns outputs
+in the data's original units.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from pipeline.config import ModelConfig
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
-class SequenceRegressor(nn.Module):
-    """x (B, T, C) -> y (B, O): run the recurrent stack, read out its last hidden state."""
+class SequenceModel(nn.Module):
+    """x (B, T, C) + lengths (B,) -> (B, O), read out from each sequence's last real step."""
 
     def __init__(self, cfg: ModelConfig, *, input_size: int, output_size: int):
         super().__init__()
@@ -24,10 +31,37 @@ class SequenceRegressor(nn.Module):
         )
         self.head = nn.Linear(cfg.hidden_size, output_size)
 
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is not None and bool((lengths != x.shape[1]).any()):
+            x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(x)
+        h_n = state[0] if isinstance(state, tuple) else state  # (layers, B, H); LSTM also returns c_n
+        return self.head(h_n[-1])                               # (B, O)
+
+
+class ServingModel(nn.Module):
+    """The logged model: x (B, T, C) float, NaN after each sequence's end -> (B, O) in data units.
+
+    Padding is read from NaNs instead of a second input, so the model has a single tensor input
+    (MLflow's pickle-free pt2 format). A unidirectional recurrence never looks ahead, so reading
+    the output at step length-1 of the zero-filled batch equals the packed result exactly.
+    """
+
+    def __init__(self, model: SequenceModel, *, out_scale: list[float] | None = None, out_shift: list[float] | None = None):
+        super().__init__()
+        self.rnn, self.head = model.rnn, model.head
+        size = model.head.out_features
+        self.register_buffer("out_scale", torch.tensor(out_scale or [1.0] * size, dtype=torch.float32))
+        self.register_buffer("out_shift", torch.tensor(out_shift or [0.0] * size, dtype=torch.float32))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)          # (B, T, H)
-        return self.head(out[:, -1])  # (B, O)
+        real = ~torch.isnan(x[..., 0])                              # (B, T)
+        last = real.sum(dim=1).clamp(min=1) - 1                     # (B,) index of the last real step
+        out, _ = self.rnn(torch.nan_to_num(x, nan=0.0))             # (B, T, H)
+        idx = last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])      # (B, 1, H)
+        h = out.gather(1, idx).squeeze(1)                           # (B, H)
+        return self.head(h) * self.out_scale + self.out_shift       # (B, O)
 
 
-def build_model(cfg: ModelConfig, *, input_size: int, output_size: int) -> SequenceRegressor:
-    return SequenceRegressor(cfg, input_size=input_size, output_size=output_size)
+def build_model(cfg: ModelConfig, *, input_size: int, output_size: int) -> SequenceModel:
+    return SequenceModel(cfg, input_size=input_size, output_size=output_size)

@@ -68,7 +68,18 @@ def client(uri: str) -> MlflowClient:
 def ensure_experiment(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
-    return exp.experiment_id if exp is not None else c.create_experiment(name)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(name, artifact_location=_artifact_root(uri, name))
+
+
+def _artifact_root(uri: str, name: str) -> str | None:
+    """With a SQLite store, keep artifacts beside the database file (MLflow's own default is
+    ./mlruns under whatever directory the creating process happens to run in)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server decides
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / "mlruns" / name).as_uri()
 
 
 def start_run(
@@ -121,6 +132,10 @@ def log_config(uri: str, run_id: str, config: dict[str, Any]) -> None:
     client(uri).log_dict(run_id, config, "config.yaml")
 
 
+def log_dict(uri: str, run_id: str, payload: dict[str, Any], name: str) -> None:
+    client(uri).log_dict(run_id, payload, name)
+
+
 class RunLogger:
     """Per-epoch metric logging for one run (used by rank 0 on a worker)."""
 
@@ -158,6 +173,7 @@ def log_model(
     model: torch.nn.Module,
     *,
     input_example: np.ndarray,
+    metadata: dict[str, Any] | None = None,
     register_as: str | None = None,
     alias: str | None = None,
 ) -> LoggedModel:
@@ -176,6 +192,7 @@ def log_model(
                 signature=infer_signature(input_example, output),
                 input_example=input_example,
                 pip_requirements=requirements,
+                metadata=metadata,
                 registered_model_name=register_as,
             )
     version = str(info.registered_model_version) if register_as else None

@@ -14,9 +14,11 @@ from pipeline import cluster, runs, tracking
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.evaluate import evaluate, input_example, load_model
-from pipeline.ingest import Splits, load_splits
+from pipeline.model import ServingModel
+from pipeline.ingest import load_splits
 from pipeline.progress import EpochProgress
 from pipeline.summary import RunSummary
+from pipeline.tasks import DataInfo, Prepared
 from pipeline.worker import WorkerSpec, train_loop_per_worker
 
 
@@ -33,12 +35,13 @@ class FitOutcome:
     run_path: str
 
 
-def worker_spec(cfg: Config, splits: Splits, *, run_id: str | None, tracking_uri: str) -> WorkerSpec:
+def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_uri: str) -> WorkerSpec:
     return WorkerSpec(
+        task=cfg.task,
         model=cfg.model.model_dump(),
         train=cfg.train.model_dump(),
-        input_size=splits.input_size,
-        output_size=splits.output_size,
+        input_size=splits.info.input_size,
+        output_size=splits.info.output_size,
         config_hash=cfg.hash(),
         run_id=run_id,
         tracking_uri=tracking_uri,
@@ -56,7 +59,7 @@ def check_resources(cfg: Config) -> None:
 
 
 def build_trainer(
-    cfg: Config, splits: Splits, *, spec: WorkerSpec, name: str, storage: str, callbacks: list | None = None
+    cfg: Config, splits: Prepared, *, spec: WorkerSpec, name: str, storage: str, callbacks: list | None = None
 ) -> ray.train.torch.TorchTrainer:
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker,
@@ -94,27 +97,31 @@ def _first_line(err: BaseException) -> str:
 
 
 def finish_model(
-    cfg: Config, splits: Splits, outcome: FitOutcome, *, uri: str, run_id: str, register_as: str | None, alias: str | None
+    cfg: Config, splits: Prepared, outcome: FitOutcome, *, uri: str, run_id: str, register_as: str | None, alias: str | None
 ) -> FinalModel:
     """Test the best checkpoint, log final metrics and the model to `run_id`."""
-    model = load_model(outcome.best_checkpoint, cfg.model, input_size=splits.input_size, output_size=splits.output_size)
-    test = evaluate(model, splits.test, target_mean=splits.target_mean)
-    metrics = {
-        "val_loss": outcome.best_metrics["val_loss"],
-        "val_mse": outcome.best_metrics["val_mse"],
-        "train_loss": outcome.best_metrics["train_loss"],
-        "best_epoch": outcome.best_metrics["epoch"],
-        "test_mse": test.mse,
-        "baseline_test_mse": test.baseline_mse,
-    }
-    tracking.log_metrics(uri, run_id, {k: metrics[k] for k in ("test_mse", "baseline_test_mse")}, step=int(metrics["best_epoch"]))
+    info = splits.info
+    model = load_model(outcome.best_checkpoint, cfg.model, info=info)
+    test = evaluate(model, splits.test, info=info)
+    best = {k: v for k, v in outcome.best_metrics.items() if k.startswith(("train_", "val_"))}
+    metrics = best | {"best_epoch": outcome.best_metrics["epoch"]} | test
+    tracking.log_metrics(uri, run_id, test, step=int(metrics["best_epoch"]))
+    tracking.log_dict(uri, run_id, info.as_dict(), "data_info.json")
     logged = tracking.log_model(
-        uri, run_id, model, input_example=input_example(splits.test), register_as=register_as, alias=alias
+        uri, run_id, serving_model(model, info), input_example=input_example(splits.test, info=info),
+        metadata={"data_info": info.as_dict()}, register_as=register_as, alias=alias,
     )
     return FinalModel(metrics=metrics, logged=logged)
 
 
-def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, splits: Splits | None = None) -> RunSummary:
+def serving_model(model, info: DataInfo) -> ServingModel:
+    """The model users load: forecasts come back in the data's units (the scaler is part of it)."""
+    if info.scaler is None:
+        return ServingModel(model)
+    return ServingModel(model, out_scale=info.scaler["std"], out_shift=info.scaler["mean"])
+
+
+def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, splits: Prepared | None = None) -> RunSummary:
     uri = tracking.resolve_uri(cfg.tracking)
     tracking.check_reachable(uri)
     name = name or runs.unique_name("train")
@@ -123,7 +130,7 @@ def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, 
 
     cluster.connect()
     check_resources(cfg)
-    splits = splits or load_splits(cfg.data)
+    splits = splits or load_splits(cfg)
     if previous is None:
         run_id = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "train"})
         tracking.log_config(uri, run_id, cfg.model_dump(mode="json"))

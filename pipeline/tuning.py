@@ -18,8 +18,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from pipeline import cluster, runs, tracking
 from pipeline.config import Config, SpaceSpec, TuneConfig, apply_overrides, validate
 from pipeline.errors import TrainingFailed
-from pipeline.ingest import Splits, load_splits
+from pipeline.ingest import load_splits
 from pipeline.summary import RunSummary
+from pipeline.tasks import Prepared
 from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, worker_spec
 
 CHAMPION_ALIAS = "champion"
@@ -34,7 +35,7 @@ class SweepContext:
     """What every trial receives besides its sampled parameters."""
 
     base: dict[str, Any]
-    splits: Splits
+    splits: Prepared
     parent_run_id: str
     tracking_uri: str
     experiment: str
@@ -138,7 +139,7 @@ def best_trial_outcome(storage: str, name: str) -> FitOutcome:
     return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path)
 
 
-def run_sweep(cfg: Config, *, name: str | None = None, splits: Splits | None = None) -> RunSummary:
+def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None = None) -> RunSummary:
     cfg = trial_base(cfg)
     uri = tracking.resolve_uri(cfg.tracking)
     tracking.check_reachable(uri)
@@ -148,7 +149,7 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Splits | None = N
 
     cluster.connect()
     check_resources(cfg)
-    splits = splits or load_splits(cfg.data)
+    splits = splits or load_splits(cfg)
     parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "sweep"})
     tracking.log_config(uri, parent, cfg.model_dump(mode="json"))
     runs.write_state(storage, name, runs.RunState(run_id=parent, config_hash=cfg.hash(), kind="tune"))

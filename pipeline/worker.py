@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,11 @@ import torch
 from torch import nn
 
 from pipeline import checkpoint
+from pipeline.batches import iter_batches
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.metrics import MeanAccumulator, reduce_means
 from pipeline.model import build_model
+from pipeline.tasks import get_task
 from pipeline.tracking import RunLogger
 
 
@@ -29,6 +32,7 @@ from pipeline.tracking import RunLogger
 class WorkerSpec:
     """Everything a worker needs besides its data shards; built by the driver."""
 
+    task: str
     model: dict[str, Any]
     train: dict[str, Any]
     input_size: int
@@ -64,7 +68,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     start_epoch = _restore(raw_model, optimizer)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
     device = ray.train.torch.get_device()
-    loss_fn = nn.MSELoss(reduction="sum")
+    task = get_task(spec.task)
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -74,25 +78,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     for epoch in range(start_epoch, train_cfg.epochs):
         model.train()
-        acc = {"train_loss": MeanAccumulator(), "val_loss": MeanAccumulator()}
-        for batch in train_shard.iter_torch_batches(batch_size=train_cfg.batch_size, dtypes=torch.float32, device=device):
-            x, y = batch["x"], batch["y"]               # (B, T, C), (B, O)
-            pred = model(x)                            # (B, O)
-            loss_sum = loss_fn(pred, y)
+        acc = defaultdict(MeanAccumulator)
+        for batch in iter_batches(train_shard, target=task.target, batch_size=train_cfg.batch_size, device=device):
+            pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)
+            loss_sum, n = task.loss_terms(pred, batch["y"])["loss"]
             optimizer.zero_grad(set_to_none=True)
-            (loss_sum / y.numel()).backward()
+            (loss_sum / n).backward()
             if train_cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             optimizer.step()
-            acc["train_loss"].add(loss_sum.detach(), y.numel())
+            acc["train_loss"].add(loss_sum.detach(), n)
 
         model.eval()
         with torch.no_grad():
-            for batch in val_shard.iter_torch_batches(batch_size=1024, dtypes=torch.float32, device=device):
-                acc["val_loss"].add(loss_fn(model(batch["x"]), batch["y"]), batch["y"].numel())
+            for batch in iter_batches(val_shard, target=task.target, batch_size=1024, device=device):
+                for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]), batch["y"]).items():
+                    acc[f"val_{name}"].add(total, n)
 
-        metrics = reduce_means(acc) | {"epoch": epoch}
-        metrics["val_mse"] = metrics["val_loss"]
+        metrics = reduce_means(dict(acc)) | {"epoch": epoch}
         _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank)
         if logger is not None:
             logger.log_epoch({k: v for k, v in metrics.items() if k != "epoch"}, epoch=epoch)

@@ -28,7 +28,7 @@ def tiny_cfg(tiny_raw):
 def splits(ray_session, tiny_cfg):
     from pipeline.ingest import load_splits
 
-    return load_splits(tiny_cfg.data)
+    return load_splits(tiny_cfg)
 
 
 @pytest.fixture(scope="module")

@@ -45,3 +45,15 @@ def test_reduction_weights_by_count_across_ranks():
         p.join(timeout=60)
     # global mean = (1 + 9) / (1 + 3) = 2.5 on both ranks, not the mean of means (1 + 3) / 2 = 2
     assert results == {0: 2.5, 1: 2.5}
+
+
+def test_accuracy_and_macro_f1_by_hand():
+    import numpy as np
+
+    from pipeline.metrics import accuracy, macro_f1
+
+    y = np.array([0, 0, 1, 1, 2])
+    y_hat = np.array([0, 1, 1, 1, 0])
+    assert accuracy(y_hat, y) == 3 / 5
+    # class 0: tp 1 fp 1 fn 1 -> 0.5; class 1: tp 2 fp 1 fn 0 -> 0.8; class 2: tp 0 fn 1 -> 0
+    assert abs(macro_f1(y_hat, y, num_classes=3) - (0.5 + 0.8 + 0.0) / 3) < 1e-12

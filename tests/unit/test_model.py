@@ -27,3 +27,33 @@ def test_reads_the_last_time_step():
     changed = x.clone()
     changed[:, -1] += 1.0
     assert not torch.allclose(model(x), model(changed))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_packed_padded_batch_equals_sequences_one_by_one(cell):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell=cell, hidden_size=6, num_layers=2), input_size=3, output_size=2).eval()
+    seqs = [torch.randn(n, 3) for n in (5, 2, 7, 1)]
+    lengths = torch.tensor([len(s) for s in seqs])
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)       # (4, 7, 3), zeros after each end
+    padded_garbage = padded.clone()
+    for i, n in enumerate(lengths):
+        padded_garbage[i, n:] = 1e3                                          # padding must not leak in
+    with torch.no_grad():
+        one_by_one = torch.cat([model(s.unsqueeze(0)) for s in seqs])
+        assert torch.allclose(model(padded, lengths), one_by_one, atol=1e-6)
+        assert torch.allclose(model(padded_garbage, lengths), one_by_one, atol=1e-6)
+
+
+def test_serving_model_reads_nan_padding_and_rescales():
+    from pipeline.model import ServingModel
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=6), input_size=2, output_size=2).eval()
+    seqs = [torch.randn(n, 2) for n in (4, 2, 3)]
+    lengths = torch.tensor([4, 2, 3])
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
+    serving = ServingModel(model, out_scale=[2.0, 10.0], out_shift=[1.0, -1.0]).eval()
+    with torch.no_grad():
+        expected = model(torch.nan_to_num(padded), lengths) * torch.tensor([2.0, 10.0]) + torch.tensor([1.0, -1.0])
+        assert torch.allclose(serving(padded), expected, atol=1e-6)

@@ -4,11 +4,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.sources import adding, cache_path, materialize
-from pipeline.transforms import sequences_to_tensors
+from pipeline.transforms import float_targets, sequences_to_arrays
 
 
 def _tensors(table):
-    return sequences_to_tensors(table, feature_column="x", target_column="y")
+    return {"x": sequences_to_arrays(table, sequence_column="x")["x"], "y": float_targets(table, column="y")}
 
 
 def test_adding_problem_definition():

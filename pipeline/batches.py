@@ -1,0 +1,36 @@
+"""Worker shard -> batches: the Arrow collate that pads each batch to its own longest sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+from ray.data.collate_fn import ArrowBatchCollateFn
+
+from pipeline.tasks import TargetKind
+from pipeline.transforms import float_targets, sequences_to_arrays
+
+
+class SequenceBatch(ArrowBatchCollateFn):
+    """Arrow rows (x, y) -> {"x": (B, T_max, C) float32, "lengths": (B,) int64, "y": (B, O) or (B,)}."""
+
+    def __init__(self, target: TargetKind):
+        super().__init__()
+        self.target = target
+
+    def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
+        arrays = sequences_to_arrays(batch, sequence_column="x")
+        if self.target == "class":
+            y = batch.column("y").to_numpy().astype(np.int64)                  # (B,)
+        else:
+            y = float_targets(batch, column="y")                               # (B, O)
+        return {
+            "x": torch.from_numpy(arrays["x"]),
+            "lengths": torch.from_numpy(arrays["lengths"]),
+            "y": torch.from_numpy(y),
+        }
+
+
+def iter_batches(ds, *, target: TargetKind, batch_size: int, device: torch.device | str = "cpu"):
+    """Batches of a dataset or a worker's shard (DataIterator), collated and moved to `device`."""
+    return ds.iter_torch_batches(batch_size=batch_size, collate_fn=SequenceBatch(target), device=device)

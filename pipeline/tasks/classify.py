@@ -1,0 +1,81 @@
+"""`classify`: sequence -> class. Cross-entropy; accuracy and macro-F1 against the majority class.
+
+Labels may be ints or strings; they are mapped to class ids by the training split's sorted
+labels (the mapping is saved with the model), and a label seen only in val/test is an error.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import DataConfig
+from pipeline.errors import DataError
+from pipeline.metrics import accuracy, macro_f1
+from pipeline.tasks import DataInfo, Prepared, Task
+from pipeline.tasks.regression import _shapes
+from pipeline.tasks.splitting import canonical_rows, data_errors, random_split
+from pipeline.transforms import encode_labels, label_strings
+
+
+def _encode(batch: pa.Table, *, classes: list[str]) -> pa.Table:
+    ids = encode_labels(label_strings(batch, column="y"), classes=classes, column="y")
+    return batch.set_column(1, "y", pa.array(ids, pa.int64()))
+
+
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+    train, val, test = random_split(canonical_rows(ds, cfg, kind="class"), cfg, path=path)
+    labels = np.concatenate([label_strings(b, column="y") for b in train.select_columns(["y"]).iter_batches(batch_format="pyarrow")])
+    classes = sorted(set(labels), key=_label_order)
+    if len(classes) < 2:
+        raise DataError(f"{path}: column '{cfg.columns.target}' has {len(classes)} class in the training split; need at least 2")
+    encode = functools.partial(_encode, classes=classes)
+    with data_errors(path):
+        train, val, test = (d.map_batches(encode, batch_format="pyarrow").materialize() for d in (train, val, test))
+    counts = np.bincount(encode_labels(labels, classes=classes, column="y"), minlength=len(classes))
+    shapes = _shapes(train)
+    info = DataInfo(
+        task="classify",
+        target="class",
+        input_size=shapes["input_size"],
+        output_size=len(classes),
+        max_len=shapes["max_len"],
+        num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
+        classes=classes,
+        majority_class=int(counts.argmax()),
+    )
+    return Prepared(train=train, val=val, test=test, info=info)
+
+
+def _label_order(label: str) -> tuple[int, float | str]:
+    """Numeric labels in numeric order ("2" before "10"), then strings."""
+    try:
+        return (0, float(label))
+    except ValueError:
+        return (1, label)
+
+
+def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    ce = F.cross_entropy(pred, y, reduction="sum")              # pred: (B, K) logits, y: (B,) ids
+    correct = (pred.argmax(dim=1) == y).sum()
+    return {"loss": (ce, len(y)), "accuracy": (correct.detach().double(), len(y))}
+
+
+def test_metrics(pred: np.ndarray, y: np.ndarray, info: DataInfo) -> dict[str, float]:
+    k = info.output_size
+    y_hat = pred.argmax(axis=1)                                  # (N,)
+    majority = np.full_like(y, info.majority_class)
+    return {
+        "test_accuracy": accuracy(y_hat, y),
+        "test_macro_f1": macro_f1(y_hat, y, num_classes=k),
+        "baseline_test_accuracy": accuracy(majority, y),
+        "baseline_test_macro_f1": macro_f1(majority, y, num_classes=k),
+    }
+
+
+TASK = Task(name="classify", target="class", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="accuracy")

@@ -1,0 +1,60 @@
+"""`regression`: sequence -> value(s), MSE, against predicting the training mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import ray.data
+import torch
+
+from pipeline.config import DataConfig
+from pipeline.tasks import DataInfo, Prepared, Task
+from pipeline.tasks.splitting import canonical_rows, random_split
+
+
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+    train, val, test = random_split(canonical_rows(ds, cfg, kind="float"), cfg, path=path)
+    shapes = _shapes(train)
+    y = np.concatenate([b["y"] for b in _targets(train)])       # (N_train, O)
+    info = DataInfo(
+        task="regression",
+        target="float",
+        input_size=shapes["input_size"],
+        output_size=int(y.shape[1]),
+        max_len=shapes["max_len"],
+        num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
+        target_mean=y.mean(axis=0).astype(float).tolist(),
+    )
+    return Prepared(train=train, val=val, test=test, info=info)
+
+
+def _targets(ds: ray.data.Dataset):
+    from pipeline.transforms import float_targets
+
+    for batch in ds.select_columns(["y"]).iter_batches(batch_format="pyarrow", batch_size=4096):
+        yield {"y": float_targets(batch, column="y")}
+
+
+def _shapes(ds: ray.data.Dataset) -> dict[str, int]:
+    from pipeline.transforms import sequence_values
+
+    max_len, channels = 0, 0
+    for batch in ds.select_columns(["x"]).iter_batches(batch_format="pyarrow", batch_size=4096):
+        _, lengths, channels = sequence_values(batch, column="x")
+        max_len = max(max_len, int(lengths.max()))
+    return {"input_size": channels, "max_len": max_len}
+
+
+def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    se = ((pred - y) ** 2).sum()                                 # pred, y: (B, O)
+    return {"loss": (se, y.numel()), "mse": (se.detach(), y.numel())}
+
+
+def test_metrics(pred: np.ndarray, y: np.ndarray, info: DataInfo) -> dict[str, float]:
+    baseline = np.asarray(info.target_mean, dtype=np.float64)   # (O,)
+    return {
+        "test_mse": float(np.mean((pred - y) ** 2)),
+        "baseline_test_mse": float(np.mean((y - baseline) ** 2)),
+    }
+
+
+TASK = Task(name="regression", target="float", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mse")
