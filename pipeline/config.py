@@ -39,6 +39,8 @@ class DataConfig(Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
+    split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
+    input_scaling: Literal["standard", "none"] = Field("standard", description="standardize each input feature by the training split")
     cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
 
     @field_validator("options")

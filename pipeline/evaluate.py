@@ -11,12 +11,12 @@ import torch
 from pipeline import checkpoint
 from pipeline.batches import iter_batches
 from pipeline.config import ModelConfig
-from pipeline.model import SequenceModel, build_model
+from pipeline.model import SequenceModel, model_for
 from pipeline.tasks import DataInfo, get_task
 
 
 def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
-    model = build_model(cfg, input_size=info.input_size, output_size=info.output_size)
+    model = model_for(cfg, info)
     model.load_state_dict(checkpoint.load(ckpt_dir).model)
     return model.eval()
 

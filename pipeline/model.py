@@ -12,7 +12,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from typing import TYPE_CHECKING
+
 from pipeline.config import ModelConfig
+
+if TYPE_CHECKING:
+    from pipeline.tasks import DataInfo
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -20,8 +25,14 @@ CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.
 class SequenceModel(nn.Module):
     """x (B, T, C) + lengths (B,) -> (B, O), read out from each sequence's last real step."""
 
-    def __init__(self, cfg: ModelConfig, *, input_size: int, output_size: int):
+    def __init__(
+        self, cfg: ModelConfig, *, input_size: int, output_size: int,
+        input_mean: list[float] | None = None, input_std: list[float] | None = None,
+    ):
         super().__init__()
+        # Input standardization fitted on the training split; buffers, so it travels with the weights.
+        self.register_buffer("in_mean", torch.tensor(input_mean or [0.0] * input_size, dtype=torch.float32))
+        self.register_buffer("in_std", torch.tensor(input_std or [1.0] * input_size, dtype=torch.float32))
         self.rnn = CELLS[cfg.cell](
             input_size=input_size,
             hidden_size=cfg.hidden_size,
@@ -32,6 +43,7 @@ class SequenceModel(nn.Module):
         self.head = nn.Linear(cfg.hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = (x - self.in_mean) / self.in_std                         # (B, T, C)
         if lengths is not None and bool((lengths != x.shape[1]).any()):
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, state = self.rnn(x)
@@ -50,12 +62,15 @@ class ServingModel(nn.Module):
     def __init__(self, model: SequenceModel, *, out_scale: list[float] | None = None, out_shift: list[float] | None = None):
         super().__init__()
         self.rnn, self.head = model.rnn, model.head
+        self.register_buffer("in_mean", model.in_mean.clone())
+        self.register_buffer("in_std", model.in_std.clone())
         size = model.head.out_features
         self.register_buffer("out_scale", torch.tensor(out_scale or [1.0] * size, dtype=torch.float32))
         self.register_buffer("out_shift", torch.tensor(out_shift or [0.0] * size, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         real = ~torch.isnan(x[..., 0])                              # (B, T)
+        x = (x - self.in_mean) / self.in_std                        # NaN stays NaN
         last = real.sum(dim=1).clamp(min=1) - 1                     # (B,) index of the last real step
         out, _ = self.rnn(torch.nan_to_num(x, nan=0.0))             # (B, T, H)
         idx = last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])      # (B, 1, H)
@@ -63,5 +78,15 @@ class ServingModel(nn.Module):
         return self.head(h) * self.out_scale + self.out_shift       # (B, O)
 
 
-def build_model(cfg: ModelConfig, *, input_size: int, output_size: int) -> SequenceModel:
-    return SequenceModel(cfg, input_size=input_size, output_size=output_size)
+def build_model(
+    cfg: ModelConfig, *, input_size: int, output_size: int,
+    input_mean: list[float] | None = None, input_std: list[float] | None = None,
+) -> SequenceModel:
+    return SequenceModel(cfg, input_size=input_size, output_size=output_size, input_mean=input_mean, input_std=input_std)
+
+
+def model_for(cfg: ModelConfig, info: DataInfo) -> SequenceModel:
+    """The model for a prepared dataset: its sizes and its training split's input scaler."""
+    return build_model(
+        cfg, input_size=info.input_size, output_size=info.output_size, input_mean=info.input_mean, input_std=info.input_std
+    )

@@ -41,13 +41,14 @@ def render(summary: RunSummary, *, title: str) -> str:
     lines = [f"== {title}: {summary.name} ({summary.status}) =="]
     if summary.best_config:
         lines.append("best config: " + ", ".join(f"{k}={v}" for k, v in summary.best_config.items()))
-    if "val_mse" in m:
-        lines.append(f"val   mse {m['val_mse']:.4f}")
-    if "test_mse" in m:
-        lines.append(
-            f"test  mse {m['test_mse']:.4f}   vs predict-the-mean baseline {m['baseline_test_mse']:.4f}"
-            f"  ({m['baseline_test_mse'] / max(m['test_mse'], 1e-12):.1f}x better)"
-        )
+    val = [f"{k.removeprefix('val_')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
+    if val:
+        lines.append(f"best epoch {int(m.get('best_epoch', 0)) + 1}: val " + ", ".join(val))
+    for key, value in m.items():
+        if key.startswith("test_"):
+            base = m.get(f"baseline_{key}")
+            vs = f"   naive baseline {base:.4f}" if base is not None else ""
+            lines.append(f"{key:<16} {value:.4f}{vs}")
     lines.append(f"mlflow run {summary.run_id} in experiment '{summary.experiment}'")
     if summary.child_run_ids:
         lines.append(f"trial runs: {', '.join(summary.child_run_ids)}")

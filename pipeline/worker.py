@@ -23,8 +23,8 @@ from pipeline import checkpoint
 from pipeline.batches import iter_batches
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.metrics import MeanAccumulator, reduce_means
-from pipeline.model import build_model
-from pipeline.tasks import get_task
+from pipeline.model import model_for
+from pipeline.tasks import DataInfo, get_task
 from pipeline.tracking import RunLogger
 
 
@@ -35,8 +35,7 @@ class WorkerSpec:
     task: str
     model: dict[str, Any]
     train: dict[str, Any]
-    input_size: int
-    output_size: int
+    info: dict[str, Any]  # DataInfo of the prepared splits
     config_hash: str
     run_id: str | None
     tracking_uri: str
@@ -63,7 +62,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if not train_cfg.use_gpu:
         torch.set_num_threads(1)  # one core per worker: more threads only fight the other workers
 
-    raw_model = build_model(model_cfg, input_size=spec.input_size, output_size=spec.output_size)
+    raw_model = model_for(model_cfg, DataInfo.from_dict(spec.info))
     optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
     start_epoch = _restore(raw_model, optimizer)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device

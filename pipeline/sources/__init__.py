@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipeline.sources import adding
+from pipeline.sources import adding, digits, japanese_vowels
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,20 @@ SOURCES: dict[str, Source] = {
         description="Adding problem (Hochreiter & Schmidhuber 1997): sum two marked values in a long sequence",
         options_model=adding.AddingOptions,
         generate=adding.generate,
+    ),
+    "digits": Source(
+        name="digits",
+        task="classify",
+        description="Handwritten digits (scikit-learn), each 8x8 image read as 8 rows of 8 pixels; 10 classes",
+        options_model=digits.DigitsOptions,
+        generate=digits.generate,
+    ),
+    "japanese_vowels": Source(
+        name="japanese_vowels",
+        task="classify",
+        description="JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes",
+        options_model=japanese_vowels.JapaneseVowelsOptions,
+        generate=japanese_vowels.generate,
     ),
 }
 

@@ -30,6 +30,8 @@ class DataInfo:
     target: TargetKind
     max_len: int
     num_rows: dict[str, int] = field(default_factory=dict)
+    input_mean: list[float] | None = None     # per feature, over the training split's time steps
+    input_std: list[float] | None = None
     target_mean: list[float] | None = None    # regression: the predict-the-mean baseline
     classes: list[str] | None = None          # classify: class id -> original label
     majority_class: int | None = None         # classify: the majority-class baseline
@@ -39,6 +41,10 @@ class DataInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataInfo:
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
 from pipeline.metrics import accuracy, macro_f1
+from pipeline.scaling import fit_input_stats
 from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.regression import _shapes
-from pipeline.tasks.splitting import canonical_rows, data_errors, random_split
+from pipeline.tasks.splitting import canonical_rows, data_errors, split_rows
 from pipeline.transforms import encode_labels, label_strings
 
 
@@ -29,7 +29,7 @@ def _encode(batch: pa.Table, *, classes: list[str]) -> pa.Table:
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
-    train, val, test = random_split(canonical_rows(ds, cfg, kind="class"), cfg, path=path)
+    train, val, test = split_rows(canonical_rows(ds, cfg, kind="class"), cfg, path=path)
     labels = np.concatenate([label_strings(b, column="y") for b in train.select_columns(["y"]).iter_batches(batch_format="pyarrow")])
     classes = sorted(set(labels), key=_label_order)
     if len(classes) < 2:
@@ -38,13 +38,15 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     with data_errors(path):
         train, val, test = (d.map_batches(encode, batch_format="pyarrow").materialize() for d in (train, val, test))
     counts = np.bincount(encode_labels(labels, classes=classes, column="y"), minlength=len(classes))
-    shapes = _shapes(train)
+    stats = fit_input_stats(train, standardize=cfg.input_scaling == "standard")
     info = DataInfo(
         task="classify",
         target="class",
-        input_size=shapes["input_size"],
+        input_size=stats.channels,
         output_size=len(classes),
-        max_len=shapes["max_len"],
+        max_len=stats.max_len,
+        input_mean=stats.mean,
+        input_std=stats.std,
         num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
         classes=classes,
         majority_class=int(counts.argmax()),

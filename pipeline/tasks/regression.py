@@ -7,20 +7,23 @@ import ray.data
 import torch
 
 from pipeline.config import DataConfig
+from pipeline.scaling import fit_input_stats
 from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.splitting import canonical_rows, random_split
+from pipeline.tasks.splitting import canonical_rows, split_rows
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
-    train, val, test = random_split(canonical_rows(ds, cfg, kind="float"), cfg, path=path)
-    shapes = _shapes(train)
+    train, val, test = split_rows(canonical_rows(ds, cfg, kind="float"), cfg, path=path)
+    stats = fit_input_stats(train, standardize=cfg.input_scaling == "standard")
     y = np.concatenate([b["y"] for b in _targets(train)])       # (N_train, O)
     info = DataInfo(
         task="regression",
         target="float",
-        input_size=shapes["input_size"],
+        input_size=stats.channels,
         output_size=int(y.shape[1]),
-        max_len=shapes["max_len"],
+        max_len=stats.max_len,
+        input_mean=stats.mean,
+        input_std=stats.std,
         num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
         target_mean=y.mean(axis=0).astype(float).tolist(),
     )
@@ -32,16 +35,6 @@ def _targets(ds: ray.data.Dataset):
 
     for batch in ds.select_columns(["y"]).iter_batches(batch_format="pyarrow", batch_size=4096):
         yield {"y": float_targets(batch, column="y")}
-
-
-def _shapes(ds: ray.data.Dataset) -> dict[str, int]:
-    from pipeline.transforms import sequence_values
-
-    max_len, channels = 0, 0
-    for batch in ds.select_columns(["x"]).iter_batches(batch_format="pyarrow", batch_size=4096):
-        _, lengths, channels = sequence_values(batch, column="x")
-        max_len = max(max_len, int(lengths.max()))
-    return {"input_size": channels, "max_len": max_len}
 
 
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 
@@ -15,30 +16,69 @@ from pipeline.transforms import float_targets, label_strings, sequence_values
 CANONICAL = ("x", "y")
 
 
-def _canonical(batch: pa.Table, *, sequence: str, target: str, kind: str) -> pa.Table:
-    """Select and rename the user's columns to (x, y), checking every value on the way."""
+SPLITS = ("train", "val", "test")
+
+
+def _canonical(batch: pa.Table, *, sequence: str, target: str, kind: str, split: str | None) -> pa.Table:
+    """Select and rename the user's columns to (x, y[, split]), checking every value on the way."""
     sequence_values(batch, column=sequence)
     if kind == "float":
         float_targets(batch, column=target)
     else:
         label_strings(batch, column=target)
-    return pa.table({"x": batch.column(sequence), "y": batch.column(target)})
+    columns = {"x": batch.column(sequence), "y": batch.column(target)}
+    if split is not None:
+        columns["split"] = _split_labels(batch, column=split)
+    return pa.table(columns)
+
+
+def _split_labels(batch: pa.Table, *, column: str) -> pa.Array:
+    if column not in batch.column_names:
+        raise DataError(f"split column '{column}' is missing (columns: {batch.column_names}); fix data.split_column")
+    labels = batch.column(column).cast(pa.string())
+    bad = pc.invert(pc.is_in(labels, value_set=pa.array(SPLITS)))
+    count = pc.sum(pc.fill_null(bad, True)).as_py() or 0
+    if count:
+        raise DataError(f"split column '{column}' has {count} value(s) other than train/val/test")
+    return labels
+
+
+def rows_in_split(batch: pa.Table, *, name: str) -> pa.Table:
+    return batch.filter(pc.equal(batch.column("split"), name)).select(list(CANONICAL))
 
 
 def canonical_rows(ds: ray.data.Dataset, cfg: DataConfig, *, kind: str) -> ray.data.Dataset:
-    fn = functools.partial(_canonical, sequence=cfg.columns.sequence, target=cfg.columns.target, kind=kind)
+    fn = functools.partial(
+        _canonical, sequence=cfg.columns.sequence, target=cfg.columns.target, kind=kind, split=cfg.split_column
+    )
     return ds.map_batches(fn, batch_format="pyarrow", zero_copy_batch=True)
 
 
-def random_split(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> tuple[ray.data.Dataset, ...]:
-    """Seeded shuffle, then train/val/test by the configured fractions (materialized)."""
-    train_frac = 1.0 - cfg.val_fraction - cfg.test_fraction
+def split_rows(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> tuple[ray.data.Dataset, ...]:
+    """train/val/test (materialized): by data.split_column if set, else a seeded random split."""
     with data_errors(path):
-        train, val, test = ds.random_shuffle(seed=cfg.split_seed).split_proportionately([train_frac, cfg.val_fraction])
-        counts = {"train": train.count(), "val": val.count(), "test": test.count()}
+        if cfg.split_column is None:
+            train_frac = 1.0 - cfg.val_fraction - cfg.test_fraction
+            parts = ds.random_shuffle(seed=cfg.split_seed).split_proportionately([train_frac, cfg.val_fraction])
+        else:
+            parts = _predefined(ds.materialize(), cfg)
+        counts = dict(zip(SPLITS, (p.count() for p in parts)))
     if min(counts.values()) == 0:
         raise DataError(f"{path} has too few rows to split ({counts}); provide more sequences")
-    return train, val, test
+    return tuple(parts)
+
+
+def _predefined(ds: ray.data.Dataset, cfg: DataConfig) -> list[ray.data.Dataset]:
+    """Rows as labelled; with no 'val' rows, val_fraction of the training rows become validation."""
+    part = {
+        name: ds.map_batches(functools.partial(rows_in_split, name=name), batch_format="pyarrow").materialize()
+        for name in SPLITS
+    }
+    if part["val"].count() == 0:
+        val_share = cfg.val_fraction / (1.0 - cfg.test_fraction)
+        train, val = part["train"].random_shuffle(seed=cfg.split_seed).split_proportionately([1.0 - val_share])
+        part["train"], part["val"] = train, val
+    return [part[name] for name in SPLITS]
 
 
 class data_errors:
