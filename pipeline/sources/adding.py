@@ -37,4 +37,4 @@ def generate(opts: AddingOptions) -> pa.Table:
     markers[rows, second] = 1.0
     x = np.stack([values, markers], axis=-1)                         # (N, T, 2)
     y = values[rows, first] + values[rows, second]                   # (N,)
-    return sequence_table(x, y.astype(np.float32))
+    return sequence_table(x, y.astype(np.float32))  # float targets

@@ -18,7 +18,7 @@ def sequence_table(x: np.ndarray, y: np.ndarray, *, x_name: str = "x", y_name: s
     flat = pa.array(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))          # (N*T*C,)
     steps = pa.ListArray.from_arrays(np.arange(0, n * t * c + 1, c, dtype=np.int32), flat)  # (N*T,) lists of C
     seqs = pa.ListArray.from_arrays(np.arange(0, n * t + 1, t, dtype=np.int32), steps)     # (N,) lists of T
-    return pa.table({x_name: seqs, y_name: pa.array(np.asarray(y, dtype=np.float32))})
+    return pa.table({x_name: seqs, y_name: pa.array(np.asarray(y))})
 
 
 def ragged_sequence_table(seqs: list[np.ndarray], y: np.ndarray, *, extra: dict[str, np.ndarray] | None = None) -> pa.Table:

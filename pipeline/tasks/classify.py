@@ -23,8 +23,8 @@ from pipeline.tasks.splitting import canonical_rows, data_errors, split_rows
 from pipeline.transforms import encode_labels, label_strings
 
 
-def _encode(batch: pa.Table, *, classes: list[str]) -> pa.Table:
-    ids = encode_labels(label_strings(batch, column="y"), classes=classes, column="y")
+def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:
+    ids = encode_labels(label_strings(batch, column="y"), classes=classes, column=column)
     return batch.set_column(1, "y", pa.array(ids, pa.int64()))
 
 
@@ -34,7 +34,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     classes = sorted(set(labels), key=_label_order)
     if len(classes) < 2:
         raise DataError(f"{path}: column '{cfg.columns.target}' has {len(classes)} class in the training split; need at least 2")
-    encode = functools.partial(_encode, classes=classes)
+    encode = functools.partial(_encode, classes=classes, column=cfg.columns.target)
     with data_errors(path):
         train, val, test = (d.map_batches(encode, batch_format="pyarrow").materialize() for d in (train, val, test))
     counts = np.bincount(encode_labels(labels, classes=classes, column="y"), minlength=len(classes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,11 +92,20 @@ class data_errors:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            return False
-        cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
-        if isinstance(cause, DataError):
-            raise DataError(f"{self.path}: {cause}") from None
-        if isinstance(exc, DataError):
-            raise DataError(f"{self.path}: {exc}") from None
+        found = _data_error_in(exc) if exc is not None else None
+        if found is not None:
+            raise DataError(f"{self.path}: {found}") from None
         return False
+
+
+def _data_error_in(exc: BaseException) -> DataError | None:
+    """Our DataError, raised inside a Ray Data task. Ray Data re-raises it as a
+    RayTaskError(UserCodeException) that keeps only the remote traceback's text, so the original
+    exception object is gone: read its message back from that text."""
+    if isinstance(exc, DataError):
+        return exc
+    match = _REMOTE_DATA_ERROR.search(str(exc))
+    return DataError(match.group(1).strip()) if match else None
+
+
+_REMOTE_DATA_ERROR = re.compile(r"pipeline\.errors\.DataError: (.+)")

@@ -1,0 +1,97 @@
+"""`classify` through the same path: ragged sequences packed per batch, labels mapped and saved."""
+
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import config
+from pipeline.errors import DataError
+from pipeline.ingest import load_splits
+from pipeline.training import run_training
+
+
+def _ragged_labelled(path, *, n=240, seed=0, test_label=None):
+    """Two classes told apart by the sign of the mean; lengths 3..12; string labels; a split column."""
+    rng = np.random.default_rng(seed)
+    rows, labels, splits = [], [], []
+    for i in range(n):
+        cls = i % 2
+        length = int(rng.integers(3, 13))
+        rows.append((rng.normal(1.0 if cls else -1.0, 0.5, size=(length, 2))).tolist())
+        labels.append("up" if cls else "down")
+        splits.append("test" if i % 5 == 0 else "train")
+    if test_label is not None:
+        labels[0] = test_label  # row 0 is in the test split
+    pq.write_table(pa.table({"seq": rows, "label": labels, "part": splits}), path)
+
+
+def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_client):
+    _ragged_labelled(tmp_path / "mine.parquet")
+    raw = {
+        **tiny_raw,
+        "task": "classify",
+        "data": {"source": str(tmp_path / "mine.parquet"), "columns": {"sequence": "seq", "target": "label"}, "split_column": "part"},
+        "train": {**tiny_raw["train"], "epochs": 3},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-classify"},
+    }
+    cfg = config.validate(raw)
+    splits = load_splits(cfg)
+    assert splits.info.classes == ["down", "up"] and splits.info.output_size == 2
+    assert splits.info.num_rows["test"] == 48 and splits.info.max_len == 12
+
+    summary = run_training(cfg, name="c-ragged", splits=splits)
+    m = summary.metrics
+    assert {"val_loss", "val_accuracy", "test_accuracy", "test_macro_f1", "baseline_test_accuracy", "baseline_test_macro_f1"} <= set(m)
+    assert m["test_accuracy"] > 0.9 > m["baseline_test_accuracy"]  # an easy problem, learned
+    steps = [x.step for x in mlflow_client.get_metric_history(summary.run_id, "val_accuracy")]
+    assert sorted(steps) == [0, 1, 2]
+    assert "data_info.json" in [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-classify/1")
+    example = model.input_example                       # ragged: NaN after each sequence's end
+    assert np.isnan(example).any()
+    logits = np.asarray(model.predict(example))
+    assert logits.shape == (len(example), 2) and np.isfinite(logits).all()
+    assert model.metadata.metadata["data_info"]["classes"] == ["down", "up"]
+
+
+def test_label_unseen_in_training_is_a_data_error(ray_session, tiny_raw, tmp_path):
+    _ragged_labelled(tmp_path / "bad.parquet", test_label="sideways")
+    raw = {
+        **tiny_raw,
+        "task": "classify",
+        "data": {"source": str(tmp_path / "bad.parquet"), "columns": {"sequence": "seq", "target": "label"}, "split_column": "part"},
+    }
+    with pytest.raises(DataError, match=r"bad.parquet: label column .label. has label\(s\) \['sideways'\] not seen in the training split"):
+        load_splits(config.validate(raw))
+
+
+def test_builtin_digits_as_row_sequences(ray_session, tiny_raw):
+    raw = {**tiny_raw, "task": "classify", "data": {"source": "digits", "cache_dir": tiny_raw["data"]["cache_dir"]}}
+    info = load_splits(config.validate(raw)).info
+    assert (info.input_size, info.max_len, info.output_size) == (8, 8, 10)
+    assert info.classes == [str(d) for d in range(10)]
+
+
+def test_cli_bad_data_exits_2_with_one_sentence(tmp_path):
+    """A fresh process (its own Ray): bad data ends in exit 2 and one sentence, no traceback."""
+    import subprocess
+    import sys
+
+    _ragged_labelled(tmp_path / "bad.parquet", test_label="sideways")
+    conf = tmp_path / "c.yaml"
+    conf.write_text(
+        "task: classify\n"
+        f"data: {{source: {tmp_path / 'bad.parquet'}, columns: {{sequence: seq, target: label}}, split_column: part}}\n"
+        f"tracking: {{uri: 'sqlite:///{tmp_path}/m.db'}}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "train", "-c", str(conf)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**__import__("os").environ, "RAY_ADDRESS": ""},
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'bad.parquet'}: label column 'label' has label(s) ['sideways']")
