@@ -11,6 +11,9 @@ from pipeline.tasks import TargetKind
 from pipeline.transforms import float_targets, sequences_to_arrays
 
 
+EXTRA_COLUMNS = ("baseline", "scale")
+
+
 class SequenceBatch(ArrowBatchCollateFn):
     """Arrow rows (x, y) -> {"x": (B, T_max, C) float32, "lengths": (B,) int64, "y": (B, O) or (B,)}."""
 
@@ -24,11 +27,15 @@ class SequenceBatch(ArrowBatchCollateFn):
             y = batch.column("y").to_numpy().astype(np.int64)                  # (B,)
         else:
             y = float_targets(batch, column="y")                               # (B, O)
-        return {
+        out = {
             "x": torch.from_numpy(arrays["x"]),
             "lengths": torch.from_numpy(arrays["lengths"]),
             "y": torch.from_numpy(y),
         }
+        for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale)
+            if name in batch.column_names:
+                out[name] = torch.from_numpy(float_targets(batch, column=name).copy())
+        return out
 
 
 def iter_batches(ds, *, target: TargetKind, batch_size: int, device: torch.device | str = "cpu"):

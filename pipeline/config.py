@@ -26,10 +26,26 @@ class Section(BaseModel):
 
 
 class ColumnsConfig(Section):
-    """Which of the user's columns hold what (one row per sequence)."""
+    """Which of the user's columns hold what: one row per sequence (regression, classify), or one
+    row per series and time step (forecast)."""
 
     sequence: str = Field("x", description="list of time steps, each a list of features or one number")
-    target: str = Field("y", description="the value(s) to predict (regression) or the class label (classify)")
+    target: str = Field("y", description="value(s) to predict, the class label, or the series' value (forecast)")
+    time: str = Field("time", description="forecast: the time column (numbers or timestamps)")
+    series: str | None = Field(None, description="forecast: the series id column, for many series")
+    features: list[str] = Field(default_factory=list, description="forecast: extra input columns (covariates)")
+
+
+class WindowConfig(Section):
+    lookback: int = Field(24, ge=1, description="input steps per window")
+    horizon: int = Field(1, ge=1, description="steps forecast at once")
+    season: int = Field(1, ge=1, description="seasonal-naive period (12 for monthly data with a yearly cycle)")
+
+    @model_validator(mode="after")
+    def _season_fits(self) -> WindowConfig:
+        if self.season > self.lookback:
+            raise ValueError(f"season {self.season} is longer than lookback {self.lookback}; the baseline needs a full season of history")
+        return self
 
 
 class DataConfig(Section):
@@ -40,6 +56,7 @@ class DataConfig(Section):
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
     split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
+    window: WindowConfig | None = Field(None, description="forecast windows; only for task: forecast")
     input_scaling: Literal["standard", "none"] = Field("standard", description="standardize each input feature by the training split")
     cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
 
@@ -136,7 +153,7 @@ class TrackingConfig(Section):
 
 
 class Config(Section):
-    task: Literal["regression", "classify"] = "regression"
+    task: Literal["regression", "classify", "forecast"] = "regression"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -158,6 +175,13 @@ class Config(Section):
         source = SOURCES.get(self.data.source)
         if source is not None and source.task != self.task:
             raise ValueError(f"data.source '{source.name}' is a {source.task} dataset; set task: {source.task}")
+        if self.task == "forecast":
+            if self.data.window is None:
+                self.data.window = WindowConfig()
+            if self.data.split_column is not None:
+                raise ValueError("data.split_column does not apply to forecast, which splits by time; remove it")
+        elif self.data.window is not None:
+            raise ValueError(f"data.window is only for task: forecast (task is {self.task}); remove it")
         return self
 
     def hash(self) -> str:

@@ -21,18 +21,23 @@ def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> Seq
     return model.eval()
 
 
-def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> tuple[np.ndarray, np.ndarray]:
-    preds, targets = [], []
+def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, np.ndarray]:
+    """{"pred": (N, O), "y": (N, O) or (N,), and any evaluation-only columns} over a whole split."""
+    parts: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for batch in iter_batches(ds, target=info.target, batch_size=1024):
-            preds.append(model(batch["x"], batch["lengths"]).numpy())  # (B, O)
-            targets.append(batch["y"].numpy())                       # (B, O) or (B,)
-    return np.concatenate(preds), np.concatenate(targets)
+            parts.setdefault("pred", []).append(model(batch["x"], batch["lengths"]).numpy())
+            for name, value in batch.items():
+                if name not in ("x", "lengths"):
+                    parts.setdefault(name, []).append(value.numpy())
+    out = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    if "scale" in out:
+        out["scale"] = out["scale"][:, 0]
+    return out
 
 
 def evaluate(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, float]:
-    pred, y = predict_split(model, ds, info=info)
-    return get_task(info.task).test_metrics(pred, y, info)
+    return get_task(info.task).test_metrics(predict_split(model, ds, info=info), info)
 
 
 def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:

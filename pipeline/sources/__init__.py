@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipeline.sources import adding, digits, japanese_vowels
+from pipeline.sources import adding, digits, japanese_vowels, series
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,20 @@ SOURCES: dict[str, Source] = {
         description="JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes",
         options_model=japanese_vowels.JapaneseVowelsOptions,
         generate=japanese_vowels.generate,
+    ),
+    "co2": Source(
+        name="co2",
+        task="forecast",
+        description="Mauna Loa CO2 (statsmodels), 526 monthly means 1958-2001: trend plus a yearly cycle",
+        options_model=series.NoOptions,
+        generate=series.co2,
+    ),
+    "sunspots": Source(
+        name="sunspots",
+        task="forecast",
+        description="Yearly sunspot numbers 1700-2008 (statsmodels), an ~11-year cycle",
+        options_model=series.NoOptions,
+        generate=series.sunspots,
     ),
 }
 

@@ -62,12 +62,12 @@ class Task:
     prepare: Callable[..., Prepared]  # (ds, data_cfg, *, path) -> Prepared
     # (pred, y) -> {"loss": (sum, count), ...}: summed over the batch, reduced across workers
     loss_terms: Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]
-    # (pred, y, info) over the whole test split -> {"test_x": ..., "baseline_test_x": ...}
-    test_metrics: Callable[[np.ndarray, np.ndarray, DataInfo], dict[str, float]]
+    # ({"pred", "y", extra columns}, info) over the whole test split -> {"test_x", "baseline_test_x"}
+    test_metrics: Callable[[dict[str, np.ndarray], DataInfo], dict[str, float]]
     val_metric: str  # the task's own validation metric besides val_loss
 
 
 def get_task(name: str) -> Task:
-    from pipeline.tasks import classify, regression
+    from pipeline.tasks import classify, forecast, regression
 
-    return {"regression": regression.TASK, "classify": classify.TASK}[name]
+    return {"regression": regression.TASK, "classify": classify.TASK, "forecast": forecast.TASK}[name]

@@ -68,7 +68,8 @@ def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Ten
     return {"loss": (ce, len(y)), "accuracy": (correct.detach().double(), len(y))}
 
 
-def test_metrics(pred: np.ndarray, y: np.ndarray, info: DataInfo) -> dict[str, float]:
+def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
+    pred, y = out["pred"], out["y"]                              # (N, K) logits, (N,) ids
     k = info.output_size
     y_hat = pred.argmax(axis=1)                                  # (N,)
     majority = np.full_like(y, info.majority_class)

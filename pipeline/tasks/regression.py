@@ -42,7 +42,8 @@ def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Ten
     return {"loss": (se, y.numel()), "mse": (se.detach(), y.numel())}
 
 
-def test_metrics(pred: np.ndarray, y: np.ndarray, info: DataInfo) -> dict[str, float]:
+def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
+    pred, y = out["pred"], out["y"]                              # (N, O)
     baseline = np.asarray(info.target_mean, dtype=np.float64)   # (O,)
     return {
         "test_mse": float(np.mean((pred - y) ** 2)),

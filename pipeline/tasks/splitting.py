@@ -44,8 +44,8 @@ def _split_labels(batch: pa.Table, *, column: str) -> pa.Array:
     return labels
 
 
-def rows_in_split(batch: pa.Table, *, name: str) -> pa.Table:
-    return batch.filter(pc.equal(batch.column("split"), name)).select(list(CANONICAL))
+def rows_in_split(batch: pa.Table, *, name: str, keep: tuple[str, ...] | list[str] = CANONICAL) -> pa.Table:
+    return batch.filter(pc.equal(batch.column("split"), name)).select(list(keep))
 
 
 def canonical_rows(ds: ray.data.Dataset, cfg: DataConfig, *, kind: str) -> ray.data.Dataset:

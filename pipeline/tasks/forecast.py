@@ -1,0 +1,123 @@
+"""`forecast`: the next `horizon` values of a series from its last `lookback` steps.
+
+Long-format input (one row per series and time step). The data are split by time with global cut
+points (no look-ahead, within or across series), the scaler is fitted on the training period only,
+and windows are cut per series inside Ray Data (`groupby(series).map_groups`). Inputs stay in the
+data's units (the model standardizes them with the training scaler); targets are standardized for
+the loss and the served model returns forecasts in the data's units. Metrics: MAE, RMSE, sMAPE and
+MASE against the seasonal-naive forecast on the same test windows.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import ray.data
+import torch
+
+from pipeline.config import DataConfig
+from pipeline.errors import DataError
+from pipeline.sources.table import sequence_table
+from pipeline.tasks import DataInfo, Prepared, Task
+from pipeline.tasks.splitting import SPLITS, data_errors, rows_in_split
+from pipeline.transforms import _column, _numeric
+from pipeline.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+
+WINDOW_COLUMNS = ("x", "y", "baseline", "scale")
+
+
+def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
+    """The user's long rows -> (series, time, target, *features), every value checked."""
+    c = cfg.columns
+    out = {
+        "series": _column(batch, c.series).cast(pa.string()) if c.series else pa.array(["0"] * batch.num_rows),
+        "time": _column(batch, c.time),
+    }
+    if out["time"].null_count:
+        raise DataError(f"time column '{c.time}' has {out['time'].null_count} missing value(s)")
+    for name in (c.target, *c.features):
+        out[name] = pa.array(_numeric(_column(batch, name), name=name))
+    return pa.table(out)
+
+
+def _label(batch: pa.Table, *, val_start, test_start) -> pa.Table:
+    times = batch.column("time").to_numpy(zero_copy_only=False)
+    return batch.append_column("split", pa.array(split_labels(times, val_start=val_start, test_start=test_start), pa.string()))
+
+
+def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.ndarray) -> pa.Table:
+    """One series (any order) -> its windows with targets standardized, baseline in data units."""
+    w, c = cfg.window, cfg.columns
+    group = group.sort_values("time")
+    values = group[[c.target, *c.features]].to_numpy(np.float32)        # (T, C): target first
+    target = values[:, 0]                                                # (T,)
+    splits = group["split"].to_numpy(object)
+    win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon)
+    baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)   # (W, H)
+    table = sequence_table(win["x"], np.zeros(len(win["x"]), np.float32))          # x: (W, L, C)
+    return pa.table({
+        "x": table.column("x"),
+        "y": pa.array(list((win["y"] - mean[0]) / std[0])),             # (W, H) standardized
+        "baseline": pa.array(list(baseline)),
+        "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
+        "split": pa.array(win["split"], pa.string()),
+        "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
+    })
+
+
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+    c, w = cfg.columns, cfg.window
+    columns = [c.target, *c.features]
+    with data_errors(path):
+        rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").materialize()
+        val_start, test_start = time_cuts(np.asarray(rows.unique("time")), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
+        labelled = rows.map_batches(functools.partial(_label, val_start=val_start, test_start=test_start), batch_format="pyarrow").materialize()
+        train_rows = labelled.map_batches(functools.partial(rows_in_split, name="train", keep=columns), batch_format="pyarrow")
+        mean = np.array([train_rows.mean(col) for col in columns], np.float64)
+        std = np.array([train_rows.std(col, ddof=0) for col in columns], np.float64)
+        std = np.where(std < 1e-8, 1.0, std)
+        windows = labelled.groupby("series").map_groups(
+            functools.partial(_windows, cfg=cfg, mean=mean, std=std), batch_format="pandas"
+        ).materialize()
+        parts = [
+            windows.map_batches(functools.partial(rows_in_split, name=name, keep=WINDOW_COLUMNS), batch_format="pyarrow").materialize()
+            for name in SPLITS
+        ]
+        counts = dict(zip(SPLITS, (p.count() for p in parts)))
+    if min(counts.values()) == 0:
+        raise DataError(
+            f"{path}: too few time steps for lookback {w.lookback} + horizon {w.horizon} in every split ({counts} windows); "
+            "lower data.window.lookback or provide a longer series"
+        )
+    info = DataInfo(
+        task="forecast",
+        target="float",
+        input_size=len(columns),
+        output_size=w.horizon,
+        max_len=w.lookback,
+        num_rows=counts,
+        input_mean=mean.tolist(),
+        input_std=std.tolist(),
+        scaler={"mean": [float(mean[0])] * w.horizon, "std": [float(std[0])] * w.horizon},
+        season=w.season,
+    )
+    return Prepared(train=parts[0], val=parts[1], test=parts[2], info=info)
+
+
+def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    se = ((pred - y) ** 2).sum()                                 # (B, H) in standardized units
+    return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
+
+
+def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
+    mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
+    pred, y = out["pred"] * sd + mu, out["y"] * sd + mu          # (W, H) in data units
+    model = forecast_metrics(pred, y, scale=out["scale"])
+    naive = forecast_metrics(out["baseline"], y, scale=out["scale"])
+    return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
+
+
+TASK = Task(name="forecast", target="float", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mae")

@@ -1,0 +1,75 @@
+"""Forecasting windows and their naive baseline: pure functions on one series, no Ray.
+
+A series is cut into (lookback -> horizon) windows. A window belongs to the split its targets fall
+in, and windows whose targets straddle two splits are dropped, so no target is seen by two
+splits. The seasonal-naive forecast repeats the last `season` observed values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.errors import DataError
+
+
+def split_labels(times: np.ndarray, *, val_start, test_start) -> np.ndarray:
+    """Each row's split by its time: train < val_start <= val < test_start <= test."""
+    return np.where(times < val_start, "train", np.where(times < test_start, "val", "test")).astype(object)
+
+
+def time_cuts(unique_times: np.ndarray, *, val_fraction: float, test_fraction: float) -> tuple:
+    """Global cut points over the sorted distinct timestamps of all series: no look-ahead across series."""
+    t = np.sort(unique_times)
+    n = len(t)
+    val_at, test_at = int(n * (1 - val_fraction - test_fraction)), int(n * (1 - test_fraction))
+    if not 0 < val_at < test_at < n:
+        raise DataError(f"{n} time steps are too few to split by time; provide a longer series")
+    return t[val_at], t[test_at]
+
+
+def seasonal_naive(history: np.ndarray, *, horizon: int, season: int) -> np.ndarray:
+    """history (W, L) -> (W, H): y_hat[h] = the value one season before, from the lookback."""
+    last = history[:, -season:]                                         # (W, m)
+    return np.stack([last[:, h % season] for h in range(horizon)], axis=1)
+
+
+def mase_scale(target: np.ndarray, splits: np.ndarray, *, season: int) -> float:
+    """In-sample seasonal-naive MAE on the training part of one series (MASE's denominator)."""
+    y = target[splits == "train"]
+    if len(y) <= season:
+        return float("nan")
+    return float(np.mean(np.abs(y[season:] - y[:-season])))
+
+
+def cut_windows(
+    inputs: np.ndarray, target: np.ndarray, splits: np.ndarray, *, lookback: int, horizon: int
+) -> dict[str, np.ndarray]:
+    """inputs (T, C), target (T,), splits (T,) -> x (W, L, C), y (W, H), target history (W, L), split (W,)."""
+    n = len(target) - lookback - horizon + 1
+    if n <= 0:
+        return {"x": np.zeros((0, lookback, inputs.shape[1]), np.float32), "y": np.zeros((0, horizon), np.float32),
+                "history": np.zeros((0, lookback), np.float32), "split": np.zeros(0, dtype=object)}
+    starts = np.arange(n)
+    x_idx = starts[:, None] + np.arange(lookback)[None, :]              # (W, L)
+    y_idx = starts[:, None] + lookback + np.arange(horizon)[None, :]    # (W, H)
+    y_split = splits[y_idx]                                             # (W, H)
+    keep = (y_split == y_split[:, :1]).all(axis=1)                      # targets all in one split
+    return {
+        "x": inputs[x_idx[keep]].astype(np.float32),
+        "y": target[y_idx[keep]].astype(np.float32),
+        "history": target[x_idx[keep]].astype(np.float32),
+        "split": y_split[keep, 0],
+    }
+
+
+def forecast_metrics(pred: np.ndarray, y: np.ndarray, *, scale: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, sMAPE (%), MASE over (W, H) forecasts; `scale` (W,) is each window's MASE scale."""
+    err = pred - y
+    denom = np.abs(pred) + np.abs(y)
+    smape = np.where(denom > 0, 2 * np.abs(err) / np.where(denom > 0, denom, 1), 0.0)
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "smape": float(100 * np.mean(smape)),
+        "mase": float(np.mean(np.abs(err).mean(axis=1) / scale)),
+    }

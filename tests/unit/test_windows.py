@@ -1,0 +1,53 @@
+"""Forecast windows, time splits and metrics, by hand."""
+
+import numpy as np
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+
+
+def test_time_cuts_and_labels():
+    val_start, test_start = time_cuts(np.arange(100)[::-1], val_fraction=0.1, test_fraction=0.2)
+    assert (val_start, test_start) == (70, 80)
+    labels = split_labels(np.array([69, 70, 79, 80]), val_start=70, test_start=80)
+    assert list(labels) == ["train", "val", "val", "test"]
+    with pytest.raises(DataError, match="too few"):
+        time_cuts(np.arange(3), val_fraction=0.1, test_fraction=0.1)
+
+
+def test_windows_never_straddle_splits():
+    t = np.arange(20, dtype=np.float32)
+    splits = np.array(["train"] * 12 + ["val"] * 4 + ["test"] * 4, dtype=object)
+    win = cut_windows(np.stack([t, -t], axis=1), t, splits, lookback=3, horizon=2)
+    assert win["x"].shape[1:] == (3, 2) and win["y"].shape[1] == 2
+    for x, y, s in zip(win["x"], win["y"], win["split"]):
+        np.testing.assert_array_equal(y, [x[-1, 0] + 1, x[-1, 0] + 2])    # targets follow the inputs
+        assert set(splits[y.astype(int)]) == {s}                          # all targets in its split
+    # train targets 3..11 -> 8 windows; val 12..15 -> 3; test 16..19 -> 3
+    assert list(win["split"]).count("train") == 8 and list(win["split"]).count("val") == 3
+    assert list(win["split"]).count("test") == 3
+
+
+def test_too_short_series_gives_no_windows():
+    win = cut_windows(np.zeros((3, 1)), np.zeros(3), np.array(["train"] * 3, dtype=object), lookback=3, horizon=2)
+    assert win["x"].shape == (0, 3, 1)
+
+
+def test_seasonal_naive_repeats_last_season():
+    history = np.array([[1, 2, 3, 4, 5, 6]], dtype=float)
+    np.testing.assert_array_equal(seasonal_naive(history, horizon=5, season=3), [[4, 5, 6, 4, 5]])
+    np.testing.assert_array_equal(seasonal_naive(history, horizon=2, season=1), [[6, 6]])
+
+
+def test_mase_scale_uses_training_part_only():
+    y = np.array([0.0, 2.0, 4.0, 100.0])
+    assert mase_scale(y, np.array(["train", "train", "train", "test"], dtype=object), season=1) == 2.0
+
+
+def test_forecast_metrics_by_hand():
+    y = np.array([[10.0, 20.0]])
+    pred = np.array([[12.0, 16.0]])
+    m = forecast_metrics(pred, y, scale=np.array([2.0]))
+    assert m["mae"] == 3.0 and m["rmse"] == pytest.approx(np.sqrt(10.0)) and m["mase"] == 1.5
+    assert m["smape"] == pytest.approx(100 * (2 * 2 / 22 + 2 * 4 / 36) / 2)
