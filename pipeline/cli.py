@@ -83,6 +83,19 @@ def tune(config: ConfOpt, set_: SetOpt = None, name: NameOpt = None, summary_jso
     _report(summary, title="tune", summary_json=summary_json)
 
 
+data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """The built-in datasets (data.source): name, task, size, what they are. All ship inside PyPI packages."""
+    from pipeline.sources import SOURCES
+
+    for src in SOURCES.values():
+        typer.echo(f"{src.name:<16} {src.task:<11} {src.size}\n{'':<28} {src.description}")
+
+
 @app.command()
 def smoke(summary_json: SummaryOpt = None) -> None:
     """End to end on the built-in adding problem: Parquet -> Ray Data -> 2-worker training -> 2-trial sweep -> MLflow."""

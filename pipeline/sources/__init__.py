@@ -27,6 +27,7 @@ from pipeline.sources import adding, digits, japanese_vowels, series
 class Source:
     name: str
     task: str
+    size: str
     description: str
     options_model: type[BaseModel]
     generate: Callable[[Any], pa.Table]
@@ -35,6 +36,7 @@ class Source:
 SOURCES: dict[str, Source] = {
     "adding": Source(
         name="adding",
+        size="10,000 generated sequences (data.options.num_sequences) x 100 steps x 2",
         task="regression",
         description="Adding problem (Hochreiter & Schmidhuber 1997): sum two marked values in a long sequence",
         options_model=adding.AddingOptions,
@@ -42,6 +44,7 @@ SOURCES: dict[str, Source] = {
     ),
     "digits": Source(
         name="digits",
+        size="1,797 sequences x 8 steps x 8",
         task="classify",
         description="Handwritten digits (scikit-learn), each 8x8 image read as 8 rows of 8 pixels; 10 classes",
         options_model=digits.DigitsOptions,
@@ -49,6 +52,7 @@ SOURCES: dict[str, Source] = {
     ),
     "japanese_vowels": Source(
         name="japanese_vowels",
+        size="640 sequences (270 train / 370 test) x 7-29 steps x 12",
         task="classify",
         description="JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes",
         options_model=japanese_vowels.JapaneseVowelsOptions,
@@ -56,6 +60,7 @@ SOURCES: dict[str, Source] = {
     ),
     "co2": Source(
         name="co2",
+        size="526 monthly steps, 1 series",
         task="forecast",
         description="Mauna Loa CO2 (statsmodels), 526 monthly means 1958-2001: trend plus a yearly cycle",
         options_model=series.NoOptions,
@@ -63,6 +68,7 @@ SOURCES: dict[str, Source] = {
     ),
     "sunspots": Source(
         name="sunspots",
+        size="309 yearly steps, 1 series",
         task="forecast",
         description="Yearly sunspot numbers 1700-2008 (statsmodels), an ~11-year cycle",
         options_model=series.NoOptions,

@@ -47,3 +47,10 @@ def test_job_entrypoints_share_the_cli(job):
 def test_unknown_option_is_a_usage_error():
     out = subprocess.run([*LSTMPIPE, "train", "--bogus"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "bogus" in out.stderr
+
+
+def test_data_list_names_every_builtin_with_its_task():
+    out = subprocess.run([*LSTMPIPE, "data", "list"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for name, task in [("adding", "regression"), ("digits", "classify"), ("japanese_vowels", "classify"), ("sunspots", "forecast"), ("co2", "forecast")]:
+        assert any(line.split()[:2] == [name, task] for line in out.stdout.splitlines())

@@ -108,3 +108,19 @@ def test_hash_ignores_epochs_but_not_model():
 def test_flat_params_use_dotted_keys():
     flat = config.validate({}).flat()
     assert flat["model.hidden_size"] == 64 and flat["data.options.seq_len"] == 100
+
+
+def test_task_specific_keys_are_refused_elsewhere():
+    with pytest.raises(ConfigError, match="data.window is only for task: forecast"):
+        config.validate({"data": {"window": {"lookback": 3}}})
+    with pytest.raises(ConfigError, match="a classify dataset; set task: classify"):
+        config.validate({"data": {"source": "digits"}})
+    with pytest.raises(ConfigError, match="season 12 is longer than lookback 6"):
+        config.validate({"task": "forecast", "data": {"source": "sunspots", "window": {"lookback": 6, "season": 12}}})
+    cfg = config.validate({"task": "forecast", "data": {"source": "sunspots"}})
+    assert cfg.data.window.lookback == 24
+
+
+@pytest.mark.parametrize("name", ["digits.yaml", "japanese_vowels.yaml", "sunspots.yaml"])
+def test_task_experiments_load(name):
+    config.load(config.bundled_config(f"experiments/{name}"))

@@ -46,3 +46,25 @@ def test_materialize_writes_parquet_once(tmp_path):
     assert path.stat().st_mtime_ns == mtime  # cached, not rewritten
     assert materialize("adding", {**opts, "seed": 1}, cache_dir=tmp_path) != path
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_real_datasets_load_from_their_wheels():
+    from pipeline.sources import SOURCES
+
+    digits = SOURCES["digits"].generate(SOURCES["digits"].options_model())
+    assert digits.num_rows == 1797 and str(digits.schema.field("y").type) == "int64"
+    assert sequences_to_arrays(digits.slice(0, 5), sequence_column="x")["x"].shape == (5, 8, 8)
+
+    vowels = SOURCES["japanese_vowels"].generate(SOURCES["japanese_vowels"].options_model())
+    assert vowels.num_rows == 640
+    assert vowels.column("split").to_pylist().count("train") == 270
+    assert len(set(vowels.column("y").to_pylist())) == 9
+    lengths = [len(s) for s in vowels.column("x").to_pylist()]
+    assert min(lengths) == 7 and max(lengths) == 29
+    assert len(vowels.column("x")[0].as_py()[0]) == 12
+
+    sunspots = SOURCES["sunspots"].generate(SOURCES["sunspots"].options_model())
+    co2 = SOURCES["co2"].generate(SOURCES["co2"].options_model())
+    assert sunspots.num_rows == 309 and co2.num_rows == 526
+    assert sunspots.column_names == co2.column_names == ["time", "y"]
+    assert not np.isnan(co2.column("y").to_numpy()).any()
