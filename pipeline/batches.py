@@ -24,7 +24,7 @@ class SequenceBatch(ArrowBatchCollateFn):
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
         arrays = sequences_to_arrays(batch, sequence_column="x")
         if self.target == "class":
-            y = batch.column("y").to_numpy().astype(np.int64)                  # (B,)
+            y = np.array(batch.column("y").to_numpy(), dtype=np.int64)         # (B,), writable
         else:
             y = float_targets(batch, column="y")                               # (B, O)
         out = {
@@ -34,7 +34,7 @@ class SequenceBatch(ArrowBatchCollateFn):
         }
         for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale)
             if name in batch.column_names:
-                out[name] = torch.from_numpy(float_targets(batch, column=name).copy())
+                out[name] = torch.from_numpy(float_targets(batch, column=name))
         return out
 
 

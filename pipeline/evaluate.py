@@ -1,4 +1,4 @@
-"""Evaluate a model on a split (the driver's test step): the task's metrics next to its naive baseline."""
+"""Predictions of a trained model over a whole split (the driver's test step), and the logged input example."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pipeline import checkpoint
 from pipeline.batches import iter_batches
 from pipeline.config import ModelConfig
 from pipeline.model import SequenceModel, model_for
-from pipeline.tasks import DataInfo, get_task
+from pipeline.tasks import DataInfo
 
 
 def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
@@ -34,10 +34,6 @@ def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInf
     if "scale" in out:
         out["scale"] = out["scale"][:, 0]
     return out
-
-
-def evaluate(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, float]:
-    return get_task(info.task).test_metrics(predict_split(model, ds, info=info), info)
 
 
 def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:

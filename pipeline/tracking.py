@@ -132,6 +132,21 @@ def log_config(uri: str, run_id: str, config: dict[str, Any]) -> None:
     client(uri).log_dict(run_id, config, "config.yaml")
 
 
+def metric_history(uri: str, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, float]]]:
+    c = client(uri)
+    return {k: [(m.step, m.value) for m in c.get_metric_history(run_id, k)] for k in keys}
+
+
+def log_figures(uri: str, run_id: str, figures: dict[str, Any]) -> None:
+    """Matplotlib figures -> PNG artifacts under plots/ (closed after logging)."""
+    import matplotlib.pyplot as plt
+
+    c = client(uri)
+    for name, fig in figures.items():
+        c.log_figure(run_id, fig, f"plots/{name}")
+        plt.close(fig)
+
+
 def log_dict(uri: str, run_id: str, payload: dict[str, Any], name: str) -> None:
     client(uri).log_dict(run_id, payload, name)
 

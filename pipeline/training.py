@@ -13,12 +13,13 @@ import ray.train.torch
 from pipeline import cluster, runs, tracking
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingFailed
-from pipeline.evaluate import evaluate, input_example, load_model
+from pipeline import plots
+from pipeline.evaluate import input_example, load_model, predict_split
 from pipeline.model import ServingModel
 from pipeline.ingest import load_splits
 from pipeline.progress import EpochProgress
 from pipeline.summary import RunSummary
-from pipeline.tasks import DataInfo, Prepared
+from pipeline.tasks import DataInfo, Prepared, get_task
 from pipeline.worker import WorkerSpec, train_loop_per_worker
 
 
@@ -96,12 +97,17 @@ def _first_line(err: BaseException) -> str:
 
 
 def finish_model(
-    cfg: Config, splits: Prepared, outcome: FitOutcome, *, uri: str, run_id: str, register_as: str | None, alias: str | None
+    cfg: Config, splits: Prepared, outcome: FitOutcome, *, uri: str, run_id: str, register_as: str | None, alias: str | None,
+    history_run_id: str | None = None,
 ) -> FinalModel:
-    """Test the best checkpoint, log final metrics and the model to `run_id`."""
+    """Test the best checkpoint; log final metrics, plots and the model to `run_id` (learning curves
+    from `history_run_id`'s epochs, e.g. the best trial's run for a sweep)."""
     info = splits.info
     model = load_model(outcome.best_checkpoint, cfg.model, info=info)
-    test = evaluate(model, splits.test, info=info)
+    predictions = predict_split(model, splits.test, info=info)
+    test = get_task(info.task).test_metrics(predictions, info)
+    history = tracking.metric_history(uri, history_run_id or run_id, ["train_loss", "val_loss"])
+    tracking.log_figures(uri, run_id, {"learning_curves.png": plots.learning_curves(history)} | plots.test_view(predictions, info))
     best = {k: v for k, v in outcome.best_metrics.items() if k.startswith(("train_", "val_"))}
     metrics = best | {"best_epoch": outcome.best_metrics["epoch"]} | test
     tracking.log_metrics(uri, run_id, test, step=int(metrics["best_epoch"]))

@@ -31,7 +31,7 @@ def _numeric(values: pa.Array, *, name: str) -> np.ndarray:
         raise DataError(f"column '{name}' holds {values.type} values; expected numbers")
     if values.null_count:
         raise DataError(f"column '{name}' has {values.null_count} null value(s); drop or fill them")
-    out = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    out = np.array(values.to_numpy(zero_copy_only=False), dtype=np.float32)  # a writable copy (torch wants one)
     bad = int((~np.isfinite(out)).sum())
     if bad:
         raise DataError(f"column '{name}' has {bad} NaN/inf value(s); drop or fill them")

@@ -193,8 +193,12 @@ def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, ctx: SweepContext) 
     best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
     outcome = best_trial_outcome(trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best.metrics["trial_id"]))
     register_as = cfg.tracking.register_as or cfg.tracking.experiment
-    final = finish_model(best_cfg, ctx.splits, outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id, register_as=register_as, alias=CHAMPION_ALIAS)
     children = tracking.child_runs(ctx.tracking_uri, ctx.parent_run_id)
+    best_child = next((r.info.run_id for r in children if r.data.tags.get(tracking.TRIAL_TAG) == best.metrics["trial_id"]), None)
+    final = finish_model(
+        best_cfg, ctx.splits, outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id,
+        register_as=register_as, alias=CHAMPION_ALIAS, history_run_id=best_child,
+    )
     return RunSummary(
         status="FINISHED",
         tracking_uri=ctx.tracking_uri,

@@ -48,6 +48,8 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     steps = [x.step for x in mlflow_client.get_metric_history(summary.run_id, "val_accuracy")]
     assert sorted(steps) == [0, 1, 2]
     assert "data_info.json" in [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
+    plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
+    assert set(plots) == {"plots/learning_curves.png", "plots/confusion_matrix.png"} and min(plots.values()) > 1000
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model = mlflow.pyfunc.load_model("models:/tiny-classify/1")

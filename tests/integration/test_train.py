@@ -28,6 +28,7 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
     assert summary.metrics["baseline_test_mse"] > 0.05
     artifacts = [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
     assert "config.yaml" in artifacts
+    assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == ["plots/learning_curves.png"]
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model = mlflow.pyfunc.load_model("models:/tiny-train/1")

@@ -33,6 +33,8 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
         steps = [m.step for m in mlflow_client.get_metric_history(child_id, "val_loss")]
         assert steps and sorted(steps) == list(range(len(steps)))
     assert "test_mse" in parent.data.metrics
+    # the parent's learning curves come from the best trial's epochs
+    assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == ["plots/learning_curves.png"]
     # each trial's Ray Train run is kept inside the sweep's directory
     assert summary.checkpoint.startswith(f"{tiny_raw['train']['storage_path']}/s-basic/trials/s-basic-")
 
