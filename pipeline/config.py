@@ -57,6 +57,9 @@ class DataConfig(Section):
     split_seed: int = 0
     split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
     window: WindowConfig | None = Field(None, description="forecast windows; only for task: forecast")
+    missing: Literal["error", "drop", "ffill", "zero"] = Field(
+        "error", description="forecast: null/NaN/inf values fail (error), or are dropped, forward-filled or zeroed per series"
+    )
     input_scaling: Literal["standard", "none"] = Field("standard", description="standardize each input feature by the training split")
     cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
 
@@ -182,6 +185,8 @@ class Config(Section):
                 raise ValueError("data.split_column does not apply to forecast, which splits by time; remove it")
         elif self.data.window is not None:
             raise ValueError(f"data.window is only for task: forecast (task is {self.task}); remove it")
+        elif self.data.missing != "error":
+            raise ValueError(f"data.missing is only for task: forecast (task is {self.task}); clean the sequences instead")
         return self
 
     def hash(self) -> str:

@@ -73,3 +73,20 @@ def forecast_metrics(pred: np.ndarray, y: np.ndarray, *, scale: np.ndarray) -> d
         "smape": float(100 * np.mean(smape)),
         "mase": float(np.mean(np.abs(err).mean(axis=1) / scale)),
     }
+
+
+def fill_missing(values: np.ndarray, *, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """One series' (T, C) values with NaN gaps -> (filled values, rows kept (T,) bool).
+
+    drop: remove steps with any gap; ffill: carry the last value forward (leading gaps are dropped);
+    zero: fill with 0. Windows are cut from the kept steps, in time order.
+    """
+    gaps = np.isnan(values)
+    if policy == "zero":
+        return np.where(gaps, 0.0, values).astype(values.dtype), np.ones(len(values), dtype=bool)
+    if policy == "ffill":
+        idx = np.where(gaps, 0, np.arange(len(values))[:, None])           # (T, C) last seen row per column
+        np.maximum.accumulate(idx, axis=0, out=idx)
+        filled = values[idx, np.arange(values.shape[1])[None, :]]
+        return filled, ~np.isnan(filled).any(axis=1)
+    return values, ~gaps.any(axis=1)                                     # drop

@@ -24,7 +24,7 @@ from pipeline.sources.table import sequence_table
 from pipeline.tasks import DataInfo, Prepared, Task
 from pipeline.tasks.splitting import SPLITS, data_errors, rows_in_split
 from pipeline.transforms import _column, _numeric
-from pipeline.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.windows import cut_windows, fill_missing, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
 
 WINDOW_COLUMNS = ("x", "y", "baseline", "scale")
 
@@ -39,7 +39,17 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
     if out["time"].null_count:
         raise DataError(f"time column '{c.time}' has {out['time'].null_count} missing value(s)")
     for name in (c.target, *c.features):
-        out[name] = pa.array(_numeric(_column(batch, name), name=name))
+        if cfg.missing == "error":
+            try:
+                out[name] = pa.array(_numeric(_column(batch, name), name=name))
+            except DataError as err:
+                raise DataError(f"{err} (or set data.missing: drop, ffill or zero)") from None
+        else:  # gaps become nulls: Ray Data's mean/std skip them, _windows fills them per series
+            values = _column(batch, name)
+            if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+                raise DataError(f"column '{name}' holds {values.type} values; expected numbers")
+            as_float = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            out[name] = pa.array(np.where(np.isfinite(as_float), as_float, np.nan), from_pandas=True)
     return pa.table(out)
 
 
@@ -52,9 +62,11 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
     """One series (any order) -> its windows with targets standardized, baseline in data units."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
-    values = group[[c.target, *c.features]].to_numpy(np.float32)        # (T, C): target first
+    values = group[[c.target, *c.features]].to_numpy(np.float32)        # (T, C): target first, NaN = gap
+    values, kept = fill_missing(values, policy=cfg.missing)
+    values = values[kept]
     target = values[:, 0]                                                # (T,)
-    splits = group["split"].to_numpy(object)
+    splits = group["split"].to_numpy(object)[kept]
     win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon)
     baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)   # (W, H)
     table = sequence_table(win["x"], np.zeros(len(win["x"]), np.float32))          # x: (W, L, C)

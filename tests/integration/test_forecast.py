@@ -58,3 +58,23 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
     forecast = np.asarray(model.predict(model.input_example))
     assert forecast.shape == (4, 3)
     assert 20 < float(np.mean(forecast)) < 150  # data units (sales ~ 50..120), not standardized
+
+
+def test_gaps_fail_by_default_and_fill_on_request(ray_session, tiny_raw, tmp_path):
+    import pytest
+
+    from pipeline.errors import DataError
+
+    _long_csv(tmp_path / "sales.csv")
+    frame = pd.read_csv(tmp_path / "sales.csv")
+    frame.loc[frame.index[:3], "sales"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    data = {
+        "source": str(tmp_path / "gaps.csv"),
+        "columns": {"time": "date", "target": "sales", "series": "store"},
+        "window": {"lookback": 12, "horizon": 3, "season": 12},
+    }
+    with pytest.raises(DataError, match=r"gaps.csv: column 'sales' has 3 null value\(s\); drop or fill them \(or set data.missing"):
+        load_splits(config.validate({**tiny_raw, "task": "forecast", "data": data}))
+    filled = load_splits(config.validate({**tiny_raw, "task": "forecast", "data": {**data, "missing": "ffill"}}))
+    assert np.isfinite(filled.info.input_mean[0]) and filled.info.num_rows["train"] > 100

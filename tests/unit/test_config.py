@@ -124,3 +124,9 @@ def test_task_specific_keys_are_refused_elsewhere():
 @pytest.mark.parametrize("name", ["digits.yaml", "japanese_vowels.yaml", "sunspots.yaml"])
 def test_task_experiments_load(name):
     config.load(config.bundled_config(f"experiments/{name}"))
+
+
+def test_missing_policy_is_for_forecast_only():
+    assert config.validate({"task": "forecast", "data": {"source": "sunspots", "missing": "ffill"}}).data.missing == "ffill"
+    with pytest.raises(ConfigError, match="data.missing is only for task: forecast"):
+        config.validate({"data": {"missing": "drop"}})

@@ -51,3 +51,17 @@ def test_forecast_metrics_by_hand():
     m = forecast_metrics(pred, y, scale=np.array([2.0]))
     assert m["mae"] == 3.0 and m["rmse"] == pytest.approx(np.sqrt(10.0)) and m["mase"] == 1.5
     assert m["smape"] == pytest.approx(100 * (2 * 2 / 22 + 2 * 4 / 36) / 2)
+
+
+def test_fill_missing_policies():
+    from pipeline.windows import fill_missing
+
+    nan = np.nan
+    v = np.array([[nan, 1.0], [2.0, nan], [3.0, 3.0], [nan, 4.0]])
+    kept_values, kept = fill_missing(v, policy="drop")
+    assert list(kept) == [False, False, True, False]
+    filled, kept = fill_missing(v, policy="ffill")
+    assert list(kept) == [False, True, True, True]                      # leading gap has nothing to carry
+    np.testing.assert_array_equal(filled[1:], [[2.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
+    zeroed, kept = fill_missing(v, policy="zero")
+    assert kept.all() and zeroed[0, 0] == 0.0 and zeroed[3, 1] == 4.0
