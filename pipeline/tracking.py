@@ -8,6 +8,8 @@ other. One run per training run; a sweep is a parent run with one nested child r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 import os
 import time
 import urllib.error
@@ -109,6 +111,20 @@ def reopen_run(uri: str, run_id: str, *, tags: dict[str, str]) -> None:
 
 def end_run(uri: str, run_id: str, status: RunStatus = "FINISHED") -> None:
     client(uri).set_terminated(run_id, status=status)
+
+
+@contextmanager
+def closes_run(uri: str, run_id: str) -> Iterator[None]:
+    """End `run_id` by how the block ends: FINISHED, KILLED on Ctrl-C/SIGTERM, else FAILED."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        end_run(uri, run_id, "KILLED")
+        raise
+    except BaseException:
+        end_run(uri, run_id, "FAILED")
+        raise
+    end_run(uri, run_id, "FINISHED")
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:

@@ -145,16 +145,9 @@ def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, 
         tracking.reopen_run(uri, run_id, tags={"lstmpipe.resumed_to_epochs": str(cfg.train.epochs)})
 
     spec = worker_spec(cfg, splits, run_id=run_id, tracking_uri=uri)
-    try:
+    with tracking.closes_run(uri, run_id):
         outcome = fit(build_trainer(cfg, splits, spec=spec, name=name, storage=storage))
         final = finish_model(cfg, splits, outcome, uri=uri, run_id=run_id, register_as=cfg.tracking.register_as, alias=None)
-    except KeyboardInterrupt:
-        tracking.end_run(uri, run_id, "KILLED")
-        raise
-    except BaseException:
-        tracking.end_run(uri, run_id, "FAILED")
-        raise
-    tracking.end_run(uri, run_id, "FINISHED")
     return RunSummary(
         status="FINISHED",
         tracking_uri=uri,

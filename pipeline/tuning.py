@@ -170,17 +170,10 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
         ),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage),
     )
-    try:
+    with tracking.closes_run(uri, parent):
         grid = tuner.fit()
         tracking.close_trial_runs(uri, parent, trial_outcomes(grid, max_epochs=cfg.train.epochs))
         summary = _finish_sweep(cfg, grid, ctx=ctx)
-    except KeyboardInterrupt:
-        tracking.end_run(uri, parent, "KILLED")
-        raise
-    except BaseException:
-        tracking.end_run(uri, parent, "FAILED")
-        raise
-    tracking.end_run(uri, parent, "FINISHED")
     return summary
 
 

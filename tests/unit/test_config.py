@@ -121,9 +121,14 @@ def test_task_specific_keys_are_refused_elsewhere():
     assert cfg.data.window.lookback == 24
 
 
-@pytest.mark.parametrize("name", ["digits.yaml", "japanese_vowels.yaml", "sunspots.yaml"])
-def test_task_experiments_load(name):
-    config.load(config.bundled_config(f"experiments/{name}"))
+@pytest.mark.parametrize(
+    ("name", "task", "source"),
+    [("digits.yaml", "classify", "digits"), ("japanese_vowels.yaml", "classify", "japanese_vowels"), ("sunspots.yaml", "forecast", "sunspots")],
+)
+def test_task_experiments_load(name, task, source):
+    cfg = config.load(config.bundled_config(f"experiments/{name}"))
+    assert (cfg.task, cfg.data.source) == (task, source)
+    assert cfg.tune.space, "each experiment ships a search space for `lstmpipe tune`"
 
 
 def test_missing_policy_is_for_forecast_only():

@@ -26,3 +26,15 @@ def test_ui_command():
 def test_unreachable_server_fails_naming_the_uri():
     with pytest.raises(ConfigError, match=r"http://127.0.0.1:9 is unreachable.*tracking.uri"):
         tracking.check_reachable("http://127.0.0.1:9")
+
+
+def test_closes_run_by_how_the_block_ends(monkeypatch):
+    ended = []
+    monkeypatch.setattr(tracking, "end_run", lambda uri, run_id, status: ended.append(status))
+    with tracking.closes_run("u", "r"):
+        pass
+    with pytest.raises(KeyboardInterrupt), tracking.closes_run("u", "r"):
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError), tracking.closes_run("u", "r"):
+        raise ValueError("boom")
+    assert ended == ["FINISHED", "KILLED", "FAILED"]
