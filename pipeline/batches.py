@@ -8,21 +8,25 @@ import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
 from pipeline.tasks import TargetKind
+from pipeline.tasks.generate import PAD
 from pipeline.transforms import float_targets, sequences_to_arrays
 
 
-EXTRA_COLUMNS = ("baseline", "scale")
+EXTRA_COLUMNS = ("baseline", "scale", "label")
 
 
 class SequenceBatch(ArrowBatchCollateFn):
     """Arrow rows (x, y) -> {"x": (B, T_max, C) float32, "lengths": (B,) int64, "y": (B, O) or (B,)}."""
 
-    def __init__(self, target: TargetKind):
+    def __init__(self, target: TargetKind, *, vocab_size: int | None = None):
         super().__init__()
         self.target = target
+        self.vocab_size = vocab_size
 
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
         arrays = sequences_to_arrays(batch, sequence_column="x")
+        if self.target in ("tokens", "frames"):
+            return next_step(arrays, target=self.target, vocab_size=self.vocab_size)
         if self.target == "class":
             y = np.array(batch.column("y").to_numpy(), dtype=np.int64)         # (B,), writable
         else:
@@ -32,12 +36,34 @@ class SequenceBatch(ArrowBatchCollateFn):
             "lengths": torch.from_numpy(arrays["lengths"]),
             "y": torch.from_numpy(y),
         }
-        for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale)
+        for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale; anomaly: labels)
             if name in batch.column_names:
                 out[name] = torch.from_numpy(float_targets(batch, column=name))
         return out
 
 
-def iter_batches(ds, *, target: TargetKind, batch_size: int, device: torch.device | str = "cpu"):
+def next_step(arrays: dict[str, np.ndarray], *, target: TargetKind, vocab_size: int | None) -> dict[str, torch.Tensor]:
+    """Generate: steps 0..T-2 are the inputs, steps 1..T-1 the targets.
+
+    tokens: x (B, T) ids -> inputs (B, T-1, V) one-hot, y (B, T-1) ids with PAD past each end
+    frames: x (B, T, K)  -> inputs (B, T-1, K),         y (B, T-1, K) with NaN past each end
+    """
+    x, lengths = arrays["x"], arrays["lengths"] - 1                    # (B, T, C), (B,) target steps
+    real = np.arange(x.shape[1] - 1)[None, :] < lengths[:, None]         # (B, T-1)
+    if target == "tokens":
+        ids = x[..., 0].astype(np.int64)                                 # (B, T)
+        y = np.where(real, ids[:, 1:], PAD)                              # (B, T-1)
+        inputs = np.eye(vocab_size, dtype=np.float32)[ids[:, :-1]] * real[..., None]   # (B, T-1, V)
+        return {"x": torch.from_numpy(inputs), "lengths": torch.from_numpy(lengths), "y": torch.from_numpy(y)}
+    y = np.where(real[..., None], x[:, 1:], np.nan).astype(np.float32)  # (B, T-1, K)
+    return {"x": torch.from_numpy(np.ascontiguousarray(x[:, :-1])), "lengths": torch.from_numpy(lengths), "y": torch.from_numpy(y)}
+
+
+def collate_for(info) -> SequenceBatch:
+    """The collate for a prepared dataset (its DataInfo)."""
+    return SequenceBatch(info.target, vocab_size=info.input_size if info.target == "tokens" else None)
+
+
+def iter_batches(ds, *, info, batch_size: int, device: torch.device | str = "cpu"):
     """Batches of a dataset or a worker's shard (DataIterator), collated and moved to `device`."""
-    return ds.iter_torch_batches(batch_size=batch_size, collate_fn=SequenceBatch(target), device=device)
+    return ds.iter_torch_batches(batch_size=batch_size, collate_fn=collate_for(info), device=device)

@@ -2,7 +2,8 @@
 
 Layout of one checkpoint directory:
   model.pt       model and optimizer state_dicts (tensors only)
-  meta.json      epoch, config hash, MLflow run id, the epoch's metrics
+  meta.json      epoch, config hash, MLflow run id, the epoch's metrics, and (for loading the model
+                 without its run) the full config and the data info (sizes, scalers, classes, vocab)
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class CheckpointMeta:
     config_hash: str
     run_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
 
 
 @dataclass

@@ -29,6 +29,8 @@ app = typer.Typer(
 ConfOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config (see conf/).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: --set model.hidden_size=128 (repeatable).")]
 NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (Ray run directory and MLflow run); default: unique.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="runs:/RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint directory.")]
+TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db.")]
 SummaryOpt = Annotated[Optional[Path], typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
 
 
@@ -81,6 +83,80 @@ def tune(config: ConfOpt, set_: SetOpt = None, name: NameOpt = None, summary_jso
 
         summary = run_sweep(cfg, name=name)
     _report(summary, title="tune", summary_json=summary_json)
+
+
+def _tracking_uri(uri: str | None) -> str:
+    from pipeline import tracking
+
+    return tracking.resolve_uri(config_mod.TrackingConfig(uri=uri))
+
+
+@app.command()
+def generate(
+    model: ModelOpt,
+    length: Annotated[int, typer.Option("--length", "-n", min=1, help="Steps to generate after the prime.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help=".txt (tokens), .mid (88-key piano rolls) or .parquet.")],
+    temperature: Annotated[float, typer.Option("--temperature", "-t", min=1e-3, help="Below 1: safer; above 1: wilder.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Sample only among the k likeliest tokens/keys.")] = None,
+    prime: Annotated[Optional[str], typer.Option("--prime", help="Text (or space-separated ints) to start from; token models.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Sample a new sequence from a model trained with task: generate (text or MIDI)."""
+    with _user_errors():
+        from pipeline.sampling import GenerateOptions, run_generate
+
+        opts = GenerateOptions(length=length, temperature=temperature, top_k=top_k, prime=prime, seed=seed)
+        path = run_generate(model, opts, out=out, tracking_uri=_tracking_uri(tracking_uri))
+    typer.echo(f"wrote {path}")
+
+
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Built-in dataset name, or Parquet/CSV file, directory or URI.")]
+DataConfOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Take the data section (columns, window) from this YAML instead of the model's.")]
+
+
+@app.command()
+def predict(
+    model: ModelOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write Parquet files to.")],
+    config: DataConfOpt = None,
+    set_: SetOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Batch inference with Ray Data (the model loaded once per actor); writes Parquet in the data's units."""
+    with _user_errors():
+        from pipeline.inference import DataChoice, predict as run_predict
+
+        choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
+        rows = run_predict(model, choice, out=out, tracking_uri=_tracking_uri(tracking_uri))
+    typer.echo(f"wrote {rows} rows to {out}")
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt,
+    data: DataOpt,
+    config: DataConfOpt = None,
+    set_: SetOpt = None,
+    log: Annotated[bool, typer.Option("--log", help="Also log the metrics as a new MLflow run in the model's experiment.")] = False,
+    tracking_uri: TrackingOpt = None,
+    summary_json: SummaryOpt = None,
+) -> None:
+    """The task's test metrics and naive baselines over all rows of --data."""
+    with _user_errors():
+        from pipeline.inference import DataChoice, evaluate as run_evaluate
+
+        choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
+        result = run_evaluate(model, choice, tracking_uri=_tracking_uri(tracking_uri), log="mlflow" if log else "none")
+    for name, value in result.metrics.items():
+        typer.echo(f"{name:<32} {value:.4f}")
+    if result.run_id:
+        typer.echo(f"logged to mlflow run {result.run_id}")
+    if summary_json:
+        import json
+
+        summary_json.write_text(json.dumps({"metrics": result.metrics, "run_id": result.run_id}, indent=2))
 
 
 data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)

@@ -26,14 +26,15 @@ class Section(BaseModel):
 
 
 class ColumnsConfig(Section):
-    """Which of the user's columns hold what: one row per sequence (regression, classify), or one
-    row per series and time step (forecast)."""
+    """Which of the user's columns hold what: one row per sequence (regression, classify, generate),
+    or one row per series and time step (forecast, anomaly)."""
 
-    sequence: str = Field("x", description="list of time steps, each a list of features or one number")
-    target: str = Field("y", description="value(s) to predict, the class label, or the series' value (forecast)")
-    time: str = Field("time", description="forecast: the time column (numbers or timestamps)")
-    series: str | None = Field(None, description="forecast: the series id column, for many series")
-    features: list[str] = Field(default_factory=list, description="forecast: extra input columns (covariates)")
+    sequence: str = Field("x", description="list of time steps (each a list of features or one number); generate: also a string or list of int tokens")
+    target: str = Field("y", description="value(s) to predict, the class label, or the series' value (forecast, anomaly)")
+    time: str = Field("time", description="forecast, anomaly: the time column (numbers or timestamps)")
+    series: str | None = Field(None, description="forecast, anomaly: the series id column, for many series")
+    features: list[str] = Field(default_factory=list, description="forecast, anomaly: extra input columns (covariates)")
+    label: str | None = Field(None, description="anomaly: 0/1 column marking anomalous steps (optional)")
 
 
 class WindowConfig(Section):
@@ -56,9 +57,12 @@ class DataConfig(Section):
     test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
     split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
-    window: WindowConfig | None = Field(None, description="forecast windows; only for task: forecast")
+    window: WindowConfig | None = Field(None, description="forecast, anomaly: windows of the series")
     missing: Literal["error", "drop", "ffill", "zero"] = Field(
-        "error", description="forecast: null/NaN/inf values fail (error), or are dropped, forward-filled or zeroed per series"
+        "error", description="forecast, anomaly: null/NaN/inf values fail (error), or are dropped, forward-filled or zeroed per series"
+    )
+    anomaly_quantile: float | None = Field(
+        None, gt=0, lt=1, description="anomaly without labels: flag steps scoring above this quantile of validation scores (default 0.99)"
     )
     input_scaling: Literal["standard", "none"] = Field("standard", description="standardize each input feature by the training split")
     cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
@@ -155,8 +159,11 @@ class TrackingConfig(Section):
     register_as: str | None = None
 
 
+SERIES_TASKS = ("forecast", "anomaly")  # long format, split by time, windowed
+
+
 class Config(Section):
-    task: Literal["regression", "classify", "forecast"] = "regression"
+    task: Literal["regression", "classify", "forecast", "generate", "anomaly"] = "regression"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -178,15 +185,19 @@ class Config(Section):
         source = SOURCES.get(self.data.source)
         if source is not None and source.task != self.task:
             raise ValueError(f"data.source '{source.name}' is a {source.task} dataset; set task: {source.task}")
-        if self.task == "forecast":
+        if self.task in SERIES_TASKS:
             if self.data.window is None:
                 self.data.window = WindowConfig()
             if self.data.split_column is not None:
-                raise ValueError("data.split_column does not apply to forecast, which splits by time; remove it")
+                raise ValueError(f"data.split_column does not apply to {self.task}, which splits by time; remove it")
+            if self.task == "anomaly" and self.data.window.horizon != 1:
+                raise ValueError("anomaly scores one-step forecasts; set data.window.horizon: 1")
         elif self.data.window is not None:
-            raise ValueError(f"data.window is only for task: forecast (task is {self.task}); remove it")
+            raise ValueError(f"data.window is only for task: forecast or anomaly (task is {self.task}); remove it")
         elif self.data.missing != "error":
-            raise ValueError(f"data.missing is only for task: forecast (task is {self.task}); clean the sequences instead")
+            raise ValueError(f"data.missing is only for task: forecast or anomaly (task is {self.task}); clean the sequences instead")
+        if self.task != "anomaly" and (self.data.anomaly_quantile is not None or self.data.columns.label is not None):
+            raise ValueError(f"data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {self.task}); remove them")
         return self
 
     def hash(self) -> str:

@@ -9,10 +9,11 @@ import ray.data
 import torch
 
 from pipeline import checkpoint
-from pipeline.batches import iter_batches
+from pipeline.batches import collate_for, iter_batches
 from pipeline.config import ModelConfig
 from pipeline.model import SequenceModel, model_for
 from pipeline.tasks import DataInfo
+from pipeline.tasks.generate import PAD
 
 
 def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
@@ -21,25 +22,48 @@ def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> Seq
     return model.eval()
 
 
+KEY_COLUMNS = ("series", "time")  # which step a window's prediction is for (forecast, anomaly)
+
+
 def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, np.ndarray]:
-    """{"pred": (N, O), "y": (N, O) or (N,), and any evaluation-only columns} over a whole split."""
+    """{"pred": (N, O), "y": (N, O) or (N,), evaluation-only and key columns} over a whole split."""
     parts: dict[str, list[np.ndarray]] = {}
+    collate = collate_for(info)
     with torch.no_grad():
-        for batch in iter_batches(ds, target=info.target, batch_size=1024):
+        for rows in ds.iter_batches(batch_size=1024, batch_format="pyarrow"):
+            batch = collate(rows)
             parts.setdefault("pred", []).append(model(batch["x"], batch["lengths"]).numpy())
             for name, value in batch.items():
                 if name not in ("x", "lengths"):
                     parts.setdefault(name, []).append(value.numpy())
-    out = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+            for name in KEY_COLUMNS:
+                if name in rows.column_names:
+                    parts.setdefault(name, []).append(rows.column(name).to_numpy())
+    out = {name: _concat(chunks) for name, chunks in parts.items()}
     if "scale" in out:
         out["scale"] = out["scale"][:, 0]
     return out
 
 
+def _concat(chunks: list[np.ndarray]) -> np.ndarray:
+    """Batches -> one array; per-step outputs (B, T, ...) of different T are padded (NaN, or PAD ids)."""
+    if chunks[0].ndim < 2 or len({c.shape[1] for c in chunks}) == 1:
+        return np.concatenate(chunks)
+    t = max(c.shape[1] for c in chunks)
+    fill = PAD if chunks[0].dtype.kind == "i" else np.nan
+    return np.concatenate([np.pad(c, [(0, 0), (0, t - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=fill) for c in chunks])
+
+
+def served_length(info: DataInfo) -> int:
+    """The time length the exported model takes (torch.export fixes it): the longest training input."""
+    return info.max_len - 1 if info.target in ("tokens", "frames") else info.max_len
+
+
 def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:
-    """A few sequences as the served model takes them: (rows, T_max, C) float32, NaN after each end."""
-    batch = next(iter(iter_batches(ds.limit(rows), target=info.target, batch_size=rows)))
-    x = batch["x"].numpy().copy()                                     # (rows, T_max, C)
+    """A few sequences as the served model takes them: (rows, T_served, C) float32, NaN after each end."""
+    batch = next(iter(iter_batches(ds.limit(rows), info=info, batch_size=rows)))
+    x = batch["x"].numpy()                                            # (rows, T_batch, C)
+    out = np.full((len(x), served_length(info), x.shape[2]), np.nan, np.float32)
     for i, n in enumerate(batch["lengths"].tolist()):
-        x[i, n:] = np.nan
-    return x
+        out[i, :n] = x[i, :n]
+    return out

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,8 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import TrackingConfig
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in CLI output
 from pipeline.errors import ConfigError
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED", "RUNNING"]
@@ -165,6 +168,43 @@ def log_figures(uri: str, run_id: str, figures: dict[str, Any]) -> None:
 
 def log_dict(uri: str, run_id: str, payload: dict[str, Any], name: str) -> None:
     client(uri).log_dict(run_id, payload, name)
+
+
+def log_table(uri: str, run_id: str, table, name: str) -> None:
+    """An Arrow table as a Parquet artifact `name`."""
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pq.write_table(table, Path(tmp) / name)
+        client(uri).log_artifact(run_id, str(Path(tmp) / name))
+
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+
+
+def log_checkpoint(uri: str, run_id: str, directory: str | Path) -> None:
+    """The model's checkpoint (state_dict + meta.json with its config and data info), beside the
+    pt2 model: what `lstmpipe evaluate|predict|generate` load from a runs:/ or models:/ URI."""
+    client(uri).log_artifacts(run_id, str(directory), CHECKPOINT_ARTIFACT)
+
+
+def download_checkpoint(uri: str, model_uri: str, *, dst: str | Path) -> Path:
+    """runs:/RUN_ID[/...] or models:/NAME@ALIAS | models:/NAME/VERSION -> the run's checkpoint, downloaded."""
+    c = client(uri)
+    try:
+        if model_uri.startswith("runs:/"):
+            run_id = model_uri.removeprefix("runs:/").strip("/").split("/")[0]
+        else:
+            name, _, ref = model_uri.removeprefix("models:/").strip("/").partition("@")
+            if ref:
+                run_id = c.get_model_version_by_alias(name, ref).run_id
+            else:
+                name, _, version = name.partition("/")
+                run_id = c.get_model_version(name, version).run_id
+        path = c.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst))
+    except mlflow.exceptions.MlflowException as err:
+        raise ConfigError(f"cannot load model {model_uri} from {uri}: {str(err).splitlines()[0]}") from None
+    return Path(path)
 
 
 class RunLogger:

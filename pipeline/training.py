@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 
 import ray.train
 import ray.train.torch
 
-from pipeline import cluster, runs, tracking
+from pipeline import checkpoint, cluster, runs, tracking
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline import plots
@@ -42,6 +43,7 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
         model=cfg.model.model_dump(),
         train=cfg.train.model_dump(),
         info=splits.info.as_dict(),
+        config=cfg.model_dump(mode="json"),
         config_hash=cfg.hash(),
         run_id=run_id,
         tracking_uri=tracking_uri,
@@ -102,21 +104,36 @@ def finish_model(
 ) -> FinalModel:
     """Test the best checkpoint; log final metrics, plots and the model to `run_id` (learning curves
     from `history_run_id`'s epochs, e.g. the best trial's run for a sweep)."""
-    info = splits.info
-    model = load_model(outcome.best_checkpoint, cfg.model, info=info)
+    task = get_task(splits.info.task)
+    model = load_model(outcome.best_checkpoint, cfg.model, info=splits.info)
+    info = task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info) if task.calibrate else splits.info
     predictions = predict_split(model, splits.test, info=info)
-    test = get_task(info.task).test_metrics(predictions, info)
+    test = task.test_metrics(predictions, info)
     history = tracking.metric_history(uri, history_run_id or run_id, ["train_loss", "val_loss"])
     tracking.log_figures(uri, run_id, {"learning_curves.png": plots.learning_curves(history)} | plots.test_view(predictions, info))
+    if task.export is not None:
+        tracking.log_table(uri, run_id, task.export(predictions, info), f"test_{task.name}.parquet")
     best = {k: v for k, v in outcome.best_metrics.items() if k.startswith(("train_", "val_"))}
     metrics = best | {"best_epoch": outcome.best_metrics["epoch"]} | test
     tracking.log_metrics(uri, run_id, test, step=int(metrics["best_epoch"]))
     tracking.log_dict(uri, run_id, info.as_dict(), "data_info.json")
+    log_checkpoint(uri, run_id, model, cfg=cfg, info=info, metrics=outcome.best_metrics)
     logged = tracking.log_model(
         uri, run_id, serving_model(model, info), input_example=input_example(splits.test, info=info),
         metadata={"data_info": info.as_dict()}, register_as=register_as, alias=alias,
     )
     return FinalModel(metrics=metrics, logged=logged)
+
+
+def log_checkpoint(uri: str, run_id: str, model, *, cfg: Config, info: DataInfo, metrics: dict[str, float]) -> None:
+    """The tested model's weights with its config and (calibrated) data info, loadable by URI."""
+    meta = checkpoint.CheckpointMeta(
+        epoch=int(metrics["epoch"]), config_hash=cfg.hash(), run_id=run_id, metrics=metrics,
+        config=cfg.model_dump(mode="json"), info=info.as_dict(),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint.save(tmp, model=model, optimizer=None, meta=meta)
+        tracking.log_checkpoint(uri, run_id, tmp)
 
 
 def serving_model(model, info: DataInfo) -> ServingModel:

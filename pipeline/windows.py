@@ -34,21 +34,26 @@ def seasonal_naive(history: np.ndarray, *, horizon: int, season: int) -> np.ndar
 
 
 def mase_scale(target: np.ndarray, splits: np.ndarray, *, season: int) -> float:
-    """In-sample seasonal-naive MAE on the training part of one series (MASE's denominator)."""
-    y = target[splits == "train"]
+    """In-sample seasonal-naive MAE on the training part of one series (MASE's denominator); on new
+    data with no training part (predict, evaluate), over the whole series."""
+    y = target[splits == "train"] if (splits == "train").any() else target
     if len(y) <= season:
         return float("nan")
     return float(np.mean(np.abs(y[season:] - y[:-season])))
 
 
 def cut_windows(
-    inputs: np.ndarray, target: np.ndarray, splits: np.ndarray, *, lookback: int, horizon: int
+    inputs: np.ndarray, target: np.ndarray, splits: np.ndarray, *, lookback: int, horizon: int,
+    at_target: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """inputs (T, C), target (T,), splits (T,) -> x (W, L, C), y (W, H), target history (W, L), split (W,)."""
+    """inputs (T, C), target (T,), splits (T,) -> x (W, L, C), y (W, H), target history (W, L), split (W,),
+    and at_target: each given per-step array (T,) read at the window's first target step (W,)."""
+    at_target = at_target or {}
     n = len(target) - lookback - horizon + 1
     if n <= 0:
         return {"x": np.zeros((0, lookback, inputs.shape[1]), np.float32), "y": np.zeros((0, horizon), np.float32),
-                "history": np.zeros((0, lookback), np.float32), "split": np.zeros(0, dtype=object)}
+                "history": np.zeros((0, lookback), np.float32), "split": np.zeros(0, dtype=object),
+                "at_target": {name: values[:0] for name, values in at_target.items()}}
     starts = np.arange(n)
     x_idx = starts[:, None] + np.arange(lookback)[None, :]              # (W, L)
     y_idx = starts[:, None] + lookback + np.arange(horizon)[None, :]    # (W, H)
@@ -59,6 +64,7 @@ def cut_windows(
         "y": target[y_idx[keep]].astype(np.float32),
         "history": target[x_idx[keep]].astype(np.float32),
         "split": y_split[keep, 0],
+        "at_target": {name: values[y_idx[keep, 0]] for name, values in at_target.items()},
     }
 
 

@@ -36,6 +36,7 @@ class WorkerSpec:
     model: dict[str, Any]
     train: dict[str, Any]
     info: dict[str, Any]  # DataInfo of the prepared splits
+    config: dict[str, Any]  # the whole config, saved in each checkpoint
     config_hash: str
     run_id: str | None
     tracking_uri: str
@@ -62,7 +63,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if not train_cfg.use_gpu:
         torch.set_num_threads(1)  # one core per worker: more threads only fight the other workers
 
-    raw_model = model_for(model_cfg, DataInfo.from_dict(spec.info))
+    info = DataInfo.from_dict(spec.info)
+    raw_model = model_for(model_cfg, info)
     optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
     start_epoch = _restore(raw_model, optimizer)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
@@ -78,7 +80,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, train_cfg.epochs):
         model.train()
         acc = defaultdict(MeanAccumulator)
-        for batch in iter_batches(train_shard, target=task.target, batch_size=train_cfg.batch_size, device=device):
+        for batch in iter_batches(train_shard, info=info, batch_size=train_cfg.batch_size, device=device):
             pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)
             loss_sum, n = task.loss_terms(pred, batch["y"])["loss"]
             optimizer.zero_grad(set_to_none=True)
@@ -90,7 +92,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
         model.eval()
         with torch.no_grad():
-            for batch in iter_batches(val_shard, target=task.target, batch_size=1024, device=device):
+            for batch in iter_batches(val_shard, info=info, batch_size=1024, device=device):
                 for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]), batch["y"]).items():
                     acc[f"val_{name}"].add(total, n)
 
@@ -118,7 +120,10 @@ def _report(metrics: dict[str, float], *, raw_model: nn.Module, optimizer, spec:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
-            meta = checkpoint.CheckpointMeta(epoch=metrics["epoch"], config_hash=spec.config_hash, run_id=spec.run_id, metrics=metrics)
+            meta = checkpoint.CheckpointMeta(
+                epoch=metrics["epoch"], config_hash=spec.config_hash, run_id=spec.run_id, metrics=metrics,
+                config=spec.config, info=spec.info,
+            )
             checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
             ckpt = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipeline.sources import adding, digits, japanese_vowels, series
+from pipeline.sources import adding, anomalies, chorales, digits, japanese_vowels, series, text
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,30 @@ SOURCES: dict[str, Source] = {
         description="Mauna Loa CO2 (statsmodels), 526 monthly means 1958-2001: trend plus a yearly cycle",
         options_model=series.NoOptions,
         generate=series.co2,
+    ),
+    "chorales": Source(
+        name="chorales",
+        size="371 chorales x 24-300 frames x 88 keys",
+        task="generate",
+        description="Bach chorales (music21 corpus) as piano rolls: transposed to C, one frame per quarter note, 88 keys",
+        options_model=chorales.ChoralesOptions,
+        generate=chorales.generate,
+    ),
+    "lady_susan": Source(
+        name="lady_susan",
+        size="127,000 characters in 636 rows of 200",
+        task="generate",
+        description="Jane Austen, Lady Susan (Project Gutenberg text shipped in music21): character-level text",
+        options_model=text.TextOptions,
+        generate=text.generate,
+    ),
+    "sensor_anomalies": Source(
+        name="sensor_anomalies",
+        size="4 series x 3,000 steps (data.options), ~3% anomalous",
+        task="anomaly",
+        description="Synthetic cyclic sensor series with labelled spikes, level shifts and drifts",
+        options_model=anomalies.AnomalyOptions,
+        generate=anomalies.generate,
     ),
     "sunspots": Source(
         name="sunspots",

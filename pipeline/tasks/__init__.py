@@ -1,8 +1,10 @@
 """Tasks: what a sequence means and how a model of it is trained and judged.
 
 Every task turns the user's rows into the same prepared form, one sequence per row:
-  x: list<list<float32>>   time steps x features (lengths may differ between rows)
-  y: float | list<float>   (regression, forecast) or int64 class id (classify)
+  x: list<list<float32>>   time steps x features (lengths may differ between rows);
+                           generate: list<int64> token ids, or list<list<float32>> 0/1 frames
+  y: float | list<float>   (regression, forecast, anomaly) or int64 class id (classify);
+                           generate has no y: the target is the sequence's next step
 and supplies its loss terms (for the worker loop) and its test metrics with a naive baseline on
 the same split (for the driver). The worker loop, Ray Train, Tune and MLflow code are shared.
 """
@@ -17,7 +19,8 @@ import numpy as np
 import ray.data
 import torch
 
-TargetKind = Literal["float", "class"]
+# float: value(s) per sequence; class: a class id; tokens/frames: the next step of the sequence itself
+TargetKind = Literal["float", "class", "tokens", "frames"]
 
 
 @dataclass
@@ -38,6 +41,13 @@ class DataInfo:
     scaler: dict[str, list[float]] | None = None  # forecast: {"mean": [...], "std": [...]} of the target
     season: int | None = None                 # forecast: seasonal-naive period
     mase_scale: float | None = None           # forecast: in-sample seasonal-naive MAE on train
+    vocab: list[str] | None = None            # generate (tokens): token id -> the character or integer token
+    token_kind: Literal["char", "int"] | None = None
+    marginal: list[float] | None = None       # generate: unigram / per-key on-rate over the training split
+    first_step: list[float] | None = None     # generate: the same for first steps (where sampling starts)
+    flag_quantile: float | None = None        # anomaly: without labels, flag val scores above this quantile
+    threshold: float | None = None            # anomaly: score above which a step is flagged (chosen on val)
+    baseline_threshold: float | None = None   # anomaly: the z-score baseline's threshold (chosen on val)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,16 +68,25 @@ class Prepared:
 @dataclass(frozen=True)
 class Task:
     name: str
-    target: TargetKind
     prepare: Callable[..., Prepared]  # (ds, data_cfg, *, path) -> Prepared
     # (pred, y) -> {"loss": (sum, count), ...}: summed over the batch, reduced across workers
     loss_terms: Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]
     # ({"pred", "y", extra columns}, info) over the whole test split -> {"test_x", "baseline_test_x"}
     test_metrics: Callable[[dict[str, np.ndarray], DataInfo], dict[str, float]]
     val_metric: str  # the task's own validation metric besides val_loss
+    # (ds, data_cfg, info, *, path) -> rows as the model takes them, prepared with the trained
+    # model's info (classes, vocabulary, scaler) instead of fitting: for predict and evaluate
+    inference_rows: Callable[..., ray.data.Dataset]
+    # ({"pred", inputs' other columns}, info) -> output columns of `lstmpipe predict`, in data units
+    outputs: Callable[[dict[str, np.ndarray], DataInfo], dict[str, Any]]
+    # (val predictions, info) -> info with values chosen on validation data (anomaly: thresholds)
+    calibrate: Callable[[dict[str, np.ndarray], DataInfo], DataInfo] | None = None
+    # (test predictions, info) -> a per-row table logged with the run (anomaly: the flags)
+    export: Callable[[dict[str, np.ndarray], DataInfo], Any] | None = None
 
 
 def get_task(name: str) -> Task:
-    from pipeline.tasks import classify, forecast, regression
+    from pipeline.tasks import anomaly, classify, forecast, generate, regression
 
-    return {"regression": regression.TASK, "classify": classify.TASK, "forecast": forecast.TASK}[name]
+    tasks = (regression.TASK, classify.TASK, forecast.TASK, generate.TASK, anomaly.TASK)
+    return {task.name: task for task in tasks}[name]

@@ -54,6 +54,24 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     return Prepared(train=train, val=val, test=test, info=info)
 
 
+def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
+    rows = canonical_rows(ds, cfg, kind="class", mode="infer")
+    if "y" not in rows.schema().names:
+        return rows
+    return rows.map_batches(functools.partial(_encode, classes=info.classes, column=cfg.columns.target), batch_format="pyarrow")
+
+
+def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
+    logits = out["pred"]                                         # (B, K)
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    classes = np.asarray(info.classes, dtype=object)
+    cols = {"predicted": classes[prob.argmax(axis=1)], "probability": prob.max(axis=1)}
+    if "y" in out:
+        cols["actual"] = classes[out["y"]]
+    return cols
+
+
 def _label_order(label: str) -> tuple[int, float | str]:
     """Numeric labels in numeric order ("2" before "10"), then strings."""
     try:
@@ -81,4 +99,4 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     }
 
 
-TASK = Task(name="classify", target="class", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="accuracy")
+TASK = Task(name="classify", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="accuracy", inference_rows=inference_rows, outputs=outputs)

@@ -11,6 +11,7 @@ MASE against the seasonal-naive forecast on the same test windows.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,8 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
     }
     if out["time"].null_count:
         raise DataError(f"time column '{c.time}' has {out['time'].null_count} missing value(s)")
+    if c.label is not None:
+        out["label"] = pa.array(_binary_labels(_column(batch, c.label), name=c.label))
     for name in (c.target, *c.features):
         if cfg.missing == "error":
             try:
@@ -51,6 +54,14 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
             as_float = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
             out[name] = pa.array(np.where(np.isfinite(as_float), as_float, np.nan), from_pandas=True)
     return pa.table(out)
+
+
+def _binary_labels(values: pa.Array, *, name: str) -> np.ndarray:
+    labels = _numeric(values, name=name)
+    other = int(((labels != 0) & (labels != 1)).sum())
+    if other:
+        raise DataError(f"label column '{name}' has {other} value(s) other than 0 and 1 (1 = anomalous step)")
+    return labels.astype(np.int8)
 
 
 def _label(batch: pa.Table, *, val_start, test_start) -> pa.Table:
@@ -67,7 +78,8 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
     values = values[kept]
     target = values[:, 0]                                                # (T,)
     splits = group["split"].to_numpy(object)[kept]
-    win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon)
+    steps = {"time": group["time"].to_numpy()[kept]} | ({"label": group["label"].to_numpy()[kept]} if "label" in group else {})
+    win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps)
     baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)   # (W, H)
     table = sequence_table(win["x"], np.zeros(len(win["x"]), np.float32))          # x: (W, L, C)
     return pa.table({
@@ -77,10 +89,20 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
         "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
         "split": pa.array(win["split"], pa.string()),
         "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
+        **{name: pa.array(values) for name, values in win["at_target"].items()},   # time (, label) of the first target step
     })
 
 
-def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+@dataclass(frozen=True)
+class Windows:
+    parts: tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset]
+    counts: dict[str, int]
+    mean: np.ndarray   # (C,) training-period mean of target and features
+    std: np.ndarray
+
+
+def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ...]) -> Windows:
+    """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns."""
     c, w = cfg.columns, cfg.window
     columns = [c.target, *c.features]
     with data_errors(path):
@@ -94,20 +116,58 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         windows = labelled.groupby("series").map_groups(
             functools.partial(_windows, cfg=cfg, mean=mean, std=std), batch_format="pandas"
         ).materialize()
-        parts = [
-            windows.map_batches(functools.partial(rows_in_split, name=name, keep=WINDOW_COLUMNS), batch_format="pyarrow").materialize()
+        parts = tuple(
+            windows.map_batches(functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow").materialize()
             for name in SPLITS
-        ]
+        )
         counts = dict(zip(SPLITS, (p.count() for p in parts)))
     if min(counts.values()) == 0:
         raise DataError(
             f"{path}: too few time steps for lookback {w.lookback} + horizon {w.horizon} in every split ({counts} windows); "
             "lower data.window.lookback or provide a longer series"
         )
+    return Windows(parts=parts, counts=counts, mean=mean, std=std)
+
+
+def _all_test(batch: pa.Table) -> pa.Table:
+    return batch.append_column("split", pa.array(["test"] * batch.num_rows, pa.string()))
+
+
+def windows_with(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str, keep: tuple[str, ...]) -> ray.data.Dataset:
+    """Every window of new data, scaled with the trained model's scaler (predict, evaluate). The MASE
+    scale is the whole series' in-sample seasonal-naive error. Targets and labels are optional."""
+    names = ds.schema().names
+    if cfg.columns.label is not None and cfg.columns.label not in names:
+        cfg = cfg.model_copy(update={"columns": cfg.columns.model_copy(update={"label": None})})
+    keep = tuple(k for k in keep if k != "label" or cfg.columns.label is not None)
+    mean, std = np.asarray(info.input_mean), np.asarray(info.input_std)
+    with data_errors(path):
+        rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").map_batches(_all_test, batch_format="pyarrow")
+        windows = rows.groupby("series").map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std), batch_format="pandas")
+        return windows.map_batches(functools.partial(rows_in_split, name="test", keep=keep), batch_format="pyarrow").materialize()
+
+
+def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
+    return windows_with(ds, cfg, info, path=path, keep=(*WINDOW_COLUMNS, "series", "time"))
+
+
+def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
+    mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
+    return {
+        "series": out["series"], "time": out["time"],                       # the first forecast step
+        "forecast": list(out["pred"] * sd + mu), "actual": list(out["y"] * sd + mu),
+        "seasonal_naive": list(out["baseline"]),
+    }
+
+
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+    c, w = cfg.columns, cfg.window
+    win = cut(ds, cfg, path=path, keep=WINDOW_COLUMNS)
+    mean, std, counts, parts = win.mean, win.std, win.counts, win.parts
     info = DataInfo(
         task="forecast",
         target="float",
-        input_size=len(columns),
+        input_size=1 + len(c.features),
         output_size=w.horizon,
         max_len=w.lookback,
         num_rows=counts,
@@ -132,4 +192,4 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
 
 
-TASK = Task(name="forecast", target="float", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mae")
+TASK = Task(name="forecast", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mae", inference_rows=inference_rows, outputs=outputs)

@@ -30,6 +30,18 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     return Prepared(train=train, val=val, test=test, info=info)
 
 
+def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
+    return canonical_rows(ds, cfg, kind="float", mode="infer")
+
+
+def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
+    pred = out["pred"]                                           # (B, O)
+    cols = {"prediction": pred[:, 0] if pred.shape[1] == 1 else list(pred)}
+    if "y" in out:
+        cols["actual"] = out["y"][:, 0] if out["y"].shape[1] == 1 else list(out["y"])
+    return cols
+
+
 def _targets(ds: ray.data.Dataset):
     from pipeline.transforms import float_targets
 
@@ -51,4 +63,4 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     }
 
 
-TASK = Task(name="regression", target="float", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mse")
+TASK = Task(name="regression", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mse", inference_rows=inference_rows, outputs=outputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,14 +21,13 @@ CANONICAL = ("x", "y")
 SPLITS = ("train", "val", "test")
 
 
-def _canonical(batch: pa.Table, *, sequence: str, target: str, kind: str, split: str | None) -> pa.Table:
-    """Select and rename the user's columns to (x, y[, split]), checking every value on the way."""
+def _canonical(batch: pa.Table, *, sequence: str, target: str | None, kind: str, split: str | None) -> pa.Table:
+    """Select and rename the user's columns to (x[, y][, split]), checking every value on the way."""
     sequence_values(batch, column=sequence)
-    if kind == "float":
-        float_targets(batch, column=target)
-    else:
-        label_strings(batch, column=target)
-    columns = {"x": batch.column(sequence), "y": batch.column(target)}
+    columns = {"x": batch.column(sequence)}
+    if target is not None:
+        float_targets(batch, column=target) if kind == "float" else label_strings(batch, column=target)
+        columns["y"] = batch.column(target)
     if split is not None:
         columns["split"] = _split_labels(batch, column=split)
     return pa.table(columns)
@@ -48,31 +48,38 @@ def rows_in_split(batch: pa.Table, *, name: str, keep: tuple[str, ...] | list[st
     return batch.filter(pc.equal(batch.column("split"), name)).select(list(keep))
 
 
-def canonical_rows(ds: ray.data.Dataset, cfg: DataConfig, *, kind: str) -> ray.data.Dataset:
+def canonical_rows(ds: ray.data.Dataset, cfg: DataConfig, *, kind: str, mode: Literal["train", "infer"] = "train") -> ray.data.Dataset:
+    """The user's rows -> (x, y[, split]). For inference (predict, evaluate) the split column is
+    ignored and the target is optional: rows without it get predictions but no metrics."""
+    has_target = mode == "train" or cfg.columns.target in ds.schema().names
     fn = functools.partial(
-        _canonical, sequence=cfg.columns.sequence, target=cfg.columns.target, kind=kind, split=cfg.split_column
+        _canonical, sequence=cfg.columns.sequence, target=cfg.columns.target if has_target else None, kind=kind,
+        split=cfg.split_column if mode == "train" else None,
     )
     return ds.map_batches(fn, batch_format="pyarrow", zero_copy_batch=True)
 
 
-def split_rows(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> tuple[ray.data.Dataset, ...]:
-    """train/val/test (materialized): by data.split_column if set, else a seeded random split."""
+def split_rows(
+    ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ...] = CANONICAL
+) -> tuple[ray.data.Dataset, ...]:
+    """train/val/test (materialized): by data.split_column if set (rows carry it as `split`), else a
+    seeded random split; `keep` are the task's columns."""
     with data_errors(path):
         if cfg.split_column is None:
             train_frac = 1.0 - cfg.val_fraction - cfg.test_fraction
             parts = ds.random_shuffle(seed=cfg.split_seed).split_proportionately([train_frac, cfg.val_fraction])
         else:
-            parts = _predefined(ds.materialize(), cfg)
+            parts = _predefined(ds.materialize(), cfg, keep=keep)
         counts = dict(zip(SPLITS, (p.count() for p in parts)))
     if min(counts.values()) == 0:
         raise DataError(f"{path} has too few rows to split ({counts}); provide more sequences")
     return tuple(parts)
 
 
-def _predefined(ds: ray.data.Dataset, cfg: DataConfig) -> list[ray.data.Dataset]:
+def _predefined(ds: ray.data.Dataset, cfg: DataConfig, *, keep: tuple[str, ...]) -> list[ray.data.Dataset]:
     """Rows as labelled; with no 'val' rows, val_fraction of the training rows become validation."""
     part = {
-        name: ds.map_batches(functools.partial(rows_in_split, name=name), batch_format="pyarrow").materialize()
+        name: ds.map_batches(functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow").materialize()
         for name in SPLITS
     }
     if part["val"].count() == 0:
