@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -228,8 +228,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        # a section, or an optional one (WindowConfig | None)
+        ann = next((a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if ann is not None:
             keys += _leaf_keys(ann, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")

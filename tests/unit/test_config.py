@@ -135,3 +135,25 @@ def test_missing_policy_is_for_forecast_only():
     assert config.validate({"task": "forecast", "data": {"source": "sunspots", "missing": "ffill"}}).data.missing == "ffill"
     with pytest.raises(ConfigError, match="data.missing is only for task: forecast"):
         config.validate({"data": {"missing": "drop"}})
+
+
+def test_generate_and_anomaly_configs():
+    cfg = config.validate({"task": "anomaly", "data": {"source": "sensor_anomalies", "columns": {"label": "label"}}})
+    assert cfg.data.window.horizon == 1
+    with pytest.raises(ConfigError, match="anomaly scores one-step forecasts; set data.window.horizon: 1"):
+        config.validate({"task": "anomaly", "data": {"source": "sensor_anomalies", "window": {"horizon": 3}}})
+    with pytest.raises(ConfigError, match="only for task: anomaly"):
+        config.validate({"task": "forecast", "data": {"source": "sunspots", "columns": {"label": "flag"}}})
+    with pytest.raises(ConfigError, match="a generate dataset; set task: generate"):
+        config.validate({"task": "classify", "data": {"source": "chorales"}})
+    with pytest.raises(ConfigError, match="data.options.limits.*did you mean 'data.options.limit'"):
+        config.validate({"task": "generate", "data": {"source": "chorales", "options": {"limits": 3}}})
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "source"),
+    [("chorales.yaml", "generate", "chorales"), ("lady_susan.yaml", "generate", "lady_susan"),
+     ("sensor_anomalies.yaml", "anomaly", "sensor_anomalies")],
+)
+def test_generate_and_anomaly_experiments_load(name, task, source):
+    test_task_experiments_load(name, task, source)

@@ -57,3 +57,23 @@ def test_serving_model_reads_nan_padding_and_rescales():
     with torch.no_grad():
         expected = model(torch.nan_to_num(padded), lengths) * torch.tensor([2.0, 10.0]) + torch.tensor([1.0, -1.0])
         assert torch.allclose(serving(padded), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_every_step_readout_packed_equals_one_by_one(cell):
+    """generate: per-step outputs of a padded, packed batch equal each sequence's own outputs."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell=cell, hidden_size=6), input_size=3, output_size=4, readout="every").eval()
+    seqs = [torch.randn(n, 3) for n in (5, 2, 7)]
+    lengths = torch.tensor([len(s) for s in seqs])
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=1e3)
+    with torch.no_grad():
+        out = model(padded, lengths)                                        # (3, 7, 4)
+        assert out.shape == (3, 7, 4)
+        for i, s in enumerate(seqs):
+            assert torch.allclose(out[i, : len(s)], model(s.unsqueeze(0))[0], atol=1e-6)
+        state, steps = None, []
+        for t in range(len(seqs[2])):                                       # step() == the full pass
+            logits, state = model.step(seqs[2][t].unsqueeze(0), state)
+            steps.append(logits)
+        assert torch.allclose(torch.cat(steps), out[2], atol=1e-5)

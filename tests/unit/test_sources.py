@@ -68,3 +68,39 @@ def test_real_datasets_load_from_their_wheels():
     assert sunspots.num_rows == 309 and co2.num_rows == 526
     assert sunspots.column_names == co2.column_names == ["time", "y"]
     assert not np.isnan(co2.column("y").to_numpy()).any()
+
+
+def test_chorales_become_piano_rolls_in_c():
+    from music21 import key, note, stream
+
+    from pipeline.sources.chorales import piano_roll
+
+    s = stream.Stream()
+    s.append(key.Key("D"))
+    for name in ("D4", "F#4", "A4", "D5"):                 # a D major arpeggio, one quarter each
+        s.append(note.Note(name, quarterLength=1.0))
+    roll = piano_roll(s, steps_per_quarter=2)
+    assert roll.shape == (8, 88)
+    assert [int(np.flatnonzero(frame)[0]) + 21 for frame in roll[::2]] == [60, 64, 67, 72]  # C E G C
+    assert roll.sum(axis=1).tolist() == [1.0] * 8
+
+
+def test_bundled_chorales_and_text_load():
+    from pipeline.sources import SOURCES
+    from pipeline.sources.text import lady_susan_text
+
+    chorales = SOURCES["chorales"].generate(SOURCES["chorales"].options_model(limit=3))
+    assert chorales.num_rows == 3 and len(chorales.column("x")[0].as_py()[0]) == 88
+    text = lady_susan_text()
+    assert text.startswith("LADY SUSAN") and len(text) > 120_000 and "Project Gutenberg" not in text
+    rows = SOURCES["lady_susan"].generate(SOURCES["lady_susan"].options_model(chunk_chars=100))
+    assert set(len(t) for t in rows.column("text").to_pylist()) == {100}
+
+
+def test_sensor_anomalies_are_labelled():
+    from pipeline.sources import SOURCES
+
+    t = SOURCES["sensor_anomalies"].generate(SOURCES["sensor_anomalies"].options_model(num_series=2, length=1000))
+    assert t.column_names == ["series", "time", "value", "label"] and t.num_rows == 2000
+    labels = t.column("label").to_numpy()
+    assert 0.005 < labels.mean() < 0.08

@@ -1,0 +1,47 @@
+"""anomaly: threshold choice on validation data and detection metrics against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from pipeline.tasks import DataInfo
+from pipeline.tasks import anomaly
+from pipeline.tasks.anomaly import best_f1_threshold, calibrate, detection_metrics, flags_table
+
+
+def test_best_f1_threshold_separates_when_it_can():
+    score = np.array([0.1, 0.2, 0.9, 0.3, 0.8])
+    labels = np.array([0, 0, 1, 0, 1])
+    t = best_f1_threshold(score, labels)
+    assert 0.3 < t < 0.8
+    assert detection_metrics(score, labels, threshold=t) == {"auroc": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+
+
+def test_detection_metrics_by_hand():
+    score = np.array([0.9, 0.8, 0.7, 0.1])
+    labels = np.array([1, 0, 1, 0])
+    m = detection_metrics(score, labels, threshold=0.75)      # flags 0.9 (TP) and 0.8 (FP); misses 0.7
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
+    assert m["auroc"] == pytest.approx(0.75)                   # 3 of 4 (pos, neg) pairs ranked right
+
+
+def _out(pred, y, label=None):
+    out = {"pred": np.asarray(pred, float)[:, None], "y": np.asarray(y, float)[:, None],
+           "series": np.array(["a"] * len(y)), "time": np.arange(len(y))}
+    if label is not None:
+        out["label"] = np.asarray(label, float)[:, None]
+    return out
+
+
+def test_calibrate_by_labels_or_by_quantile():
+    info = DataInfo(task="anomaly", input_size=1, output_size=1, target="float", max_len=4,
+                    scaler={"mean": [10.0], "std": [2.0]}, flag_quantile=0.5)
+    val = _out(pred=[0, 0, 0, 0], y=[0.1, 3.0, 0.2, 0.1], label=[0, 1, 0, 0])
+    assert 0.2 < calibrate(val, info).threshold < 3.0
+    unlabelled = {k: v for k, v in val.items() if k != "label"}
+    assert calibrate(unlabelled, info).threshold == pytest.approx(0.15)      # the median score
+    cal = calibrate(val, info)
+    test = _out(pred=[0, 0, 0], y=[0.1, 5.0, -0.1], label=[0, 1, 0])
+    m = anomaly.test_metrics(test, cal)
+    assert m["test_f1"] == 1.0 and {"baseline_test_auroc", "test_precision", "test_recall"} <= set(m)
+    flags = flags_table(test, cal).to_pydict()
+    assert flags["flag"] == [False, True, False] and flags["value"] == pytest.approx([10.2, 20.0, 9.8])
