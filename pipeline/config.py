@@ -190,8 +190,6 @@ class Config(Section):
                 self.data.window = WindowConfig()
             if self.data.split_column is not None:
                 raise ValueError(f"data.split_column does not apply to {self.task}, which splits by time; remove it")
-            if self.task == "anomaly" and self.data.window.horizon != 1:
-                raise ValueError("anomaly scores one-step forecasts; set data.window.horizon: 1")
         elif self.data.window is not None:
             raise ValueError(f"data.window is only for task: forecast or anomaly (task is {self.task}); remove it")
         elif self.data.missing != "error":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import ray.data
 import torch
 
@@ -22,7 +23,20 @@ def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> Seq
     return model.eval()
 
 
-KEY_COLUMNS = ("series", "time")  # which step a window's prediction is for (forecast, anomaly)
+KEY_COLUMNS = ("series", "time", "pos")  # which step(s) a window's prediction is for (forecast, anomaly)
+
+
+def key_columns(rows) -> dict[str, np.ndarray]:
+    """The key columns of an Arrow batch as numpy: (B,), or (B, H) for per-target-step lists."""
+    out = {}
+    for name in KEY_COLUMNS:
+        if name in rows.column_names:
+            col = rows.column(name).combine_chunks()
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+                out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+            else:
+                out[name] = col.to_numpy(zero_copy_only=False)
+    return out
 
 
 def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, np.ndarray]:
@@ -36,9 +50,8 @@ def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInf
             for name, value in batch.items():
                 if name not in ("x", "lengths"):
                     parts.setdefault(name, []).append(value.numpy())
-            for name in KEY_COLUMNS:
-                if name in rows.column_names:
-                    parts.setdefault(name, []).append(rows.column(name).to_numpy())
+            for name, values in key_columns(rows).items():
+                parts.setdefault(name, []).append(values)
     out = {name: _concat(chunks) for name, chunks in parts.items()}
     if "scale" in out:
         out["scale"] = out["scale"][:, 0]

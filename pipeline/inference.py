@@ -25,7 +25,7 @@ from pipeline import cluster, tracking, trained as trained_mod
 from pipeline.batches import collate_for
 from pipeline.config import Config, apply_overrides, read_yaml, validate
 from pipeline.errors import DataError
-from pipeline.evaluate import KEY_COLUMNS, predict_split
+from pipeline.evaluate import key_columns, predict_split
 from pipeline.ingest import read, resolve_source
 from pipeline.model import model_for
 from pipeline.tasks import DataInfo, get_task
@@ -48,7 +48,7 @@ class BatchPredictor:
         with torch.no_grad():
             out = {"pred": self.model(batch["x"], batch["lengths"]).numpy()}
         out |= {k: v.numpy() for k, v in batch.items() if k not in ("x", "lengths")}
-        out |= {k: rows.column(k).to_numpy() for k in KEY_COLUMNS if k in rows.column_names}
+        out |= key_columns(rows)
         return pa.table({name: pa.array(list(values) if isinstance(values, list) else values)
                          for name, values in self.task.outputs(out, self.info).items()})
 
@@ -98,6 +98,9 @@ def predict(model_uri: str, data: DataChoice, *, out: Path, tracking_uri: str) -
         BatchPredictor, fn_constructor_kwargs=kwargs, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         batch_size=1024, batch_format="pyarrow",
     )
+    combine = get_task(t.info.task).combine
+    if combine is not None:
+        result = combine(result, t.info)
     result.write_parquet(str(out.resolve()))
     return sum(pq.read_metadata(f).num_rows for f in out.resolve().glob("*.parquet"))
 

@@ -61,6 +61,26 @@ def forecast_vs_actual(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray) ->
     return fig
 
 
+def anomaly_flags(table, *, threshold: float) -> Figure:
+    """One series of the test period: values with flagged steps (and labelled ones), and the scores."""
+    data = table.to_pandas()
+    first = data[data["series"] == data["series"].iloc[0]].sort_values("time")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    top.plot(first["time"], first["value"], color="black", lw=0.8, label="value")
+    if "label" in first:
+        top.scatter(first["time"][first["label"] == 1], first["value"][first["label"] == 1], s=30,
+                    facecolors="none", edgecolors="tab:orange", label="labelled anomaly")
+    top.scatter(first["time"][first["flag"]], first["value"][first["flag"]], marker="x", color="tab:red", s=18, label="flagged")
+    top.legend(fontsize=7)
+    top.set_title(f"test period of series {first['series'].iloc[0]}")
+    bottom.plot(first["time"], first["score"], lw=0.8)
+    bottom.axhline(threshold, color="tab:red", ls="--", label="threshold (chosen on val)")
+    bottom.set_ylabel("score (|error| / std)")
+    bottom.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def test_view(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
     """The task's picture of its test predictions, keyed by file name."""
     if info.task == "classify":
@@ -68,4 +88,8 @@ def test_view(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
     if info.task == "forecast":
         mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
         return {"forecast_vs_actual.png": forecast_vs_actual(out["pred"] * sd + mu, out["y"] * sd + mu, out["baseline"])}
+    if info.task == "anomaly":
+        from pipeline.tasks.anomaly import flags_table
+
+        return {"anomaly_flags.png": anomaly_flags(flags_table(out, info), threshold=info.threshold)}
     return {}

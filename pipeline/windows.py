@@ -7,6 +7,8 @@ splits. The seasonal-naive forecast repeats the last `season` observed values.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from pipeline.errors import DataError
@@ -44,16 +46,17 @@ def mase_scale(target: np.ndarray, splits: np.ndarray, *, season: int) -> float:
 
 def cut_windows(
     inputs: np.ndarray, target: np.ndarray, splits: np.ndarray, *, lookback: int, horizon: int,
-    at_target: dict[str, np.ndarray] | None = None,
+    at_target: dict[str, np.ndarray] | None = None, at: Literal["first", "all"] = "first",
 ) -> dict[str, np.ndarray]:
     """inputs (T, C), target (T,), splits (T,) -> x (W, L, C), y (W, H), target history (W, L), split (W,),
-    and at_target: each given per-step array (T,) read at the window's first target step (W,)."""
+    and at_target: each given per-step array (T,) read at the window's first target step (W,), or at
+    all of its target steps (W, H)."""
     at_target = at_target or {}
     n = len(target) - lookback - horizon + 1
     if n <= 0:
         return {"x": np.zeros((0, lookback, inputs.shape[1]), np.float32), "y": np.zeros((0, horizon), np.float32),
                 "history": np.zeros((0, lookback), np.float32), "split": np.zeros(0, dtype=object),
-                "at_target": {name: values[:0] for name, values in at_target.items()}}
+                "at_target": {name: values[:0] if at == "first" else values[:0].reshape(0, horizon) for name, values in at_target.items()}}
     starts = np.arange(n)
     x_idx = starts[:, None] + np.arange(lookback)[None, :]              # (W, L)
     y_idx = starts[:, None] + lookback + np.arange(horizon)[None, :]    # (W, H)
@@ -64,7 +67,7 @@ def cut_windows(
         "y": target[y_idx[keep]].astype(np.float32),
         "history": target[x_idx[keep]].astype(np.float32),
         "split": y_split[keep, 0],
-        "at_target": {name: values[y_idx[keep, 0]] for name, values in at_target.items()},
+        "at_target": {name: values[y_idx[keep, 0] if at == "first" else y_idx[keep]] for name, values in at_target.items()},
     }
 
 

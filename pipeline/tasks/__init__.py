@@ -83,6 +83,8 @@ class Task:
     calibrate: Callable[[dict[str, np.ndarray], DataInfo], DataInfo] | None = None
     # (test predictions, info) -> a per-row table logged with the run (anomaly: the flags)
     export: Callable[[dict[str, np.ndarray], DataInfo], Any] | None = None
+    # (predict's output dataset, info) -> the final rows, when outputs of one row span batches
+    combine: Callable[[ray.data.Dataset, DataInfo], ray.data.Dataset] | None = None
 
 
 def get_task(name: str) -> Task:

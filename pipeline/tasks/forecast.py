@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,10 @@ def _label(batch: pa.Table, *, val_start, test_start) -> pa.Table:
     return batch.append_column("split", pa.array(split_labels(times, val_start=val_start, test_start=test_start), pa.string()))
 
 
-def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.ndarray) -> pa.Table:
+Step = Literal["first", "all"]  # time, pos (and label) of a window's first target step, or lists over all of them
+
+
+def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.ndarray, at: Step) -> pa.Table:
     """One series (any order) -> its windows with targets standardized, baseline in data units."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
@@ -78,8 +82,10 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
     values = values[kept]
     target = values[:, 0]                                                # (T,)
     splits = group["split"].to_numpy(object)[kept]
-    steps = {"time": group["time"].to_numpy()[kept]} | ({"label": group["label"].to_numpy()[kept]} if "label" in group else {})
-    win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps)
+    steps = {"time": group["time"].to_numpy()[kept], "pos": np.arange(len(target))}   # pos: step index in the series
+    if "label" in group:
+        steps["label"] = group["label"].to_numpy()[kept]
+    win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps, at=at)
     baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)   # (W, H)
     table = sequence_table(win["x"], np.zeros(len(win["x"]), np.float32))          # x: (W, L, C)
     return pa.table({
@@ -89,7 +95,7 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
         "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
         "split": pa.array(win["split"], pa.string()),
         "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
-        **{name: pa.array(values) for name, values in win["at_target"].items()},   # time (, label) of the first target step
+        **{name: pa.array(list(v) if v.ndim == 2 else v) for name, v in win["at_target"].items()},
     })
 
 
@@ -101,7 +107,7 @@ class Windows:
     std: np.ndarray
 
 
-def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ...]) -> Windows:
+def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ...], at: Step = "first") -> Windows:
     """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns."""
     c, w = cfg.columns, cfg.window
     columns = [c.target, *c.features]
@@ -114,7 +120,7 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
         std = np.array([train_rows.std(col, ddof=0) for col in columns], np.float64)
         std = np.where(std < 1e-8, 1.0, std)
         windows = labelled.groupby("series").map_groups(
-            functools.partial(_windows, cfg=cfg, mean=mean, std=std), batch_format="pandas"
+            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas"
         ).materialize()
         parts = tuple(
             windows.map_batches(functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow").materialize()
@@ -133,7 +139,9 @@ def _all_test(batch: pa.Table) -> pa.Table:
     return batch.append_column("split", pa.array(["test"] * batch.num_rows, pa.string()))
 
 
-def windows_with(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str, keep: tuple[str, ...]) -> ray.data.Dataset:
+def windows_with(
+    ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str, keep: tuple[str, ...], at: Step = "first"
+) -> ray.data.Dataset:
     """Every window of new data, scaled with the trained model's scaler (predict, evaluate). The MASE
     scale is the whole series' in-sample seasonal-naive error. Targets and labels are optional."""
     names = ds.schema().names
@@ -143,7 +151,7 @@ def windows_with(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path:
     mean, std = np.asarray(info.input_mean), np.asarray(info.input_std)
     with data_errors(path):
         rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").map_batches(_all_test, batch_format="pyarrow")
-        windows = rows.groupby("series").map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std), batch_format="pandas")
+        windows = rows.groupby("series").map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas")
         return windows.map_batches(functools.partial(rows_in_split, name="test", keep=keep), batch_format="pyarrow").materialize()
 
 

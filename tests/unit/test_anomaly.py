@@ -26,7 +26,7 @@ def test_detection_metrics_by_hand():
 
 def _out(pred, y, label=None):
     out = {"pred": np.asarray(pred, float)[:, None], "y": np.asarray(y, float)[:, None],
-           "series": np.array(["a"] * len(y)), "time": np.arange(len(y))}
+           "series": np.array(["a"] * len(y)), "time": np.arange(len(y)), "pos": np.arange(len(y))}
     if label is not None:
         out["label"] = np.asarray(label, float)[:, None]
     return out
@@ -45,3 +45,12 @@ def test_calibrate_by_labels_or_by_quantile():
     assert m["test_f1"] == 1.0 and {"baseline_test_auroc", "test_precision", "test_recall"} <= set(m)
     flags = flags_table(test, cal).to_pydict()
     assert flags["flag"] == [False, True, False] and flags["value"] == pytest.approx([10.2, 20.0, 9.8])
+
+
+def test_a_step_is_scored_by_every_forecast_covering_it():
+    """Horizon 2: step 1 is forecast by window 0 (2 ahead) and window 1 (1 ahead); its score is the mean."""
+    out = {"pred": np.array([[0.0, 1.0], [3.0, 0.0]]), "y": np.array([[0.0, 2.0], [2.0, 0.5]]),
+           "series": np.array(["a", "a"]), "time": np.array([[10, 11], [11, 12]]), "pos": np.array([[0, 1], [1, 2]])}
+    steps = anomaly.scored(out)
+    assert steps["time"].tolist() == [10, 11, 12] and steps["forecasts"].tolist() == [1, 2, 1]
+    assert steps["score"].tolist() == [0.0, 1.0, 0.5] and steps["baseline_score"].tolist() == [0.0, 2.0, 0.5]

@@ -140,8 +140,6 @@ def test_missing_policy_is_for_forecast_only():
 def test_generate_and_anomaly_configs():
     cfg = config.validate({"task": "anomaly", "data": {"source": "sensor_anomalies", "columns": {"label": "label"}}})
     assert cfg.data.window.horizon == 1
-    with pytest.raises(ConfigError, match="anomaly scores one-step forecasts; set data.window.horizon: 1"):
-        config.validate({"task": "anomaly", "data": {"source": "sensor_anomalies", "window": {"horizon": 3}}})
     with pytest.raises(ConfigError, match="only for task: anomaly"):
         config.validate({"task": "forecast", "data": {"source": "sunspots", "columns": {"label": "flag"}}})
     with pytest.raises(ConfigError, match="a generate dataset; set task: generate"):

@@ -1,0 +1,71 @@
+"""predict and evaluate round-trip on a registered model, by URI, through the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import config
+from pipeline.training import run_training
+
+
+@pytest.fixture(scope="module")
+def registered(ray_session, tiny_raw):
+    raw = {**tiny_raw, "tracking": {**tiny_raw["tracking"], "register_as": "tiny-adding"}}
+    cfg = config.validate(raw)
+    summary = run_training(cfg, name="i-adding")
+    return cfg, summary
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_client):
+    cfg, summary = registered
+    uri = cfg.tracking.uri
+    out = _cli("evaluate", "-m", "models:/tiny-adding/1", "-d", "adding", "--set", f"data.cache_dir={cfg.data.cache_dir}",
+               "--set", "data.options={seq_len: 8, num_sequences: 300}", "--tracking-uri", uri, "--log",
+               "--summary-json", str(tmp_path / "e.json"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert set(result["metrics"]) == {"test_mse", "baseline_test_mse"}
+    logged = mlflow_client.get_run(result["run_id"])
+    assert logged.data.tags["lstmpipe.model_uri"] == "models:/tiny-adding/1" and logged.info.status == "FINISHED"
+    assert logged.data.metrics["test_mse"] == pytest.approx(result["metrics"]["test_mse"])
+
+    # the user's own rows, without a target: predictions only, in the rows' order
+    rng = np.random.default_rng(1)
+    x = np.stack([rng.uniform(size=(50, 8)), np.zeros((50, 8))], axis=2)
+    x[:, 0, 1] = x[:, 3, 1] = 1.0
+    pq.write_table(pa.table({"x": x.tolist()}), tmp_path / "new.parquet")
+    out = _cli("predict", "-m", f"runs:/{summary.run_id}/model", "-d", str(tmp_path / "new.parquet"), "-o", str(tmp_path / "pred"),
+               "--tracking-uri", uri, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    pred = pd.read_parquet(tmp_path / "pred")
+    assert list(pred.columns) == ["prediction"] and len(pred) == 50
+
+    from pipeline.trained import load
+
+    model = load(summary.checkpoint, tracking_uri=uri).model
+    import torch
+
+    with torch.no_grad():
+        expected = model(torch.tensor(x, dtype=torch.float32))[:, 0].numpy()
+    assert np.allclose(pred["prediction"], expected, atol=1e-5)
+
+
+def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path):
+    cfg, _ = registered
+    out = _cli("evaluate", "-m", "models:/no-such-model/1", "-d", "adding", "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    assert out.returncode == 2 and "cannot load model models:/no-such-model/1" in out.stderr and "Traceback" not in out.stderr
+    pq.write_table(pa.table({"x": [[[0.5, 1.0]] * 8]}), tmp_path / "nolabel.parquet")
+    out = _cli("evaluate", "-m", "models:/tiny-adding/1", "-d", str(tmp_path / "nolabel.parquet"), "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    assert out.returncode == 2 and "evaluate needs the target column 'y'" in out.stderr
