@@ -27,15 +27,13 @@ class SequenceBatch(ArrowBatchCollateFn):
         arrays = sequences_to_arrays(batch, sequence_column="x")
         if self.target in ("tokens", "frames"):
             return next_step(arrays, target=self.target, vocab_size=self.vocab_size)
-        if self.target == "class":
-            y = np.array(batch.column("y").to_numpy(), dtype=np.int64)         # (B,), writable
-        else:
-            y = float_targets(batch, column="y")                               # (B, O)
-        out = {
-            "x": torch.from_numpy(arrays["x"]),
-            "lengths": torch.from_numpy(arrays["lengths"]),
-            "y": torch.from_numpy(y),
-        }
+        out = {"x": torch.from_numpy(arrays["x"]), "lengths": torch.from_numpy(arrays["lengths"])}
+        if "y" in batch.column_names:  # absent when predicting on data without targets
+            if self.target == "class":
+                y = np.array(batch.column("y").to_numpy(), dtype=np.int64)     # (B,), writable
+            else:
+                y = float_targets(batch, column="y")                           # (B, O)
+            out["y"] = torch.from_numpy(y)
         for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale; anomaly: labels)
             if name in batch.column_names:
                 out[name] = torch.from_numpy(float_targets(batch, column=name))

@@ -29,6 +29,7 @@ from pipeline.evaluate import key_columns, predict_split
 from pipeline.ingest import read, resolve_source
 from pipeline.model import model_for
 from pipeline.tasks import DataInfo, get_task
+from pipeline.tasks.splitting import data_errors
 
 
 class BatchPredictor:
@@ -101,7 +102,8 @@ def predict(model_uri: str, data: DataChoice, *, out: Path, tracking_uri: str) -
     combine = get_task(t.info.task).combine
     if combine is not None:
         result = combine(result, t.info)
-    result.write_parquet(str(out.resolve()))
+    with data_errors(inputs.source):
+        result.write_parquet(str(out.resolve()))
     return sum(pq.read_metadata(f).num_rows for f in out.resolve().glob("*.parquet"))
 
 
@@ -116,7 +118,8 @@ def evaluate(model_uri: str, data: DataChoice, *, tracking_uri: str, log: Litera
     MLflow run (tagged with the model and the data) in the model's experiment."""
     inputs = _inputs(model_uri, data, tracking_uri=tracking_uri)
     t = inputs.trained
-    out = predict_split(t.model, inputs.rows, info=t.info)
+    with data_errors(inputs.source):
+        out = predict_split(t.model, inputs.rows, info=t.info)
     if "y" not in out and t.info.task in ("regression", "classify"):
         raise DataError(f"{inputs.source}: evaluate needs the target column '{t.config.data.columns.target}'; predict needs none")
     metrics = get_task(t.info.task).test_metrics(out, t.info)

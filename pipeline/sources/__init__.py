@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipeline.sources import adding, anomalies, chorales, digits, japanese_vowels, series, text
+from pipeline.sources import adding, anomalies, chorales, digits, japanese_vowels, series, text, ucr
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,38 @@ SOURCES: dict[str, Source] = {
         description="JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes",
         options_model=japanese_vowels.JapaneseVowelsOptions,
         generate=japanese_vowels.generate,
+    ),
+    "gunpoint": Source(
+        name="gunpoint",
+        size="200 sequences (50 train / 150 test) x 150 steps x 1",
+        task="classify",
+        description="GunPoint (UCR, bundled with aeon): hand x-coordinate, drawing a gun vs pointing; 2 classes",
+        options_model=ucr.UcrOptions,
+        generate=ucr.gunpoint,
+    ),
+    "italy_power_demand": Source(
+        name="italy_power_demand",
+        size="1,096 sequences (67 train / 1,029 test) x 24 steps x 1",
+        task="classify",
+        description="ItalyPowerDemand (UCR, bundled with aeon): a day's 24 hourly loads, Oct-Mar vs Apr-Sep; 2 classes",
+        options_model=ucr.UcrOptions,
+        generate=ucr.italy_power_demand,
+    ),
+    "airline": Source(
+        name="airline",
+        size="144 monthly steps, 1 series",
+        task="forecast",
+        description="International airline passengers 1949-1960 (aeon): trend plus a yearly cycle",
+        options_model=series.NoOptions,
+        generate=series.airline,
+    ),
+    "nile": Source(
+        name="nile",
+        size="100 yearly steps, 1 series",
+        task="forecast",
+        description="Yearly flow of the Nile at Aswan 1871-1970 (statsmodels), with a level shift in 1899",
+        options_model=series.NoOptions,
+        generate=series.nile,
     ),
     "co2": Source(
         name="co2",

@@ -26,3 +26,20 @@ def sunspots(opts: NoOptions) -> pa.Table:
 
     data = sm.datasets.sunspots.load_pandas().data
     return pa.table({"time": pa.array(data["YEAR"].to_numpy(np.int64)), "y": pa.array(data["SUNACTIVITY"].to_numpy(np.float64))})
+
+
+def airline(opts: NoOptions) -> pa.Table:
+    """Monthly international airline passengers (thousands), 1949-1960, from aeon's wheel."""
+    from aeon.datasets import load_airline
+
+    values = np.asarray(load_airline(), np.float64)
+    months = np.arange("1949-01", "1961-01", dtype="datetime64[M]").astype("datetime64[ns]")
+    return pa.table({"time": pa.array(months), "y": pa.array(values)})
+
+
+def nile(opts: NoOptions) -> pa.Table:
+    """Yearly flow of the Nile at Aswan (10^8 m^3), 1871-1970, from statsmodels."""
+    import statsmodels.api as sm
+
+    data = sm.datasets.nile.load_pandas().data
+    return pa.table({"time": pa.array(data["year"].to_numpy(np.int64)), "y": pa.array(data["volume"].to_numpy(np.float64))})

@@ -104,3 +104,18 @@ def test_sensor_anomalies_are_labelled():
     assert t.column_names == ["series", "time", "value", "label"] and t.num_rows == 2000
     labels = t.column("label").to_numpy()
     assert 0.005 < labels.mean() < 0.08
+
+
+def test_bundled_ucr_sets_and_series_load():
+    from pipeline.sources import SOURCES
+
+    gun = SOURCES["gunpoint"].generate(SOURCES["gunpoint"].options_model())
+    assert gun.num_rows == 200 and gun.column("split").to_pylist().count("train") == 50
+    assert len(gun.column("x")[0].as_py()) == 150 and set(gun.column("y").to_pylist()) == {"1", "2"}
+    italy = SOURCES["italy_power_demand"].generate(SOURCES["italy_power_demand"].options_model())
+    assert italy.num_rows == 1096 and len(italy.column("x")[0].as_py()) == 24
+    airline = SOURCES["airline"].generate(SOURCES["airline"].options_model())
+    assert airline.num_rows == 144 and airline.column("y")[0].as_py() == 112.0
+    assert str(airline.column("time")[0].as_py())[:7] == "1949-01"
+    nile = SOURCES["nile"].generate(SOURCES["nile"].options_model())
+    assert nile.num_rows == 100 and nile.column("time")[0].as_py() == 1871
