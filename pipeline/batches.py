@@ -12,7 +12,7 @@ from pipeline.tasks.generate import PAD
 from pipeline.transforms import float_targets, sequences_to_arrays
 
 
-EXTRA_COLUMNS = ("baseline", "scale", "label")
+EXTRA_COLUMNS = ("baseline", "scale", "ref", "label")
 
 
 class SequenceBatch(ArrowBatchCollateFn):
@@ -34,7 +34,7 @@ class SequenceBatch(ArrowBatchCollateFn):
             else:
                 y = float_targets(batch, column="y")                           # (B, O)
             out["y"] = torch.from_numpy(y)
-        for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale; anomaly: labels)
+        for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale, last value; anomaly: labels)
             if name in batch.column_names:
                 out[name] = torch.from_numpy(float_targets(batch, column=name))
         return out

@@ -41,6 +41,9 @@ class WindowConfig(Section):
     lookback: int = Field(24, ge=1, description="input steps per window")
     horizon: int = Field(1, ge=1, description="steps forecast at once")
     season: int = Field(1, ge=1, description="seasonal-naive period (12 for monthly data with a yearly cycle)")
+    normalize: Literal["none", "last"] = Field(
+        "none", description="forecast: inputs and targets relative to each window's last value (trending series: prices, CO2)"
+    )
 
     @model_validator(mode="after")
     def _season_fits(self) -> WindowConfig:
@@ -190,6 +193,8 @@ class Config(Section):
                 self.data.window = WindowConfig()
             if self.data.split_column is not None:
                 raise ValueError(f"data.split_column does not apply to {self.task}, which splits by time; remove it")
+            if self.task == "anomaly" and self.data.window.normalize != "none":
+                raise ValueError("data.window.normalize is for task: forecast; anomaly scores values in the data's units")
         elif self.data.window is not None:
             raise ValueError(f"data.window is only for task: forecast or anomaly (task is {self.task}); remove it")
         elif self.data.missing != "error":

@@ -77,9 +77,12 @@ class ServingModel(nn.Module):
     torch.export fixes T: callers pad to the exported length (the training data's longest sequence).
     """
 
-    def __init__(self, model: SequenceModel, *, out_scale: list[float] | None = None, out_shift: list[float] | None = None):
+    def __init__(
+        self, model: SequenceModel, *, out_scale: list[float] | None = None, out_shift: list[float] | None = None,
+        reference: Literal["none", "last"] = "none",
+    ):
         super().__init__()
-        self.rnn, self.head, self.readout = model.rnn, model.head, model.readout
+        self.rnn, self.head, self.readout, self.reference = model.rnn, model.head, model.readout, reference
         self.register_buffer("in_mean", model.in_mean.clone())
         self.register_buffer("in_std", model.in_std.clone())
         size = model.head.out_features
@@ -88,15 +91,19 @@ class ServingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         real = ~torch.isnan(x[..., 0])                              # (B, T)
-        x = (x - self.in_mean) / self.in_std                        # NaN stays NaN
         last = real.sum(dim=1).clamp(min=1) - 1                     # (B,) index of the last real step
+        ref = torch.zeros(x.shape[0], 1, dtype=x.dtype)             # (B, 1)
+        if self.reference == "last":                                # forecast relative to the last value
+            ref = x[..., 0].gather(1, last.view(-1, 1))             # (B, 1) last observed target
+            x = torch.cat([x[..., :1] - ref.unsqueeze(-1), x[..., 1:]], dim=-1)
+        x = (x - self.in_mean) / self.in_std                        # NaN stays NaN
         out, _ = self.rnn(torch.nan_to_num(x, nan=0.0))             # (B, T, H)
         if self.readout == "every":
             logits = self.head(out)                                 # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
         idx = last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])      # (B, 1, H)
         h = out.gather(1, idx).squeeze(1)                           # (B, H)
-        return self.head(h) * self.out_scale + self.out_shift       # (B, O)
+        return self.head(h) * self.out_scale + self.out_shift + ref  # (B, O)
 
 
 def build_model(

@@ -86,8 +86,10 @@ def test_view(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
     if info.task == "classify":
         return {"confusion_matrix.png": confusion_matrix(out["pred"].argmax(axis=1), out["y"], classes=info.classes)}
     if info.task == "forecast":
-        mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
-        return {"forecast_vs_actual.png": forecast_vs_actual(out["pred"] * sd + mu, out["y"] * sd + mu, out["baseline"])}
+        from pipeline.tasks.forecast import in_data_units
+
+        pred, y = in_data_units(out, info)
+        return {"forecast_vs_actual.png": forecast_vs_actual(pred, y, out["baseline"])}
     if info.task == "anomaly":
         from pipeline.tasks.anomaly import flags_table
 

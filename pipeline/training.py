@@ -140,7 +140,9 @@ def serving_model(model, info: DataInfo) -> ServingModel:
     """The model users load: forecasts come back in the data's units (the scaler is part of it)."""
     if info.scaler is None:
         return ServingModel(model)
-    return ServingModel(model, out_scale=info.scaler["std"], out_shift=info.scaler["mean"])
+    return ServingModel(
+        model, out_scale=info.scaler["std"], out_shift=info.scaler["mean"], reference=info.window_normalize or "none"
+    )
 
 
 def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, splits: Prepared | None = None) -> RunSummary:

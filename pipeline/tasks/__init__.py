@@ -41,6 +41,7 @@ class DataInfo:
     scaler: dict[str, list[float]] | None = None  # forecast: {"mean": [...], "std": [...]} of the target
     season: int | None = None                 # forecast: seasonal-naive period
     mase_scale: float | None = None           # forecast: in-sample seasonal-naive MAE on train
+    window_normalize: Literal["none", "last"] | None = None  # forecast: targets relative to the last value
     vocab: list[str] | None = None            # generate (tokens): token id -> the character or integer token
     token_kind: Literal["char", "int"] | None = None
     marginal: list[float] | None = None       # generate: unigram / per-key on-rate over the training split

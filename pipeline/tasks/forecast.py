@@ -28,7 +28,7 @@ from pipeline.tasks.splitting import SPLITS, data_errors, rows_in_split
 from pipeline.transforms import _column, _numeric
 from pipeline.windows import cut_windows, fill_missing, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
 
-WINDOW_COLUMNS = ("x", "y", "baseline", "scale")
+WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref")
 
 
 def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
@@ -87,10 +87,17 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
         steps["label"] = group["label"].to_numpy()[kept]
     win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps, at=at)
     baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)   # (W, H)
-    table = sequence_table(win["x"], np.zeros(len(win["x"]), np.float32))          # x: (W, L, C)
+    ref = win["history"][:, -1]                                          # (W,) last observed value
+    x, y = win["x"], win["y"]
+    if w.normalize == "last":                                            # relative to the last value
+        x = x.copy()
+        x[..., 0] -= ref[:, None]
+        y = y - ref[:, None]
+    table = sequence_table(x, np.zeros(len(x), np.float32))              # x: (W, L, C)
     return pa.table({
         "x": table.column("x"),
-        "y": pa.array(list((win["y"] - mean[0]) / std[0])),             # (W, H) standardized
+        "y": pa.array(list((y - mean[0]) / std[0])),                     # (W, H) standardized
+        "ref": pa.array(ref.astype(np.float64)),
         "baseline": pa.array(list(baseline)),
         "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
         "split": pa.array(win["split"], pa.string()),
@@ -119,6 +126,8 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
         mean = np.array([train_rows.mean(col) for col in columns], np.float64)
         std = np.array([train_rows.std(col, ddof=0) for col in columns], np.float64)
         std = np.where(std < 1e-8, 1.0, std)
+        if w.normalize == "last":
+            mean[0] = 0.0   # the target is relative to each window's last value: scaled, not centred
         windows = labelled.groupby("series").map_groups(
             functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas"
         ).materialize()
@@ -159,12 +168,19 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
     return windows_with(ds, cfg, info, path=path, keep=(*WINDOW_COLUMNS, "series", "time"))
 
 
-def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
+def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:
+    """Standardized (relative) forecasts and targets (W, H) -> the data's units."""
     mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
+    ref = out["ref"][:, None] if info.window_normalize == "last" else 0.0
+    y = out["y"] * sd + mu + ref if "y" in out else None
+    return out["pred"] * sd + mu + ref, y
+
+
+def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
+    pred, y = in_data_units(out, info)
     return {
         "series": out["series"], "time": out["time"],                       # the first forecast step
-        "forecast": list(out["pred"] * sd + mu), "actual": list(out["y"] * sd + mu),
-        "seasonal_naive": list(out["baseline"]),
+        "forecast": list(pred), "actual": list(y), "seasonal_naive": list(out["baseline"]),
     }
 
 
@@ -183,6 +199,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         input_std=std.tolist(),
         scaler={"mean": [float(mean[0])] * w.horizon, "std": [float(std[0])] * w.horizon},
         season=w.season,
+        window_normalize=w.normalize,
     )
     return Prepared(train=parts[0], val=parts[1], test=parts[2], info=info)
 
@@ -193,8 +210,7 @@ def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Ten
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
-    mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
-    pred, y = out["pred"] * sd + mu, out["y"] * sd + mu          # (W, H) in data units
+    pred, y = in_data_units(out, info)                           # (W, H) in data units
     model = forecast_metrics(pred, y, scale=out["scale"])
     naive = forecast_metrics(out["baseline"], y, scale=out["scale"])
     return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}

@@ -150,7 +150,7 @@ def test_generate_and_anomaly_configs():
 
 @pytest.mark.parametrize(
     ("name", "task", "source"),
-    [("chorales.yaml", "generate", "chorales"), ("lady_susan.yaml", "generate", "lady_susan"),
+    [("chorales.yaml", "generate", "chorales"), ("lady_susan.yaml", "generate", "lady_susan"), ("co2.yaml", "forecast", "co2"),
      ("sensor_anomalies.yaml", "anomaly", "sensor_anomalies")],
 )
 def test_generate_and_anomaly_experiments_load(name, task, source):

@@ -77,3 +77,21 @@ def test_every_step_readout_packed_equals_one_by_one(cell):
             logits, state = model.step(seqs[2][t].unsqueeze(0), state)
             steps.append(logits)
         assert torch.allclose(torch.cat(steps), out[2], atol=1e-5)
+
+
+def test_serving_model_relative_to_last_value():
+    """forecast with window.normalize=last: the served model subtracts each row's last observed
+    target, runs the model on relative inputs, and adds the value back to its forecasts."""
+    from pipeline.model import ServingModel
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=6), input_size=2, output_size=3).eval()
+    seqs = [torch.randn(n, 2) + 100.0 for n in (4, 2)]
+    lengths = torch.tensor([4, 2])
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
+    serving = ServingModel(model, out_scale=[2.0] * 3, out_shift=[0.0] * 3, reference="last").eval()
+    ref = torch.stack([s[-1, 0] for s in seqs]).unsqueeze(1)                # (B, 1)
+    relative = [torch.cat([s[:, :1] - s[-1, 0], s[:, 1:]], dim=1) for s in seqs]
+    with torch.no_grad():
+        expected = model(torch.nn.utils.rnn.pad_sequence(relative, batch_first=True), lengths) * 2.0 + ref
+        assert torch.allclose(serving(padded), expected, atol=1e-4)

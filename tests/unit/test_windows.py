@@ -65,3 +65,17 @@ def test_fill_missing_policies():
     np.testing.assert_array_equal(filled[1:], [[2.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
     zeroed, kept = fill_missing(v, policy="zero")
     assert kept.all() and zeroed[0, 0] == 0.0 and zeroed[3, 1] == 4.0
+
+
+def test_relative_windows_subtract_the_last_value():
+    import pandas as pd
+
+    from pipeline.config import DataConfig
+    from pipeline.tasks.forecast import _windows
+
+    cfg = DataConfig(source="x.csv", window={"lookback": 3, "horizon": 2, "normalize": "last"})
+    group = pd.DataFrame({"time": range(6), "y": [10.0, 11, 12, 13, 14, 15], "split": ["train"] * 6, "series": "a"})
+    t = _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([2.0]), at="first")
+    assert t.column("ref").to_pylist() == [12.0, 13.0]
+    assert t.column("x")[0].as_py() == [[-2.0], [-1.0], [0.0]]            # inputs relative to 12
+    assert t.column("y").to_pylist() == [[0.5, 1.0], [0.5, 1.0]]          # (13-12)/2, (14-12)/2
