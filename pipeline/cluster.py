@@ -19,6 +19,9 @@ def connect() -> None:
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # Bad data fails in several Ray Data blocks at once: the first failure is raised as one DataError
+    # sentence; its siblings would otherwise be logged as "Unhandled error" tracebacks on exit.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         runtime_env={"env_vars": QUIET_ENV},

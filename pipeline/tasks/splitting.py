@@ -65,6 +65,9 @@ def split_rows(
     """train/val/test (materialized): by data.split_column if set (rows carry it as `split`), else a
     seeded random split; `keep` are the task's columns."""
     with data_errors(path):
+        ds = ds.materialize()
+        if ds.count() == 0:
+            raise DataError("no rows; nothing to train on")
         if cfg.split_column is None:
             train_frac = 1.0 - cfg.val_fraction - cfg.test_fraction
             parts = ds.random_shuffle(seed=cfg.split_seed).split_proportionately([train_frac, cfg.val_fraction])
