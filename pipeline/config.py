@@ -178,7 +178,12 @@ class Config(Section):
     def _space_keys_exist(cls, tune: TuneConfig) -> TuneConfig:
         for key in tune.space:
             if key.split(".")[0] in ("tune", "tracking"):
-                raise ValueError(f"tune.space cannot search '{key}'; search data, model or train keys")
+                raise ValueError(f"tune.space cannot search '{key}'; search model or train keys")
+            if key.split(".")[0] == "data" and key in ALL_KEYS:
+                raise ValueError(
+                    f"tune.space cannot search '{key}': a sweep prepares the data once and every trial trains on it; "
+                    "search model or train keys, and compare data settings with separate runs (--set)"
+                )
             if key not in TUNABLE_KEYS:
                 raise ValueError(f"tune.space key '{key}' is not a config key{_suggest(key, TUNABLE_KEYS)}")
         return tune
@@ -242,7 +247,7 @@ def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 ALL_KEYS = _leaf_keys(Config)
 SECTIONS = sorted({k.split(".")[0] for k in ALL_KEYS})
-TUNABLE_KEYS = [k for k in ALL_KEYS if k.split(".")[0] in ("data", "model", "train")]
+TUNABLE_KEYS = [k for k in ALL_KEYS if k.split(".")[0] in ("model", "train")]
 
 
 def _suggest(key: str, candidates: list[str]) -> str:

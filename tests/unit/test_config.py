@@ -155,3 +155,9 @@ def test_generate_and_anomaly_configs():
 )
 def test_generate_and_anomaly_experiments_load(name, task, source):
     test_task_experiments_load(name, task, source)
+
+
+def test_data_keys_cannot_be_searched():
+    """Trials share the sweep's prepared data, so a searched data key would be silently ignored."""
+    with pytest.raises(ConfigError, match="tune.space cannot search 'data.window.lookback': a sweep prepares the data once"):
+        config.validate({"task": "forecast", "data": {"source": "sunspots"}, "tune": {"space": {"data.window.lookback": {"choice": [12, 24]}}}})
