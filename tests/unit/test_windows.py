@@ -79,3 +79,28 @@ def test_relative_windows_subtract_the_last_value():
     assert t.column("ref").to_pylist() == [12.0, 13.0]
     assert t.column("x")[0].as_py() == [[-2.0], [-1.0], [0.0]]            # inputs relative to 12
     assert t.column("y").to_pylist() == [[0.5, 1.0], [0.5, 1.0]]          # (13-12)/2, (14-12)/2
+
+
+@pytest.mark.parametrize("normalize", ["none", "last"])
+def test_target_scaler_round_trip(normalize):
+    """Windows standardize targets with the training scaler; in_data_units brings them back exactly."""
+    import pandas as pd
+
+    from pipeline.config import DataConfig
+    from pipeline.tasks import DataInfo
+    from pipeline.tasks.forecast import _windows, in_data_units
+
+    cfg = DataConfig(source="x.csv", window={"lookback": 4, "horizon": 3, "normalize": normalize})
+    values = 50 + 10 * np.sin(np.arange(40) / 3)
+    group = pd.DataFrame({"time": range(40), "y": values, "split": ["train"] * 40, "series": "a"})
+    mean, std = np.array([0.0 if normalize == "last" else values.mean()]), np.array([values.std()])
+    t = _windows(group, cfg=cfg, mean=mean, std=std, at="first")
+    y = np.array(t.column("y").to_pylist())
+    info = DataInfo(task="forecast", input_size=1, output_size=3, target="float", max_len=4, window_normalize=normalize,
+                    scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3})
+    out = {"pred": y, "y": y, "ref": np.array(t.column("ref").to_pylist())}
+    pred, actual = in_data_units(out, info)
+    expected = np.stack([values[i + 4: i + 7] for i in range(len(y))])
+    assert np.allclose(pred, expected, atol=1e-4) and np.allclose(actual, expected, atol=1e-4)
+    if normalize == "none":
+        assert abs(y.mean()) < 0.2                                  # standardized around 0
