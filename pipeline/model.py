@@ -1,25 +1,25 @@
-"""The sequence model: a recurrent stack (LSTM, GRU or tanh RNN) and a linear head on its final state.
+"""The sequence model: a recurrent stack (`pipeline.cells`: fused LSTM/GRU/RNN or a Greff LSTM
+variant, stacked, optionally bidirectional) and a linear head on its final output.
 
-Training feeds zero-padded batches with their lengths; when lengths differ the batch is packed
-with `pack_padded_sequence`, so padding never reaches the recurrence. `ServingModel` is what gets
+Training feeds zero-padded batches with their lengths; fused cells pack them with
+`pack_padded_sequence` and custom cells mask padded steps, so padding never reaches the recurrence. `ServingModel` is what gets
 logged to MLflow: it takes one float tensor, NaN-padded for ragged batches, and returns outputs
 in the data's original units.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from typing import TYPE_CHECKING, Literal
 
+import torch
+from torch import nn
+
+from pipeline.cells import Recurrent
 from pipeline.config import ModelConfig
 
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo
 
-CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 Readout = Literal["last", "every"]  # one output per sequence (its last step), or one per step (generate)
 
 
@@ -37,34 +37,18 @@ class SequenceModel(nn.Module):
         # Input standardization fitted on the training split; buffers, so it travels with the weights.
         self.register_buffer("in_mean", torch.tensor(input_mean or [0.0] * input_size, dtype=torch.float32))
         self.register_buffer("in_std", torch.tensor(input_std or [1.0] * input_size, dtype=torch.float32))
-        self.rnn = CELLS[cfg.cell](
-            input_size=input_size,
-            hidden_size=cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,  # torch applies it between layers only
-            batch_first=True,
-        )
-        self.head = nn.Linear(cfg.hidden_size, output_size)
+        self.rnn = Recurrent(cfg, input_size=input_size)
+        self.head = nn.Linear(self.rnn.output_size, output_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         x = (x - self.in_mean) / self.in_std                         # (B, T, C)
-        total = x.shape[1]
-        packed = lengths is not None and bool((lengths != total).any())
-        if packed:
-            x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(x)
-        if self.readout == "every":
-            if packed:
-                out, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
-            return self.head(out)                               # (B, T, O)
-        h_n = state[0] if isinstance(state, tuple) else state  # (layers, B, H); LSTM also returns c_n
-        return self.head(h_n[-1])                               # (B, O)
+        out, last = self.rnn(x, lengths)                              # (B, T, D), (B, D)
+        return self.head(out) if self.readout == "every" else self.head(last)   # (B, T, O) or (B, O)
 
     def step(self, x_t: torch.Tensor, state=None):
         """One step of the recurrence for sampling: x_t (B, C) -> logits (B, O) and the new state."""
-        x_t = (x_t - self.in_mean) / self.in_std
-        out, state = self.rnn(x_t.unsqueeze(1), state)          # out: (B, 1, H)
-        return self.head(out[:, 0]), state
+        out, state = self.rnn.step((x_t - self.in_mean) / self.in_std, state)   # (B, D)
+        return self.head(out), state
 
 
 class ServingModel(nn.Module):
@@ -97,12 +81,10 @@ class ServingModel(nn.Module):
             ref = x[..., 0].gather(1, last.view(-1, 1))             # (B, 1) last observed target
             x = torch.cat([x[..., :1] - ref.unsqueeze(-1), x[..., 1:]], dim=-1)
         x = (x - self.in_mean) / self.in_std                        # NaN stays NaN
-        out, _ = self.rnn(torch.nan_to_num(x, nan=0.0))             # (B, T, H)
+        out, h = self.rnn(torch.nan_to_num(x, nan=0.0), real.sum(dim=1), padding="mask")   # (B, T, D), (B, D)
         if self.readout == "every":
             logits = self.head(out)                                 # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
-        idx = last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])      # (B, 1, H)
-        h = out.gather(1, idx).squeeze(1)                           # (B, H)
         return self.head(h) * self.out_scale + self.out_shift + ref  # (B, O)
 
 

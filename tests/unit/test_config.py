@@ -37,7 +37,7 @@ def test_bad_value_names_key_and_value():
 
 
 def test_bad_cell_lists_choices():
-    with pytest.raises(ConfigError, match="'model.cell' = 'lstmm'.*'lstm', 'gru' or 'rnn'"):
+    with pytest.raises(ConfigError, match="'model.cell' = 'lstmm'.*'lstm', 'gru', 'rnn', 'peephole'.*'cifg' or 'fgr'"):
         config.load(None, ["model.cell=lstmm"])
 
 

@@ -7,18 +7,25 @@ from pipeline.config import ModelConfig
 from pipeline.model import build_model
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("layers", [1, 2])
-def test_output_shape(cell, layers):
-    model = build_model(ModelConfig(cell=cell, hidden_size=8, num_layers=layers, dropout=0.1), input_size=3, output_size=2)
-    out = model(torch.randn(5, 7, 3))
-    assert out.shape == (5, 2)
-    assert isinstance(model.rnn, {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell])
+ALL_CELLS = ["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"]
 
 
-def test_dropout_only_between_layers():
-    assert build_model(ModelConfig(num_layers=1, dropout=0.5), input_size=1, output_size=1).rnn.dropout == 0.0
-    assert build_model(ModelConfig(num_layers=2, dropout=0.5), input_size=1, output_size=1).rnn.dropout == 0.5
+@pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)])
+def test_output_shape(cell, layers, bidirectional):
+    cfg = ModelConfig(cell=cell, hidden_size=8, num_layers=layers, dropout=0.1, bidirectional=bidirectional)
+    model = build_model(cfg, input_size=3, output_size=2)
+    assert model(torch.randn(5, 7, 3), torch.tensor([7, 3, 5, 1, 7])).shape == (5, 2)
+    assert model.head.in_features == 8 * (2 if bidirectional else 1)
+    every = build_model(cfg, input_size=3, output_size=2, readout="every")
+    assert every(torch.randn(5, 7, 3)).shape == (5, 7, 2)
+
+
+def test_lstm_projection_and_forget_bias():
+    model = build_model(ModelConfig(hidden_size=16, proj_size=4, num_layers=2, forget_bias=2.0), input_size=3, output_size=1)
+    assert model.head.in_features == 4 and model(torch.randn(2, 5, 3)).shape == (2, 1)
+    cell = model.rnn.layers[0][0]
+    assert torch.equal(cell.bias_ih_l0[16:32] + cell.bias_hh_l0[16:32], torch.full((16,), 2.0))
 
 
 def test_reads_the_last_time_step():
@@ -29,10 +36,12 @@ def test_reads_the_last_time_step():
     assert not torch.allclose(model(x), model(changed))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_packed_padded_batch_equals_sequences_one_by_one(cell):
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "cifg", "fgr"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_packed_padded_batch_equals_sequences_one_by_one(cell, bidirectional):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(cell=cell, hidden_size=6, num_layers=2), input_size=3, output_size=2).eval()
+    cfg = ModelConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional)
+    model = build_model(cfg, input_size=3, output_size=2).eval()
     seqs = [torch.randn(n, 3) for n in (5, 2, 7, 1)]
     lengths = torch.tensor([len(s) for s in seqs])
     padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)       # (4, 7, 3), zeros after each end
@@ -95,3 +104,22 @@ def test_serving_model_relative_to_last_value():
     with torch.no_grad():
         expected = model(torch.nn.utils.rnn.pad_sequence(relative, batch_first=True), lengths) * 2.0 + ref
         assert torch.allclose(serving(padded), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(("cell", "bidirectional"), [("cifg", False), ("lstm", True), ("fgr", True)])
+def test_served_model_matches_and_exports_for_variants_and_both_directions(cell, bidirectional):
+    import warnings
+
+    from torch.export import Dim
+
+    from pipeline.model import ServingModel
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional), input_size=3, output_size=2).eval()
+    seqs = [torch.randn(n, 3) for n in (5, 2, 7)]
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = model(torch.nan_to_num(padded), torch.tensor([5, 2, 7]))
+        exported = torch.export.export(ServingModel(model).eval(), (padded,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]).module()
+        assert torch.allclose(exported(padded), expected, atol=1e-5)
