@@ -74,34 +74,51 @@ NO_PEEPHOLES = Variant(peepholes=False)   # Greff's NP, computed by the custom c
 
 
 def _scan_eager(xw: Tensor, r: Tensor, peep: Tensor, gate_r: Tensor, mask: Tensor, h: Tensor, c: Tensor,
-          gates: Tensor, flags: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                gates: Tensor, flags: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """xw (T, B, 4H) input projections (order i, f, z, o as nn.LSTM), r (4H, H), peep (3, H),
     gate_r (3H, 3H), mask (T, B, 1) real steps; h, c (B, H), gates (B, 3H) previous i, f, o.
-    -> outputs (T, B, H) and the final h, c, gates."""
-    use_i, use_f, use_o, act_z, act_h, coupled, fgr = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5], flags[6]
+    -> outputs (T, B, H) and the final h, c, gates. Each flag skips work a variant does not do."""
+    use_i, use_f, use_o, act_z, act_h, coupled, fgr, peepholes, masked = (
+        flags[0], flags[1], flags[2], flags[3], flags[4], flags[5], flags[6], flags[7], flags[8])
     hidden = h.shape[1]
+    r_t = r.t()
+    gate_r_t = gate_r.t()
+    one = torch.ones_like(c)
     outs: list[Tensor] = []
     for t in range(xw.shape[0]):
-        a = xw[t] + torch.mm(h, r.t())                                   # (B, 4H)
+        a = torch.addmm(xw[t], h, r_t)                                    # (B, 4H)
         if fgr == 1:                                                      # previous i, f, o -> i, f, o
-            fb = torch.mm(gates, gate_r.t())                              # (B, 3H)
+            fb = torch.mm(gates, gate_r_t)                                # (B, 3H)
             a = a + torch.cat([fb[:, : 2 * hidden], torch.zeros_like(h), fb[:, 2 * hidden:]], 1)
         ai, af, az, ao = a.chunk(4, 1)                                    # (B, H) each
+        if peepholes == 1:
+            ai = ai + peep[0] * c
+            af = af + peep[1] * c
         z = torch.tanh(az) if act_z == 1 else az
-        i = torch.sigmoid(ai + peep[0] * c) if use_i == 1 else torch.ones_like(c)
+        i = torch.sigmoid(ai) if use_i == 1 else one
         if coupled == 1:
             f = 1.0 - i
         elif use_f == 1:
-            f = torch.sigmoid(af + peep[1] * c)
+            f = torch.sigmoid(af)
         else:
-            f = torch.ones_like(c)
-        c_new = z * i + c * f
-        o = torch.sigmoid(ao + peep[2] * c_new) if use_o == 1 else torch.ones_like(c)
-        h_new = (torch.tanh(c_new) if act_h == 1 else c_new) * o
-        m = mask[t]                                                       # (B, 1)
-        h = torch.where(m, h_new, h)
-        c = torch.where(m, c_new, c)
-        gates = torch.where(m, torch.cat([i, f, o], 1), gates)
+            f = one
+        c_new = torch.addcmul(c * f, z, i)                                # z * i + c * f
+        if use_o == 1:
+            o = torch.sigmoid(ao + peep[2] * c_new) if peepholes == 1 else torch.sigmoid(ao)
+            h_new = (torch.tanh(c_new) if act_h == 1 else c_new) * o
+        else:
+            o = one
+            h_new = torch.tanh(c_new) if act_h == 1 else c_new
+        if masked == 1:                                                   # padded steps keep the state
+            m = mask[t]                                                   # (B, 1)
+            h = torch.where(m, h_new, h)
+            c = torch.where(m, c_new, c)
+            if fgr == 1:
+                gates = torch.where(m, torch.cat([i, f, o], 1), gates)
+        else:
+            h, c = h_new, c_new
+            if fgr == 1:
+                gates = torch.cat([i, f, o], 1)
         outs.append(h_new)
     return torch.stack(outs), h, c, gates
 
@@ -115,11 +132,18 @@ class VariantLayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, variant: Variant, *, forget_bias: float = 1.0):
         super().__init__()
         self.hidden_size = hidden_size
-        self.flags = variant.flags()[:7]
+        self.flags = variant.flags()
         self.w = nn.Linear(input_size, 4 * hidden_size)                  # W and b for i, f, z, o
         self.r = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))  # R
-        self.peep = nn.Parameter(torch.zeros(3, hidden_size), requires_grad=variant.peepholes)
-        self.gate_r = nn.Parameter(torch.zeros(3 * hidden_size, 3 * hidden_size) if variant.gate_recurrence else torch.zeros(0, 0))
+        # parameters only where the variant has them (DDP requires every parameter to get a gradient)
+        if variant.peepholes:
+            self.peep = nn.Parameter(torch.zeros(3, hidden_size))         # p_i, p_f, p_o
+        else:
+            self.register_buffer("peep", torch.zeros(3, hidden_size))
+        if variant.gate_recurrence:
+            self.gate_r = nn.Parameter(torch.empty(3 * hidden_size, 3 * hidden_size))
+        else:
+            self.register_buffer("gate_r", torch.zeros(0, 0))
         bound = hidden_size ** -0.5                                       # nn.LSTM's initialization
         for weight in (self.w.weight, self.w.bias, self.r):
             nn.init.uniform_(weight, -bound, bound)
@@ -139,8 +163,10 @@ class VariantLayer(nn.Module):
             zeros = x.new_zeros(b, self.hidden_size)
             state = (zeros, zeros, x.new_zeros(b, 3 * self.hidden_size))
         h, c, gates = state
-        scan = _scan_eager if torch.compiler.is_exporting() else _scan
-        out, h, c, gates = scan(xw, self.r, self.peep, self.gate_r, mask, h, c, gates, self.flags)
+        exporting = torch.compiler.is_exporting()
+        scan = _scan_eager if exporting else _scan
+        masked = int(lengths is not None and (exporting or bool((lengths < t).any())))
+        out, h, c, gates = scan(xw, self.r, self.peep, self.gate_r, mask, h, c, gates, self.flags + [masked])
         return out.transpose(0, 1), (h, c, gates)                         # (B, T, H)
 
 

@@ -72,3 +72,18 @@ def test_more_workers_than_cpus_fails_before_training(tiny_cfg, splits):
     too_many = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "use_gpu": True}})
     with pytest.raises(ConfigError, match="train.workers=2 needs 2 GPUs but the Ray cluster has 0"):
         run_training(too_many, name="t-gpu", splits=splits)
+
+
+def test_greff_variant_bidirectional_on_two_workers(ray_session, tiny_raw, tmp_path):
+    """A custom cell (CIFG), stacked and bidirectional, through DDP on 2 workers, served from pt2."""
+    import mlflow
+    import numpy as np
+
+    raw = {**tiny_raw, "model": {"cell": "cifg", "hidden_size": 8, "num_layers": 2, "bidirectional": True},
+           "tracking": {**tiny_raw["tracking"], "register_as": "tiny-cifg"}}
+    cfg = config.validate(raw)
+    summary = run_training(cfg, name="t-cifg")
+    assert np.isfinite(summary.metrics["test_mse"]) and summary.metrics["best_epoch"] in (0, 1)
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-cifg/1")
+    assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
