@@ -24,7 +24,7 @@ Each variant changes one thing:
     np    no peepholes:             p = 0; this is torch's fused `nn.LSTM` (config `lstm`)
 
 The custom cell computes the input projections W x_t + b for all steps in one matmul and keeps
-only the recurrent part in a TorchScript loop. Padded steps (t >= length) leave the state unchanged,
+only the recurrent part in a loop (`pipeline.scan`: TorchScript, hand-written backward). Padded steps (t >= length) leave the state unchanged,
 so the final state equals the packed result.
 """
 
@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from pipeline.scan import scan
 
 if TYPE_CHECKING:
     from pipeline.config import ModelConfig
@@ -71,59 +73,6 @@ VARIANTS: dict[str, Variant] = {
     "fgr": Variant(gate_recurrence=True),
 }
 NO_PEEPHOLES = Variant(peepholes=False)   # Greff's NP, computed by the custom cell (tests: equals nn.LSTM)
-
-
-def _scan_eager(xw: Tensor, r: Tensor, peep: Tensor, gate_r: Tensor, mask: Tensor, h: Tensor, c: Tensor,
-                gates: Tensor, flags: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """xw (T, B, 4H) input projections (order i, f, z, o as nn.LSTM), r (4H, H), peep (3, H),
-    gate_r (3H, 3H), mask (T, B, 1) real steps; h, c (B, H), gates (B, 3H) previous i, f, o.
-    -> outputs (T, B, H) and the final h, c, gates. Each flag skips work a variant does not do."""
-    use_i, use_f, use_o, act_z, act_h, coupled, fgr, peepholes, masked = (
-        flags[0], flags[1], flags[2], flags[3], flags[4], flags[5], flags[6], flags[7], flags[8])
-    hidden = h.shape[1]
-    r_t = r.t()
-    gate_r_t = gate_r.t()
-    one = torch.ones_like(c)
-    outs: list[Tensor] = []
-    for t in range(xw.shape[0]):
-        a = torch.addmm(xw[t], h, r_t)                                    # (B, 4H)
-        if fgr == 1:                                                      # previous i, f, o -> i, f, o
-            fb = torch.mm(gates, gate_r_t)                                # (B, 3H)
-            a = a + torch.cat([fb[:, : 2 * hidden], torch.zeros_like(h), fb[:, 2 * hidden:]], 1)
-        ai, af, az, ao = a.chunk(4, 1)                                    # (B, H) each
-        if peepholes == 1:
-            ai = ai + peep[0] * c
-            af = af + peep[1] * c
-        z = torch.tanh(az) if act_z == 1 else az
-        i = torch.sigmoid(ai) if use_i == 1 else one
-        if coupled == 1:
-            f = 1.0 - i
-        elif use_f == 1:
-            f = torch.sigmoid(af)
-        else:
-            f = one
-        c_new = torch.addcmul(c * f, z, i)                                # z * i + c * f
-        if use_o == 1:
-            o = torch.sigmoid(ao + peep[2] * c_new) if peepholes == 1 else torch.sigmoid(ao)
-            h_new = (torch.tanh(c_new) if act_h == 1 else c_new) * o
-        else:
-            o = one
-            h_new = torch.tanh(c_new) if act_h == 1 else c_new
-        if masked == 1:                                                   # padded steps keep the state
-            m = mask[t]                                                   # (B, 1)
-            h = torch.where(m, h_new, h)
-            c = torch.where(m, c_new, c)
-            if fgr == 1:
-                gates = torch.where(m, torch.cat([i, f, o], 1), gates)
-        else:
-            h, c = h_new, c_new
-            if fgr == 1:
-                gates = torch.cat([i, f, o], 1)
-        outs.append(h_new)
-    return torch.stack(outs), h, c, gates
-
-
-_scan = torch.jit.script(_scan_eager)   # the training path; torch.export traces the eager loop
 
 
 class VariantLayer(nn.Module):
@@ -163,9 +112,7 @@ class VariantLayer(nn.Module):
             zeros = x.new_zeros(b, self.hidden_size)
             state = (zeros, zeros, x.new_zeros(b, 3 * self.hidden_size))
         h, c, gates = state
-        exporting = torch.compiler.is_exporting()
-        scan = _scan_eager if exporting else _scan
-        masked = int(lengths is not None and (exporting or bool((lengths < t).any())))
+        masked = int(lengths is not None and (torch.compiler.is_exporting() or bool((lengths < t).any())))
         out, h, c, gates = scan(xw, self.r, self.peep, self.gate_r, mask, h, c, gates, self.flags + [masked])
         return out.transpose(0, 1), (h, c, gates)                         # (B, T, H)
 
