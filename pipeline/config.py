@@ -172,12 +172,24 @@ class TuneConfig(Section):
     num_samples: int = Field(2, ge=1)
     max_concurrent: int = Field(0, ge=0, description="0 = as many trials as the cluster's CPUs/GPUs fit")
     trial_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial; default train.workers")
+    search: Literal["random", "grid", "optuna"] = Field(
+        "random", description="random sampling; grid: every combination of the choices (x num_samples); optuna: TPE"
+    )
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
-    metric: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
+    metric: str | None = Field(None, description="what the sweep optimizes; default the task's validation metric")
+    mode: Literal["min", "max"] | None = Field(None, description="default: max for accuracy, else min")
+    seed: int | None = Field(None, description="optuna: sampler seed")
     space: dict[str, SpaceSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _grid_needs_choices(self) -> TuneConfig:
+        if self.search == "grid":
+            ranged = [k for k, spec in self.space.items() if spec.choice is None]
+            if ranged:
+                raise ValueError(f"tune.search: grid needs a choice list for every key; {ranged} are ranges (use random or optuna)")
+        return self
 
 
 class TrackingConfig(Section):

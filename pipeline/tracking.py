@@ -170,6 +170,10 @@ def log_dict(uri: str, run_id: str, payload: dict[str, Any], name: str) -> None:
     client(uri).log_dict(run_id, payload, name)
 
 
+def log_text(uri: str, run_id: str, text: str, name: str) -> None:
+    client(uri).log_text(run_id, text, name)
+
+
 def log_table(uri: str, run_id: str, table, name: str) -> None:
     """An Arrow table as a Parquet artifact `name`."""
     import pyarrow.parquet as pq

@@ -15,12 +15,12 @@ import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from pipeline import cluster, runs, tracking
+from pipeline import cluster, report, runs, tracking
 from pipeline.config import Config, SpaceSpec, TuneConfig, apply_overrides, validate
 from pipeline.errors import TrainingFailed
 from pipeline.ingest import load_splits
 from pipeline.summary import RunSummary
-from pipeline.tasks import Prepared
+from pipeline.tasks import Prepared, get_task
 from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, worker_spec
 
 CHAMPION_ALIAS = "champion"
@@ -55,6 +55,33 @@ def to_tune_space(space: dict[str, SpaceSpec]) -> dict[str, Any]:
         else:
             out[key] = ray.tune.randint(*spec.randint)
     return out
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    mode: str
+
+
+def objective(cfg: Config) -> Objective:
+    """tune.metric/mode, defaulting to the task's validation metric (accuracy up, losses down)."""
+    metric = cfg.tune.metric or f"val_{get_task(cfg.task).val_metric}"
+    mode = cfg.tune.mode or ("max" if metric.endswith(("accuracy", "auroc", "f1")) else "min")
+    return Objective(metric=metric, mode=mode)
+
+
+def search_space(cfg: TuneConfig) -> dict[str, Any]:
+    if cfg.search == "grid":   # every combination, num_samples times
+        return {key: ray.tune.grid_search(list(spec.choice)) for key, spec in cfg.space.items()}
+    return to_tune_space(cfg.space)
+
+
+def searcher(cfg: TuneConfig, goal: Objective):
+    if cfg.search != "optuna":
+        return None
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(metric=goal.metric, mode=goal.mode, seed=cfg.seed)   # TPE
 
 
 def scheduler(cfg: TuneConfig, *, max_epochs: int):
@@ -139,6 +166,18 @@ def best_trial_outcome(storage: str, name: str) -> FitOutcome:
     return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path)
 
 
+def log_report(cfg: Config, results: list, *, goal: Objective, ctx: SweepContext) -> None:
+    """The odyssey report on the parent run: trials table, metric per cell, fANOVA importance."""
+    table = report.trial_table(results, space=cfg.tune.space, metric=goal.metric, mode=goal.mode)
+    tracking.log_text(ctx.tracking_uri, ctx.parent_run_id, table.to_csv(index=False), "report/trials.csv")
+    tracking.log_text(ctx.tracking_uri, ctx.parent_run_id, report.markdown(table), "report/trials.md")
+    scores = report.importance(table, space=cfg.tune.space, metric=goal.metric, mode=goal.mode)
+    if scores:
+        tracking.log_dict(ctx.tracking_uri, ctx.parent_run_id, scores, "report/importance.json")
+    figures = {"metric_by_cell.png": report.metric_by_cell(table, metric=goal.metric), "importance.png": report.importance_chart(scores)}
+    tracking.log_figures(ctx.tracking_uri, ctx.parent_run_id, {k: v for k, v in figures.items() if v is not None})
+
+
 def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None = None) -> RunSummary:
     cfg = trial_base(cfg)
     uri = tracking.resolve_uri(cfg.tracking)
@@ -158,12 +197,14 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
         experiment=cfg.tracking.experiment, storage=storage, sweep_name=name,
     )
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
+    goal = objective(cfg)
     tuner = ray.tune.Tuner(
         trainable,
-        param_space=to_tune_space(cfg.tune.space),
+        param_space=search_space(cfg.tune),
         tune_config=ray.tune.TuneConfig(
-            metric=cfg.tune.metric,
-            mode=cfg.tune.mode,
+            metric=goal.metric,
+            mode=goal.mode,
+            search_alg=searcher(cfg.tune, goal),
             scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
             num_samples=cfg.tune.num_samples,
             max_concurrent_trials=concurrency(cfg),
@@ -182,7 +223,8 @@ def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, ctx: SweepContext) 
     if not ok:
         first = next((r.error for r in grid if r.error is not None), None)
         raise TrainingFailed(f"every trial of sweep '{ctx.sweep_name}' failed; first error: {str(first).strip().splitlines()[-1] if first else 'no metrics reported'}")
-    best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode, scope="all", filter_nan_and_inf=True)
+    goal = objective(cfg)
+    best = grid.get_best_result(metric=goal.metric, mode=goal.mode, scope="all", filter_nan_and_inf=True)
     best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
     outcome = best_trial_outcome(trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best.metrics["trial_id"]))
     register_as = cfg.tracking.register_as or cfg.tracking.experiment
@@ -192,6 +234,7 @@ def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, ctx: SweepContext) 
         best_cfg, ctx.splits, outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id,
         register_as=register_as, alias=CHAMPION_ALIAS, history_run_id=best_child,
     )
+    log_report(cfg, list(grid), goal=goal, ctx=ctx)
     return RunSummary(
         status="FINISHED",
         tracking_uri=ctx.tracking_uri,

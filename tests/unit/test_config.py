@@ -161,3 +161,13 @@ def test_data_keys_cannot_be_searched():
     """Trials share the sweep's prepared data, so a searched data key would be silently ignored."""
     with pytest.raises(ConfigError, match="tune.space cannot search 'data.window.lookback': a sweep prepares the data once"):
         config.validate({"task": "forecast", "data": {"source": "sunspots"}, "tune": {"space": {"data.window.lookback": {"choice": [12, 24]}}}})
+
+
+def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
+    from pipeline.tuning import objective
+
+    with pytest.raises(ConfigError, match=r"grid needs a choice list for every key; \['train.lr'\] are ranges"):
+        config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
+    assert objective(config.validate({"task": "classify", "data": {"source": "digits"}})) .__dict__ == {"metric": "val_accuracy", "mode": "max"}
+    assert objective(config.validate({"task": "generate", "data": {"source": "chorales"}})).__dict__ == {"metric": "val_nll", "mode": "min"}
+    assert objective(config.validate({"tune": {"metric": "val_loss"}})).__dict__ == {"metric": "val_loss", "mode": "min"}

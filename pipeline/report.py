@@ -1,0 +1,112 @@
+"""The sweep report ("odyssey", after Greff et al. 2017), logged to the sweep's parent run:
+every trial in a table (CSV and Markdown), the validation metric per cell variant (box plot), and
+hyperparameter importance by functional ANOVA (optuna's fANOVA evaluator) as a bar chart."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.config import SpaceSpec
+
+
+def trial_table(results: list[Any], *, space: dict[str, SpaceSpec], metric: str, mode: str) -> pd.DataFrame:
+    """One row per trial: id, status, searched values, epochs run, best and last value of the metric."""
+    rows = []
+    for r in results:
+        history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
+        best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
+        rows.append({
+            "trial_id": (r.metrics or {}).get("trial_id", ""),
+            "status": "ERROR" if r.error is not None else "OK",
+            **{key: r.config.get(key) for key in space},
+            "epochs": int(history["epoch"].max() + 1) if "epoch" in history and len(history) else 0,
+            f"best_{metric}": float(best),
+            f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
+        })
+    return pd.DataFrame(rows).sort_values(f"best_{metric}", ascending=mode == "min", na_position="last")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def metric_by_cell(table: pd.DataFrame, *, metric: str) -> Figure | None:
+    """Box plot of the trials' best metric per model.cell (when the sweep searched cells)."""
+    column = f"best_{metric}"
+    if "model.cell" not in table or table["model.cell"].nunique() < 2:
+        return None
+    groups = {cell: g[column].dropna().to_numpy() for cell, g in table.groupby("model.cell")}
+    groups = {k: v for k, v in groups.items() if len(v)}
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(groups), 4))
+    ax.boxplot(list(groups.values()), tick_labels=list(groups))
+    for k, values in enumerate(groups.values(), start=1):
+        ax.scatter(np.full(len(values), k), values, s=10, alpha=0.6)
+    ax.set_ylabel(column)
+    ax.set_title("best validation metric per cell variant")
+    fig.tight_layout()
+    return fig
+
+
+def importance(table: pd.DataFrame, *, space: dict[str, SpaceSpec], metric: str, mode: str) -> dict[str, float]:
+    """fANOVA importance of each searched key for the trials' best metric (optuna's evaluator)."""
+    import optuna
+
+    column = f"best_{metric}"
+    done = table[np.isfinite(table[column].astype(float))]
+    varying = [k for k in space if done[k].nunique() > 1]
+    if len(done) < 3 or not varying:
+        return {}
+    dists = {k: _distribution(space[k]) for k in varying}
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for _, row in done.iterrows():
+        params = {k: _param(row[k], space[k]) for k in varying}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[column])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+
+
+def _distribution(spec: SpaceSpec):
+    import optuna.distributions as d
+
+    if spec.choice is not None:
+        return d.CategoricalDistribution([_plain(v) for v in spec.choice])
+    if spec.randint is not None:
+        return d.IntDistribution(spec.randint[0], spec.randint[1] - 1)
+    low, high = spec.uniform or spec.loguniform
+    return d.FloatDistribution(low, high, log=spec.loguniform is not None)
+
+
+def _param(value, spec: SpaceSpec):
+    return _plain(value) if spec.choice is not None else (int(value) if spec.randint is not None else float(value))
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def importance_chart(scores: dict[str, float]) -> Figure | None:
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 1 + 0.4 * len(scores)))
+    names = list(scores)[::-1]
+    ax.barh(names, [scores[n] for n in names])
+    ax.set_xlabel("fANOVA importance (share of variance)")
+    ax.set_title("what mattered in this sweep")
+    fig.tight_layout()
+    return fig
