@@ -75,13 +75,21 @@ def train(
 
 
 @app.command()
-def tune(config: ConfOpt, set_: SetOpt = None, name: NameOpt = None, summary_json: SummaryOpt = None) -> None:
+def tune(
+    config: ConfOpt,
+    set_: SetOpt = None,
+    name: NameOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Restore the interrupted sweep --name: finished trials are kept.")] = False,
+    summary_json: SummaryOpt = None,
+) -> None:
     """Run a Ray Tune sweep; each trial trains on train.workers workers; register the best model."""
     with _user_errors():
+        if resume and not name:
+            raise config_mod.ConfigError("--resume needs --name NAME of the sweep to continue")
         cfg = config_mod.load(config, set_)
         from pipeline.tuning import run_sweep
 
-        summary = run_sweep(cfg, name=name)
+        summary = run_sweep(cfg, name=name, resume=resume)
     _report(summary, title="tune", summary_json=summary_json)
 
 

@@ -283,6 +283,12 @@ def child_runs(uri: str, parent_run_id: str) -> list[Any]:
     )
 
 
+def trial_run(uri: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The child run of this trial under the sweep, if the trial ran before (a restored sweep)."""
+    found = [r for r in child_runs(uri, parent_run_id) if r.data.tags.get(TRIAL_TAG) == trial_id]
+    return found[0].info.run_id if found else None
+
+
 def close_trial_runs(uri: str, parent_run_id: str, outcomes: dict[str, TrialOutcome]) -> None:
     """Close child runs still RUNNING by Tune's verdict. A trial the scheduler stops dies with its
     actor and cannot close its own run: it ends FINISHED, tagged stopped_early. A trial Tune never

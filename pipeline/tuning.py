@@ -7,6 +7,8 @@ end the best trial's best checkpoint is tested, logged on the parent and registe
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,14 +121,18 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     cfg = validate(apply_overrides(ctx.base, params), origin="tune trial")
     trial_id = ray.tune.get_context().get_trial_id()
     name = trial_name(ctx.sweep_name, trial_id)
-    run_id = tracking.start_run(
-        ctx.tracking_uri,
-        experiment=ctx.experiment,
-        run_name=name,
-        params=cfg.flat(),
-        tags={tracking.TRIAL_TAG: trial_id, tracking.KIND_TAG: "trial"},
-        parent_run_id=ctx.parent_run_id,
-    )
+    run_id = tracking.trial_run(ctx.tracking_uri, ctx.parent_run_id, trial_id)   # a restored trial continues its run
+    if run_id is None:
+        run_id = tracking.start_run(
+            ctx.tracking_uri,
+            experiment=ctx.experiment,
+            run_name=name,
+            params=cfg.flat(),
+            tags={tracking.TRIAL_TAG: trial_id, tracking.KIND_TAG: "trial"},
+            parent_run_id=ctx.parent_run_id,
+        )
+    else:
+        tracking.reopen_run(ctx.tracking_uri, run_id, tags={"lstmpipe.resumed": "true"})
     spec = worker_spec(cfg, ctx.splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
     trainer = build_trainer(
         cfg, ctx.splits, spec=spec, name=name, storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()]
@@ -178,39 +184,54 @@ def log_report(cfg: Config, results: list, *, goal: Objective, ctx: SweepContext
     tracking.log_figures(ctx.tracking_uri, ctx.parent_run_id, {k: v for k, v in figures.items() if v is not None})
 
 
-def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None = None) -> RunSummary:
+def sweep_hash(cfg: Config) -> str:
+    """The config hash plus the tune section: a restored sweep keeps its saved search space."""
+    blob = cfg.hash() + json.dumps(cfg.tune.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None = None, resume: bool = False) -> RunSummary:
+    """A new sweep, or with `resume` the interrupted sweep `name`, restored with Tuner.restore:
+    finished trials are kept, unfinished ones continue from their checkpoints in their MLflow runs."""
     cfg = trial_base(cfg)
     uri = tracking.resolve_uri(cfg.tracking)
     tracking.check_reachable(uri)
     name = name or runs.unique_name("tune")
     storage = runs.resolve_storage(cfg.train.storage_path)
-    runs.check_start(storage, name, kind="tune", resume=False, config_hash=cfg.hash())
+    previous = runs.check_start(storage, name, kind="tune", resume=resume, config_hash=sweep_hash(cfg))
 
     cluster.connect()
     check_resources(cfg)
     splits = splits or load_splits(cfg)
-    parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "sweep"})
-    tracking.log_config(uri, parent, cfg.model_dump(mode="json"))
-    runs.write_state(storage, name, runs.RunState(run_id=parent, config_hash=cfg.hash(), kind="tune"))
+    if previous is None:
+        parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "sweep"})
+        tracking.log_config(uri, parent, cfg.model_dump(mode="json"))
+        runs.write_state(storage, name, runs.RunState(run_id=parent, config_hash=sweep_hash(cfg), kind="tune"))
+    else:
+        parent = previous.run_id
+        tracking.reopen_run(uri, parent, tags={"lstmpipe.resumed": "true"})
     ctx = SweepContext(
         base=cfg.model_dump(mode="json"), splits=splits, parent_run_id=parent, tracking_uri=uri,
         experiment=cfg.tracking.experiment, storage=storage, sweep_name=name,
     )
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
     goal = objective(cfg)
-    tuner = ray.tune.Tuner(
-        trainable,
-        param_space=search_space(cfg.tune),
-        tune_config=ray.tune.TuneConfig(
-            metric=goal.metric,
-            mode=goal.mode,
-            search_alg=searcher(cfg.tune, goal),
-            scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
-            num_samples=cfg.tune.num_samples,
-            max_concurrent_trials=concurrency(cfg),
-        ),
-        run_config=ray.tune.RunConfig(name=name, storage_path=storage),
-    )
+    if previous is not None:
+        tuner = ray.tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = ray.tune.Tuner(
+            trainable,
+            param_space=search_space(cfg.tune),
+            tune_config=ray.tune.TuneConfig(
+                metric=goal.metric,
+                mode=goal.mode,
+                search_alg=searcher(cfg.tune, goal),
+                scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
+                num_samples=cfg.tune.num_samples,
+                max_concurrent_trials=concurrency(cfg),
+            ),
+            run_config=ray.tune.RunConfig(name=name, storage_path=storage),
+        )
     with tracking.closes_run(uri, parent):
         grid = tuner.fit()
         tracking.close_trial_runs(uri, parent, trial_outcomes(grid, max_epochs=cfg.train.epochs))

@@ -99,4 +99,6 @@ def test_relative_windows_on_a_trend_beyond_the_training_range(ray_session, tiny
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model = mlflow.pyfunc.load_model("models:/tiny-trend/1")
     x = np.arange(280, 288, dtype=np.float32).reshape(1, 8, 1) + 5.0                      # levels 285..292, never seen
-    assert np.allclose(np.asarray(model.predict(x)), [[293.0, 294.0]], atol=1.0)
+    pred = np.asarray(model.predict(x))
+    # 6 tiny epochs leave ~1 unit of error; an absolute-level model could not leave the training range (< 260) at all
+    assert np.allclose(pred, [[293.0, 294.0]], atol=2.0), pred

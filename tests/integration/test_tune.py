@@ -66,3 +66,49 @@ def test_optuna_search_defaults_to_the_task_metric(tiny_raw, splits, mlflow_clie
     assert 0.001 <= summary.best_config["train.lr"] <= 0.05
     trials = [mlflow_client.get_run(c) for c in summary.child_run_ids]
     assert len({t.data.params["train.lr"] for t in trials}) == 2                 # TPE proposed two values
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_raw, tmp_path, mlflow_client):
+    """Kill a sweep's driver (SIGKILL) after its first trial finished; `tune --resume` restores it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    raw = {
+        **tiny_raw,
+        "train": {**tiny_raw["train"], "epochs": 3, "storage_path": str(tmp_path / "runs")},
+        "tune": {"num_samples": 1, "search": "grid", "scheduler": "fifo", "trial_workers": 1, "max_concurrent": 1,
+                 "space": {"model.hidden_size": {"choice": [4, 6, 8]}}},
+        "tracking": {**tiny_raw["tracking"], "experiment": "it-resume"},
+    }
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(raw))
+    cmd = [sys.executable, "-m", "pipeline.cli", "tune", "-c", str(tmp_path / "sweep.yaml"), "--name", "s-resume"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    exp = None
+    deadline = time.time() + 240
+    while time.time() < deadline:                                # wait for the first finished trial
+        exp = exp or mlflow_client.get_experiment_by_name("it-resume")
+        finished = exp and [r for r in mlflow_client.search_runs([exp.experiment_id], "tags.`lstmpipe.kind` = 'trial'") if r.info.status == "FINISHED"]
+        if finished:
+            break
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert finished, proc.stderr.read().decode()[-2000:]
+    done_trial = finished[0].data.tags["lstmpipe.trial_id"]
+
+    from pipeline.tuning import run_sweep
+
+    summary = run_sweep(config.validate(raw), name="s-resume", resume=True)
+    assert summary.status == "FINISHED"
+    trials = mlflow_client.search_runs([exp.experiment_id], "tags.`lstmpipe.kind` = 'trial'")
+    assert len(trials) == 3 and len({t.data.tags["lstmpipe.trial_id"] for t in trials}) == 3   # no duplicate child runs
+    kept = next(t for t in trials if t.data.tags["lstmpipe.trial_id"] == done_trial)
+    assert "lstmpipe.resumed" not in kept.data.tags                                    # the finished trial did not run again
+    assert sorted(m.step for m in mlflow_client.get_metric_history(kept.info.run_id, "val_loss")) == [0, 1, 2]
+    assert mlflow_client.get_run(summary.run_id).data.tags["lstmpipe.resumed"] == "true"
