@@ -283,10 +283,26 @@ def child_runs(uri: str, parent_run_id: str) -> list[Any]:
     )
 
 
-def trial_run(uri: str, parent_run_id: str, trial_id: str) -> str | None:
+@dataclass(frozen=True)
+class TrialRun:
+    run_id: str
+    finished: bool
+
+
+def trial_run(uri: str, parent_run_id: str, trial_id: str) -> TrialRun | None:
     """The child run of this trial under the sweep, if the trial ran before (a restored sweep)."""
     found = [r for r in child_runs(uri, parent_run_id) if r.data.tags.get(TRIAL_TAG) == trial_id]
-    return found[0].info.run_id if found else None
+    return TrialRun(run_id=found[0].info.run_id, finished=found[0].info.status == "FINISHED") if found else None
+
+
+def epoch_history(uri: str, run_id: str) -> list[dict[str, float]]:
+    """The per-epoch metrics `RunLogger.log_epoch` wrote, in epoch order, each with its `epoch`."""
+    c = client(uri)
+    by_epoch: dict[int, dict[str, float]] = {}
+    for key in c.get_run(run_id).data.metrics:
+        for m in c.get_metric_history(run_id, key):
+            by_epoch.setdefault(m.step, {"epoch": m.step})[key] = m.value
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def close_trial_runs(uri: str, parent_run_id: str, outcomes: dict[str, TrialOutcome]) -> None:

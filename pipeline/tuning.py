@@ -121,8 +121,14 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     cfg = validate(apply_overrides(ctx.base, params), origin="tune trial")
     trial_id = ray.tune.get_context().get_trial_id()
     name = trial_name(ctx.sweep_name, trial_id)
-    run_id = tracking.trial_run(ctx.tracking_uri, ctx.parent_run_id, trial_id)   # a restored trial continues its run
-    if run_id is None:
+    previous = tracking.trial_run(ctx.tracking_uri, ctx.parent_run_id, trial_id)
+    if previous is not None and previous.finished:
+        # Tune saves its experiment state every ~10 s, so a driver killed just after a trial finished
+        # restores it as unfinished. MLflow knows better: replay its epochs to Tune, train nothing.
+        for metrics in tracking.epoch_history(ctx.tracking_uri, previous.run_id):
+            ray.tune.report(metrics)
+        return
+    if previous is None:
         run_id = tracking.start_run(
             ctx.tracking_uri,
             experiment=ctx.experiment,
@@ -131,7 +137,8 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
             tags={tracking.TRIAL_TAG: trial_id, tracking.KIND_TAG: "trial"},
             parent_run_id=ctx.parent_run_id,
         )
-    else:
+    else:                                                  # a restored, unfinished trial continues its run
+        run_id = previous.run_id
         tracking.reopen_run(ctx.tracking_uri, run_id, tags={"lstmpipe.resumed": "true"})
     spec = worker_spec(cfg, ctx.splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
     trainer = build_trainer(
