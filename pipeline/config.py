@@ -173,7 +173,7 @@ class TuneConfig(Section):
     max_concurrent: int = Field(0, ge=0, description="0 = as many trials as the cluster's CPUs/GPUs fit")
     trial_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial; default train.workers")
     search: Literal["random", "grid", "optuna"] = Field(
-        "random", description="random sampling; grid: every combination of the choices (x num_samples); optuna: TPE"
+        "random", description="random sampling; grid: every combination of the choice lists (x num_samples), ranges sampled per trial; optuna: TPE"
     )
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
@@ -181,14 +181,21 @@ class TuneConfig(Section):
     metric: str | None = Field(None, description="what the sweep optimizes; default the task's validation metric")
     mode: Literal["min", "max"] | None = Field(None, description="default: max for accuracy, else min")
     seed: int | None = Field(None, description="optuna: sampler seed")
+    solved_below: float | None = Field(
+        None, gt=0, description="report: the line under which a trial's test metric counts as solved (e.g. 0.01 MSE on the adding problem)"
+    )
     space: dict[str, SpaceSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
+    def _solved_needs_cells_by_data(self) -> TuneConfig:
+        if self.solved_below is not None and ("model.cell" not in self.space or not any(k.startswith("data.") for k in self.space)):
+            raise ValueError("tune.solved_below marks the cells-by-data report: search model.cell and a data.* key, or remove it")
+        return self
+
+    @model_validator(mode="after")
     def _grid_needs_choices(self) -> TuneConfig:
-        if self.search == "grid":
-            ranged = [k for k, spec in self.space.items() if spec.choice is None]
-            if ranged:
-                raise ValueError(f"tune.search: grid needs a choice list for every key; {ranged} are ranges (use random or optuna)")
+        if self.search == "grid" and not any(spec.choice is not None for spec in self.space.values()):
+            raise ValueError("tune.search: grid crosses the choice lists of tune.space and there are none; add one or use random")
         return self
 
 
@@ -215,11 +222,15 @@ class Config(Section):
         for key in tune.space:
             if key.split(".")[0] in ("tune", "tracking"):
                 raise ValueError(f"tune.space cannot search '{key}'; search model or train keys")
-            if key.split(".")[0] == "data" and key in ALL_KEYS:
-                raise ValueError(
-                    f"tune.space cannot search '{key}': a sweep prepares the data once and every trial trains on it; "
-                    "search model or train keys, and compare data settings with separate runs (--set)"
-                )
+            if key.split(".")[0] == "data":
+                if key not in ALL_KEYS and not key.startswith("data.options."):
+                    raise ValueError(f"tune.space key '{key}' is not a config key{_suggest(key, ALL_KEYS)}")
+                if tune.space[key].choice is None:
+                    raise ValueError(
+                        f"tune.space['{key}'] must be a choice list: the sweep prepares each data variant once, "
+                        "before the trials, so it cannot sample data settings from a range"
+                    )
+                continue
             if key not in TUNABLE_KEYS:
                 raise ValueError(f"tune.space key '{key}' is not a config key{_suggest(key, TUNABLE_KEYS)}")
         return tune

@@ -1,6 +1,8 @@
 """The sweep report ("odyssey", after Greff et al. 2017), logged to the sweep's parent run:
-every trial in a table (CSV and Markdown), the validation metric per cell variant (box plot), and
-hyperparameter importance by functional ANOVA (optuna's fANOVA evaluator) as a bar chart."""
+every trial in a table (CSV and Markdown), the validation metric per cell variant (box plot),
+hyperparameter importance by functional ANOVA (optuna's fANOVA evaluator) as a bar chart, and, when
+the sweep crossed cells with data settings (the long-memory experiment), the test metric per cell
+and data variant as a table and a plot against the naive baseline."""
 
 from __future__ import annotations
 
@@ -36,6 +38,55 @@ def trial_table(results: list[Any], *, space: dict[str, SpaceSpec], metric: str,
             f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
         })
     return pd.DataFrame(rows).sort_values(f"best_{metric}", ascending=mode == "min", na_position="last")
+
+
+def with_test_metrics(table: pd.DataFrame, tested: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Add each trial's test metrics (its best checkpoint on the test split; NaN when stopped early)."""
+    keys = sorted({k for metrics in tested.values() for k in metrics})
+    extra = pd.DataFrame([{k: tested.get(t, {}).get(k, math.nan) for k in keys} for t in table["trial_id"]], index=table.index)
+    return pd.concat([table, extra], axis=1)
+
+
+def cells_by_data(table: pd.DataFrame, *, space: dict[str, SpaceSpec], metric: str) -> pd.DataFrame | None:
+    """Best test `metric` per cell (rows) and data variant (columns), with the baseline's as a last row."""
+    data_keys = [k for k in space if k.startswith("data.")]
+    if "model.cell" not in table or not data_keys or metric not in table or table[metric].isna().all():
+        return None
+    pivot = table.pivot_table(index="model.cell", columns=data_keys, values=metric, aggfunc="min")
+    baseline = f"baseline_{metric}"
+    if baseline in table:
+        pivot.loc["(baseline)"] = table.pivot_table(columns=data_keys, values=baseline, aggfunc="mean").iloc[0]
+    return pivot
+
+
+def cells_by_data_markdown(pivot: pd.DataFrame, *, solved_below: float | None) -> str:
+    """The pivot as Markdown; with `solved_below`, solved entries are marked ✓."""
+    header = [pivot.index.name or "model.cell"] + [", ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in pivot.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cell, row in pivot.iterrows():
+        marks = [
+            f"{v:.4g}" + (" ✓" if solved_below is not None and cell != "(baseline)" and v < solved_below else "")
+            for v in row.to_numpy(dtype=float)
+        ]
+        lines.append("| " + " | ".join([str(cell), *marks]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cells_by_data_chart(pivot: pd.DataFrame, *, metric: str, solved_below: float | None) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [", ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in pivot.columns]
+    for cell, row in pivot.iterrows():
+        style = {"color": "grey", "linestyle": "--"} if cell == "(baseline)" else {"marker": "o"}
+        ax.plot(labels, row.to_numpy(dtype=float), label=str(cell), **style)
+    if solved_below is not None:
+        ax.axhline(solved_below, color="green", linewidth=0.8, label=f"solved below {solved_below:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel(", ".join(n for n in pivot.columns.names if n))
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per cell and data variant")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -295,6 +295,14 @@ def trial_run(uri: str, parent_run_id: str, trial_id: str) -> TrialRun | None:
     return TrialRun(run_id=found[0].info.run_id, finished=found[0].info.status == "FINISHED") if found else None
 
 
+def trial_test_metrics(uri: str, parent_run_id: str) -> dict[str, dict[str, float]]:
+    """trial id -> the test metrics its child run logged (test_*, baseline_test_*)."""
+    return {
+        r.data.tags.get(TRIAL_TAG, ""): {k: v for k, v in r.data.metrics.items() if k.startswith(("test_", "baseline_test_"))}
+        for r in child_runs(uri, parent_run_id)
+    }
+
+
 def epoch_history(uri: str, run_id: str) -> list[dict[str, float]]:
     """The per-epoch metrics `RunLogger.log_epoch` wrote, in epoch order, each with its `epoch`."""
     c = client(uri)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 
+import numpy as np
 import ray.train
 import ray.train.torch
 
@@ -16,7 +17,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline import plots
 from pipeline.evaluate import input_example, load_model, predict_split
-from pipeline.model import ServingModel
+from pipeline.model import SequenceModel, ServingModel
 from pipeline.ingest import load_splits
 from pipeline.progress import EpochProgress
 from pipeline.summary import RunSummary
@@ -28,6 +29,14 @@ from pipeline.worker import WorkerSpec, train_loop_per_worker
 class FinalModel:
     metrics: dict[str, float]
     logged: tracking.LoggedModel
+
+
+@dataclass(frozen=True)
+class Tested:
+    model: SequenceModel
+    info: DataInfo                   # calibrated on validation (e.g. the anomaly threshold)
+    predictions: dict[str, np.ndarray]
+    metrics: dict[str, float]        # test_* and baseline_test_*
 
 
 @dataclass(frozen=True)
@@ -105,10 +114,8 @@ def finish_model(
     """Test the best checkpoint; log final metrics, plots and the model to `run_id` (learning curves
     from `history_run_id`'s epochs, e.g. the best trial's run for a sweep)."""
     task = get_task(splits.info.task)
-    model = load_model(outcome.best_checkpoint, cfg.model, info=splits.info)
-    info = task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info) if task.calibrate else splits.info
-    predictions = predict_split(model, splits.test, info=info)
-    test = task.test_metrics(predictions, info)
+    tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)
+    model, info, predictions, test = tested.model, tested.info, tested.predictions, tested.metrics
     history = tracking.metric_history(uri, history_run_id or run_id, ["train_loss", "val_loss"])
     tracking.log_figures(uri, run_id, {"learning_curves.png": plots.learning_curves(history)} | plots.test_view(predictions, info))
     if task.export is not None:
@@ -123,6 +130,15 @@ def finish_model(
         metadata={"data_info": info.as_dict()}, register_as=register_as, alias=alias,
     )
     return FinalModel(metrics=metrics, logged=logged)
+
+
+def test_checkpoint(cfg: Config, splits: Prepared, path: str) -> Tested:
+    """The checkpoint at `path` on the test split, next to the task's naive baseline."""
+    task = get_task(splits.info.task)
+    model = load_model(path, cfg.model, info=splits.info)
+    info = task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info) if task.calibrate else splits.info
+    predictions = predict_split(model, splits.test, info=info)
+    return Tested(model=model, info=info, predictions=predictions, metrics=task.test_metrics(predictions, info))
 
 
 def log_checkpoint(uri: str, run_id: str, model, *, cfg: Config, info: DataInfo, metrics: dict[str, float]) -> None:

@@ -8,6 +8,7 @@ end the best trial's best checkpoint is tested, logged on the parent and registe
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +20,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from pipeline import cluster, report, runs, tracking
 from pipeline.config import Config, SpaceSpec, TuneConfig, apply_overrides, validate
-from pipeline.errors import TrainingFailed
+from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.ingest import load_splits
 from pipeline.summary import RunSummary
 from pipeline.tasks import Prepared, get_task
-from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, worker_spec
+from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, test_checkpoint, worker_spec
 
 CHAMPION_ALIAS = "champion"
 # The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
@@ -37,12 +38,31 @@ class SweepContext:
     """What every trial receives besides its sampled parameters."""
 
     base: dict[str, Any]
-    splits: Prepared
+    data: dict[str, Prepared]        # prepared splits per data variant (data_key)
     parent_run_id: str
     tracking_uri: str
     experiment: str
     storage: str
     sweep_name: str
+
+
+def data_key(cfg: Config) -> str:
+    return hashlib.sha256(json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def data_variants(cfg: Config, *, splits: Prepared | None = None) -> dict[str, Prepared]:
+    """Every data section the sweep can sample (choices of data.* keys), each prepared once, here on
+    the driver, before any trial starts: trials then only stream their shards."""
+    keys = [k for k in cfg.tune.space if k.startswith("data.")]
+    if not keys:
+        return {data_key(cfg): splits or load_splits(cfg)}
+    base = cfg.model_dump(mode="json")
+    out: dict[str, Prepared] = {}
+    for combo in itertools.product(*(cfg.tune.space[k].choice for k in keys)):
+        variant = validate(apply_overrides(base, dict(zip(keys, combo))), origin="tune.space")
+        if data_key(variant) not in out:
+            out[data_key(variant)] = load_splits(variant)
+    return out
 
 
 def to_tune_space(space: dict[str, SpaceSpec]) -> dict[str, Any]:
@@ -67,15 +87,21 @@ class Objective:
 
 def objective(cfg: Config) -> Objective:
     """tune.metric/mode, defaulting to the task's validation metric (accuracy up, losses down)."""
-    metric = cfg.tune.metric or f"val_{get_task(cfg.task).val_metric}"
+    task = get_task(cfg.task)
+    metric = cfg.tune.metric or f"val_{task.val_metric}"
+    if metric not in task.reported_metrics:
+        raise ConfigError(
+            f"tune.metric '{metric}' is not reported by task {task.name}; use one of {', '.join(task.reported_metrics)}"
+        )
     mode = cfg.tune.mode or ("max" if metric.endswith(("accuracy", "auroc", "f1")) else "min")
     return Objective(metric=metric, mode=mode)
 
 
 def search_space(cfg: TuneConfig) -> dict[str, Any]:
-    if cfg.search == "grid":   # every combination, num_samples times
-        return {key: ray.tune.grid_search(list(spec.choice)) for key, spec in cfg.space.items()}
-    return to_tune_space(cfg.space)
+    space = to_tune_space(cfg.space)
+    if cfg.search == "grid":   # every combination of the choices, num_samples times; ranges sampled per trial
+        space |= {key: ray.tune.grid_search(list(spec.choice)) for key, spec in cfg.space.items() if spec.choice is not None}
+    return space
 
 
 def searcher(cfg: TuneConfig, goal: Objective):
@@ -140,18 +166,21 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     else:                                                  # a restored, unfinished trial continues its run
         run_id = previous.run_id
         tracking.reopen_run(ctx.tracking_uri, run_id, tags={"lstmpipe.resumed": "true"})
-    spec = worker_spec(cfg, ctx.splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
+    splits = ctx.data[data_key(cfg)]
+    spec = worker_spec(cfg, splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
     trainer = build_trainer(
-        cfg, ctx.splits, spec=spec, name=name, storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()]
+        cfg, splits, spec=spec, name=name, storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()]
     )
     try:
-        fit(trainer)
+        outcome = fit(trainer)
     except BaseException as err:
         # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
         # group and the TrainController dies under us. The sweep driver closes this run once Tune
         # has said which it was (`close_trial_runs`).
         tracking.set_tags(ctx.tracking_uri, run_id, {"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
         raise
+    tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)       # for the report; selection stays on validation
+    tracking.log_metrics(ctx.tracking_uri, run_id, tested.metrics, step=int(outcome.best_metrics["epoch"]))
     tracking.end_run(ctx.tracking_uri, run_id, "FINISHED")
 
 
@@ -182,12 +211,18 @@ def best_trial_outcome(storage: str, name: str) -> FitOutcome:
 def log_report(cfg: Config, results: list, *, goal: Objective, ctx: SweepContext) -> None:
     """The odyssey report on the parent run: trials table, metric per cell, fANOVA importance."""
     table = report.trial_table(results, space=cfg.tune.space, metric=goal.metric, mode=goal.mode)
+    table = report.with_test_metrics(table, tracking.trial_test_metrics(ctx.tracking_uri, ctx.parent_run_id))
     tracking.log_text(ctx.tracking_uri, ctx.parent_run_id, table.to_csv(index=False), "report/trials.csv")
     tracking.log_text(ctx.tracking_uri, ctx.parent_run_id, report.markdown(table), "report/trials.md")
     scores = report.importance(table, space=cfg.tune.space, metric=goal.metric, mode=goal.mode)
     if scores:
         tracking.log_dict(ctx.tracking_uri, ctx.parent_run_id, scores, "report/importance.json")
     figures = {"metric_by_cell.png": report.metric_by_cell(table, metric=goal.metric), "importance.png": report.importance_chart(scores)}
+    test_metric = "test_" + goal.metric.removeprefix("val_")
+    pivot = report.cells_by_data(table, space=cfg.tune.space, metric=test_metric)
+    if pivot is not None:
+        tracking.log_text(ctx.tracking_uri, ctx.parent_run_id, report.cells_by_data_markdown(pivot, solved_below=cfg.tune.solved_below), "report/cells_by_data.md")
+        figures["cells_by_data.png"] = report.cells_by_data_chart(pivot, metric=test_metric, solved_below=cfg.tune.solved_below)
     tracking.log_figures(ctx.tracking_uri, ctx.parent_run_id, {k: v for k, v in figures.items() if v is not None})
 
 
@@ -201,6 +236,7 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
     """A new sweep, or with `resume` the interrupted sweep `name`, restored with Tuner.restore:
     finished trials are kept, unfinished ones continue from their checkpoints in their MLflow runs."""
     cfg = trial_base(cfg)
+    goal = objective(cfg)
     uri = tracking.resolve_uri(cfg.tracking)
     tracking.check_reachable(uri)
     name = name or runs.unique_name("tune")
@@ -209,7 +245,7 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
 
     cluster.connect()
     check_resources(cfg)
-    splits = splits or load_splits(cfg)
+    data = data_variants(cfg, splits=splits)
     if previous is None:
         parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "sweep"})
         tracking.log_config(uri, parent, cfg.model_dump(mode="json"))
@@ -218,11 +254,10 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
         parent = previous.run_id
         tracking.reopen_run(uri, parent, tags={"lstmpipe.resumed": "true"})
     ctx = SweepContext(
-        base=cfg.model_dump(mode="json"), splits=splits, parent_run_id=parent, tracking_uri=uri,
+        base=cfg.model_dump(mode="json"), data=data, parent_run_id=parent, tracking_uri=uri,
         experiment=cfg.tracking.experiment, storage=storage, sweep_name=name,
     )
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
-    goal = objective(cfg)
     if previous is not None:
         tuner = ray.tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
@@ -259,7 +294,7 @@ def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, ctx: SweepContext) 
     children = tracking.child_runs(ctx.tracking_uri, ctx.parent_run_id)
     best_child = next((r.info.run_id for r in children if r.data.tags.get(tracking.TRIAL_TAG) == best.metrics["trial_id"]), None)
     final = finish_model(
-        best_cfg, ctx.splits, outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id,
+        best_cfg, ctx.data[data_key(best_cfg)], outcome, uri=ctx.tracking_uri, run_id=ctx.parent_run_id,
         register_as=register_as, alias=CHAMPION_ALIAS, history_run_id=best_child,
     )
     log_report(cfg, list(grid), goal=goal, ctx=ctx)

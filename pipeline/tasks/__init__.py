@@ -86,6 +86,13 @@ class Task:
     export: Callable[[dict[str, np.ndarray], DataInfo], Any] | None = None
     # (predict's output dataset, info) -> the final rows, when outputs of one row span batches
     combine: Callable[[ray.data.Dataset, DataInfo], ray.data.Dataset] | None = None
+    # further loss terms some data reports (generate: accuracy for token data, not for frames)
+    extra_val_metrics: tuple[str, ...] = ()
+
+    @property
+    def reported_metrics(self) -> list[str]:
+        """What every epoch reports to Ray Train/Tune and MLflow (besides `epoch`)."""
+        return ["train_loss", "val_loss", f"val_{self.val_metric}"] + [f"val_{m}" for m in self.extra_val_metrics]
 
 
 def get_task(name: str) -> Task:

@@ -235,4 +235,4 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     return metrics
 
 
-TASK = Task(name="generate", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="nll", inference_rows=inference_rows, outputs=outputs)
+TASK = Task(name="generate", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="nll", extra_val_metrics=("accuracy",), inference_rows=inference_rows, outputs=outputs)

@@ -55,17 +55,26 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
     assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
 
 
-def test_optuna_search_defaults_to_the_task_metric(tiny_raw, splits, mlflow_client):
+def test_optuna_search_over_data_variants_tests_every_trial(tiny_raw, mlflow_client):
+    """TPE over lr and a data setting: each data variant is prepared before the trials, every trial's
+    child run carries its test metrics, and the report pivots them by cell and data variant."""
     raw = {
         **tiny_raw,
-        "tune": {"num_samples": 2, "search": "optuna", "seed": 0, "scheduler": "fifo", "trial_workers": 1,
-                 "space": {"train.lr": {"loguniform": [0.001, 0.05]}}},
+        "tune": {"num_samples": 2, "search": "optuna", "seed": 0, "scheduler": "fifo", "trial_workers": 1, "solved_below": 0.05,
+                 "space": {"train.lr": {"loguniform": [0.001, 0.05]}, "model.cell": {"choice": ["lstm"]},
+                           "data.options.seq_len": {"choice": [6, 10]}}},
     }
-    summary = run_sweep(config.validate(raw), name="s-optuna", splits=splits)
+    summary = run_sweep(config.validate(raw), name="s-optuna")
     assert summary.status == "FINISHED" and len(summary.child_run_ids) == 2
     assert 0.001 <= summary.best_config["train.lr"] <= 0.05
     trials = [mlflow_client.get_run(c) for c in summary.child_run_ids]
     assert len({t.data.params["train.lr"] for t in trials}) == 2                 # TPE proposed two values
+    for t in trials:                                                             # each trained on its own variant
+        assert t.data.params["data.options.seq_len"] in {"6", "10"} and {"test_mse", "baseline_test_mse"} <= set(t.data.metrics)
+    pivot = mlflow_client.download_artifacts(summary.run_id, "report/cells_by_data.md", str(tiny_raw["train"]["storage_path"]))
+    text = open(pivot).read()
+    assert text.startswith("| model.cell |") and "| lstm |" in text and "| (baseline) |" in text
+    assert "plots/cells_by_data.png" in {a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_raw, tmp_path, mlflow_client):

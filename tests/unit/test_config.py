@@ -157,17 +157,30 @@ def test_generate_and_anomaly_experiments_load(name, task, source):
     test_task_experiments_load(name, task, source)
 
 
-def test_data_keys_cannot_be_searched():
-    """Trials share the sweep's prepared data, so a searched data key would be silently ignored."""
-    with pytest.raises(ConfigError, match="tune.space cannot search 'data.window.lookback': a sweep prepares the data once"):
-        config.validate({"task": "forecast", "data": {"source": "sunspots"}, "tune": {"space": {"data.window.lookback": {"choice": [12, 24]}}}})
+def test_data_keys_are_searched_as_choice_lists_only():
+    """The sweep prepares each data variant before the trials: choices, never ranges, and real keys."""
+    ok = config.validate({"data": {"source": "adding"}, "tune": {"space": {"data.options.seq_len": {"choice": [50, 100]}}}})
+    assert ok.tune.space["data.options.seq_len"].choice == [50, 100]
+    with pytest.raises(ConfigError, match=r"tune.space\['data.window.lookback'\] must be a choice list"):
+        config.validate({"task": "forecast", "data": {"source": "sunspots"}, "tune": {"space": {"data.window.lookback": {"randint": [12, 24]}}}})
+    with pytest.raises(ConfigError, match="'data.val_fractoin' is not a config key; did you mean 'data.val_fraction'"):
+        config.validate({"tune": {"space": {"data.val_fractoin": {"choice": [0.1]}}}})
+    with pytest.raises(ConfigError, match="seq_lne"):
+        config.validate({"data": {"source": "adding"}, "tune": {"space": {"data.options.seq_lne": {"choice": [50]}}}})
 
 
 def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
     from pipeline.tuning import objective
 
-    with pytest.raises(ConfigError, match=r"grid needs a choice list for every key; \['train.lr'\] are ranges"):
+    from pipeline.tuning import search_space
+
+    with pytest.raises(ConfigError, match="grid crosses the choice lists of tune.space and there are none"):
         config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
+    mixed = config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}, "model.cell": {"choice": ["lstm", "nfg"]}}}})
+    space = search_space(mixed.tune)
+    assert space["model.cell"] == {"grid_search": ["lstm", "nfg"]} and space["train.lr"].lower == 0.001   # crossed, sampled
     assert objective(config.validate({"task": "classify", "data": {"source": "digits"}})) .__dict__ == {"metric": "val_accuracy", "mode": "max"}
     assert objective(config.validate({"task": "generate", "data": {"source": "chorales"}})).__dict__ == {"metric": "val_nll", "mode": "min"}
     assert objective(config.validate({"tune": {"metric": "val_loss"}})).__dict__ == {"metric": "val_loss", "mode": "min"}
+    with pytest.raises(ConfigError, match="tune.metric 'val_acuracy' is not reported by task classify; use one of train_loss, val_loss, val_accuracy"):
+        objective(config.validate({"task": "classify", "data": {"source": "digits"}, "tune": {"metric": "val_acuracy"}}))
