@@ -1,5 +1,7 @@
 """Config: one schema, errors that name the key and the fix, before Ray starts."""
 
+from pathlib import Path
+
 import pytest
 
 from pipeline import config
@@ -184,3 +186,12 @@ def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
     assert objective(config.validate({"tune": {"metric": "val_loss"}})).__dict__ == {"metric": "val_loss", "mode": "min"}
     with pytest.raises(ConfigError, match="tune.metric 'val_acuracy' is not reported by task classify; use one of train_loss, val_loss, val_accuracy"):
         objective(config.validate({"task": "classify", "data": {"source": "digits"}, "tune": {"metric": "val_acuracy"}}))
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("conf/sweeps/*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweeps_validate_with_their_metric(path):
+    """Each shipped sweep is a valid config whose objective the task reports."""
+    from pipeline.tuning import objective
+
+    cfg = config.load(path)
+    assert "model.cell" in cfg.tune.space and objective(cfg).metric.startswith("val_")
