@@ -9,14 +9,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 
 from pipeline import config as config_mod
-from pipeline.errors import PipelineError
+from pipeline.cli_cluster import cluster_app, jobs_app, submit
+from pipeline.cli_options import ConfOpt, ModelOpt, NameOpt, SetOpt, SummaryOpt, TrackingOpt, user_errors
 
 app = typer.Typer(
     name="lstmpipe",
@@ -25,26 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ConfOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config (see conf/).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: --set model.hidden_size=128 (repeatable).")]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (Ray run directory and MLflow run); default: unique.")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="runs:/RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint directory.")]
-TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db.")]
-SummaryOpt = Annotated[Optional[Path], typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """PipelineError -> one sentence on stderr and its exit code; Ctrl-C -> 130. No tracebacks."""
-    try:
-        yield
-    except PipelineError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: runs in progress were marked KILLED", err=True)
-        raise typer.Exit(130) from None
 
 
 def _report(summary, *, title: str, summary_json: Path | None, extra: dict | None = None) -> None:
@@ -64,7 +43,7 @@ def train(
     summary_json: SummaryOpt = None,
 ) -> None:
     """Train one model on train.workers Ray Train workers and log it to MLflow."""
-    with _user_errors():
+    with user_errors():
         if resume and not name:
             raise config_mod.ConfigError("--resume needs --name NAME of the run to continue")
         cfg = config_mod.load(config, set_)
@@ -83,7 +62,7 @@ def tune(
     summary_json: SummaryOpt = None,
 ) -> None:
     """Run a Ray Tune sweep; each trial trains on train.workers workers; register the best model."""
-    with _user_errors():
+    with user_errors():
         if resume and not name:
             raise config_mod.ConfigError("--resume needs --name NAME of the sweep to continue")
         cfg = config_mod.load(config, set_)
@@ -111,7 +90,7 @@ def generate(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Sample a new sequence from a model trained with task: generate (text or MIDI)."""
-    with _user_errors():
+    with user_errors():
         from pipeline.sampling import GenerateOptions, run_generate
 
         opts = GenerateOptions(length=length, temperature=temperature, top_k=top_k, prime=prime, seed=seed)
@@ -133,7 +112,7 @@ def predict(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Batch inference with Ray Data (the model loaded once per actor); writes Parquet in the data's units."""
-    with _user_errors():
+    with user_errors():
         from pipeline.inference import DataChoice, predict as run_predict
 
         choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
@@ -152,7 +131,7 @@ def evaluate(
     summary_json: SummaryOpt = None,
 ) -> None:
     """The task's test metrics and naive baselines over all rows of --data."""
-    with _user_errors():
+    with user_errors():
         from pipeline.inference import DataChoice, evaluate as run_evaluate
 
         choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
@@ -180,11 +159,25 @@ def data_list() -> None:
         typer.echo(f"{src.name:<16} {src.task:<11} {src.size}\n{'':<28} {src.description}")
 
 
+@data_app.command("prepare")
+def data_prepare(config: ConfOpt, set_: SetOpt = None) -> None:
+    """Read, check and split the configured data with Ray Data (built-in sources are written to Parquet once)."""
+    with user_errors():
+        cfg = config_mod.load(config, set_)
+        from pipeline import cluster
+        from pipeline.ingest import load_splits
+
+        cluster.connect()
+        splits = load_splits(cfg)
+    rows = ", ".join(f"{split} {n}" for split, n in splits.info.num_rows.items())
+    typer.echo(f"{cfg.data.source} ({cfg.task}): {rows} rows")
+
+
 @app.command()
 def smoke(summary_json: SummaryOpt = None) -> None:
     """End to end on the built-in adding problem: Parquet -> Ray Data -> 2-worker training -> 2-trial sweep -> MLflow."""
     start = time.monotonic()
-    with _user_errors():
+    with user_errors():
         cfg = config_mod.load(config_mod.bundled_config("smoke.yaml"))
         from pipeline import cluster
         from pipeline.ingest import load_splits
@@ -199,6 +192,11 @@ def smoke(summary_json: SummaryOpt = None) -> None:
     wall = time.monotonic() - start
     _report(swept, title="tune", summary_json=summary_json, extra={"train": trained.as_dict(), "wall_time_s": wall})
     typer.echo(f"smoke finished in {wall:.0f} s")
+
+
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(jobs_app, name="jobs")
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(submit)
 
 
 def run_command(argv: list[str]) -> int:

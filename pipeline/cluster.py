@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import ray
 import ray.data
+
+from pipeline.errors import ConfigError
 
 QUIET_ENV = {
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
@@ -37,3 +40,43 @@ def connect() -> None:
 
 def available(resource: str) -> float:
     return float(ray.cluster_resources().get(resource, 0.0))
+
+
+# Node-local filesystems are everything not listed here: checkpoints written on one host would be
+# invisible to the others, and a restored worker on another host could not resume.
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "9p", "virtiofs", "efs"}
+
+
+def check_shared_storage(storage: str, *, hosts: list[str], mounts: str) -> None:
+    """Refuse a node-local train.storage_path on a cluster whose nodes sit on more than one host."""
+    if "://" in storage and not storage.startswith("file://"):
+        return  # s3://, gs://, abfs://, hdfs://: shared by construction
+    distinct = sorted(set(hosts))
+    if len(distinct) <= 1:
+        return
+    path = storage.removeprefix("file://")
+    fstype = _fstype(path, mounts)
+    if fstype in NETWORK_FS or fstype.startswith("fuse."):
+        return
+    raise ConfigError(
+        f"train.storage_path {storage} is on a node-local {fstype or 'unknown'} filesystem, but the Ray cluster spans "
+        f"{len(distinct)} hosts ({', '.join(distinct)}); set train.storage_path to storage every node sees: "
+        "an s3:// (gs://, abfs://) URI or an NFS mount"
+    )
+
+
+def _fstype(path: str, mounts: str) -> str:
+    """The filesystem type of the longest mount point containing `path` (from /proc/mounts text)."""
+    best, fstype = "", ""
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")) and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    return fstype
+
+
+def check_storage(storage: str) -> None:
+    """check_shared_storage against the connected cluster's alive nodes and this host's mounts."""
+    hosts = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
+    mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
+    check_shared_storage(storage, hosts=hosts, mounts=mounts)

@@ -11,6 +11,7 @@ import copy
 import difflib
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -379,12 +380,23 @@ def _check_space_values(cfg: Config, *, origin: str) -> None:
                 raise ConfigError(f"{detail} (searched value {value!r} from {origin})") from None
 
 
+CONFIG_ENV = "LSTMPIPE_CONFIG"  # `lstmpipe submit` ships the resolved config to its job in this variable
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file with -c")
+    """A YAML file, or `env:NAME`: YAML text in environment variable NAME (a submitted job's config)."""
+    if str(path).startswith("env:"):
+        name = str(path).removeprefix("env:")
+        if name not in os.environ:
+            raise ConfigError(f"config env:{name} names an unset environment variable; set {name} to the YAML text or pass a file with -c")
+        text = os.environ[name]
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file with -c")
+        text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML ({err.__class__.__name__}): fix the syntax") from None
     if not isinstance(raw, dict):

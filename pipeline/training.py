@@ -60,6 +60,8 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
 
 
 def check_resources(cfg: Config) -> None:
+    """The connected cluster can run this config: enough CPUs/GPUs, and storage every node sees."""
+    cluster.check_storage(runs.resolve_storage(cfg.train.storage_path))
     kind, need = ("GPU", cfg.train.workers) if cfg.train.use_gpu else ("CPU", cfg.train.workers)
     have = cluster.available(kind)
     if have < need:

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -73,9 +74,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
     logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
     if logger is not None:
-        logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size())})
+        logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
 
     for epoch in range(start_epoch, train_cfg.epochs):
         model.train()
@@ -100,6 +102,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank)
         if logger is not None:
             logger.log_epoch({k: v for k, v in metrics.items() if k != "epoch"}, epoch=epoch)
+
+
+def _worker_nodes(world_size: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (all_gather over the DDP process group)."""
+    node = ray.get_runtime_context().get_node_id()
+    if world_size == 1 or not torch.distributed.is_initialized():
+        return [node]
+    nodes: list[str | None] = [None] * world_size
+    torch.distributed.all_gather_object(nodes, node)
+    return [str(n) for n in nodes]
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:

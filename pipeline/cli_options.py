@@ -1,0 +1,32 @@
+"""What every `lstmpipe` command shares: its option types and the user-error handler (one sentence, an exit code)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.errors import PipelineError
+
+ConfOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config (see conf/).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: --set model.hidden_size=128 (repeatable).")]
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (Ray run directory and MLflow run); default: unique.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="runs:/RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint directory.")]
+TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db.")]
+SummaryOpt = Annotated[Optional[Path], typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """PipelineError -> one sentence on stderr and its exit code; Ctrl-C -> 130. No tracebacks."""
+    try:
+        yield
+    except PipelineError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: runs in progress were marked KILLED", err=True)
+        raise typer.Exit(130) from None

@@ -1,0 +1,253 @@
+"""A multi-node Ray cluster and an MLflow tracking server on 127.0.0.1: `lstmpipe cluster up|down|status`.
+
+For development and for the tests: a Ray head and N worker nodes, each its own raylet started by
+`ray start --block` in its own process group, with token authentication on and the dashboard (the
+Jobs API) bound to 127.0.0.1; and `mlflow server` (SQLite backend store, --serve-artifacts with a
+local artifact root) on 127.0.0.1. The nodes run with this project's venv first on PATH, so a
+submitted job's `python` is ours. Every pid goes to STATE_DIR/cluster.json, and `down` stops exactly
+those process groups, nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipeline.errors import RunStateError
+
+STATE_FILE = "cluster.json"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Proc:
+    role: str  # "head", "worker-1", ..., "mlflow"
+    pid: int
+    log: str
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    state_dir: str
+    gcs_address: str  # 127.0.0.1:PORT, what `ray start --address` joins
+    dashboard_url: str  # the Jobs API: RAY_ADDRESS for `lstmpipe submit` and `ray job`
+    tracking_uri: str
+    token_path: str
+    nodes: int
+    procs: list[Proc] = field(default_factory=list)
+
+    def client_env(self) -> dict[str, str]:
+        """What a shell needs to submit jobs to this cluster and read its MLflow server."""
+        return {
+            "RAY_ADDRESS": self.dashboard_url,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": self.token_path,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+        }
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    cluster: LocalCluster
+    alive: dict[str, bool]  # role -> process alive
+    nodes_alive: int
+    mlflow_healthy: bool
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def up(
+    state_dir: Path, *, workers: int = 1, cpus_per_node: int = 1, dashboard_port: int = 8265, mlflow_port: int = 5000,
+    timeout_s: float = 120.0,
+) -> LocalCluster:
+    state_dir = state_dir.resolve()
+    if (existing := read(state_dir)) is not None and any(_alive(p.pid) for p in existing.procs):
+        raise RunStateError(f"a local cluster from {state_dir} is already up; stop it with `lstmpipe cluster down --state-dir {state_dir}`")
+    for port, flag in ((dashboard_port, "--dashboard-port"), (mlflow_port, "--mlflow-port")):
+        if not _port_free(port):
+            raise RunStateError(f"port {port} on 127.0.0.1 is in use; pick another with {flag}")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token_path = state_dir / "auth_token"
+    token_path.write_text(secrets.token_hex(32))
+    token_path.chmod(0o600)
+    env = _node_env(token_path)
+    gcs = f"127.0.0.1:{free_port()}"
+    cluster = LocalCluster(
+        state_dir=str(state_dir), gcs_address=gcs, dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        tracking_uri=f"http://127.0.0.1:{mlflow_port}", token_path=str(token_path), nodes=1 + workers,
+    )
+    procs: list[Proc] = []
+    try:
+        procs.append(_spawn("head", _ray_start(["--head", f"--port={gcs.split(':')[1]}", "--dashboard-host=127.0.0.1",
+                                                  f"--dashboard-port={dashboard_port}", "--include-dashboard=true"], cpus_per_node),
+                            env=env, state_dir=state_dir))
+        _wait(lambda: _nodes_alive(cluster) >= 1, procs, what="the Ray head", timeout_s=timeout_s)
+        for i in range(1, workers + 1):
+            procs.append(_spawn(f"worker-{i}", _ray_start([f"--address={gcs}"], cpus_per_node), env=env, state_dir=state_dir))
+        procs.append(_spawn("mlflow", _mlflow_server(state_dir, mlflow_port), env=env, state_dir=state_dir))
+        _wait(lambda: _nodes_alive(cluster) >= cluster.nodes, procs, what=f"{cluster.nodes} Ray nodes", timeout_s=timeout_s)
+        _wait(lambda: _healthy(cluster.tracking_uri), procs, what="the MLflow server", timeout_s=timeout_s)
+    except BaseException:
+        _stop(procs)
+        raise
+    cluster = LocalCluster(**{**asdict(cluster), "procs": procs})
+    (state_dir / STATE_FILE).write_text(json.dumps(asdict(cluster), indent=2))
+    return cluster
+
+
+def down(state_dir: Path) -> LocalCluster:
+    cluster = read(state_dir.resolve())
+    if cluster is None:
+        raise RunStateError(f"no local cluster state in {state_dir.resolve()}; nothing to stop")
+    _stop(cluster.procs)
+    (Path(cluster.state_dir) / STATE_FILE).unlink()
+    return cluster
+
+
+def status(state_dir: Path) -> ClusterStatus:
+    cluster = read(state_dir.resolve())
+    if cluster is None:
+        raise RunStateError(f"no local cluster state in {state_dir.resolve()}; start one with `lstmpipe cluster up`")
+    return ClusterStatus(
+        cluster=cluster, alive={p.role: _alive(p.pid) for p in cluster.procs},
+        nodes_alive=_nodes_alive(cluster), mlflow_healthy=_healthy(cluster.tracking_uri),
+    )
+
+
+def read(state_dir: Path) -> LocalCluster | None:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    return LocalCluster(**{**raw, "procs": [Proc(**p) for p in raw["procs"]]})
+
+
+def _node_env(token_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    return env | {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_path),
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # a job's `python` is this venv's
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def _ray_start(args: list[str], cpus: int) -> list[str]:
+    """`ray start --block`: stays in the foreground as the parent of the node's processes.
+    Several raylets share this host, so every per-node port is picked free."""
+    ports = {flag: free_port() for flag in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                                            "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")}
+    return [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
+            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats",
+            *args, *(f"{flag}={port}" for flag, port in ports.items())]
+
+
+def _mlflow_server(state_dir: Path, port: int) -> list[str]:
+    return [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{state_dir / 'mlflow.db'}",
+            "--serve-artifacts", "--artifacts-destination", str(state_dir / "mlartifacts"), "--workers", "1"]
+
+
+def _spawn(role: str, cmd: list[str], *, env: dict[str, str], state_dir: Path) -> Proc:
+    log = state_dir / f"{role}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # its own process group: `down` stops exactly it
+    return Proc(role=role, pid=proc.pid, log=str(log))
+
+
+def _wait(ready, procs: list[Proc], *, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        for p in procs:
+            if not _alive(p.pid):
+                tail = Path(p.log).read_text(errors="replace").strip().splitlines()[-3:]
+                raise RunStateError(f"{p.role} exited while waiting for {what}; see {p.log}: {' | '.join(tail)}")
+        time.sleep(1.0)
+    raise RunStateError(f"{what} did not come up within {timeout_s:.0f} s; see the logs in {Path(procs[0].log).parent}")
+
+
+def _stop(procs: list[Proc], *, grace_s: float = 30.0) -> None:
+    """SIGTERM each process group (worker nodes first, then the head and MLflow), SIGKILL what stays."""
+    order = sorted(procs, key=lambda p: (p.role.startswith("head"), p.role == "mlflow"))
+    for p in order:
+        _signal_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while _alive(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        _signal_group(p.pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # started with start_new_session: the group id is the pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:")).lower()
+    except (OSError, StopIteration):
+        return ""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _nodes_alive(cluster: LocalCluster) -> int:
+    """ALIVE nodes, from the dashboard's state API (authenticated with the cluster's token)."""
+    token = Path(cluster.token_path).read_text().strip()
+    request = urllib.request.Request(f"{cluster.dashboard_url}/api/v0/nodes?limit=1000",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            body = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0
+    nodes = body.get("data", {}).get("result", {}).get("result", [])
+    return sum(1 for n in nodes if n.get("state") == "ALIVE")
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

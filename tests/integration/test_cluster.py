@@ -1,0 +1,103 @@
+"""A real 2-node Ray cluster and MLflow server on 127.0.0.1: `lstmpipe submit` runs the smoke config
+as a Ray job on both nodes, and the server's REST API holds the experiment, run, metrics and model."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.devcluster import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+LSTMPIPE = [sys.executable, "-m", "pipeline.cli"]
+
+
+def lstmpipe(*args, env, timeout=600):
+    return subprocess.run([*LSTMPIPE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def rest(uri, path, body=None):
+    """One call to the MLflow server's REST API."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{uri}{path}", data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        raw = resp.read()
+    return json.loads(raw) if resp.headers.get_content_type() == "application/json" else raw
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp("cluster")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_", "RAY_AUTH"))}
+    up = lstmpipe("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--state-dir", str(state),
+                  "--dashboard-port", str(free_port()), "--mlflow-port", str(free_port()), env=env, timeout=300)
+    assert up.returncode == 0, up.stderr[-3000:]
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
+    pids = [p["pid"] for p in json.loads((state / "cluster.json").read_text())["procs"]]
+    try:
+        yield {"env": env | exports, "state": state, "exports": exports}
+    finally:
+        down = lstmpipe("cluster", "down", "--state-dir", str(state), env=env, timeout=180)
+        assert down.returncode == 0, down.stderr[-2000:]
+        assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]        # down stopped everything up started
+
+
+def test_cluster_status_sees_two_nodes_and_mlflow(local_cluster):
+    st = lstmpipe("cluster", "status", "--state-dir", str(local_cluster["state"]), env=local_cluster["env"], timeout=60)
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "ray nodes  2/2 alive" in st.stdout and "mlflow     healthy" in st.stdout
+    assert local_cluster["exports"]["RAY_AUTH_MODE"] == "token"
+    token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"])
+    assert token.stat().st_mode & 0o077 == 0
+    with pytest.raises(urllib.error.HTTPError) as denied:                   # the Jobs API wants the token
+        urllib.request.urlopen(f"{local_cluster['exports']['RAY_ADDRESS']}/api/jobs/", timeout=10)
+    assert denied.value.code == 401
+
+
+def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_cluster):
+    env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
+    job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", "--set", "train.epochs=2", "--set", "data.options.num_sequences=1000",
+                   "--set", "tracking.register_as=cluster-smoke", "--name", "it-cluster", env=env)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    assert "SUCCEEDED" in job.stdout and "epoch 2/2" in job.stdout                   # followed the job's logs
+
+    exp = rest(uri, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")["experiment"]
+    runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+    run = next(r for r in runs if r["info"]["run_name"] == "it-cluster")
+    assert run["info"]["status"] == "FINISHED"
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["lstmpipe.world_size"] == "2" and len(set(tags["lstmpipe.worker_nodes"].split(","))) == 2   # both nodes trained
+    run_id = run["info"]["run_id"]
+    query = urllib.parse.urlencode({"run_id": run_id, "metric_key": "val_loss"})
+    history = rest(uri, f"/api/2.0/mlflow/metrics/get-history?{query}")["metrics"]
+    assert sorted(m["step"] for m in history) == [0, 1]
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert metrics["test_mse"] < metrics["baseline_test_mse"]
+
+    # artifacts come through the server (--serve-artifacts), not from a local path
+    listed = rest(uri, f"/api/2.0/mlflow/artifacts/list?{urllib.parse.urlencode({'run_id': run_id})}")["files"]
+    assert {"config.yaml", "checkpoint", "plots"} <= {f["path"] for f in listed}
+    config_text = rest(uri, f"/get-artifact?{urllib.parse.urlencode({'path': 'config.yaml', 'run_uuid': run_id})}")
+    assert yaml.safe_load(config_text)["train"]["epochs"] == 2
+    version = rest(uri, "/api/2.0/mlflow/registered-models/get-latest-versions", {"name": "cluster-smoke"})["model_versions"][0]
+    assert version["run_id"] == run_id and version["source"].startswith("models:/")
+
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/cluster-smoke/1")                      # downloaded from the server
+    assert np.isfinite(model.predict(model.input_example)).all()
+
+
+def test_submit_refuses_a_local_tracking_file_before_uploading(local_cluster):
+    env = local_cluster["env"] | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=env, timeout=120)
+    assert job.returncode == 2 and "a job on the cluster cannot write" in job.stderr and "Traceback" not in job.stderr
