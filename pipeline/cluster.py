@@ -25,9 +25,13 @@ def connect() -> None:
     # Bad data fails in several Ray Data blocks at once: the first failure is raised as one DataError
     # sentence; its siblings would otherwise be logged as "Unhandled error" tracebacks on exit.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    # In a submitted job the job's runtime env (working_dir, QUIET_ENV: see submission.py) is the one
+    # to keep: a driver runtime env merged into it makes Ray set up a new one and garbage-collect
+    # the job's working directory, the driver's own cwd.
+    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
-        runtime_env={"env_vars": QUIET_ENV},
+        runtime_env=None if in_job else {"env_vars": QUIET_ENV},
         logging_level=logging.WARNING,
     )
     # The splits are small, materialized once: per-split progress bars in every worker would bury

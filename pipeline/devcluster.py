@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -44,6 +46,7 @@ class LocalCluster:
     tracking_uri: str
     token_path: str
     nodes: int
+    ray_temp_dir: str  # one Ray temp dir per node below it (see _ray_start)
     procs: list[Proc] = field(default_factory=list)
 
     def client_env(self) -> dict[str, str]:
@@ -86,23 +89,27 @@ def up(
     token_path.chmod(0o600)
     env = _node_env(token_path)
     gcs = f"127.0.0.1:{free_port()}"
+    # Short (Ray's socket paths must stay under 108 bytes) and outside the state dir.
+    ray_temp = Path(tempfile.mkdtemp(prefix="lstmpipe-"))
     cluster = LocalCluster(
         state_dir=str(state_dir), gcs_address=gcs, dashboard_url=f"http://127.0.0.1:{dashboard_port}",
         tracking_uri=f"http://127.0.0.1:{mlflow_port}", token_path=str(token_path), nodes=1 + workers,
+        ray_temp_dir=str(ray_temp),
     )
     procs: list[Proc] = []
     try:
         procs.append(_spawn("head", _ray_start(["--head", f"--port={gcs.split(':')[1]}", "--dashboard-host=127.0.0.1",
-                                                  f"--dashboard-port={dashboard_port}", "--include-dashboard=true"], cpus_per_node),
+                                                  f"--dashboard-port={dashboard_port}", "--include-dashboard=true"], cpus_per_node, temp_dir=ray_temp / "node0"),
                             env=env, state_dir=state_dir))
         _wait(lambda: _nodes_alive(cluster) >= 1, procs, what="the Ray head", timeout_s=timeout_s)
         for i in range(1, workers + 1):
-            procs.append(_spawn(f"worker-{i}", _ray_start([f"--address={gcs}"], cpus_per_node), env=env, state_dir=state_dir))
+            procs.append(_spawn(f"worker-{i}", _ray_start([f"--address={gcs}"], cpus_per_node, temp_dir=ray_temp / f"node{i}"), env=env, state_dir=state_dir))
         procs.append(_spawn("mlflow", _mlflow_server(state_dir, mlflow_port), env=env, state_dir=state_dir))
         _wait(lambda: _nodes_alive(cluster) >= cluster.nodes, procs, what=f"{cluster.nodes} Ray nodes", timeout_s=timeout_s)
         _wait(lambda: _healthy(cluster.tracking_uri), procs, what="the MLflow server", timeout_s=timeout_s)
     except BaseException:
         _stop(procs)
+        shutil.rmtree(ray_temp, ignore_errors=True)
         raise
     cluster = LocalCluster(**{**asdict(cluster), "procs": procs})
     (state_dir / STATE_FILE).write_text(json.dumps(asdict(cluster), indent=2))
@@ -114,6 +121,7 @@ def down(state_dir: Path) -> LocalCluster:
     if cluster is None:
         raise RunStateError(f"no local cluster state in {state_dir.resolve()}; nothing to stop")
     _stop(cluster.procs)
+    shutil.rmtree(cluster.ray_temp_dir, ignore_errors=True)
     (Path(cluster.state_dir) / STATE_FILE).unlink()
     return cluster
 
@@ -146,13 +154,15 @@ def _node_env(token_path: Path) -> dict[str, str]:
     }
 
 
-def _ray_start(args: list[str], cpus: int) -> list[str]:
+def _ray_start(args: list[str], cpus: int, *, temp_dir: Path) -> list[str]:
     """`ray start --block`: stays in the foreground as the parent of the node's processes.
-    Several raylets share this host, so every per-node port is picked free."""
+    Several raylets share this host, so every per-node port is picked free, and each node gets its
+    own temp dir: in a shared one, a node unpacking a job's working_dir would replace the directory
+    the job's driver runs in on another node."""
     ports = {flag: free_port() for flag in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                                             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")}
     return [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
-            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats",
+            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats", f"--temp-dir={temp_dir}",
             *args, *(f"{flag}={port}" for flag, port in ports.items())]
 
 

@@ -20,8 +20,8 @@ from typing import Literal
 
 import yaml
 
+from pipeline import cluster, tracking
 from pipeline import config as config_mod
-from pipeline import tracking
 from pipeline.errors import ConfigError, PipelineError, RunStateError
 
 Command = Literal["train", "tune", "evaluate"]
@@ -114,10 +114,17 @@ def submit(
             "set MLFLOW_TRACKING_URI (or tracking.uri) to a tracking server, e.g. the one `lstmpipe cluster up` starts"
         )
     tracking.check_reachable(uri)
+    storage = cfg.train.storage_path
+    if command != "evaluate" and "://" not in storage and not storage.startswith(("/", "~")):
+        raise ConfigError(
+            f"train.storage_path '{storage}' is relative, so the job would keep its checkpoints in its temporary "
+            "working directory on the cluster; set it to shared storage, e.g. --set train.storage_path=s3://BUCKET/runs "
+            "(or an absolute path every node sees)"
+        )
     workdir = workdir.resolve()
     plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
     client = job_client(address)
-    env_vars = {"MLFLOW_TRACKING_URI": uri}
+    env_vars = {"MLFLOW_TRACKING_URI": uri, **cluster.QUIET_ENV}
     if config_path is not None or command != "evaluate":  # evaluate's -c is optional: the model's own data section
         env_vars[CONFIG_ENV] = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         args = ["-c", f"env:{CONFIG_ENV}", *args]

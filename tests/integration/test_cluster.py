@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +22,14 @@ LSTMPIPE = [sys.executable, "-m", "pipeline.cli"]
 
 def lstmpipe(*args, env, timeout=600):
     return subprocess.run([*LSTMPIPE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for init to reap it."""
+    try:
+        return "\tZ" not in next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
 
 
 def rest(uri, path, body=None):
@@ -46,7 +55,10 @@ def local_cluster(tmp_path_factory):
     finally:
         down = lstmpipe("cluster", "down", "--state-dir", str(state), env=env, timeout=180)
         assert down.returncode == 0, down.stderr[-2000:]
-        assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]        # down stopped everything up started
+        deadline = time.monotonic() + 20                                         # down stopped everything up started
+        while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left
 
 
 def test_cluster_status_sees_two_nodes_and_mlflow(local_cluster):
@@ -63,10 +75,12 @@ def test_cluster_status_sees_two_nodes_and_mlflow(local_cluster):
 
 def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_cluster):
     env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
+    storage = local_cluster["state"] / "runs"        # one host: a local path every node sees
     job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", "--set", "train.epochs=2", "--set", "data.options.num_sequences=1000",
-                   "--set", "tracking.register_as=cluster-smoke", "--name", "it-cluster", env=env)
+                   "--set", "tracking.register_as=cluster-smoke", "--set", f"train.storage_path={storage}", "--name", "it-cluster", env=env)
     assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
     assert "SUCCEEDED" in job.stdout and "epoch 2/2" in job.stdout                   # followed the job's logs
+    assert (storage / "it-cluster" / "lstmpipe_run.json").is_file()                 # checkpoints where the config said
 
     exp = rest(uri, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")["experiment"]
     runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
@@ -97,7 +111,16 @@ def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_clu
     assert np.isfinite(model.predict(model.input_example)).all()
 
 
-def test_submit_refuses_a_local_tracking_file_before_uploading(local_cluster):
-    env = local_cluster["env"] | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
-    job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=env, timeout=120)
-    assert job.returncode == 2 and "a job on the cluster cannot write" in job.stderr and "Traceback" not in job.stderr
+def test_submit_refuses_what_a_cluster_job_would_lose_before_uploading(local_cluster):
+    def jobs():
+        listed = lstmpipe("jobs", "list", env=local_cluster["env"], timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout.splitlines()
+
+    before = jobs()
+    local_file = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=local_cluster["env"] | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
+    assert local_file.returncode == 2 and "a job on the cluster cannot write" in local_file.stderr
+    relative = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=local_cluster["env"])   # storage_path: runs
+    assert relative.returncode == 2 and "train.storage_path 'runs' is relative" in relative.stderr
+    assert "Traceback" not in local_file.stderr + relative.stderr
+    assert jobs() == before                                                     # nothing was submitted
