@@ -193,15 +193,17 @@ def _wait(ready, procs: list[Proc], *, what: str, timeout_s: float) -> None:
     raise RunStateError(f"{what} did not come up within {timeout_s:.0f} s; see the logs in {Path(procs[0].log).parent}")
 
 
-def _stop(procs: list[Proc], *, grace_s: float = 30.0) -> None:
-    """SIGTERM each process group (worker nodes first, then the head and MLflow), SIGKILL what stays."""
-    order = sorted(procs, key=lambda p: (p.role.startswith("head"), p.role == "mlflow"))
-    for p in order:
-        _signal_group(p.pid, signal.SIGTERM)
+def _stop(procs: list[Proc], *, grace_s: float = 10.0) -> None:
+    """SIGTERM the worker nodes' process groups, then the head's and MLflow's; SIGKILL what stays."""
+    workers = [p for p in procs if p.role.startswith("worker")]
+    for wave in (workers, [p for p in procs if p not in workers]):
+        for p in wave:
+            _signal_group(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while _alive(p.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        _signal_group(p.pid, signal.SIGKILL)
+        while any(_alive(p.pid) for p in wave) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for p in wave:
+            _signal_group(p.pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -81,6 +81,11 @@ def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_clu
     assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
     assert "SUCCEEDED" in job.stdout and "epoch 2/2" in job.stdout                   # followed the job's logs
     assert (storage / "it-cluster" / "lstmpipe_run.json").is_file()                 # checkpoints where the config said
+    job_id = job.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    status = lstmpipe("jobs", "status", job_id, env=env, timeout=60)
+    assert status.returncode == 0 and f"{job_id}: SUCCEEDED" in status.stdout
+    logs = lstmpipe("jobs", "logs", job_id, env=env, timeout=60)
+    assert logs.returncode == 0 and "== train: it-cluster (FINISHED) ==" in logs.stdout
 
     exp = rest(uri, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")["experiment"]
     runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
@@ -124,3 +129,16 @@ def test_submit_refuses_what_a_cluster_job_would_lose_before_uploading(local_clu
     assert relative.returncode == 2 and "train.storage_path 'runs' is relative" in relative.stderr
     assert "Traceback" not in local_file.stderr + relative.stderr
     assert jobs() == before                                                     # nothing was submitted
+
+
+def test_a_job_submitted_without_waiting_can_be_stopped(local_cluster):
+    env = local_cluster["env"]
+    job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", "--set", f"train.storage_path={local_cluster['state'] / 'runs'}",
+                   "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-stop", env=env, timeout=120)
+    assert job.returncode == 0 and "job it-stop:" in job.stdout
+    stop = lstmpipe("jobs", "stop", "it-stop", env=env, timeout=120)
+    assert stop.returncode == 0 and "it-stop: STOPPED" in stop.stdout, stop.stdout + stop.stderr
+    status = lstmpipe("jobs", "status", "it-stop", env=env, timeout=60)
+    assert status.returncode == 130 and "STOPPED" in status.stdout
+    missing = lstmpipe("jobs", "status", "no-such-job", env=env, timeout=60)
+    assert missing.returncode == 2 and "no job no-such-job" in missing.stderr and "Traceback" not in missing.stderr
