@@ -125,9 +125,11 @@ def submit(
     plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
     client = job_client(address)
     env_vars = {"MLFLOW_TRACKING_URI": uri, **cluster.QUIET_ENV}
-    if config_path is not None or command != "evaluate":  # evaluate's -c is optional: the model's own data section
+    if config_path is not None or command != "evaluate":
         env_vars[CONFIG_ENV] = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         args = ["-c", f"env:{CONFIG_ENV}", *args]
+    else:  # evaluate without -c takes the model's own data section; --set edits it, in the job
+        args = [*(f"--set={o}" for o in overrides), *args]
     # jobs/<command>.py in a clone of this project; any directory works where the nodes have it installed
     program = f"jobs/{command}.py" if (workdir / "jobs" / f"{command}.py").is_file() else f"-m pipeline.cli {command}"
     entrypoint = " ".join(["python", program, *(_quote(a) for a in args)])

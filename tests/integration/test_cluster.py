@@ -108,6 +108,11 @@ def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_clu
     version = rest(uri, "/api/2.0/mlflow/registered-models/get-latest-versions", {"name": "cluster-smoke"})["model_versions"][0]
     assert version["run_id"] == run_id and version["source"].startswith("models:/")
 
+    evaluated = lstmpipe("submit", "evaluate", "--set", "data.options.num_sequences=300", "--model", "models:/cluster-smoke/1",
+                         "--data", "adding", "--log", env=env)
+    assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
+    assert "test_mse" in evaluated.stdout and "logged to mlflow run" in evaluated.stdout
+
     import mlflow
     import numpy as np
 

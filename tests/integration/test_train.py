@@ -50,7 +50,10 @@ def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
 
 
 def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):
-    run_training(tiny_cfg, name="t-taken", splits=splits)
+    from pipeline import runs
+
+    storage = runs.resolve_storage(tiny_cfg.train.storage_path)                 # a run named t-taken exists
+    runs.write_state(storage, "t-taken", runs.RunState(run_id="0" * 32, config_hash=tiny_cfg.hash(), kind="train"))
     with pytest.raises(RunStateError, match="--name t-taken --resume"):
         run_training(tiny_cfg, name="t-taken", splits=splits)
 
