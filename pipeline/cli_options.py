@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.redaction import redact
 
 ConfOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config (see conf/).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: --set model.hidden_size=128 (repeatable).")]
@@ -25,7 +26,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except PipelineError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {redact(str(err))}", err=True)
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: runs in progress were marked KILLED", err=True)

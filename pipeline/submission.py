@@ -23,6 +23,7 @@ import yaml
 from pipeline import cluster, tracking
 from pipeline import config as config_mod
 from pipeline.errors import ConfigError, PipelineError, RunStateError
+from pipeline.redaction import has_secret, redact
 
 Command = Literal["train", "tune", "evaluate"]
 Follow = Literal["follow", "detach"]
@@ -133,6 +134,7 @@ def submit(
     # jobs/<command>.py in a clone of this project; any directory works where the nodes have it installed
     program = f"jobs/{command}.py" if (workdir / "jobs" / f"{command}.py").is_file() else f"-m pipeline.cli {command}"
     entrypoint = " ".join(["python", program, *(_quote(a) for a in args)])
+    _refuse_secrets(entrypoint, env_vars)
     runtime_env = {"working_dir": str(workdir), "excludes": plan.excludes, "env_vars": env_vars}
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
                                metadata={"lstmpipe.command": command, "lstmpipe.config": str(config_path)})
@@ -186,6 +188,17 @@ def _known(client, job_id: str):
 
 def info(client, job_id: str):
     return _known(client, job_id)
+
+
+def _refuse_secrets(entrypoint: str, env_vars: dict[str, str]) -> None:
+    """A job's entrypoint and runtime env are readable by anyone with Jobs API access (`ray job list`)."""
+    for where, text in {"the entrypoint": entrypoint, **{f"env var {k}": v for k, v in env_vars.items()}}.items():
+        if has_secret(text):
+            raise ConfigError(
+                f"{where} of this job would carry a credential ({redact(text)[:200]}), readable by anyone with Jobs API "
+                "access; give the cluster its credentials through the nodes' environment instead "
+                "(MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_* from a Kubernetes Secret, see infra/k8s)"
+            )
 
 
 def _quote(arg: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.redaction import redact, redact_tree
 from pipeline.tracking import ui_command
 
 
@@ -33,7 +34,7 @@ class RunSummary:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    Path(path).write_text(json.dumps(redact_tree(payload), indent=2, default=str) + "\n")
 
 
 def render(summary: RunSummary, *, title: str) -> str:
@@ -57,5 +58,5 @@ def render(summary: RunSummary, *, title: str) -> str:
         lines.append(f"model {summary.model_uri}{reg}")
     if summary.checkpoint:
         lines.append(f"checkpoint {summary.checkpoint}")
-    lines.append(f"browse: {ui_command(summary.tracking_uri)}")
+    lines.append(f"browse: {redact(ui_command(summary.tracking_uri))}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import TrackingConfig
+from pipeline.redaction import redact, redact_tree, redact_value
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in CLI output
 from pipeline.errors import ConfigError
@@ -63,7 +64,7 @@ def check_reachable(uri: str) -> None:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
             pass
     except (urllib.error.URLError, OSError) as err:
-        raise ConfigError(f"MLflow tracking server {uri} is unreachable ({err}); start it or fix tracking.uri") from None
+        raise ConfigError(f"MLflow tracking server {redact(uri)} is unreachable ({err}); start it or fix tracking.uri") from None
 
 
 def client(uri: str) -> MlflowClient:
@@ -100,8 +101,8 @@ def start_run(
     tags = dict(tags or {})
     if parent_run_id:
         tags[PARENT_TAG] = parent_run_id
-    run = c.create_run(ensure_experiment(uri, experiment), run_name=run_name, tags=tags)
-    c.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+    run = c.create_run(ensure_experiment(uri, experiment), run_name=run_name, tags={k: redact(v) for k, v in tags.items()})
+    c.log_batch(run.info.run_id, params=[Param(k, _param_value(redact_value(k, v))) for k, v in params.items()])
     return run.info.run_id
 
 
@@ -109,7 +110,7 @@ def reopen_run(uri: str, run_id: str, *, tags: dict[str, str]) -> None:
     """Continue an existing run (resume): status back to RUNNING; params are immutable and kept."""
     c = client(uri)
     c.update_run(run_id, status="RUNNING")
-    c.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    c.log_batch(run_id, tags=_tags(tags))
 
 
 def end_run(uri: str, run_id: str, status: RunStatus = "FINISHED") -> None:
@@ -131,7 +132,11 @@ def closes_run(uri: str, run_id: str) -> Iterator[None]:
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
-    client(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    client(uri).log_batch(run_id, tags=_tags(tags))
+
+
+def _tags(tags: dict[str, str]) -> list[RunTag]:
+    return [RunTag(k, redact(v)) for k, v in tags.items()]
 
 
 def run_status(uri: str, run_id: str) -> str:
@@ -148,7 +153,7 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float], *, step: int) 
 
 
 def log_config(uri: str, run_id: str, config: dict[str, Any]) -> None:
-    client(uri).log_dict(run_id, config, "config.yaml")
+    client(uri).log_dict(run_id, redact_tree(config), "config.yaml")
 
 
 def metric_history(uri: str, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, float]]]:
@@ -167,11 +172,11 @@ def log_figures(uri: str, run_id: str, figures: dict[str, Any]) -> None:
 
 
 def log_dict(uri: str, run_id: str, payload: dict[str, Any], name: str) -> None:
-    client(uri).log_dict(run_id, payload, name)
+    client(uri).log_dict(run_id, redact_tree(payload), name)
 
 
 def log_text(uri: str, run_id: str, text: str, name: str) -> None:
-    client(uri).log_text(run_id, text, name)
+    client(uri).log_text(run_id, redact(text), name)
 
 
 def log_table(uri: str, run_id: str, table, name: str) -> None:
@@ -224,7 +229,7 @@ class RunLogger:
         self._client.log_batch(self.run_id, metrics=batch)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self._client.log_batch(self.run_id, tags=_tags(tags))
 
 
 def _now_ms() -> int:

@@ -20,6 +20,7 @@ from pipeline.evaluate import input_example, load_model, predict_split
 from pipeline.model import SequenceModel, ServingModel
 from pipeline.ingest import load_splits
 from pipeline.progress import EpochProgress
+from pipeline.redaction import redact_tree
 from pipeline.summary import RunSummary
 from pipeline.tasks import DataInfo, Prepared, get_task
 from pipeline.worker import WorkerSpec, train_loop_per_worker
@@ -52,7 +53,7 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
         model=cfg.model.model_dump(),
         train=cfg.train.model_dump(),
         info=splits.info.as_dict(),
-        config=cfg.model_dump(mode="json"),
+        config=redact_tree(cfg.model_dump(mode="json")),  # saved in every checkpoint: no secrets
         config_hash=cfg.hash(),
         run_id=run_id,
         tracking_uri=tracking_uri,
@@ -147,7 +148,7 @@ def log_checkpoint(uri: str, run_id: str, model, *, cfg: Config, info: DataInfo,
     """The tested model's weights with its config and (calibrated) data info, loadable by URI."""
     meta = checkpoint.CheckpointMeta(
         epoch=int(metrics["epoch"]), config_hash=cfg.hash(), run_id=run_id, metrics=metrics,
-        config=cfg.model_dump(mode="json"), info=info.as_dict(),
+        config=redact_tree(cfg.model_dump(mode="json")), info=info.as_dict(),
     )
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint.save(tmp, model=model, optimizer=None, meta=meta)

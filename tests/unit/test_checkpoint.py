@@ -7,6 +7,7 @@ import torch
 
 from pipeline import checkpoint
 from pipeline.config import ModelConfig
+from pipeline.errors import RunStateError
 from pipeline.model import build_model
 
 
@@ -39,3 +40,17 @@ def test_malicious_pickle_is_not_executed(tmp_path, monkeypatch):
     with pytest.raises(pickle.UnpicklingError):
         checkpoint.load(tmp_path)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_save_leaves_no_temporary_files_and_a_partial_directory_is_refused(tmp_path):
+    model = build_model(ModelConfig(hidden_size=4), input_size=2, output_size=1)
+    meta = checkpoint.CheckpointMeta(epoch=0, config_hash="abc", run_id=None)
+    (tmp_path / "done").mkdir()
+    checkpoint.save(tmp_path / "done", model=model, optimizer=None, meta=meta)
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == [checkpoint.META_FILE, checkpoint.MODEL_FILE]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / checkpoint.MODEL_FILE).write_bytes((tmp_path / "done" / checkpoint.MODEL_FILE).read_bytes()[:100])
+    assert checkpoint.is_complete(tmp_path / "done") and not checkpoint.is_complete(partial)
+    with pytest.raises(RunStateError, match="partial|not a complete checkpoint"):
+        checkpoint.load(partial)

@@ -145,3 +145,16 @@ def test_no_inline_credentials():
 def test_helper_scripts_are_executable_and_strict(script):
     path = INFRA / script
     assert path.stat().st_mode & 0o111 and "set -euo pipefail" in path.read_text()
+
+
+def test_dependency_floors_are_declared_and_installed():
+    """mlflow>=3.10 (CVE-2026-2614 and -2651 fixed) and ray>=2.52 (token authentication)."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    reqs = {Requirement(d).name: Requirement(d) for d in PROJECT["dependencies"]}
+    for name, below_floor, floor in [("mlflow", "3.9.99", "3.10"), ("ray", "2.51.99", "2.52")]:
+        assert not reqs[name].specifier.contains(below_floor, prereleases=True), f"{name}: {reqs[name]} admits {below_floor}"
+        assert Version(version(name)) >= Version(floor)
