@@ -2,7 +2,7 @@
 
 Layout of one checkpoint directory:
   model.pt       model and optimizer state_dicts (tensors only)
-  meta.json      epoch, config hash, MLflow run id, the epoch's metrics, and (for loading the model
+  meta.json      epoch, config hash, MLflow run id, the metrics of this and every earlier epoch, and (for loading the model
                  without its run) the full config and the data info (sizes, scalers, classes, vocab)
 
 Each file is written to a temporary name and renamed into place, meta.json last: a directory
@@ -33,6 +33,7 @@ class CheckpointMeta:
     metrics: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     info: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics so far, this one last
 
 
 @dataclass

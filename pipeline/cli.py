@@ -6,7 +6,9 @@ Exit codes: 0 success; 2 bad config, bad data or a run that cannot start/resume;
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -173,6 +175,30 @@ def data_prepare(config: ConfOpt, set_: SetOpt = None) -> None:
     typer.echo(f"{cfg.data.source} ({cfg.task}): {rows} rows")
 
 
+runs_app = typer.Typer(help="MLflow runs the pipeline opened.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("reconcile")
+def runs_reconcile(
+    experiment: Annotated[str, typer.Option("--experiment", "-e", help="MLflow experiment to check.")] = "lstm-pipeline",
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Mark runs left RUNNING by a driver that died on this host (e.g. SIGKILL) as KILLED."""
+    with user_errors():
+        from pipeline import reconcile, tracking
+
+        uri = _tracking_uri(tracking_uri)
+        tracking.check_reachable(uri)
+        done = reconcile.reconcile(uri, experiment)
+    for run_id in done.killed:
+        typer.echo(f"{run_id} KILLED (its driver is gone)")
+    if done.unknown:
+        typer.echo(f"{len(done.unknown)} RUNNING run(s) belong to processes on other hosts; run this there to check them")
+    if not done.killed and not done.unknown:
+        typer.echo(f"no RUNNING runs left behind in '{experiment}'")
+
+
 @app.command()
 def smoke(summary_json: SummaryOpt = None) -> None:
     """End to end on the built-in adding problem: Parquet -> Ray Data -> 2-worker training -> 2-trial sweep -> MLflow."""
@@ -199,12 +225,24 @@ app.add_typer(jobs_app, name="jobs")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(submit)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_command(argv: list[str]) -> int:
-    """Run one `lstmpipe` command in-process and return its exit code (for jobs/*.py)."""
+    """Run one `lstmpipe` command in-process and return its exit code (for jobs/*.py).
+
+    SIGTERM (`ray job stop`, `kill`, Kubernetes) is handled like Ctrl-C: the command's MLflow runs
+    end KILLED and the exit code is 130."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         app(argv, prog_name="lstmpipe")  # standalone: usage errors print and exit 2
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -204,6 +204,9 @@ class TrackingConfig(Section):
     uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     experiment: str = "lstm-pipeline"
     register_as: str | None = None
+    outage_wait_s: float = Field(
+        300, ge=0, description="after training, how long to wait for an unreachable tracking server before failing the run"
+    )
 
 
 SERIES_TASKS = ("forecast", "anomaly")  # long format, split by time, windowed

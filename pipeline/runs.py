@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.fs
 
-from pipeline.errors import RunStateError
+from pipeline.errors import ConfigError, RunStateError
 
 STATE_FILE = "lstmpipe_run.json"
 
@@ -60,8 +60,24 @@ def write_state(storage: str, name: str, state: RunState) -> None:
     fs.move(tmp, f"{run_dir}/{STATE_FILE}")
 
 
+def check_writable(storage: str) -> None:
+    """Fail before any Ray work if checkpoints could not be written: Ray would fail deep in a worker."""
+    fs, probe = _fs(storage, f".lstmpipe-write-probe-{os.getpid()}")
+    try:
+        fs.create_dir(probe.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except (OSError, pyarrow.ArrowException) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"train.storage_path {storage} is not writable ({reason}); point it at a directory or bucket this process can write to"
+        ) from None
+
+
 def check_start(storage: str, name: str, *, kind: str, resume: bool, config_hash: str) -> RunState | None:
     """Validate a start/resume request; return the existing state when resuming."""
+    check_writable(storage)
     state = read_state(storage, name)
     fs, run_dir = _fs(storage, name)
     exists = fs.get_file_info(run_dir).type != pyarrow.fs.FileType.NotFound

@@ -12,7 +12,7 @@ import numpy as np
 import ray.train
 import ray.train.torch
 
-from pipeline import checkpoint, cluster, runs, tracking
+from pipeline import checkpoint, cluster, reconcile, runs, tracking
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline import plots
@@ -20,7 +20,7 @@ from pipeline.evaluate import input_example, load_model, predict_split
 from pipeline.model import SequenceModel, ServingModel
 from pipeline.ingest import load_splits
 from pipeline.progress import EpochProgress
-from pipeline.redaction import redact_tree
+from pipeline.redaction import redact, redact_tree
 from pipeline.summary import RunSummary
 from pipeline.tasks import DataInfo, Prepared, get_task
 from pipeline.worker import WorkerSpec, train_loop_per_worker
@@ -45,6 +45,7 @@ class FitOutcome:
     best_checkpoint: str       # path of the best checkpoint by val_loss
     best_metrics: dict[str, float]
     run_path: str
+    history: list[dict[str, float]]  # every epoch's metrics, from the latest checkpoint
 
 
 def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_uri: str) -> WorkerSpec:
@@ -100,9 +101,24 @@ def fit(trainer: ray.train.torch.TorchTrainer) -> FitOutcome:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
         raise TrainingFailed(f"training failed: {_first_line(err)}") from err
+    return outcome_of(result)
+
+
+def outcome_of(result: ray.train.Result) -> FitOutcome:
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
     metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
-    return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path)
+    with result.checkpoint.as_directory() as latest:
+        history = checkpoint.load_meta(latest).history
+    return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path, history=history)
+
+
+def sync_history(cfg: Config, outcome: FitOutcome, *, uri: str, run_id: str, resume_hint: str) -> None:
+    """Every epoch in MLflow before the model is logged: what rank 0 could not log during an outage."""
+    if not tracking.sync_epochs(uri, run_id, outcome.history, wait_s=cfg.tracking.outage_wait_s):
+        raise TrainingFailed(
+            f"MLflow server {redact(uri)} stayed unreachable for tracking.outage_wait_s={cfg.tracking.outage_wait_s:g} s after "
+            f"training; the checkpoints are safe in {outcome.run_path}: once the server is back, {resume_hint} logs the rest"
+        )
 
 
 def _first_line(err: BaseException) -> str:
@@ -170,21 +186,24 @@ def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, 
     name = name or runs.unique_name("train")
     storage = runs.resolve_storage(cfg.train.storage_path)
     previous = runs.check_start(storage, name, kind="train", resume=resume, config_hash=cfg.hash())
+    reconcile.reconcile_and_report(uri, cfg.tracking.experiment)
 
     cluster.connect()
     check_resources(cfg)
     splits = splits or load_splits(cfg)
     if previous is None:
-        run_id = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "train"})
+        run_id = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(),
+                                    tags={tracking.KIND_TAG: "train", reconcile.OWNER_TAG: reconcile.owner()})
         tracking.log_config(uri, run_id, cfg.model_dump(mode="json"))
         runs.write_state(storage, name, runs.RunState(run_id=run_id, config_hash=cfg.hash(), kind="train"))
     else:
         run_id = previous.run_id
-        tracking.reopen_run(uri, run_id, tags={"lstmpipe.resumed_to_epochs": str(cfg.train.epochs)})
+        tracking.reopen_run(uri, run_id, tags={"lstmpipe.resumed_to_epochs": str(cfg.train.epochs), reconcile.OWNER_TAG: reconcile.owner()})
 
     spec = worker_spec(cfg, splits, run_id=run_id, tracking_uri=uri)
     with tracking.closes_run(uri, run_id):
         outcome = fit(build_trainer(cfg, splits, spec=spec, name=name, storage=storage))
+        sync_history(cfg, outcome, uri=uri, run_id=run_id, resume_hint=f"`lstmpipe train --name {name} --resume`")
         final = finish_model(cfg, splits, outcome, uri=uri, run_id=run_id, register_as=cfg.tracking.register_as, alias=None)
     return RunSummary(
         status="FINISHED",

@@ -18,13 +18,15 @@ import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from pipeline import cluster, report, runs, tracking
+from pipeline import cluster, reconcile, report, runs, tracking
 from pipeline.config import Config, SpaceSpec, TuneConfig, apply_overrides, validate
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.ingest import load_splits
 from pipeline.summary import RunSummary
 from pipeline.tasks import Prepared, get_task
-from pipeline.training import FitOutcome, build_trainer, check_resources, finish_model, fit, test_checkpoint, worker_spec
+from pipeline.training import (
+    FitOutcome, build_trainer, check_resources, finish_model, fit, outcome_of, sync_history, test_checkpoint, worker_spec,
+)
 
 CHAMPION_ALIAS = "champion"
 # The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
@@ -44,6 +46,7 @@ class SweepContext:
     experiment: str
     storage: str
     sweep_name: str
+    owner: str                       # the sweep driver (reconcile.OWNER_TAG of every trial run)
 
 
 def data_key(cfg: Config) -> str:
@@ -160,12 +163,12 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
             experiment=ctx.experiment,
             run_name=name,
             params=cfg.flat(),
-            tags={tracking.TRIAL_TAG: trial_id, tracking.KIND_TAG: "trial"},
+            tags={tracking.TRIAL_TAG: trial_id, tracking.KIND_TAG: "trial", reconcile.OWNER_TAG: ctx.owner},
             parent_run_id=ctx.parent_run_id,
         )
     else:                                                  # a restored, unfinished trial continues its run
         run_id = previous.run_id
-        tracking.reopen_run(ctx.tracking_uri, run_id, tags={"lstmpipe.resumed": "true"})
+        tracking.reopen_run(ctx.tracking_uri, run_id, tags={"lstmpipe.resumed": "true", reconcile.OWNER_TAG: ctx.owner})
     splits = ctx.data[data_key(cfg)]
     spec = worker_spec(cfg, splits, run_id=run_id, tracking_uri=ctx.tracking_uri)
     trainer = build_trainer(
@@ -179,6 +182,7 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         # has said which it was (`close_trial_runs`).
         tracking.set_tags(ctx.tracking_uri, run_id, {"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
         raise
+    sync_history(cfg, outcome, uri=ctx.tracking_uri, run_id=run_id, resume_hint=f"`lstmpipe tune --name {ctx.sweep_name} --resume`")
     tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)       # for the report; selection stays on validation
     tracking.log_metrics(ctx.tracking_uri, run_id, tested.metrics, step=int(outcome.best_metrics["epoch"]))
     tracking.end_run(ctx.tracking_uri, run_id, "FINISHED")
@@ -202,10 +206,7 @@ def trial_outcomes(grid: ray.tune.ResultGrid, *, max_epochs: int) -> dict[str, t
 
 def best_trial_outcome(storage: str, name: str) -> FitOutcome:
     """The best checkpoint of one finished trial, read back from its Ray Train run directory."""
-    result = ray.train.Result.from_path(f"{storage}/{name}")
-    best = result.get_best_checkpoint(metric="val_loss", mode="min")
-    metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
-    return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path)
+    return outcome_of(ray.train.Result.from_path(f"{storage}/{name}"))
 
 
 def log_report(cfg: Config, results: list, *, goal: Objective, ctx: SweepContext) -> None:
@@ -242,20 +243,22 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
     name = name or runs.unique_name("tune")
     storage = runs.resolve_storage(cfg.train.storage_path)
     previous = runs.check_start(storage, name, kind="tune", resume=resume, config_hash=sweep_hash(cfg))
+    reconcile.reconcile_and_report(uri, cfg.tracking.experiment)
 
     cluster.connect()
     check_resources(cfg)
     data = data_variants(cfg, splits=splits)
     if previous is None:
-        parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(), tags={tracking.KIND_TAG: "sweep"})
+        parent = tracking.start_run(uri, experiment=cfg.tracking.experiment, run_name=name, params=cfg.flat(),
+                                    tags={tracking.KIND_TAG: "sweep", reconcile.OWNER_TAG: reconcile.owner()})
         tracking.log_config(uri, parent, cfg.model_dump(mode="json"))
         runs.write_state(storage, name, runs.RunState(run_id=parent, config_hash=sweep_hash(cfg), kind="tune"))
     else:
         parent = previous.run_id
-        tracking.reopen_run(uri, parent, tags={"lstmpipe.resumed": "true"})
+        tracking.reopen_run(uri, parent, tags={"lstmpipe.resumed": "true", reconcile.OWNER_TAG: reconcile.owner()})
     ctx = SweepContext(
         base=cfg.model_dump(mode="json"), data=data, parent_run_id=parent, tracking_uri=uri,
-        experiment=cfg.tracking.experiment, storage=storage, sweep_name=name,
+        experiment=cfg.tracking.experiment, storage=storage, sweep_name=name, owner=reconcile.owner(),
     )
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
     if previous is not None:
@@ -274,10 +277,14 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
             ),
             run_config=ray.tune.RunConfig(name=name, storage_path=storage),
         )
-    with tracking.closes_run(uri, parent):
-        grid = tuner.fit()
-        tracking.close_trial_runs(uri, parent, trial_outcomes(grid, max_epochs=cfg.train.epochs))
-        summary = _finish_sweep(cfg, grid, ctx=ctx)
+    try:
+        with tracking.closes_run(uri, parent):
+            grid = tuner.fit()
+            tracking.close_trial_runs(uri, parent, trial_outcomes(grid, max_epochs=cfg.train.epochs))
+            summary = _finish_sweep(cfg, grid, ctx=ctx)
+    except KeyboardInterrupt:
+        tracking.end_running_children(uri, parent, "KILLED")
+        raise
     return summary
 
 

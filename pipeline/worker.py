@@ -67,7 +67,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     info = DataInfo.from_dict(spec.info)
     raw_model = model_for(model_cfg, info)
     optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
-    start_epoch = _restore(raw_model, optimizer)
+    restored = _restore(raw_model, optimizer)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
     device = ray.train.torch.get_device()
     task = get_task(spec.task)
@@ -78,8 +78,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
     if logger is not None:
         logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
+        logger.log_history(restored.history)  # epochs a failed attempt trained but could not log
 
-    for epoch in range(start_epoch, train_cfg.epochs):
+    history = list(restored.history)
+    for epoch in range(restored.start_epoch, train_cfg.epochs):
         model.train()
         acc = defaultdict(MeanAccumulator)
         for batch in iter_batches(train_shard, info=info, batch_size=train_cfg.batch_size, device=device):
@@ -99,9 +101,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     acc[f"val_{name}"].add(total, n)
 
         metrics = reduce_means(dict(acc)) | {"epoch": epoch}
-        _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank)
+        history.append(metrics)
+        _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank, history=history)
         if logger is not None:
-            logger.log_epoch({k: v for k, v in metrics.items() if k != "epoch"}, epoch=epoch)
+            logger.log_epoch(metrics, epoch=epoch)  # buffered if the tracking server is away
+    if logger is not None:
+        logger.flush()
 
 
 def _worker_nodes(world_size: int) -> list[str]:
@@ -114,27 +119,36 @@ def _worker_nodes(world_size: int) -> list[str]:
     return [str(n) for n in nodes]
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load the latest checkpoint Ray Train registered for this run; return the epoch to start at."""
+@dataclass(frozen=True)
+class Restored:
+    start_epoch: int
+    history: list[dict[str, float]]  # metrics of the epochs before start_epoch
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> Restored:
+    """Load the latest checkpoint Ray Train registered for this run (after a worker failure or a
+    --resume); Ray never hands out a checkpoint whose upload did not complete."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
-        return 0
+        return Restored(start_epoch=0, history=[])
     with ckpt.as_directory() as directory:
         state = checkpoint.load(directory)
     model.load_state_dict(state.model)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
-    return state.meta.epoch + 1
+    return Restored(start_epoch=state.meta.epoch + 1, history=state.meta.history)
 
 
-def _report(metrics: dict[str, float], *, raw_model: nn.Module, optimizer, spec: WorkerSpec, rank: int) -> None:
+def _report(
+    metrics: dict[str, float], *, raw_model: nn.Module, optimizer, spec: WorkerSpec, rank: int, history: list[dict[str, float]]
+) -> None:
     """Report the epoch to Ray Train; rank 0 attaches the checkpoint (every rank must call report)."""
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
             meta = checkpoint.CheckpointMeta(
                 epoch=metrics["epoch"], config_hash=spec.config_hash, run_id=spec.run_id, metrics=metrics,
-                config=spec.config, info=spec.info,
+                config=spec.config, info=spec.info, history=history,
             )
             checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
             ckpt = ray.train.Checkpoint.from_directory(tmp)

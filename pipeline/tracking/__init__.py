@@ -1,4 +1,4 @@
-"""MLflow: the only module that imports mlflow.
+"""MLflow: the only package that imports mlflow (`tracking.epochs`: rank 0's buffered per-epoch logger).
 
 Runs are addressed by id through `MlflowClient`, never through a global "active run", so the
 driver, a Tune trial and a rank-0 worker can each log to their own run without stepping on each
@@ -123,12 +123,21 @@ def closes_run(uri: str, run_id: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        end_run(uri, run_id, "KILLED")
+        _end_if_reachable(uri, run_id, "KILLED")
         raise
     except BaseException:
-        end_run(uri, run_id, "FAILED")
+        _end_if_reachable(uri, run_id, "FAILED")
         raise
     end_run(uri, run_id, "FINISHED")
+
+
+def _end_if_reachable(uri: str, run_id: str, status: RunStatus) -> None:
+    """On the way out of a failure, a tracking server that is down must not hide the real error:
+    the run stays RUNNING and `lstmpipe runs reconcile` (or the next start) closes it."""
+    try:
+        end_run(uri, run_id, status)
+    except Exception as err:  # noqa: BLE001  (any MLflow/HTTP error: the original exception matters more)
+        warnings.warn(f"could not mark MLflow run {run_id} {status}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
@@ -149,7 +158,8 @@ def _param_value(value: Any) -> str:
 
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, float], *, step: int) -> None:
-    RunLogger(uri, run_id).log_epoch(metrics, epoch=step)
+    ts = _now_ms()
+    client(uri).log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items() if isinstance(v, (int, float))])
 
 
 def log_config(uri: str, run_id: str, config: dict[str, Any]) -> None:
@@ -216,22 +226,6 @@ def download_checkpoint(uri: str, model_uri: str, *, dst: str | Path) -> Path:
     return Path(path)
 
 
-class RunLogger:
-    """Per-epoch metric logging for one run (used by rank 0 on a worker)."""
-
-    def __init__(self, uri: str, run_id: str):
-        self.run_id = run_id
-        self._client = client(uri)
-
-    def log_epoch(self, metrics: dict[str, float], *, epoch: int) -> None:
-        ts = _now_ms()
-        batch = [Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float))]
-        self._client.log_batch(self.run_id, metrics=batch)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self._client.log_batch(self.run_id, tags=_tags(tags))
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -279,6 +273,20 @@ def log_model(
     if register_as and alias:
         client(uri).set_registered_model_alias(register_as, alias, version)
     return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+
+
+def running_runs(uri: str, experiment: str) -> list[Any]:
+    exp = client(uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client(uri).search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000)
+
+
+def end_running_children(uri: str, parent_run_id: str, status: RunStatus) -> None:
+    """A sweep that is interrupted ends its trials' runs with it."""
+    for run in child_runs(uri, parent_run_id):
+        if run.info.status == "RUNNING":
+            end_run(uri, run.info.run_id, status)
 
 
 def child_runs(uri: str, parent_run_id: str) -> list[Any]:
@@ -329,3 +337,6 @@ def close_trial_runs(uri: str, parent_run_id: str, outcomes: dict[str, TrialOutc
         if outcome == "STOPPED":
             set_tags(uri, run.info.run_id, {"lstmpipe.stopped_early": "true"})
         end_run(uri, run.info.run_id, "FAILED" if outcome == "FAILED" else "FINISHED")
+
+
+from pipeline.tracking.epochs import RunLogger, sync_epochs  # noqa: E402  (re-exported; it uses the helpers above)

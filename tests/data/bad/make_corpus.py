@@ -1,0 +1,46 @@
+"""Writes the bad-input corpus beside this file (run once; the files are committed).
+
+Each file is the smallest example of one way user data goes wrong; `cases.yaml` says which config
+reads it and the one sentence the pipeline must answer with (tests/reliability/test_bad_input.py).
+"""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).parent
+
+
+def seqs(n: int, *, steps: int = 6, value: float = 0.5) -> list:
+    return [[[value, 1.0]] * steps for _ in range(n)]
+
+
+def main() -> None:
+    (HERE / "empty_dir").mkdir(exist_ok=True)
+    (HERE / "empty_dir" / "README").write_text("a directory with no Parquet or CSV files\n")
+    schema = pa.schema([("x", pa.list_(pa.list_(pa.float32()))), ("y", pa.float32())])
+    pq.write_table(pa.table({"x": [], "y": []}, schema=schema), HERE / "zero_rows.parquet")
+    (HERE / "not_parquet.parquet").write_text("sequence,target\n1,2\n")
+    good = HERE / ".good.parquet"
+    pq.write_table(pa.table({"x": seqs(200), "y": [1.0] * 200}), good)
+    (HERE / "truncated.parquet").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    good.unlink()
+    (HERE / "conflicting_schemas").mkdir(exist_ok=True)
+    pq.write_table(pa.table({"x": seqs(20), "y": [1.0] * 20}), HERE / "conflicting_schemas" / "part-0.parquet")
+    pq.write_table(pa.table({"x": seqs(20), "y": ["one"] * 20}), HERE / "conflicting_schemas" / "part-1.parquet")
+    pq.write_table(pa.table({"x": seqs(40), "target": [1.0] * 40}), HERE / "missing_target.parquet")
+    pq.write_table(pa.table({"x": seqs(40), "y": ["1.5"] * 40}), HERE / "string_target.parquet")
+    pq.write_table(pa.table({"x": seqs(37) + [[[float("nan"), 1.0]] * 6] * 3, "y": [1.0] * 40}), HERE / "nan_values.parquet")
+    pq.write_table(pa.table({"x": seqs(40), "y": [1.0] * 38 + [float("inf")] * 2}), HERE / "inf_target.parquet")
+    pq.write_table(pa.table({"x": seqs(36) + [[]] * 4, "y": [1.0] * 40}), HERE / "zero_length.parquet")
+    (HERE / "short_series.csv").write_text("time,value\n" + "".join(f"{t},{t % 5}\n" for t in range(10)))
+    (HERE / "bad_header.csv").write_text("2020-01-01,3.5\n2020-01-02,3.7\n2020-01-03,3.6\n")
+    (HERE / "text_values.csv").write_text("time,value\n" + "".join(f"{t},n/a\n" for t in range(60)))
+    labels = ["up"] * 30 + ["down"] * 30 + ["sideways"] * 5
+    parts = ["train"] * 25 + ["val"] * 5 + ["train"] * 25 + ["val"] * 5 + ["test"] * 5
+    pq.write_table(pa.table({"x": seqs(65), "label": labels, "part": parts}), HERE / "unseen_label.parquet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Runs left RUNNING by a dead driver are found and marked KILLED; live and foreign ones are left alone."""
+
+import os
+import subprocess
+import sys
+
+from mlflow.tracking import MlflowClient
+
+from pipeline import reconcile, tracking
+
+
+def test_owner_is_alive_for_this_process_and_dead_for_an_exited_one():
+    assert reconcile.owner_alive(reconcile.owner()) is True
+    done = subprocess.run([sys.executable, "-c", "from pipeline.reconcile import owner; print(owner())"],
+                          capture_output=True, text=True, check=True)
+    assert reconcile.owner_alive(done.stdout.strip()) is False
+    host, pid, ticks = reconcile.owner().rsplit(":", 2)
+    assert reconcile.owner_alive(f"{host}:{pid}:{int(ticks) + 1}") is False   # same pid, another process
+    assert reconcile.owner_alive(f"elsewhere:{pid}:{ticks}") is None
+
+
+def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    dead = subprocess.run([sys.executable, "-c", "from pipeline.reconcile import owner; print(owner())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ids = {
+        label: tracking.start_run(uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner})
+        for label, owner in [("dead", dead), ("alive", reconcile.owner()), ("foreign", f"otherhost:{os.getpid()}:1")]
+    }
+    done = reconcile.reconcile(uri, "e")
+    assert done.killed == [ids["dead"]] and done.unknown == [ids["foreign"]]
+    c = MlflowClient(uri)
+    assert c.get_run(ids["dead"]).info.status == "KILLED"
+    assert "gone" in c.get_run(ids["dead"]).data.tags[reconcile.RECONCILED_TAG]
+    assert c.get_run(ids["alive"]).info.status == "RUNNING"
+    assert reconcile.reconcile(uri, "no-such-experiment").killed == []
