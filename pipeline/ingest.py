@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray.data
 
 from pipeline.config import Config, DataConfig
@@ -34,19 +35,46 @@ def resolve_source(cfg: DataConfig) -> str:
 
 def file_format(path: str) -> str:
     p = Path(path)
-    suffixes = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith(".")} if p.is_dir() else {p.suffix.lower()}
-    formats = {FORMATS[s] for s in suffixes if s in FORMATS}
-    if len(formats) != 1:
-        raise DataError(f"{path}: expected Parquet (.parquet) or CSV (.csv) files, found {sorted(suffixes) or 'none'}")
+    names = sorted(f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p.name]
+    formats = {FORMATS[Path(n).suffix.lower()] for n in names if Path(n).suffix.lower() in FORMATS}
+    if len(formats) > 1:
+        raise DataError(f"{path}: holds both Parquet and CSV files; keep one format per directory")
+    if not formats:
+        held = f" (it holds {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+        raise DataError(f"{path}: expected Parquet (.parquet) or CSV (.csv) files, found none{held}")
     return formats.pop()
 
 
 def read(path: str) -> ray.data.Dataset:
     fmt = "parquet" if "://" in path and not path.endswith(".csv") else file_format(path)
+    if fmt == "parquet" and "://" not in path and Path(path).is_dir():
+        _check_schemas_agree(Path(path))
     try:
         return ray.data.read_parquet(path) if fmt == "parquet" else ray.data.read_csv(path)
     except Exception as err:  # pyarrow/Ray raise many types for unreadable input
-        raise DataError(f"cannot read {fmt} data from {path}: {str(err).splitlines()[0]}") from None
+        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: cannot be read as {fmt} ({reason}); check that the file is complete and really {fmt}") from None
+
+
+def _check_schemas_agree(directory: Path) -> None:
+    """Ray Data takes the schema of the first file and fails later, deep in a task, on the others."""
+    files = sorted(f for f in directory.iterdir() if f.suffix.lower() == ".parquet" and not f.name.startswith("."))
+    schemas = {}
+    for f in files:
+        try:
+            schemas[f.name] = pq.read_schema(f)
+        except Exception as err:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ...)
+            reason = str(err).strip().splitlines()[0].split(". ")[0]
+            raise DataError(f"{f}: cannot be read as parquet ({reason}); check that the file is complete and really parquet") from None
+    first = files[0].name if files else None
+    for name, schema in schemas.items():
+        for field in schema:
+            ref = schemas[first].field(field.name) if field.name in schemas[first].names else None
+            if ref is not None and ref.type != field.type:
+                raise DataError(
+                    f"{directory}: {first} and {name} disagree on column '{field.name}' ({ref.type} vs {field.type}); "
+                    "write every file with the same schema"
+                )
 
 
 def load_splits(cfg: Config) -> Prepared:

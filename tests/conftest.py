@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from pipeline import config
+
 
 @pytest.fixture(scope="session")
 def ray_session():
@@ -14,3 +16,39 @@ def ray_session():
     cluster.connect()
     yield ray
     ray.shutdown()
+
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def tiny_raw(workdir):
+    """A config small enough for seconds per run: 8 steps, 300 sequences, 8 hidden units."""
+    return {
+        "data": {"source": "adding", "options": {"seq_len": 8, "num_sequences": 300}, "cache_dir": str(workdir / "data")},
+        "model": {"hidden_size": 8},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "workers": 2, "storage_path": str(workdir / "runs")},
+        "tracking": {"uri": f"sqlite:///{workdir}/mlflow.db", "experiment": "it"},
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tiny_raw):
+    return config.validate(tiny_raw)
+
+
+@pytest.fixture(scope="module")
+def splits(ray_session, tiny_cfg):
+    from pipeline.ingest import load_splits
+
+    return load_splits(tiny_cfg)
+
+
+@pytest.fixture(scope="module")
+def mlflow_client(tiny_cfg):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tiny_cfg.tracking.uri)
