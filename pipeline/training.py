@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 
@@ -96,12 +97,31 @@ def build_trainer(
     )
 
 
-def fit(trainer: ray.train.torch.TorchTrainer) -> FitOutcome:
+def fit(trainer: ray.train.torch.TorchTrainer, *, max_failures: int) -> FitOutcome:
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
-        raise TrainingFailed(f"training failed: {_first_line(err)}") from err
+        hint = "" if max_failures else "; set train.max_failures=1 (or more) to restart failed workers from the last checkpoint"
+        raise TrainingFailed(f"training failed: {describe_failure(err)}{hint}") from err
     return outcome_of(result)
+
+
+def describe_failure(err: ray.train.TrainingFailedError) -> str:
+    """Which worker failed and how, in one line: rank, pid and node of a dead worker process."""
+    failures = getattr(err, "worker_failures", None) or {}
+    if not failures:
+        return _first_line(err)
+    def died(exc: BaseException) -> bool:
+        return "worker process has died" in str(exc) or "actor died" in str(exc).lower()
+
+    # A dead worker's peers then fail in their collectives: name the dead one.
+    rank, exc = min(failures.items(), key=lambda item: (not died(item[1]), item[0]))
+    text = str(exc)
+    if died(exc):
+        found = {k: re.search(rf"^\s*{k}: (\S+)", text, re.MULTILINE) for k in ("pid", "ip")}
+        where = " ".join(f"{k} {m.group(1)}" for k, m in found.items() if m)
+        return f"worker rank {rank} ({where}) died: its process exited unexpectedly (killed, out of memory or crashed)"
+    return f"worker rank {rank} raised {type(exc).__name__}: {_first_line(exc)}"
 
 
 def outcome_of(result: ray.train.Result) -> FitOutcome:
@@ -202,7 +222,7 @@ def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, 
 
     spec = worker_spec(cfg, splits, run_id=run_id, tracking_uri=uri)
     with tracking.closes_run(uri, run_id):
-        outcome = fit(build_trainer(cfg, splits, spec=spec, name=name, storage=storage))
+        outcome = fit(build_trainer(cfg, splits, spec=spec, name=name, storage=storage), max_failures=cfg.train.max_failures)
         sync_history(cfg, outcome, uri=uri, run_id=run_id, resume_hint=f"`lstmpipe train --name {name} --resume`")
         final = finish_model(cfg, splits, outcome, uri=uri, run_id=run_id, register_as=cfg.tracking.register_as, alias=None)
     return RunSummary(

@@ -175,7 +175,7 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         cfg, splits, spec=spec, name=name, storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()]
     )
     try:
-        outcome = fit(trainer)
+        outcome = fit(trainer, max_failures=cfg.train.max_failures)
     except BaseException as err:
         # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
         # group and the TrainController dies under us. The sweep driver closes this run once Tune

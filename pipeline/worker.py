@@ -79,6 +79,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if logger is not None:
         logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
         logger.log_history(restored.history)  # epochs a failed attempt trained but could not log
+        if restored.start_epoch:
+            logger.set_tags({"lstmpipe.restored_from_epoch": str(restored.start_epoch - 1)})
 
     history = list(restored.history)
     for epoch in range(restored.start_epoch, train_cfg.epochs):

@@ -49,6 +49,7 @@ class RunLogger:
         self._pending: list[Metric] = []
         self._pending_tags: dict[str, str] = {}
         self._logged: dict[str, set[int]] | None = None  # key -> steps MLflow holds (fetched once)
+        self._trained: set[int] = set()  # epochs queued by log_epoch (trained by this process)
         self._rerun: set[int] = set()
         self._down_since: float | None = None
 
@@ -60,6 +61,7 @@ class RunLogger:
         """Queue the epoch and try to send everything queued; False while the server is away."""
         ts = _now_ms()
         self._pending += [Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "epoch"]
+        self._trained.add(epoch)
         return self.flush()
 
     def log_history(self, history: list[dict[str, Any]]) -> bool:
@@ -93,7 +95,7 @@ class RunLogger:
     def _send(self) -> None:
         logged = self._known()
         fresh = [m for m in self._pending if m.step not in logged.get(m.key, set())]
-        rerun = {m.step for m in self._pending if m.step in logged.get(m.key, set())}
+        rerun = {m.step for m in self._pending if m.step in self._trained and m.step in logged.get(m.key, set())}
         tags = dict(self._pending_tags)
         if rerun - self._rerun:
             self._rerun |= rerun
