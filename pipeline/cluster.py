@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 import ray
@@ -29,11 +31,17 @@ def connect() -> None:
     # to keep: a driver runtime env merged into it makes Ray set up a new one and garbage-collect
     # the job's working directory, the driver's own cwd.
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         runtime_env=None if in_job else {"env_vars": QUIET_ENV},
         logging_level=logging.WARNING,
     )
+    if callable(on_sigterm):
+        # Ray's core worker installs a C++ SIGTERM handler that aborts the process; the CLI's handler
+        # (SIGTERM -> KeyboardInterrupt -> runs marked KILLED, exit 130) must stay in charge.
+        signal.signal(signal.SIGTERM, on_sigterm)
     # The splits are small, materialized once: per-split progress bars in every worker would bury
     # the per-epoch lines (EpochProgress). Ray Data's console logging is quieted by
     # ray_data_logging.yaml (see pipeline/__init__.py).

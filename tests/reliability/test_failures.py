@@ -99,3 +99,91 @@ def test_killed_worker_without_retries_fails_the_run_naming_the_worker(ray_sessi
     message = str(job.error)
     assert f"(pid {pid} " in message and "died" in message and "train.max_failures" in message
     assert MlflowClient(cfg.tracking.uri).get_run(run_id).info.status == "FAILED"
+
+
+def _start_mlflow(state, port):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mlflow = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{state}/mlflow.db", "--serve-artifacts", "--artifacts-destination", str(state / "art")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    from pipeline.tracking import check_reachable
+
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            check_reachable(f"http://127.0.0.1:{port}")
+            return proc
+        except Exception:
+            assert time.monotonic() < deadline and proc.poll() is None, "mlflow server did not start"
+            time.sleep(0.5)
+
+
+def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_path):
+    from pipeline.devcluster import free_port
+
+    port, state = free_port(), tmp_path / "server"
+    state.mkdir()
+    server = _start_mlflow(state, port)
+    uri = f"http://127.0.0.1:{port}"
+    cfg = config.validate({**raw, "train": {**raw["train"], "epochs": 6}, "tracking": {**raw["tracking"], "uri": uri}})
+    job = Background(cfg, "outage")
+    try:
+        run_id = wait_for_epochs(uri, "outage", 1)
+        os.killpg(server.pid, signal.SIGKILL)                       # the server goes away mid-run
+        server.wait()
+        run_dir = tmp_path / "runs" / "outage"
+        deadline = time.monotonic() + 120
+        while len(list(run_dir.glob("epoch_*"))) < 3 and job.thread.is_alive():   # training goes on
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert job.thread.is_alive(), job.error                    # nothing failed while it was down
+        server = _start_mlflow(state, port)                         # and comes back
+        job.join()
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    assert job.error is None, job.error
+    # (the server is gone again now: read what it stored through a store of its own database)
+    client = MlflowClient(f"sqlite:///{state}/mlflow.db")
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == list(range(6))
+
+
+def test_unreachable_tracking_server_fails_before_any_ray_work(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline.devcluster import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "c.yaml").write_text(f"tracking: {{uri: '{uri}'}}\ntrain: {{storage_path: {tmp_path}/runs}}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "train", "-c", str(tmp_path / "c.yaml")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: MLflow tracking server {uri} is unreachable")
+    assert "Ray" not in out.stderr and not (tmp_path / "runs").exists()
+
+
+def test_sigterm_marks_the_run_killed_and_exits_130(ray_session, raw, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**raw, "train": {**raw["train"], "epochs": 30}}))
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "train", "-c", str(tmp_path / "c.yaml"), "--name", "term"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run_id = wait_for_epochs(raw["tracking"]["uri"], "term", 1, proc=proc)
+    proc.send_signal(signal.SIGTERM)                     # what `ray job stop`, `kill` and Kubernetes send
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()[-3000:]
+    assert "marked KILLED" in proc.stderr.read()
+    assert MlflowClient(raw["tracking"]["uri"]).get_run(run_id).info.status == "KILLED"
