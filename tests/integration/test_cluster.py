@@ -68,9 +68,36 @@ def test_cluster_status_sees_two_nodes_and_mlflow(local_cluster):
     assert local_cluster["exports"]["RAY_AUTH_MODE"] == "token"
     token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"])
     assert token.stat().st_mode & 0o077 == 0
+    jobs_api = f"{local_cluster['exports']['RAY_ADDRESS']}/api/jobs/"
     with pytest.raises(urllib.error.HTTPError) as denied:                   # the Jobs API wants the token
-        urllib.request.urlopen(f"{local_cluster['exports']['RAY_ADDRESS']}/api/jobs/", timeout=10)
+        urllib.request.urlopen(jobs_api, timeout=10)
     assert denied.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(urllib.request.Request(jobs_api, headers={"Authorization": "Bearer not-the-token"}), timeout=10)
+    assert wrong.value.code == 403
+
+
+def listening(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on `port` (from /proc/net/tcp and tcp6)."""
+    import ipaddress
+
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                raw = bytes.fromhex(addr)
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))   # per-32-bit-word little-endian
+                ip = ipaddress.ip_address(words)
+                found.add(str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip))
+    return found
+
+
+def test_jobs_api_and_mlflow_listen_on_loopback_only(local_cluster):
+    for url in (local_cluster["exports"]["RAY_ADDRESS"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]):
+        port = urllib.parse.urlparse(url).port
+        assert listening(port) == {"127.0.0.1"}, (url, listening(port))
 
 
 def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_cluster):
@@ -136,14 +163,47 @@ def test_submit_refuses_what_a_cluster_job_would_lose_before_uploading(local_clu
     assert jobs() == before                                                     # nothing was submitted
 
 
-def test_a_job_submitted_without_waiting_can_be_stopped(local_cluster):
-    env = local_cluster["env"]
-    job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", "--set", f"train.storage_path={local_cluster['state'] / 'runs'}",
-                   "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-stop", env=env, timeout=120)
-    assert job.returncode == 0 and "job it-stop:" in job.stdout
-    stop = lstmpipe("jobs", "stop", "it-stop", env=env, timeout=120)
-    assert stop.returncode == 0 and "it-stop: STOPPED" in stop.stdout, stop.stdout + stop.stderr
-    status = lstmpipe("jobs", "status", "it-stop", env=env, timeout=60)
+def run_by_name(uri, experiment, name):
+    exp = rest(uri, f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")["experiment"]
+    runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                                     "filter": f"attributes.run_name = '{name}'"}).get("runs", [])
+    return runs[0] if runs else None
+
+
+def val_steps(uri, run_id):
+    query = urllib.parse.urlencode({"run_id": run_id, "metric_key": "val_loss"})
+    return sorted(m["step"] for m in rest(uri, f"/api/2.0/mlflow/metrics/get-history?{query}").get("metrics", []))
+
+
+def test_a_stopped_job_resumes_into_the_same_run(local_cluster):
+    """`jobs stop` (SIGTERM) ends the run KILLED; the same submit with --resume continues it."""
+    env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
+    submit = ["submit", "train", "-c", "conf/smoke.yaml", "--set", f"train.storage_path={local_cluster['state'] / 'runs'}",
+              "--set", "data.options.num_sequences=1000", "--name", "it-stop"]
+    job = lstmpipe(*submit, "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-stop-1", env=env, timeout=120)
+    assert job.returncode == 0 and "job it-stop-1:" in job.stdout
+    deadline = time.monotonic() + 240
+    while not ((run := run_by_name(uri, "smoke", "it-stop")) and val_steps(uri, run["info"]["run_id"])):
+        assert time.monotonic() < deadline, "the job never finished an epoch"
+        time.sleep(1)
+    stop = lstmpipe("jobs", "stop", "it-stop-1", env=env, timeout=120)
+    assert stop.returncode == 0 and "it-stop-1: STOPPED" in stop.stdout, stop.stdout + stop.stderr
+    status = lstmpipe("jobs", "status", "it-stop-1", env=env, timeout=60)
     assert status.returncode == 130 and "STOPPED" in status.stdout
+    run_id = run["info"]["run_id"]
+    assert rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"] == "KILLED"
+    done_before = val_steps(uri, run_id)
+
+    again = lstmpipe(*submit, "--set", "train.epochs=50", env=env)              # same name, no --resume
+    assert again.returncode == 1 and "--name it-stop --resume" in again.stdout + again.stderr
+    resumed = lstmpipe(*submit, "--set", f"train.epochs={done_before[-1] + 3}", "--resume", env=env)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert "== train: it-stop (FINISHED) ==" in resumed.stdout
+    run = rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
+    assert run["info"]["status"] == "FINISHED"
+    assert val_steps(uri, run_id) == list(range(done_before[-1] + 3))           # continued: no duplicate, none missing
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert int(tags["lstmpipe.restored_from_epoch"]) >= done_before[-1] - 1     # from its checkpoint, not from scratch
+
     missing = lstmpipe("jobs", "status", "no-such-job", env=env, timeout=60)
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr and "Traceback" not in missing.stderr
