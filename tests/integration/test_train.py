@@ -39,14 +39,20 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
 
 
 def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
+    from pathlib import Path
+
     first = run_training(tiny_cfg, name="t-resume", splits=splits)
+    partial = Path(tiny_cfg.train.storage_path) / "t-resume" / "epoch_0007"     # a writer killed mid-save
+    partial.mkdir()
+    (partial / "model.pt").write_bytes(b"\x80\x02half a checkpoint")
     longer = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "epochs": 3}})
     second = run_training(longer, name="t-resume", resume=True, splits=splits)
 
     assert second.run_id == first.run_id
     steps = [m.step for m in mlflow_client.get_metric_history(first.run_id, "val_loss")]
-    assert sorted(steps) == [0, 1, 2]  # epoch 2 only: no duplicates, none missing
-    assert mlflow_client.get_run(first.run_id).info.status == "FINISHED"
+    assert sorted(steps) == [0, 1, 2]  # epoch 2 only: no duplicates, none missing; the partial dir was ignored
+    run = mlflow_client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["lstmpipe.restored_from_epoch"] == "1"
 
 
 def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):

@@ -34,3 +34,18 @@ def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
     assert "gone" in c.get_run(ids["dead"]).data.tags[reconcile.RECONCILED_TAG]
     assert c.get_run(ids["alive"]).info.status == "RUNNING"
     assert reconcile.reconcile(uri, "no-such-experiment").killed == []
+
+
+def test_runs_reconcile_command_reports_what_it_marked(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    dead = subprocess.run([sys.executable, "-c", "from pipeline.reconcile import owner; print(owner())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    run_id = tracking.start_run(uri, experiment="e", run_name="r", params={}, tags={reconcile.OWNER_TAG: dead})
+    out = CliRunner().invoke(app, ["runs", "reconcile", "-e", "e", "--tracking-uri", uri])
+    assert out.exit_code == 0 and f"{run_id} KILLED" in out.output
+    again = CliRunner().invoke(app, ["runs", "reconcile", "-e", "e", "--tracking-uri", uri])
+    assert "no RUNNING runs left behind in 'e'" in again.output
