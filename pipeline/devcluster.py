@@ -103,7 +103,10 @@ def up(
                             env=env, state_dir=state_dir))
         _wait(lambda: _nodes_alive(cluster) >= 1, procs, what="the Ray head", timeout_s=timeout_s)
         for i in range(1, workers + 1):
-            procs.append(_spawn(f"worker-{i}", _ray_start([f"--address={gcs}"], cpus_per_node, temp_dir=ray_temp / f"node{i}"), env=env, state_dir=state_dir))
+            # The custom resource names the node's role, so a node id maps back to the process group to stop.
+            role = f"worker-{i}"
+            procs.append(_spawn(role, _ray_start([f"--address={gcs}", f"--resources={json.dumps({role_resource(role): 1})}"],
+                                                 cpus_per_node, temp_dir=ray_temp / f"node{i}"), env=env, state_dir=state_dir))
         procs.append(_spawn("mlflow", _mlflow_server(state_dir, mlflow_port), env=env, state_dir=state_dir))
         _wait(lambda: _nodes_alive(cluster) >= cluster.nodes, procs, what=f"{cluster.nodes} Ray nodes", timeout_s=timeout_s)
         _wait(lambda: _healthy(cluster.tracking_uri), procs, what="the MLflow server", timeout_s=timeout_s)
@@ -241,6 +244,10 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def role_resource(role: str) -> str:
+    return f"lstmpipe_{role.replace('-', '_')}"
 
 
 def _nodes_alive(cluster: LocalCluster) -> int:

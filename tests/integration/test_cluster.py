@@ -45,7 +45,7 @@ def rest(uri, path, body=None):
 def local_cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_", "RAY_AUTH"))}
-    up = lstmpipe("cluster", "up", "--workers", "1", "--cpus-per-node", "1", "--state-dir", str(state),
+    up = lstmpipe("cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--state-dir", str(state),
                   "--dashboard-port", str(free_port()), "--mlflow-port", str(free_port()), env=env, timeout=300)
     assert up.returncode == 0, up.stderr[-3000:]
     exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
@@ -61,10 +61,10 @@ def local_cluster(tmp_path_factory):
         assert not left
 
 
-def test_cluster_status_sees_two_nodes_and_mlflow(local_cluster):
+def test_cluster_status_sees_three_nodes_and_mlflow(local_cluster):
     st = lstmpipe("cluster", "status", "--state-dir", str(local_cluster["state"]), env=local_cluster["env"], timeout=60)
     assert st.returncode == 0, st.stdout + st.stderr
-    assert "ray nodes  2/2 alive" in st.stdout and "mlflow     healthy" in st.stdout
+    assert "ray nodes  3/3 alive" in st.stdout and "mlflow     healthy" in st.stdout
     assert local_cluster["exports"]["RAY_AUTH_MODE"] == "token"
     token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"])
     assert token.stat().st_mode & 0o077 == 0
@@ -100,54 +100,6 @@ def test_jobs_api_and_mlflow_listen_on_loopback_only(local_cluster):
         assert listening(port) == {"127.0.0.1"}, (url, listening(port))
 
 
-def test_submitted_smoke_trains_on_both_nodes_and_tracks_on_the_server(local_cluster):
-    env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
-    storage = local_cluster["state"] / "runs"        # one host: a local path every node sees
-    job = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", "--set", "train.epochs=2", "--set", "data.options.num_sequences=1000",
-                   "--set", "tracking.register_as=cluster-smoke", "--set", f"train.storage_path={storage}", "--name", "it-cluster", env=env)
-    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
-    assert "SUCCEEDED" in job.stdout and "epoch 2/2" in job.stdout                   # followed the job's logs
-    assert (storage / "it-cluster" / "lstmpipe_run.json").is_file()                 # checkpoints where the config said
-    job_id = job.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
-    status = lstmpipe("jobs", "status", job_id, env=env, timeout=60)
-    assert status.returncode == 0 and f"{job_id}: SUCCEEDED" in status.stdout
-    logs = lstmpipe("jobs", "logs", job_id, env=env, timeout=60)
-    assert logs.returncode == 0 and "== train: it-cluster (FINISHED) ==" in logs.stdout
-
-    exp = rest(uri, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")["experiment"]
-    runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
-    run = next(r for r in runs if r["info"]["run_name"] == "it-cluster")
-    assert run["info"]["status"] == "FINISHED"
-    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-    assert tags["lstmpipe.world_size"] == "2" and len(set(tags["lstmpipe.worker_nodes"].split(","))) == 2   # both nodes trained
-    run_id = run["info"]["run_id"]
-    query = urllib.parse.urlencode({"run_id": run_id, "metric_key": "val_loss"})
-    history = rest(uri, f"/api/2.0/mlflow/metrics/get-history?{query}")["metrics"]
-    assert sorted(m["step"] for m in history) == [0, 1]
-    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-    assert metrics["test_mse"] < metrics["baseline_test_mse"]
-
-    # artifacts come through the server (--serve-artifacts), not from a local path
-    listed = rest(uri, f"/api/2.0/mlflow/artifacts/list?{urllib.parse.urlencode({'run_id': run_id})}")["files"]
-    assert {"config.yaml", "checkpoint", "plots"} <= {f["path"] for f in listed}
-    config_text = rest(uri, f"/get-artifact?{urllib.parse.urlencode({'path': 'config.yaml', 'run_uuid': run_id})}")
-    assert yaml.safe_load(config_text)["train"]["epochs"] == 2
-    version = rest(uri, "/api/2.0/mlflow/registered-models/get-latest-versions", {"name": "cluster-smoke"})["model_versions"][0]
-    assert version["run_id"] == run_id and version["source"].startswith("models:/")
-
-    evaluated = lstmpipe("submit", "evaluate", "--set", "data.options.num_sequences=300", "--model", "models:/cluster-smoke/1",
-                         "--data", "adding", "--log", env=env)
-    assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
-    assert "test_mse" in evaluated.stdout and "logged to mlflow run" in evaluated.stdout
-
-    import mlflow
-    import numpy as np
-
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model("models:/cluster-smoke/1")                      # downloaded from the server
-    assert np.isfinite(model.predict(model.input_example)).all()
-
-
 def test_submit_refuses_what_a_cluster_job_would_lose_before_uploading(local_cluster):
     def jobs():
         listed = lstmpipe("jobs", "list", env=local_cluster["env"], timeout=60)
@@ -164,7 +116,12 @@ def test_submit_refuses_what_a_cluster_job_would_lose_before_uploading(local_clu
 
 
 def run_by_name(uri, experiment, name):
-    exp = rest(uri, f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")["experiment"]
+    try:
+        exp = rest(uri, f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")["experiment"]
+    except urllib.error.HTTPError as err:
+        if err.code == 404:      # not created yet
+            return None
+        raise
     runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
                                                      "filter": f"attributes.run_name = '{name}'"}).get("runs", [])
     return runs[0] if runs else None
@@ -175,35 +132,116 @@ def val_steps(uri, run_id):
     return sorted(m["step"] for m in rest(uri, f"/api/2.0/mlflow/metrics/get-history?{query}").get("metrics", []))
 
 
-def test_a_stopped_job_resumes_into_the_same_run(local_cluster):
-    """`jobs stop` (SIGTERM) ends the run KILLED; the same submit with --resume continues it."""
-    env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
-    submit = ["submit", "train", "-c", "conf/smoke.yaml", "--set", f"train.storage_path={local_cluster['state'] / 'runs'}",
-              "--set", "data.options.num_sequences=1000", "--name", "it-stop"]
-    job = lstmpipe(*submit, "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-stop-1", env=env, timeout=120)
-    assert job.returncode == 0 and "job it-stop-1:" in job.stdout
-    deadline = time.monotonic() + 240
-    while not ((run := run_by_name(uri, "smoke", "it-stop")) and val_steps(uri, run["info"]["run_id"])):
-        assert time.monotonic() < deadline, "the job never finished an epoch"
-        time.sleep(1)
-    stop = lstmpipe("jobs", "stop", "it-stop-1", env=env, timeout=120)
-    assert stop.returncode == 0 and "it-stop-1: STOPPED" in stop.stdout, stop.stdout + stop.stderr
-    status = lstmpipe("jobs", "status", "it-stop-1", env=env, timeout=60)
-    assert status.returncode == 130 and "STOPPED" in status.stdout
-    run_id = run["info"]["run_id"]
-    assert rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"] == "KILLED"
-    done_before = val_steps(uri, run_id)
+def node_roles(local_cluster) -> dict[str, str]:
+    """Ray node id -> the role `cluster up` gave it (head, worker-N), from the state API."""
+    from pipeline.devcluster import role_resource
 
-    again = lstmpipe(*submit, "--set", "train.epochs=50", env=env)              # same name, no --resume
-    assert again.returncode == 1 and "--name it-stop --resume" in again.stdout + again.stderr
-    resumed = lstmpipe(*submit, "--set", f"train.epochs={done_before[-1] + 3}", "--resume", env=env)
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
-    assert "== train: it-stop (FINISHED) ==" in resumed.stdout
+    token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    request = urllib.request.Request(f"{local_cluster['exports']['RAY_ADDRESS']}/api/v0/nodes?limit=100",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        nodes = json.loads(resp.read())["data"]["result"]["result"]
+    procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
+    roles = {}
+    for node in nodes:
+        found = [p["role"] for p in procs if role_resource(p["role"]) in node.get("resources_total", {})]
+        roles[node["node_id"]] = "head" if node.get("is_head_node") else (found[0] if found else "?")
+    return roles
+
+
+def wait_for(what, check, *, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return value
+
+
+def test_submit_lose_a_node_stop_resume_and_find_everything_on_the_server(local_cluster):
+    """The smoke config as a Ray job on the 3-node cluster, and what can go wrong with it:
+    1. a worker node is SIGKILLed mid-run: with train.max_failures=1 training goes on from the last
+       checkpoint on the nodes left;
+    2. `jobs stop` (SIGTERM) ends the run KILLED; the same name without --resume is refused;
+    3. the same submit with --resume continues the run to the end;
+    4. the server's REST API holds the run, its whole metric history, artifacts and the registered model."""
+    import signal
+
+    env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
+    storage = local_cluster["state"] / "runs"        # one host: a local path every node sees
+    submit = ["submit", "train", "-c", "conf/smoke.yaml", "--set", f"train.storage_path={storage}",
+              "--set", "data.options.num_sequences=1000", "--set", "train.max_failures=1", "--name", "it-cluster"]
+    job = lstmpipe(*submit, "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-cluster-1", env=env, timeout=120)
+    assert job.returncode == 0 and "job it-cluster-1:" in job.stdout
+    run = wait_for("two epochs", lambda: (r := run_by_name(uri, "smoke", "it-cluster")) and len(val_steps(uri, r["info"]["run_id"])) >= 2 and r)
+    run_id = run["info"]["run_id"]
+
+    def tags():
+        return {t["key"]: t["value"] for t in rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["data"]["tags"]}
+
+    # 1. lose a node that runs a training worker
+    roles = node_roles(local_cluster)
+    used = tags()["lstmpipe.worker_nodes"].split(",")
+    assert len(set(used)) == 2                                        # two workers on two nodes
+    victim = next(node for node in used if roles[node].startswith("worker-"))
+    procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
+    os.killpg(next(p["pid"] for p in procs if p["role"] == roles[victim]), signal.SIGKILL)   # raylet and workers at once
+    lost_at = len(val_steps(uri, run_id))
+    wait_for("training to go on without the node", lambda: "lstmpipe.restored_from_epoch" in tags()
+             and victim not in tags()["lstmpipe.worker_nodes"] and len(val_steps(uri, run_id)) > lost_at + 1)
+    assert len(set(tags()["lstmpipe.worker_nodes"].split(","))) == 2  # both workers again, on the nodes left
+
+    # 2. stop the job
+    stop = lstmpipe("jobs", "stop", "it-cluster-1", env=env, timeout=120)
+    assert stop.returncode == 0 and "it-cluster-1: STOPPED" in stop.stdout, stop.stdout + stop.stderr
+    status = lstmpipe("jobs", "status", "it-cluster-1", env=env, timeout=60)
+    assert status.returncode == 130 and "STOPPED" in status.stdout
+    assert rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"] == "KILLED"
+    done = val_steps(uri, run_id)
+    assert done == list(range(len(done)))                             # the node loss cost no epoch in MLflow
+    again = lstmpipe(*submit, "--set", "train.epochs=50", env=env)       # same name, no --resume
+    assert again.returncode == 1 and "--name it-cluster --resume" in again.stdout + again.stderr
+
+    # 3. resume it, followed to the end
+    epochs = len(done) + 2
+    job = lstmpipe(*submit, "--set", f"train.epochs={epochs}", "--set", "tracking.register_as=cluster-smoke", "--resume", env=env)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    assert "SUCCEEDED" in job.stdout and f"epoch {epochs}/{epochs}" in job.stdout        # followed the job's logs
+    assert int(tags()["lstmpipe.restored_from_epoch"]) >= len(done) - 2                # from its checkpoint, not from scratch
+    job_id = job.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    status = lstmpipe("jobs", "status", job_id, env=env, timeout=60)
+    assert status.returncode == 0 and f"{job_id}: SUCCEEDED" in status.stdout
+    logs = lstmpipe("jobs", "logs", job_id, env=env, timeout=60)
+    assert logs.returncode == 0 and "== train: it-cluster (FINISHED) ==" in logs.stdout
+
+    # 4. everything on the server, through its REST API
     run = rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
     assert run["info"]["status"] == "FINISHED"
-    assert val_steps(uri, run_id) == list(range(done_before[-1] + 3))           # continued: no duplicate, none missing
-    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-    assert int(tags["lstmpipe.restored_from_epoch"]) >= done_before[-1] - 1     # from its checkpoint, not from scratch
+    assert tags()["lstmpipe.world_size"] == "2" and len(set(tags()["lstmpipe.worker_nodes"].split(","))) == 2
+    assert val_steps(uri, run_id) == list(range(epochs))              # one history: no duplicate, none missing
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert metrics["test_mse"] < metrics["baseline_test_mse"]
 
-    missing = lstmpipe("jobs", "status", "no-such-job", env=env, timeout=60)
+    # artifacts come through the server (--serve-artifacts), not from a local path
+    listed = rest(uri, f"/api/2.0/mlflow/artifacts/list?{urllib.parse.urlencode({'run_id': run_id})}")["files"]
+    assert {"config.yaml", "checkpoint", "plots"} <= {f["path"] for f in listed}
+    config_text = rest(uri, f"/get-artifact?{urllib.parse.urlencode({'path': 'config.yaml', 'run_uuid': run_id})}")
+    assert yaml.safe_load(config_text)["train"]["epochs"] == 50   # the config the run started with
+    version = rest(uri, "/api/2.0/mlflow/registered-models/get-latest-versions", {"name": "cluster-smoke"})["model_versions"][0]
+    assert version["run_id"] == run_id and version["source"].startswith("models:/")
+
+    evaluated = lstmpipe("submit", "evaluate", "--set", "data.options.num_sequences=300", "--model", "models:/cluster-smoke/1",
+                         "--data", "adding", "--log", env=env)
+    assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
+    assert "test_mse" in evaluated.stdout and "logged to mlflow run" in evaluated.stdout
+
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/cluster-smoke/1")                      # downloaded from the server
+    assert np.isfinite(model.predict(model.input_example)).all()
+
+
+def test_jobs_status_of_an_unknown_job_exits_2(local_cluster):
+    missing = lstmpipe("jobs", "status", "no-such-job", env=local_cluster["env"], timeout=60)
     assert missing.returncode == 2 and "no job no-such-job" in missing.stderr and "Traceback" not in missing.stderr
