@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import os
 import tempfile
 import time
+import base64
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -57,14 +59,21 @@ def ui_command(uri: str) -> str:
 
 
 def check_reachable(uri: str) -> None:
-    """Fail before any Ray work if a tracking server does not answer."""
+    """Fail before any Ray work if a tracking server does not answer (credentials in the URI are
+    sent as basic auth, as MLflow's client does)."""
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urllib.parse.urlsplit(uri)
+    headers = {}
+    if parts.username is not None:
+        token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode())
+        headers["Authorization"] = f"Basic {token.decode()}"
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+        with urllib.request.urlopen(urllib.request.Request(f"{parts.geturl().rstrip('/')}/health", headers=headers), timeout=5):
             pass
-    except (urllib.error.URLError, OSError) as err:
-        raise ConfigError(f"MLflow tracking server {redact(uri)} is unreachable ({err}); start it or fix tracking.uri") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise ConfigError(f"MLflow tracking server {redact(uri)} is unreachable ({redact(str(err))}); start it or fix tracking.uri") from None
 
 
 def client(uri: str) -> MlflowClient:

@@ -23,6 +23,7 @@ import requests
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException, RestException
 
+from pipeline.redaction import redact
 from pipeline.tracking import _now_ms, _tags, client
 
 RERUN_TAG = "lstmpipe.rerun_epochs"
@@ -85,10 +86,10 @@ class RunLogger:
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-                print(f"MLflow at {self.uri} unreachable ({first}); training goes on, metrics are buffered", file=sys.stderr)
+                print(redact(f"MLflow at {self.uri} unreachable ({first}); training goes on, metrics are buffered"), file=sys.stderr)
             return False
         if self._down_since is not None:
-            print(f"MLflow at {self.uri} is back after {time.monotonic() - self._down_since:.0f} s; buffered metrics logged", file=sys.stderr)
+            print(redact(f"MLflow at {self.uri} is back after {time.monotonic() - self._down_since:.0f} s; buffered metrics logged"), file=sys.stderr)
             self._down_since = None
         return True
 

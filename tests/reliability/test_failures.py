@@ -2,8 +2,10 @@
 
 import os
 import signal
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -130,7 +132,7 @@ def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_pat
     port, state = free_port(), tmp_path / "server"
     state.mkdir()
     server = _start_mlflow(state, port)
-    uri = f"http://127.0.0.1:{port}"
+    uri = f"http://lstm:{PLANTED}@127.0.0.1:{port}"      # credentials in the URI: a secret to find nowhere
     cfg = config.validate({**raw, "train": {**raw["train"], "epochs": 6}, "tracking": {**raw["tracking"], "uri": uri}})
     job = Background(cfg, "outage")
     try:
@@ -145,14 +147,33 @@ def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_pat
         assert job.thread.is_alive(), job.error                    # nothing failed while it was down
         server = _start_mlflow(state, port)                         # and comes back
         job.join()
+        assert job.error is None, job.error
+        client = MlflowClient(uri)
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == list(range(6))
+        assert_no_secret_logged(client, run_id, tmp_path / "runs", PLANTED)
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
-    assert job.error is None, job.error
-    # (the server is gone again now: read what it stored through a store of its own database)
-    client = MlflowClient(f"sqlite:///{state}/mlflow.db")
-    assert client.get_run(run_id).info.status == "FINISHED"
-    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == list(range(6))
+
+
+PLANTED = "planted-s3cr3t-9f2c"
+
+
+def assert_no_secret_logged(client, run_id, run_dir, secret):
+    """The secret is in no param, tag or artifact of the run, nor in a checkpoint on disk."""
+    run = client.get_run(run_id)
+    texts = [*run.data.params.values(), *run.data.tags.values()]
+    assert run.data.params["tracking.uri"].startswith("http://lstm:***@")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(client.download_artifacts(run_id, "", tmp))
+        texts += [f.read_text(errors="ignore") for f in local.rglob("*") if f.is_file() and f.suffix in {".json", ".yaml", ".md", ".txt", ".csv", ""}]
+    texts += [f.read_text(errors="ignore") for f in Path(run_dir).rglob("*.json")]
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())   # every Ray process's stdout/stderr
+    texts += [f.read_text(errors="ignore") for f in logs.glob("*") if f.is_file() and f.suffix in {".out", ".err", ".log"}]
+    assert len(texts) > 20 and not [t[:200] for t in texts if secret in t]
 
 
 def test_unreachable_tracking_server_fails_before_any_ray_work(tmp_path):
