@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 import yaml
 
 from pipeline.devcluster import free_port

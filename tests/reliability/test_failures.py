@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 from mlflow.tracking import MlflowClient
 
 from pipeline import config
