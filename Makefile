@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install smoke test clean
+.PHONY: install smoke test bench clean
 
 # torch goes in first: on this machine torch==2.13.0 is a CPU wheel on disk; letting pip
 # resolve torch through the project's dependencies could pull a multi-GB CUDA build.
@@ -23,6 +23,10 @@ smoke: install
 
 test: install
 	$(BIN)/python -m pytest tests
+
+# Benchmarks B1-B7 (about 15 min here): benchmarks/RESULTS.md and the MLflow experiment `benchmarks`.
+bench: install
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) runs data mlflow.db mlruns mlartifacts .pytest_cache

@@ -32,6 +32,29 @@ def seconds_per_step(layer: nn.Module, x: torch.Tensor, *, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def measure(*, hidden: int = 128, seq: int = 100, batch: int = 64, inputs: int = 8, reps: int = 7, steps: int = 5,
+            threads: int = 1) -> dict[str, dict[str, list[float]]]:
+    """Per cell: seconds per step and speed relative to nn.LSTM, one value per repetition."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.randn(batch, seq, inputs)                     # (B, T, C)
+    layers: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(inputs, hidden, batch_first=True)}
+    layers |= {name: VariantLayer(inputs, hidden, variant) for name, variant in VARIANTS.items()}
+    times: dict[str, list[float]] = {name: [] for name in layers}
+    for _ in range(reps):
+        for name, layer in layers.items():
+            times[name].append(seconds_per_step(layer, x, steps=steps))
+    return {name: {"seconds": ts, "ratio": [ref / t for ref, t in zip(times["nn.LSTM"], ts)]} for name, ts in times.items()}
+
+
+def table(measured: dict[str, dict[str, list[float]]]) -> str:
+    lines = ["| cell | ms per step (median) | speed vs nn.LSTM: median | min | max |", "|---|---|---|---|---|"]
+    for name, m in measured.items():
+        r = m["ratio"]
+        lines.append(f"| `{name}` | {1000 * statistics.median(m['seconds']):.1f} | {statistics.median(r):.2f}x | {min(r):.2f}x | {max(r):.2f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=128)
@@ -42,25 +65,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-
-    x = torch.randn(args.batch, args.seq, args.inputs)      # (B, T, C)
-    layers: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(args.inputs, args.hidden, batch_first=True)}
-    layers |= {name: VariantLayer(args.inputs, args.hidden, variant) for name, variant in VARIANTS.items()}
-    times: dict[str, list[float]] = {name: [] for name in layers}
-    for _ in range(args.reps):
-        for name, layer in layers.items():
-            times[name].append(seconds_per_step(layer, x, steps=args.steps))
-
-    ratios = {name: [ref / t for ref, t in zip(times["nn.LSTM"], ts)] for name, ts in times.items()}
+    measured = measure(**vars(args))
     print(f"hidden {args.hidden}, seq {args.seq}, batch {args.batch}, {args.threads} thread(s), "
           f"{args.reps} repetitions of {args.steps} forward+backward steps; torch {torch.__version__}\n")
-    print("| cell | ms per step (median) | speed vs nn.LSTM: median | min | max |")
-    print("|---|---|---|---|---|")
-    for name in layers:
-        r = ratios[name]
-        print(f"| `{name}` | {1000 * statistics.median(times[name]):.1f} | {statistics.median(r):.2f}x | {min(r):.2f}x | {max(r):.2f}x |")
+    print(table(measured))
 
 
 if __name__ == "__main__":

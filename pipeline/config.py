@@ -133,10 +133,22 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null disables")
     workers: int = Field(2, ge=1)
     use_gpu: bool = False
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32", description="torch.amp autocast: bf16, fp16 (with a GradScaler), auto (bf16 where supported, else fp16)"
+    )
+    shard_cache_mb: float = Field(
+        1024, ge=0, description="keep each worker's collated shard in memory after epoch 1 if it fits (MB); 0 streams every epoch"
+    )
     seed: int = 0
     storage_path: str = Field("runs", description="Ray Train run state and checkpoints")
     max_failures: int = Field(0, ge=-1)
     checkpoints_to_keep: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _fp16_needs_gpu(self) -> TrainConfig:
+        if self.precision == "fp16" and not self.use_gpu:
+            raise ValueError("train.precision=fp16 needs train.use_gpu=true (CPU LSTM kernels have no float16); use bf16 or auto on CPU")
+        return self
 
 
 class SpaceSpec(Section):

@@ -96,7 +96,7 @@ def objective(cfg: Config) -> Objective:
         raise ConfigError(
             f"tune.metric '{metric}' is not reported by task {task.name}; use one of {', '.join(task.reported_metrics)}"
         )
-    mode = cfg.tune.mode or ("max" if metric.endswith(("accuracy", "auroc", "f1")) else "min")
+    mode = cfg.tune.mode or ("max" if metric.endswith(("accuracy", "auroc", "f1", "seq_per_s")) else "min")
     return Objective(metric=metric, mode=mode)
 
 

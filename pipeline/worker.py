@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +22,11 @@ import torch
 from torch import nn
 
 from pipeline import checkpoint
-from pipeline.batches import iter_batches
+from pipeline.batches import ShardCache, iter_batches, to_device
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.metrics import MeanAccumulator, reduce_means
+from pipeline.metrics import MeanAccumulator, reduce_means, reduce_throughput
 from pipeline.model import model_for
+from pipeline.precision import mixed_precision
 from pipeline.tasks import DataInfo, get_task
 from pipeline.tracking import RunLogger
 
@@ -70,10 +72,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     restored = _restore(raw_model, optimizer)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
     device = ray.train.torch.get_device()
+    amp = mixed_precision(train_cfg.precision, device=device)
     task = get_task(spec.task)
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    # Collated CPU batches (pinned for a GPU), kept in memory after the first epoch if they fit.
+    pin = device.type == "cuda"
+    train_batches = ShardCache(
+        lambda: iter_batches(train_shard, info=info, batch_size=train_cfg.batch_size, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb
+    )
+    val_batches = ShardCache(lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb)
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
     logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
     if logger is not None:
@@ -86,23 +95,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(restored.start_epoch, train_cfg.epochs):
         model.train()
         acc = defaultdict(MeanAccumulator)
-        for batch in iter_batches(train_shard, info=info, batch_size=train_cfg.batch_size, device=device):
-            pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)
-            loss_sum, n = task.loss_terms(pred, batch["y"])["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            (loss_sum / n).backward()
-            if train_cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
-            acc["train_loss"].add(loss_sum.detach(), n)
+        start = time.perf_counter()
+        for batch in train_batches:
+            batch = to_device(batch, device)
+            with amp.autocast():
+                pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)
+                loss_sum, n = task.loss_terms(pred.float(), batch["y"])["loss"]
+            amp.step(loss_sum / n, model=model, optimizer=optimizer, grad_clip=train_cfg.grad_clip)
+            acc["train_loss"].add(loss_sum, n)
+        speed = reduce_throughput(acc["train_loss"].count, time.perf_counter() - start)
 
         model.eval()
-        with torch.no_grad():
-            for batch in iter_batches(val_shard, info=info, batch_size=1024, device=device):
-                for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]), batch["y"]).items():
+        with torch.no_grad(), amp.autocast():
+            for batch in val_batches:
+                batch = to_device(batch, device)
+                for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]).float(), batch["y"]).items():
                     acc[f"val_{name}"].add(total, n)
 
-        metrics = reduce_means(dict(acc)) | {"epoch": epoch}
+        metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}
         history.append(metrics)
         _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank, history=history)
         if logger is not None:

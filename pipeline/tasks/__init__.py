@@ -92,7 +92,8 @@ class Task:
     @property
     def reported_metrics(self) -> list[str]:
         """What every epoch reports to Ray Train/Tune and MLflow (besides `epoch`)."""
-        return ["train_loss", "val_loss", f"val_{self.val_metric}"] + [f"val_{m}" for m in self.extra_val_metrics]
+        losses = ["train_loss", "val_loss", f"val_{self.val_metric}"] + [f"val_{m}" for m in self.extra_val_metrics]
+        return losses + ["train_seq_per_s", "train_epoch_s"]  # throughput over all workers, training time
 
 
 def get_task(name: str) -> Task:

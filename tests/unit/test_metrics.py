@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pipeline.metrics import MeanAccumulator, reduce_means
+from pipeline.metrics import MeanAccumulator, reduce_means, reduce_throughput
 
 
 def test_local_mean():
@@ -17,6 +17,7 @@ def test_local_mean():
     assert acc.mean == 2.5
     assert reduce_means({"loss": acc}) == {"loss": 2.5}
     assert math.isnan(MeanAccumulator().mean)
+    assert reduce_throughput(40, 2.0) == {"train_seq_per_s": 20.0, "train_epoch_s": 2.0}
 
 
 def _worker(rank: int, port: int, out) -> None:
@@ -25,7 +26,9 @@ def _worker(rank: int, port: int, out) -> None:
     # Unequal shards: rank 0 has 1 sample of loss 1, rank 1 has 3 samples of loss 3 each.
     acc = MeanAccumulator()
     acc.add(torch.tensor(1.0 if rank == 0 else 9.0), 1 if rank == 0 else 3)
-    out.put((rank, reduce_means({"val_loss": acc})["val_loss"]))
+    # Rank 0 trains 10 sequences in 1 s, rank 1 30 in 2 s: the epoch took 2 s for 40 sequences.
+    speed = reduce_throughput(10 if rank == 0 else 30, 1.0 if rank == 0 else 2.0)
+    out.put((rank, (reduce_means({"val_loss": acc})["val_loss"], speed)))
     dist.destroy_process_group()
 
 
@@ -44,7 +47,8 @@ def test_reduction_weights_by_count_across_ranks():
     for p in procs:
         p.join(timeout=60)
     # global mean = (1 + 9) / (1 + 3) = 2.5 on both ranks, not the mean of means (1 + 3) / 2 = 2
-    assert results == {0: 2.5, 1: 2.5}
+    speed = {"train_seq_per_s": 20.0, "train_epoch_s": 2.0}
+    assert results == {0: (2.5, speed), 1: (2.5, speed)}
 
 
 def test_accuracy_and_macro_f1_by_hand():
