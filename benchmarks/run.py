@@ -187,6 +187,11 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args()
     only = {k.strip().upper() for k in args.only.split(",")}
+    from pipeline import tracking
+    from pipeline.config import TrackingConfig
+
+    uri = args.tracking_uri or tracking.resolve_uri(TrackingConfig())
+    tracking.check_reachable(uri)
     started, clock = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), time.perf_counter()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="lstmpipe-bench-") as workdir:
@@ -214,10 +219,6 @@ def main() -> None:
     command = "make bench" if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7"} else f"python -m benchmarks.run --only {args.only}"
     text = render(results, command=command, started=started, minutes=(time.perf_counter() - clock) / 60)
     Path(args.out).write_text(text)
-    from pipeline import tracking
-    from pipeline.config import TrackingConfig
-
-    uri = args.tracking_uri or tracking.resolve_uri(TrackingConfig())
     run_id = log_to_mlflow(results, text=text, uri=uri, experiment="benchmarks")
     print(text)
     print(f"written to {args.out}; MLflow run {run_id} in experiment 'benchmarks' at {uri}")

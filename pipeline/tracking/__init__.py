@@ -261,7 +261,24 @@ def log_model(
     alias: str | None = None,
 ) -> LoggedModel:
     """Log the model (pt2, pickle-free) with signature and input example; optionally register it."""
+    with _fluent_api_at(uri):
+        return _log_model(uri, run_id, model, input_example=input_example, metadata=metadata, register_as=register_as, alias=alias)
+
+
+@contextmanager
+def _fluent_api_at(uri: str) -> Iterator[None]:
+    """mlflow's model logging needs the global tracking URI, which MLflow also exports as
+    $MLFLOW_TRACKING_URI: put both back, or the next run in this process would silently go here."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def _log_model(uri: str, run_id: str, model: torch.nn.Module, *, input_example: np.ndarray, metadata: dict[str, Any] | None,
+               register_as: str | None, alias: str | None) -> LoggedModel:
     model = model.eval().cpu()
     with torch.no_grad():
         output = model(torch.from_numpy(input_example)).numpy()

@@ -14,7 +14,9 @@ from pipeline.training import run_training
 
 
 def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
-    cfg = config.validate({**tiny_raw, "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"}})
+    # bf16 autocast: the GPU's mixed-precision path (train.precision), run on CPU through real workers
+    cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": "bf16"},
+                           "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"}})
     summary = run_training(cfg, name="t-basic", splits=splits)
 
     assert summary.status == "FINISHED"
@@ -25,6 +27,9 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
     history = mlflow_client.get_metric_history(summary.run_id, "val_loss")
     assert sorted(m.step for m in history) == [0, 1]
     assert {"train_loss", "val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(run.data.metrics)
+    assert run.data.params["train.precision"] == "bf16"
+    speed = mlflow_client.get_metric_history(summary.run_id, "train_seq_per_s")  # every epoch's throughput, all workers
+    assert sorted(m.step for m in speed) == [0, 1] and all(m.value > 0 for m in speed)
     assert summary.metrics["baseline_test_mse"] > 0.05
     artifacts = [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
     assert "config.yaml" in artifacts

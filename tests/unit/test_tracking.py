@@ -1,5 +1,7 @@
 """Where runs are tracked, decided before any Ray work."""
 
+import os
+
 import pytest
 
 from pipeline import tracking
@@ -38,3 +40,19 @@ def test_closes_run_by_how_the_block_ends(monkeypatch):
     with pytest.raises(ValueError), tracking.closes_run("u", "r"):
         raise ValueError("boom")
     assert ended == ["FINISHED", "KILLED", "FAILED"]
+
+
+def test_logging_a_model_leaves_the_tracking_uri_as_it_was(tmp_path, monkeypatch):
+    """MLflow exports the fluent API's URI as $MLFLOW_TRACKING_URI; a later run in the same process
+    (a library user, a benchmark, the test suite) must still resolve its own default."""
+    import numpy as np
+    import torch
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = tracking.start_run(uri, experiment="e", run_name="r", params={})
+    tracking.log_model(uri, run_id, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    tracking.log_model(uri, run_id, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
