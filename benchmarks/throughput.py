@@ -90,8 +90,8 @@ def _rank(rank: int, world: int, port: int, cfg, info, batches, epochs: int, out
 def spawned_epochs(cfg: config.Config, info: DataInfo, batches: list[dict[str, torch.Tensor]], *, epochs: int,
                    world: int) -> list[float]:
     """The bare loop in fresh processes: 1 (plain PyTorch) or 2 (plain torch DDP, gloo, each rank on
-    every other batch); global sequences/s per epoch. A fresh process, because torch training in the
-    benchmark's own driver slows the Ray workers it starts afterwards (measured: ~40%, see RESULTS)."""
+    every other batch); global sequences/s per epoch. Fresh processes, like a user's script, so the
+    benchmark's own driver (which runs Ray) stays out of the comparison."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
