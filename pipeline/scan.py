@@ -19,8 +19,9 @@ from torch import Tensor
 
 
 def reference_scan(xw: Tensor, r: Tensor, peep: Tensor, gate_r: Tensor, mask: Tensor, h: Tensor, c: Tensor,
-                   gates: Tensor, flags: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """-> outputs (T, B, H), final h, c, gates."""
+                   gates: Tensor, flags: list[int], trace: list[dict[str, Tensor]] | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """-> outputs (T, B, H), final h, c, gates. With `trace` (a list), each step's block input,
+    gates, cell state and output (B, H) are appended to it (`pipeline.telemetry`)."""
     use_i, use_f, use_o, act_z, act_h, coupled, fgr, peepholes, masked = flags
     hidden = h.shape[1]
     one = torch.ones_like(c)
@@ -39,6 +40,8 @@ def reference_scan(xw: Tensor, r: Tensor, peep: Tensor, gate_r: Tensor, mask: Te
         c_new = z * i + c * f
         o = (torch.sigmoid(ao + peep[2] * c_new) if peepholes else torch.sigmoid(ao)) if use_o else one
         h_new = (torch.tanh(c_new) if act_h else c_new) * o
+        if trace is not None:
+            trace.append({"block_input": z, "input": i, "forget": f, "output": o, "cell": c_new, "hidden": h_new})
         if masked:
             m = mask[t]
             h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
