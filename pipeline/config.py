@@ -224,6 +224,15 @@ class TrackingConfig(Section):
 SERIES_TASKS = ("forecast", "anomaly")  # long format, split by time, windowed
 
 
+class TelemetryConfig(Section):
+    """Gate activations, cell/hidden-state norms and gradient flow through time on a fixed probe batch
+    of validation sequences, logged to the run as a Parquet table and plots (`pipeline.telemetry`)."""
+
+    enabled: bool = False
+    epochs: list[int] | None = Field(None, description="epochs to record (0-based); default the first and the last")
+    probe_size: int = Field(32, ge=1, description="validation sequences in the probe batch")
+
+
 class Config(Section):
     task: Literal["regression", "classify", "forecast", "generate", "anomaly"] = "regression"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -231,12 +240,13 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @field_validator("tune")
     @classmethod
     def _space_keys_exist(cls, tune: TuneConfig) -> TuneConfig:
         for key in tune.space:
-            if key.split(".")[0] in ("tune", "tracking"):
+            if key.split(".")[0] in ("tune", "tracking", "telemetry"):
                 raise ValueError(f"tune.space cannot search '{key}'; search model or train keys")
             if key.split(".")[0] == "data":
                 if key not in ALL_KEYS and not key.startswith("data.options."):
@@ -271,13 +281,23 @@ class Config(Section):
             raise ValueError("model.bidirectional reads the future, which next-step prediction must not see; set it false for generate")
         if self.task != "anomaly" and (self.data.anomaly_quantile is not None or self.data.columns.label is not None):
             raise ValueError(f"data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {self.task}); remove them")
+        late = [e for e in self.telemetry.epochs or [] if not 0 <= e < self.train.epochs]
+        if late:
+            raise ValueError(f"telemetry.epochs {late} are outside 0..{self.train.epochs - 1} (train.epochs={self.train.epochs}); pick epochs the run trains")
         return self
+
+    def telemetry_epochs(self) -> list[int]:
+        """The epochs whose telemetry is recorded: telemetry.epochs, else the first and the last."""
+        if not self.telemetry.enabled:
+            return []
+        return sorted(set(self.telemetry.epochs if self.telemetry.epochs is not None else [0, self.train.epochs - 1]))
 
     def hash(self) -> str:
         """Identity of a run's configuration; what may change on resume is left out."""
         data = self.model_dump(mode="json")
         data["train"].pop("epochs")
         data.pop("tracking")
+        data.pop("telemetry")  # what is observed may change on resume
         data.pop("tune")
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

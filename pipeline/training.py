@@ -59,6 +59,8 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
         config_hash=cfg.hash(),
         run_id=run_id,
         tracking_uri=tracking_uri,
+        telemetry_epochs=tuple(cfg.telemetry_epochs()),
+        probe_size=cfg.telemetry.probe_size,
     )
 
 

@@ -28,6 +28,7 @@ from pipeline.metrics import MeanAccumulator, reduce_means, reduce_throughput
 from pipeline.model import model_for
 from pipeline.precision import mixed_precision
 from pipeline.tasks import DataInfo, get_task
+from pipeline.telemetry.record import probe_batch, record
 from pipeline.tracking import RunLogger
 
 
@@ -43,6 +44,8 @@ class WorkerSpec:
     config_hash: str
     run_id: str | None
     tracking_uri: str
+    telemetry_epochs: tuple[int, ...] = ()  # epochs whose gates, states and gradient flow rank 0 records
+    probe_size: int = 32
 
     def as_loop_config(self) -> dict[str, Any]:
         return {"spec": self}
@@ -92,6 +95,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             logger.set_tags({"lstmpipe.restored_from_epoch": str(restored.start_epoch - 1)})
 
     history = list(restored.history)
+    probe = None  # the first validation sequences of rank 0: the fixed telemetry probe
     for epoch in range(restored.start_epoch, train_cfg.epochs):
         model.train()
         acc = defaultdict(MeanAccumulator)
@@ -109,14 +113,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         with torch.no_grad(), amp.autocast():
             for batch in val_batches:
                 batch = to_device(batch, device)
+                if probe is None and logger is not None and spec.telemetry_epochs:
+                    probe = probe_batch(batch, size=spec.probe_size)
                 for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]).float(), batch["y"]).items():
                     acc[f"val_{name}"].add(total, n)
 
         metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}
+        recorded = None
+        if probe is not None and epoch in spec.telemetry_epochs:
+            recorded = record(raw_model, probe, loss=lambda p, y: task.loss_terms(p.float(), y)["loss"][0], epoch=epoch)
+            metrics["telemetry_s"] = recorded.seconds
         history.append(metrics)
         _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank, history=history)
         if logger is not None:
             logger.log_epoch(metrics, epoch=epoch)  # buffered if the tracking server is away
+            if recorded is not None:
+                logger.log_artifacts(tables={f"epoch_{epoch:04d}.parquet": recorded.table}, figures=recorded.figures, folder="telemetry")
     if logger is not None:
         logger.flush()
 

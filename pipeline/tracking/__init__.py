@@ -202,9 +202,10 @@ def log_table(uri: str, run_id: str, table, name: str) -> None:
     """An Arrow table as a Parquet artifact `name`."""
     import pyarrow.parquet as pq
 
+    folder = str(Path(name).parent)
     with tempfile.TemporaryDirectory() as tmp:
-        pq.write_table(table, Path(tmp) / name)
-        client(uri).log_artifact(run_id, str(Path(tmp) / name))
+        pq.write_table(table, Path(tmp) / Path(name).name)
+        client(uri).log_artifact(run_id, str(Path(tmp) / Path(name).name), artifact_path=None if folder == "." else folder)
 
 
 CHECKPOINT_ARTIFACT = "checkpoint"

@@ -73,6 +73,27 @@ class RunLogger:
                               if isinstance(v, (int, float)) and k != "epoch"]
         return self.flush()
 
+    def log_artifacts(self, *, tables: dict[str, Any], figures: dict[str, Any], folder: str) -> bool:
+        """Telemetry: Parquet tables under `folder/`, figures under `plots/folder/`. Best effort: during
+        an outage they are dropped with a warning (`lstmpipe explain` recomputes them from a model)."""
+        from pipeline.tracking import log_figures, log_table
+
+        try:
+            for name, table in tables.items():
+                log_table(self.uri, self.run_id, table, f"{folder}/{name}")
+            log_figures(self.uri, self.run_id, {f"{folder}/{name}": fig for name, fig in figures.items()})
+        except Exception as err:
+            if not _is_outage(err):
+                raise
+            print(redact(f"MLflow at {self.uri} unreachable; {folder} artifacts of this epoch not logged"), file=sys.stderr)
+            return False
+        finally:
+            import matplotlib.pyplot as plt
+
+            for fig in figures.values():
+                plt.close(fig)
+        return True
+
     def set_tags(self, tags: dict[str, str]) -> bool:
         self._pending_tags |= tags
         return self.flush()

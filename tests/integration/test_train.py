@@ -13,10 +13,29 @@ from pipeline.errors import ConfigError, RunStateError
 from pipeline.training import run_training
 
 
-def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
+def _check_telemetry(client, run_id, tmp_path):
+    """telemetry.enabled: rank 0 logged the probe's table and plots for the first and last epoch."""
+    import pyarrow.parquet as pq
+
+    tables = [a.path for a in client.list_artifacts(run_id, "telemetry")]
+    assert tables == ["telemetry/epoch_0000.parquet", "telemetry/epoch_0001.parquet"]
+    table = pq.read_table(client.download_artifacts(run_id, tables[1], str(tmp_path)))
+    quantities = set(table.column("quantity").to_pylist())
+    assert {"gate:input", "gate:forget", "gate:output", "cell_norm", "hidden_norm", "grad_norm"} == quantities
+    assert set(table.column("t").to_pylist()) == set(range(8)) and set(table.column("epoch").to_pylist()) == {1}
+    plots = {a.path.rsplit("/", 1)[1]: a.file_size for a in client.list_artifacts(run_id, "plots/telemetry")}
+    for epoch in ("0000", "0001"):
+        for kind in ("gate_heatmaps", "gate_bands", "state_norms", "gradient_flow"):
+            assert plots[f"epoch_{epoch}_{kind}.png"] > 5000               # non-empty PNGs
+    steps = [m.step for m in client.get_metric_history(run_id, "telemetry_s")]
+    assert sorted(steps) == [0, 1]
+
+
+def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tmp_path):
     # bf16 autocast: the GPU's mixed-precision path (train.precision), run on CPU through real workers
     cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": "bf16"},
-                           "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"}})
+                           "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"},
+                           "telemetry": {"enabled": True, "probe_size": 8}})
     summary = run_training(cfg, name="t-basic", splits=splits)
 
     assert summary.status == "FINISHED"
@@ -33,7 +52,8 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client):
     assert summary.metrics["baseline_test_mse"] > 0.05
     artifacts = [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
     assert "config.yaml" in artifacts
-    assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == ["plots/learning_curves.png"]
+    assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == ["plots/learning_curves.png", "plots/telemetry"]
+    _check_telemetry(mlflow_client, summary.run_id, tmp_path)
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model = mlflow.pyfunc.load_model("models:/tiny-train/1")

@@ -1,0 +1,114 @@
+"""Telemetry plots: gate heat maps, percentile bands per gate, state norms, gradient flow through time."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import torch  # noqa: E402
+
+from pipeline.telemetry.stats import column  # noqa: E402
+from pipeline.telemetry.trace import ModelTrace  # noqa: E402
+
+
+GATE_ORDER = ["input", "forget", "output", "update", "reset"]
+
+
+def _keys(table: pa.Table) -> list[tuple[int, int]]:
+    return sorted(set(zip(table.column("layer").to_pylist(), table.column("direction").to_pylist())))
+
+
+def _label(layer: int, direction: int) -> str:
+    return f"layer {layer}" + (" (backward)" if direction else "")
+
+
+def unit_means(trace: ModelTrace) -> dict[tuple[int, int, str], np.ndarray]:
+    """Each gate's mean over the probe batch's real steps, per unit and step: (H, T)."""
+    real = (torch.arange(len(trace.layers[0].hidden))[None, :] < trace.lengths[:, None]).float()   # (B, T)
+    out = {}
+    for tr in trace.layers:
+        for name, values in tr.gates.items():                                          # (B, T, H)
+            mean = (values.detach() * real[..., None]).sum(0) / real.sum(0).clamp(min=1)[:, None]   # (T, H)
+            out[(tr.layer, tr.direction, name)] = mean.t().numpy()
+    return out
+
+
+def gate_heatmaps(trace: ModelTrace, *, title: str):
+    means = unit_means(trace)
+    rows = sorted({(layer, d) for layer, d, _ in means})
+    gates = sorted({g for _, _, g in means}, key=GATE_ORDER.index)
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), len(gates), figsize=(3.4 * len(gates) + 1, 2.8 * len(rows)), squeeze=False,
+                             layout="constrained")
+    for r, (layer, d) in enumerate(rows):
+        for g, gate in enumerate(gates):
+            ax = axes[r][g]
+            image = ax.imshow(means[(layer, d, gate)], aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+            ax.set(title=f"{gate} gate, {_label(layer, d)}", xlabel="time step", ylabel="unit")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="mean activation over the probe batch")
+    fig.suptitle(title)
+    return fig
+
+
+def gate_bands(table: pa.Table, *, title: str):
+    gates = sorted({q for q in table.column("quantity").to_pylist() if q.startswith("gate:")},
+                   key=lambda q: GATE_ORDER.index(q.removeprefix("gate:")))
+    if not gates:
+        return None
+    keys = _keys(table)
+    fig, axes = plt.subplots(len(keys), len(gates), figsize=(3.4 * len(gates), 2.8 * len(keys)), squeeze=False, sharey=True,
+                             layout="constrained")
+    for r, (layer, d) in enumerate(keys):
+        for g, gate in enumerate(gates):
+            ax = axes[r][g]
+            stat = {s: column(table, quantity=gate, stat=s, layer=layer, direction=d) for s in ("p5", "p50", "p95", "saturated")}
+            t = np.arange(len(stat["p50"]))
+            ax.fill_between(t, stat["p5"], stat["p95"], alpha=0.3, label="5-95%")
+            ax.plot(t, stat["p50"], label="median")
+            ax.plot(t, stat["saturated"], ls=":", color="black", label="saturated share")
+            ax.set(title=f"{gate.removeprefix('gate:')} gate, {_label(layer, d)}", xlabel="time step", ylim=(-0.02, 1.02))
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def state_norms(table: pa.Table, *, title: str):
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for layer, d in _keys(table):
+        for quantity, style in (("cell_norm", "-"), ("hidden_norm", "--")):
+            values = column(table, quantity=quantity, layer=layer, direction=d)
+            if len(values):
+                ax.plot(values, ls=style, label=f"{quantity.replace('_norm', '')} state, {_label(layer, d)}")
+    ax.set(xlabel="time step", ylabel="mean L2 norm over the probe batch", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_flow(tables: dict[str, pa.Table], *, title: str):
+    """||dloss/dh_t|| against t on a log scale, one line per table (e.g. per cell) and layer."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, table in tables.items():
+        for layer, d in _keys(table):
+            values = column(table, quantity="grad_norm", layer=layer, direction=d)
+            if len(values):
+                ax.plot(values, label=label if len(_keys(table)) == 1 else f"{label}, {_label(layer, d)}")
+    ax.set(yscale="log", xlabel="time step t", ylabel="mean ||dloss/dh_t||", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def figures(trace: ModelTrace, table: pa.Table, *, title: str, prefix: str) -> dict[str, object]:
+    """Every telemetry plot of one probe, keyed by file name (None-plots, e.g. a plain RNN's gates, left out)."""
+    figs = {
+        f"{prefix}_gate_heatmaps.png": gate_heatmaps(trace, title=title),
+        f"{prefix}_gate_bands.png": gate_bands(table, title=title),
+        f"{prefix}_state_norms.png": state_norms(table, title=title),
+        f"{prefix}_gradient_flow.png": gradient_flow({"probe batch": table}, title=title),
+    }
+    return {name: fig for name, fig in figs.items() if fig is not None}

@@ -1,0 +1,49 @@
+"""One telemetry recording: probe batch -> trace -> table + plots, timed (so its cost is visible)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pyarrow as pa
+import torch
+from torch import Tensor, nn
+
+from pipeline.telemetry.stats import probe, summarize
+
+
+@dataclass
+class Recorded:
+    table: pa.Table              # the long table of `telemetry.stats`, with an `epoch` column
+    figures: dict[str, object]   # file name -> matplotlib figure
+    seconds: float
+
+
+def probe_batch(batch: dict[str, Tensor], *, size: int) -> dict[str, Tensor]:
+    """The first `size` sequences of a batch, on the CPU: the fixed probe every recording reuses."""
+    return {k: v[:size].detach().cpu() for k, v in batch.items() if k in ("x", "lengths", "y")}
+
+
+def record(model: nn.Module, batch: dict[str, Tensor], *, loss: Callable[[Tensor, Tensor], Tensor], epoch: int,
+           label: str = "") -> Recorded:
+    """Trace `model` (a copy on the CPU, in eval mode: training state is untouched) on `batch`."""
+    from pipeline.telemetry import plots  # matplotlib only where telemetry is on
+
+    start = time.perf_counter()
+    twin = _cpu_copy(model)
+    trace = probe(twin, batch["x"], batch["lengths"], batch["y"], loss=loss)
+    table = summarize(trace)
+    table = table.append_column("epoch", pa.array([epoch] * table.num_rows, pa.int64()))
+    title = f"{label + ', ' if label else ''}epoch {epoch}, {len(batch['x'])} validation sequences"
+    figs = plots.figures(trace, table, title=title, prefix=f"epoch_{epoch:04d}")
+    return Recorded(table=table, figures=figs, seconds=time.perf_counter() - start)
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    twin = copy.deepcopy(model).cpu().float().eval()
+    for p in twin.parameters():
+        p.requires_grad_(True)
+    return twin
