@@ -148,6 +148,28 @@ def evaluate(
         summary_json.write_text(json.dumps({"metrics": result.metrics, "run_id": result.run_id}, indent=2))
 
 
+@app.command()
+def explain(
+    model: ModelOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for telemetry.parquet, the plots and reading.md.")] = Path("explain"),
+    row: Annotated[int, typer.Option("--row", min=0, help="Which sequence: a row of the data as prepared for the model (a window for forecast/anomaly).")] = 0,
+    config: DataConfOpt = None,
+    set_: SetOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Look inside a trained model on one sequence: gate activations, cell and hidden state, gradient flow through time."""
+    with user_errors():
+        from pipeline.explain import explain as run_explain
+        from pipeline.inference import DataChoice
+
+        choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
+        result = run_explain(model, choice, row=row, out=out, tracking_uri=_tracking_uri(tracking_uri))
+    for line in result.reading:
+        typer.echo(line)
+    typer.echo(f"wrote {', '.join(result.files)} to {result.out}")
+
+
 data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -70,7 +70,7 @@ class DataChoice:
     overrides: tuple[str, ...] = ()
 
 
-def _inputs(model_uri: str, data: DataChoice, *, tracking_uri: str) -> Inputs:
+def prepared_inputs(model_uri: str, data: DataChoice, *, tracking_uri: str) -> Inputs:
     """The model and the source's rows prepared for it: the model's data config (or CONF's data
     section), with data.source replaced."""
     trained = trained_mod.load(model_uri, tracking_uri=tracking_uri)
@@ -89,7 +89,7 @@ def _inputs(model_uri: str, data: DataChoice, *, tracking_uri: str) -> Inputs:
 
 def predict(model_uri: str, data: DataChoice, *, out: Path, tracking_uri: str) -> int:
     """Write the model's outputs for every row of `data` as Parquet files under `out`; return the row count."""
-    inputs = _inputs(model_uri, data, tracking_uri=tracking_uri)
+    inputs = prepared_inputs(model_uri, data, tracking_uri=tracking_uri)
     t = inputs.trained
     kwargs = {"state": t.model.state_dict(), "config": t.config.model_dump(mode="json"), "info": t.info.as_dict()}
     actors = max(1, min(int(cluster.available("CPU")), os.cpu_count() or 1))
@@ -116,7 +116,7 @@ class Evaluation:
 def evaluate(model_uri: str, data: DataChoice, *, tracking_uri: str, log: Literal["none", "mlflow"] = "none") -> Evaluation:
     """The task's test metrics and baselines over all rows of `data`; optionally logged as a new
     MLflow run (tagged with the model and the data) in the model's experiment."""
-    inputs = _inputs(model_uri, data, tracking_uri=tracking_uri)
+    inputs = prepared_inputs(model_uri, data, tracking_uri=tracking_uri)
     t = inputs.trained
     with data_errors(inputs.source):
         out = predict_split(t.model, inputs.rows, info=t.info)

@@ -109,6 +109,7 @@ def figures(trace: ModelTrace, table: pa.Table, *, title: str, prefix: str) -> d
         f"{prefix}_gate_heatmaps.png": gate_heatmaps(trace, title=title),
         f"{prefix}_gate_bands.png": gate_bands(table, title=title),
         f"{prefix}_state_norms.png": state_norms(table, title=title),
-        f"{prefix}_gradient_flow.png": gradient_flow({"probe batch": table}, title=title),
+        f"{prefix}_gradient_flow.png": gradient_flow({"probe batch": table}, title=title)
+        if "grad_norm" in table.column("quantity").to_pylist() else None,
     }
     return {name: fig for name, fig in figs.items() if fig is not None}

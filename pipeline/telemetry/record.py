@@ -25,18 +25,18 @@ def probe_batch(batch: dict[str, Tensor], *, size: int) -> dict[str, Tensor]:
     return {k: v[:size].detach().cpu() for k, v in batch.items() if k in ("x", "lengths", "y")}
 
 
-def record(model: nn.Module, batch: dict[str, Tensor], *, loss: Callable[[Tensor, Tensor], Tensor], epoch: int,
-           label: str = "") -> Recorded:
+def record(model: nn.Module, batch: dict[str, Tensor], *, loss: Callable[[Tensor, Tensor], Tensor] | None, epoch: int,
+           label: str = "", prefix: str | None = None) -> Recorded:
     """Trace `model` (a copy on the CPU, in eval mode: training state is untouched) on `batch`."""
     from pipeline.telemetry import plots  # matplotlib only where telemetry is on
 
     start = time.perf_counter()
     twin = _cpu_copy(model)
-    trace = probe(twin, batch["x"], batch["lengths"], batch["y"], loss=loss)
+    trace = probe(twin, batch["x"], batch["lengths"], batch.get("y"), loss=loss)
     table = summarize(trace)
     table = table.append_column("epoch", pa.array([epoch] * table.num_rows, pa.int64()))
-    title = f"{label + ', ' if label else ''}epoch {epoch}, {len(batch['x'])} validation sequences"
-    figs = plots.figures(trace, table, title=title, prefix=f"epoch_{epoch:04d}")
+    title = label or f"epoch {epoch}, {len(batch['x'])} validation sequences"
+    figs = plots.figures(trace, table, title=title, prefix=prefix or f"epoch_{epoch:04d}")
     return Recorded(table=table, figures=figs, seconds=time.perf_counter() - start)
 
 

@@ -26,11 +26,15 @@ QUANTILES = torch.tensor([0.05, 0.5, 0.95])
 COLUMNS = ("layer", "direction", "quantity", "t", "mean", "p5", "p50", "p95", "saturated")
 
 
-def probe(model: nn.Module, x: Tensor, lengths: Tensor, y: Tensor, *, loss: Callable[[Tensor, Tensor], Tensor]) -> ModelTrace:
-    """Trace the model on a probe batch and take dloss/dh_t for every layer and step in one backward.
+def probe(model: nn.Module, x: Tensor, lengths: Tensor, y: Tensor | None, *, loss: Callable[[Tensor, Tensor], Tensor] | None) -> ModelTrace:
+    """Trace the model on a probe batch and take dloss/dh_t for every layer and step in one backward
+    (gates and states only when there is no target or no loss).
 
     Only the hidden states are differentiated (`torch.autograd.grad`): no parameter gradient is
     accumulated, so the probe can run on rank 0 alone without waking DDP's all-reduce hooks."""
+    if y is None or loss is None:
+        with torch.no_grad():
+            return trace_model(model, x, lengths)
     with torch.enable_grad():
         trace = trace_model(model, x, lengths)
         hidden = [h for layer in trace.layers for h in layer.hidden]

@@ -69,3 +69,23 @@ def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path):
     pq.write_table(pa.table({"x": [[[0.5, 1.0]] * 8]}), tmp_path / "nolabel.parquet")
     out = _cli("evaluate", "-m", "models:/tiny-adding/1", "-d", str(tmp_path / "nolabel.parquet"), "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
     assert out.returncode == 2 and "evaluate needs the target column 'y'" in out.stderr
+
+
+def test_explain_one_sequence_through_the_cli(registered, tmp_path):
+    cfg, _ = registered
+    out = _cli("explain", "-m", "models:/tiny-adding/1", "-d", "adding", "--row", "3", "-o", str(tmp_path / "ex"),
+               "--set", f"data.cache_dir={cfg.data.cache_dir}", "--set", "data.options={seq_len: 8, num_sequences: 300}",
+               "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "input gate opened most at steps" in out.stdout and "forget gate" in out.stdout and "dloss/dh_t" in out.stdout
+    files = {p.name: p.stat().st_size for p in (tmp_path / "ex").iterdir()}
+    for kind in ("gate_heatmaps", "gate_bands", "state_norms", "gradient_flow"):
+        assert files[f"row_3_{kind}.png"] > 5000
+    table = pq.read_table(tmp_path / "ex" / "telemetry.parquet")
+    assert set(table.column("t").to_pylist()) == set(range(8)) and "grad_norm" in table.column("quantity").to_pylist()
+    assert (tmp_path / "ex" / "reading.md").read_text().count("\n- ") >= 3
+
+    bad = _cli("explain", "-m", "models:/tiny-adding/1", "-d", "adding", "--row", "100000", "-o", str(tmp_path / "ex2"),
+               "--set", f"data.cache_dir={cfg.data.cache_dir}", "--set", "data.options={seq_len: 8, num_sequences: 300}",
+               "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    assert bad.returncode == 2 and "pick --row 0..299" in bad.stderr and "Traceback" not in bad.stderr

@@ -86,3 +86,19 @@ def test_gradient_flow_vanishes_with_distance_in_a_small_weight_rnn():
     assert np.all(flow > 0) and math.isfinite(flow[0])
     assert flow[-1] > 100 * flow[t // 2] > 100 * 100 * flow[0]     # decays by orders of magnitude
     assert np.all(np.diff(np.log(flow)) > 0)                        # monotone towards the loss
+
+
+def test_without_a_target_gates_and_states_only_and_the_reading_says_what_happened():
+    from pipeline.explain import read_trace
+    from pipeline.telemetry.record import record
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell="lstm", hidden_size=6), input_size=2, output_size=1)
+    x, lengths = _batch(b=1, t=9)
+    recorded = record(model, {"x": x, "lengths": lengths}, loss=None, epoch=0, prefix="row_0")
+    assert "grad_norm" not in recorded.table.column("quantity").to_pylist()
+    assert set(recorded.figures) == {"row_0_gate_heatmaps.png", "row_0_gate_bands.png", "row_0_state_norms.png"}
+    reading = read_trace(recorded.table, length=9)
+    assert reading[0].startswith("input gate opened most at steps") and reading[1].startswith("forget gate")
+    assert len(reading) == 3                                         # no gradient line without a target
+    assert all(p.grad is None for p in model.parameters())
