@@ -224,7 +224,24 @@ def log_report(cfg: Config, results: list, *, goal: Objective, ctx: SweepContext
     if pivot is not None:
         tracking.log_text(ctx.tracking_uri, ctx.parent_run_id, report.cells_by_data_markdown(pivot, solved_below=cfg.tune.solved_below), "report/cells_by_data.md")
         figures["cells_by_data.png"] = report.cells_by_data_chart(pivot, metric=test_metric, solved_below=cfg.tune.solved_below)
+    if cfg.telemetry.enabled and "model.cell" in cfg.tune.space:
+        figures["telemetry_by_cell.png"] = _telemetry_by_cell(cfg, ctx=ctx)
     tracking.log_figures(ctx.tracking_uri, ctx.parent_run_id, {k: v for k, v in figures.items() if v is not None})
+
+
+def _telemetry_by_cell(cfg: Config, *, ctx: SweepContext):
+    """Each trial's last telemetry (its child run's), side by side per cell and data variant."""
+    from pipeline.telemetry.plots import cells_compared
+
+    data_keys = [k for k in cfg.tune.space if k.startswith("data.")]
+    tables = {}
+    for child in tracking.child_runs(ctx.tracking_uri, ctx.parent_run_id):
+        table = tracking.latest_table(ctx.tracking_uri, child.info.run_id, "telemetry")
+        if table is not None:
+            params = child.data.params
+            variant = ", ".join(f"{k.rsplit('.', 1)[-1]}={params.get(k)}" for k in data_keys)
+            tables[(variant, params.get("model.cell", ""))] = table
+    return cells_compared(tables, title="gradient flow through time and the keep gate, by cell (each trial's last recorded epoch)") if tables else None
 
 
 def sweep_hash(cfg: Config) -> str:

@@ -113,3 +113,33 @@ def figures(trace: ModelTrace, table: pa.Table, *, title: str, prefix: str) -> d
         if "grad_norm" in table.column("quantity").to_pylist() else None,
     }
     return {name: fig for name, fig in figs.items() if fig is not None}
+
+
+KEEP_GATE = {"gate:forget": "forget gate", "gate:update": "update gate z"}   # the share of the old state kept
+
+
+def cells_compared(tables: dict[tuple[str, str], pa.Table], *, title: str):
+    """The long-memory view: per data variant (columns), each cell's gradient flow through time
+    (top, log scale) and its median keep gate (bottom: LSTM forget gate, GRU update gate)."""
+    variants = sorted({v for v, _ in tables}, key=lambda v: (len(v), v))
+    cells = sorted({c for _, c in tables})
+    fig, axes = plt.subplots(2, len(variants), figsize=(4.2 * len(variants), 6), squeeze=False, layout="constrained")
+    for col, variant in enumerate(variants):
+        top, bottom = axes[0][col], axes[1][col]
+        for cell in cells:
+            table = tables.get((variant, cell))
+            if table is None:
+                continue
+            flow = column(table, quantity="grad_norm")
+            if len(flow):
+                top.plot(flow, label=cell)
+            for quantity, name in KEEP_GATE.items():
+                keep = column(table, quantity=quantity, stat="p50")
+                if len(keep):
+                    bottom.plot(keep, label=f"{cell}: {name}")
+        top.set(yscale="log", title=variant or "all trials", xlabel="time step t", ylabel="mean ||dloss/dh_t||")
+        bottom.set(ylim=(-0.02, 1.02), xlabel="time step t", ylabel="median over units and sequences")
+        top.legend(fontsize=7)
+        bottom.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig

@@ -208,6 +208,17 @@ def log_table(uri: str, run_id: str, table, name: str) -> None:
         client(uri).log_artifact(run_id, str(Path(tmp) / Path(name).name), artifact_path=None if folder == "." else folder)
 
 
+def latest_table(uri: str, run_id: str, folder: str):
+    """The last (by name) Parquet artifact under `folder`, e.g. a trial's latest telemetry; None if none."""
+    import pyarrow.parquet as pq
+
+    names = sorted(a.path for a in client(uri).list_artifacts(run_id, folder) if a.path.endswith(".parquet"))
+    if not names:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return pq.read_table(client(uri).download_artifacts(run_id, names[-1], tmp))
+
+
 CHECKPOINT_ARTIFACT = "checkpoint"
 
 

@@ -63,6 +63,7 @@ def test_optuna_search_over_data_variants_tests_every_trial(tiny_raw, mlflow_cli
         "tune": {"num_samples": 2, "search": "optuna", "seed": 0, "scheduler": "fifo", "trial_workers": 1, "solved_below": 0.05,
                  "space": {"train.lr": {"loguniform": [0.001, 0.05]}, "model.cell": {"choice": ["lstm"]},
                            "data.options.seq_len": {"choice": [6, 10]}}},
+        "telemetry": {"enabled": True, "epochs": [1], "probe_size": 4},
     }
     summary = run_sweep(config.validate(raw), name="s-optuna")
     assert summary.status == "FINISHED" and len(summary.child_run_ids) == 2
@@ -75,6 +76,11 @@ def test_optuna_search_over_data_variants_tests_every_trial(tiny_raw, mlflow_cli
     text = open(pivot).read()
     assert text.startswith("| model.cell |") and "| lstm |" in text and "| (baseline) |" in text
     assert "plots/cells_by_data.png" in {a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
+    # telemetry: each trial recorded its epoch 1; the parent compares the cells' gradient flow
+    for t in trials:
+        assert [a.path for a in mlflow_client.list_artifacts(t.info.run_id, "telemetry")] == ["telemetry/epoch_0001.parquet"]
+    plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
+    assert plots["plots/telemetry_by_cell.png"] > 5000
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_raw, tmp_path, mlflow_client):
