@@ -1,4 +1,4 @@
-"""`make bench`: B1-B7 measured side by side in one run, written to benchmarks/RESULTS.md and logged
+"""`make bench`: B1-B8 measured side by side in one run, written to benchmarks/RESULTS.md and logged
 to the MLflow experiment `benchmarks`.
 
     .venv/bin/python -m benchmarks.run [--only B1,B3] [--out benchmarks/RESULTS.md] [--tracking-uri URI]
@@ -180,9 +180,25 @@ def b7() -> Result:
     )
 
 
+def b8() -> Result:
+    cost = in_subprocess(work.telemetry_cost)
+    record, epoch = Stat.of(cost["record_s"]), Stat.of(cost["epoch_s"])
+    share = record.median / epoch.median
+    return Result(
+        key="B8", title="telemetry: one recording vs one training epoch", figure=f"{record.median:.2f} s = {100 * share:.0f}% of an epoch",
+        goal="cheap enough to leave on", verdict="reported",
+        section=f"""One recording (32 validation sequences of 100 steps, LSTM hidden 64: the step-by-step trace, one
+backward for dloss/dh_t, the table and four plots) takes {record.show(unit=" s")}; one training epoch of 6,000
+such sequences takes {epoch.show(unit=" s")}. Recorded at the first and last epoch by default, that is
+{200 * share / 10:.1f}% of a 10-epoch run. With `telemetry.enabled: false` the worker skips it entirely: no
+probe is kept and nothing is traced (B1 runs that way).""",
+        metrics={"record_s": record.median, "epoch_s": epoch.median, "share_of_epoch": share},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7", help="comma-separated subset, e.g. B1,B3 (B2 and B3 need B1)")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset, e.g. B1,B3 (B2 and B3 need B1)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args()
@@ -202,6 +218,8 @@ def main() -> None:
             results.append(b4())
         if "B7" in only:
             results.append(b7())
+        if "B8" in only:
+            results.append(b8())
         from pipeline import cluster
 
         cluster.connect()
@@ -216,7 +234,7 @@ def main() -> None:
         if "B6" in only:
             results.append(b6(workdir))
     results.sort(key=lambda r: r.key)
-    command = "make bench" if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7"} else f"python -m benchmarks.run --only {args.only}"
+    command = "make bench" if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"} else f"python -m benchmarks.run --only {args.only}"
     text = render(results, command=command, started=started, minutes=(time.perf_counter() - clock) / 60)
     Path(args.out).write_text(text)
     run_id = log_to_mlflow(results, text=text, uri=uri, experiment="benchmarks")

@@ -7,6 +7,7 @@ repetition, pairs interleaved, so noise hits them alike.
 
 from __future__ import annotations
 
+import io
 import time
 
 import torch
@@ -63,3 +64,23 @@ def plot(medians: dict[tuple[int, int], float]):
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def telemetry_cost(*, seq_len: int = 100, hidden: int = 64, probe: int = 32, reps: int = 3) -> dict[str, list[float]]:
+    """Seconds for one telemetry recording (trace, gradient flow, table, plots) against one training
+    epoch of 6,000 sequences at batch 64 on 1 thread, with the same model."""
+    from pipeline.telemetry.record import record
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell="lstm", hidden_size=hidden), input_size=2, output_size=1)
+    batch = {"x": torch.randn(probe, seq_len, 2), "lengths": torch.full((probe,), seq_len), "y": torch.randn(probe, 1)}
+    out: dict[str, list[float]] = {"record_s": [], "epoch_s": []}
+    for _ in range(reps):
+        start = time.perf_counter()
+        rec = record(model, batch, loss=lambda p, y: ((p - y) ** 2).sum(), epoch=0)
+        for fig in rec.figures.values():
+            fig.savefig(io.BytesIO(), format="png")                      # what logging the PNGs costs
+        out["record_s"].append(time.perf_counter() - start)
+        out["epoch_s"].append(6000 / seq_per_s(seq_len, hidden))
+    return out
