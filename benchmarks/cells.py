@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from pipeline.cells import VARIANTS, VariantLayer
+from pipeline.model.cells import VARIANTS, VariantLayer
 
 
 def seconds_per_step(layer: nn.Module, x: torch.Tensor, *, steps: int) -> float:

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import config
-from pipeline.batches import iter_batches
-from pipeline.ingest import load_splits
+from pipeline.data.batches import iter_batches
+from pipeline.data.ingest import load_splits
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def render(results: list[Result], *, command: str, started: str, minutes: float)
 
 def log_to_mlflow(results: list[Result], *, text: str, uri: str, experiment: str) -> str:
     """One run in `experiment`: every result's metrics (prefixed with its key), RESULTS.md, the plots."""
-    from pipeline import tracking
+    from pipeline import track as tracking
 
     run_id = tracking.start_run(uri, experiment=experiment, run_name="bench", params={"machine": machine()[:500]},
                                 tags={tracking.KIND_TAG: "bench"})

@@ -33,7 +33,7 @@ def in_subprocess(fn, **kwargs):
 
 
 def b1_b2(workdir: str) -> tuple[list[Result], float]:
-    from pipeline.ingest import load_splits
+    from pipeline.data.ingest import load_splits
 
     w = throughput.Workload()
     one, two = w.config(workers=1, workdir=workdir), w.config(workers=2, workdir=workdir)
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args()
     only = {k.strip().upper() for k in args.only.split(",")}
-    from pipeline import tracking
+    from pipeline import track as tracking
     from pipeline.config import TrackingConfig
 
     uri = args.tracking_uri or tracking.resolve_uri(TrackingConfig())
@@ -220,7 +220,7 @@ def main() -> None:
             results.append(b7())
         if "B8" in only:
             results.append(b8())
-        from pipeline import cluster
+        from pipeline.cluster import connect as cluster
 
         cluster.connect()
         consumes = None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pipeline import config, tracking
-from pipeline.tuning import run_sweep
+from pipeline import config
+from pipeline import track as tracking
+from pipeline.tune.sweep import run_sweep
 
 EPOCHS = 12
 

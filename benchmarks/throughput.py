@@ -21,8 +21,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from pipeline import config
-from pipeline.batches import iter_batches
-from pipeline.model import model_for
+from pipeline.data.batches import iter_batches
+from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, Prepared, get_task
 
 
@@ -108,7 +108,7 @@ def spawned_epochs(cfg: config.Config, info: DataInfo, batches: list[dict[str, t
 
 def pipeline_epochs(cfg: config.Config, splits: Prepared) -> list[float]:
     """The pipeline's own `train_seq_per_s` per epoch: TorchTrainer, Ray Data shards, no MLflow."""
-    from pipeline.training import build_trainer, fit, worker_spec
+    from pipeline.train.driver import build_trainer, fit, worker_spec
 
     spec = worker_spec(cfg, splits, run_id=None, tracking_uri="")
     with tempfile.TemporaryDirectory() as storage:

@@ -13,7 +13,7 @@ import time
 import torch
 
 from pipeline.config import ModelConfig
-from pipeline.model import build_model
+from pipeline.model.sequence_model import build_model
 
 SEQ_LENS = (50, 100, 200, 400)
 HIDDENS = (64, 128, 256)

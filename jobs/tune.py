@@ -7,7 +7,7 @@ Takes the same flags as `lstmpipe tune`; exits with its exit code.
 
 import sys
 
-from pipeline.cli import run_command
+from pipeline.cli.main import run_command
 
 if __name__ == "__main__":
     sys.exit(run_command(["tune", *sys.argv[1:]]))

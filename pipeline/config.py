@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.sources import SOURCES
+from pipeline.data.sources import SOURCES
 
 
 class Section(BaseModel):

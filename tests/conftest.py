@@ -11,7 +11,7 @@ def ray_session():
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
-    from pipeline import cluster
+    from pipeline.cluster import connect as cluster
 
     cluster.connect()
     yield ray
@@ -42,7 +42,7 @@ def tiny_cfg(tiny_raw):
 
 @pytest.fixture(scope="module")
 def splits(ray_session, tiny_cfg):
-    from pipeline.ingest import load_splits
+    from pipeline.data.ingest import load_splits
 
     return load_splits(tiny_cfg)
 

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
-from pipeline.metrics import accuracy, macro_f1
-from pipeline.scaling import fit_input_stats
+from pipeline.train.reductions import accuracy, macro_f1
+from pipeline.data.scaling import fit_input_stats
 from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.splitting import canonical_rows, data_errors, split_rows
-from pipeline.transforms import encode_labels, label_strings
+from pipeline.data.splitting import canonical_rows, data_errors, split_rows
+from pipeline.data.transforms import encode_labels, label_strings
 
 
 def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:

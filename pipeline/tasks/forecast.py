@@ -22,11 +22,11 @@ import torch
 
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
-from pipeline.sources.table import sequence_table
+from pipeline.data.sources.table import sequence_table
 from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.splitting import SPLITS, data_errors, rows_in_split
-from pipeline.transforms import _column, _numeric
-from pipeline.windows import cut_windows, fill_missing, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.data.splitting import SPLITS, data_errors, rows_in_split
+from pipeline.data.transforms import _column, _numeric
+from pipeline.data.windows import cut_windows, fill_missing, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
 
 WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref")
 

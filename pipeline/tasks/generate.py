@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
 from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.splitting import SPLITS, data_errors, split_rows
-from pipeline.transforms import _column, sequence_values
+from pipeline.data.splitting import SPLITS, data_errors, split_rows
+from pipeline.data.transforms import _column, sequence_values
 
 PAD = -100  # token target past a sequence's end (cross_entropy's ignore_index)
 

@@ -7,9 +7,9 @@ import ray.data
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.scaling import fit_input_stats
+from pipeline.data.scaling import fit_input_stats
 from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.splitting import canonical_rows, split_rows
+from pipeline.data.splitting import canonical_rows, split_rows
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
@@ -43,7 +43,7 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
 
 
 def _targets(ds: ray.data.Dataset):
-    from pipeline.transforms import float_targets
+    from pipeline.data.transforms import float_targets
 
     for batch in ds.select_columns(["y"]).iter_batches(batch_format="pyarrow", batch_size=4096):
         yield {"y": float_targets(batch, column="y")}

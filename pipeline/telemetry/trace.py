@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pipeline.cells import VariantLayer, reverse_padded
-from pipeline.scan import reference_scan
+from pipeline.model.cells import VariantLayer, reverse_padded
+from pipeline.model.scan import reference_scan
 
 
 @dataclass

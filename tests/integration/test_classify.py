@@ -8,8 +8,8 @@ import pytest
 
 from pipeline import config
 from pipeline.errors import DataError
-from pipeline.ingest import load_splits
-from pipeline.training import run_training
+from pipeline.data.ingest import load_splits
+from pipeline.train.driver import run_training
 
 
 def _ragged_labelled(path, *, n=240, seed=0, test_label=None):

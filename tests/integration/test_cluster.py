@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 import yaml
 
-from pipeline.devcluster import free_port
+from pipeline.cluster.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LSTMPIPE = [sys.executable, "-m", "pipeline.cli"]
@@ -136,7 +136,7 @@ def val_steps(uri, run_id):
 
 def node_roles(local_cluster) -> dict[str, str]:
     """Ray node id -> the role `cluster up` gave it (head, worker-N), from the state API."""
-    from pipeline.devcluster import role_resource
+    from pipeline.cluster.local import role_resource
 
     token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
     request = urllib.request.Request(f"{local_cluster['exports']['RAY_ADDRESS']}/api/v0/nodes?limit=100",

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.ingest import load_splits
-from pipeline.training import run_training
+from pipeline.data.ingest import load_splits
+from pipeline.train.driver import run_training
 
 
 def _long_csv(path):

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import config
-from pipeline.training import run_training
+from pipeline.train.driver import run_training
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_cl
     pred = pd.read_parquet(tmp_path / "pred")
     assert list(pred.columns) == ["prediction"] and len(pred) == 50
 
-    from pipeline.trained import load
+    from pipeline.serve.loading import load
 
     model = load(summary.checkpoint, tracking_uri=uri).model
     import torch

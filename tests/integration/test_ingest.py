@@ -5,7 +5,7 @@ import pytest
 
 from pipeline import config
 from pipeline.errors import DataError
-from pipeline.ingest import load_splits, resolve_source
+from pipeline.data.ingest import load_splits, resolve_source
 
 
 def test_splits_cover_the_data_disjointly(splits):

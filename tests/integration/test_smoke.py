@@ -5,7 +5,7 @@ import json
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.main import app
 
 
 def test_smoke_runs_the_whole_path(ray_session, tmp_path, monkeypatch):

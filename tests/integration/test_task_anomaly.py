@@ -5,9 +5,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline import config
-from pipeline.inference import DataChoice, evaluate, predict
-from pipeline.ingest import load_splits
-from pipeline.training import run_training
+from pipeline.serve.predict import DataChoice, evaluate, predict
+from pipeline.data.ingest import load_splits
+from pipeline.train.driver import run_training
 
 
 def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflow_client):

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import config
-from pipeline.ingest import load_splits
-from pipeline.inference import DataChoice, evaluate
-from pipeline.sampling import GenerateOptions, run_generate
-from pipeline.training import run_training
+from pipeline.data.ingest import load_splits
+from pipeline.serve.predict import DataChoice, evaluate
+from pipeline.serve.sampling import GenerateOptions, run_generate
+from pipeline.train.driver import run_training
 
 
 def test_character_model_trains_samples_and_evaluates(ray_session, tiny_raw, tmp_path, mlflow_client):

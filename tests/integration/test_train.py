@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline import config
-from pipeline.cli import app
+from pipeline.cli.main import app
 from pipeline.errors import ConfigError, RunStateError
-from pipeline.training import run_training
+from pipeline.train.driver import run_training
 
 
 def _check_telemetry(client, run_id, tmp_path):
@@ -81,7 +81,7 @@ def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
 
 
 def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):
-    from pipeline import runs
+    from pipeline.train import run_state as runs
 
     storage = runs.resolve_storage(tiny_cfg.train.storage_path)                 # a run named t-taken exists
     runs.write_state(storage, "t-taken", runs.RunState(run_id="0" * 32, config_hash=tiny_cfg.hash(), kind="train"))

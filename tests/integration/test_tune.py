@@ -4,7 +4,7 @@ import mlflow
 import numpy as np
 
 from pipeline import config
-from pipeline.tuning import run_sweep
+from pipeline.tune.sweep import run_sweep
 
 
 def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_client):
@@ -117,7 +117,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
     assert finished, proc.stderr.read().decode()[-2000:]
     done_trial = finished[0].data.tags["lstmpipe.trial_id"]
 
-    from pipeline.tuning import run_sweep
+    from pipeline.tune.sweep import run_sweep
 
     summary = run_sweep(config.validate(raw), name="s-resume", resume=True)
     assert summary.status == "FINISHED"

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import run_command
+from pipeline.cli.main import run_command
 
 BAD = Path(__file__).parents[1] / "data" / "bad"
 CASES = yaml.safe_load((BAD / "cases.yaml").read_text())

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import config
 from pipeline.errors import TrainingFailed
-from pipeline.training import run_training
+from pipeline.train.driver import run_training
 
 EPOCHS = 5
 
@@ -116,7 +116,7 @@ def _start_mlflow(state, port):
          "--backend-store-uri", f"sqlite:///{state}/mlflow.db", "--serve-artifacts", "--artifacts-destination", str(state / "art")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    from pipeline.tracking import check_reachable
+    from pipeline.track import check_reachable
 
     deadline = time.monotonic() + 90
     while True:
@@ -129,7 +129,7 @@ def _start_mlflow(state, port):
 
 
 def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_path):
-    from pipeline.devcluster import free_port
+    from pipeline.cluster.local import free_port
 
     port, state = free_port(), tmp_path / "server"
     state.mkdir()
@@ -182,7 +182,7 @@ def test_unreachable_tracking_server_fails_before_any_ray_work(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.devcluster import free_port
+    from pipeline.cluster.local import free_port
 
     uri = f"http://127.0.0.1:{free_port()}"
     (tmp_path / "c.yaml").write_text(f"tracking: {{uri: '{uri}'}}\ntrain: {{storage_path: {tmp_path}/runs}}\n")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cells import NO_PEEPHOLES, VARIANTS, VariantLayer
+from pipeline.model.cells import NO_PEEPHOLES, VARIANTS, VariantLayer
 
 
 def _sigmoid(x):
@@ -81,8 +81,8 @@ def test_forget_gate_bias_starts_at_one():
 @pytest.mark.parametrize("masked", [0, 1])
 def test_hand_written_backward_equals_autograd(name, masked):
     """`scan`'s BPTT against autograd through `reference_scan`, every variant, with padding or not."""
-    from pipeline.cells import NO_PEEPHOLES
-    from pipeline.scan import reference_scan, scan
+    from pipeline.model.cells import NO_PEEPHOLES
+    from pipeline.model.scan import reference_scan, scan
 
     variant = NO_PEEPHOLES if name == "np" else VARIANTS[name]
     flags = variant.flags() + [masked]

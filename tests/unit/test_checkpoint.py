@@ -5,10 +5,10 @@ import pickle
 import pytest
 import torch
 
-from pipeline import checkpoint
+from pipeline.train import checkpoint
 from pipeline.config import ModelConfig
 from pipeline.errors import RunStateError
-from pipeline.model import build_model
+from pipeline.model.sequence_model import build_model
 
 
 def test_round_trip(tmp_path):

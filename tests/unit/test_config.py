@@ -172,9 +172,9 @@ def test_data_keys_are_searched_as_choice_lists_only():
 
 
 def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
-    from pipeline.tuning import objective
+    from pipeline.tune.sweep import objective
 
-    from pipeline.tuning import search_space
+    from pipeline.tune.sweep import search_space
 
     with pytest.raises(ConfigError, match="grid crosses the choice lists of tune.space and there are none"):
         config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
@@ -191,7 +191,7 @@ def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("conf/sweeps/*.yaml")), ids=lambda p: p.name)
 def test_shipped_sweeps_validate_with_their_metric(path):
     """Each shipped sweep is a valid config whose objective the task reports."""
-    from pipeline.tuning import objective
+    from pipeline.tune.sweep import objective
 
     cfg = config.load(path)
     assert "model.cell" in cfg.tune.space and objective(cfg).metric.startswith("val_")

@@ -4,8 +4,8 @@ import time
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
-from pipeline.tracking.epochs import RERUN_TAG, RunLogger
+from pipeline import track as tracking
+from pipeline.track.epochs import RERUN_TAG, RunLogger
 
 
 def _steps(uri, run_id, key="val_loss"):

@@ -5,11 +5,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline.batches import SequenceBatch
+from pipeline.data.batches import SequenceBatch
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError, DataError
-from pipeline.model import build_model
-from pipeline.sampling import encode_prime, sample, write_sample
+from pipeline.model.sequence_model import build_model
+from pipeline.serve.sampling import encode_prime, sample, write_sample
 from pipeline.tasks import DataInfo
 from pipeline.tasks.generate import PAD, baseline_nll, encode_tokens, loss_terms, outputs, sequence_kind, step_nll, token_codes
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.config import ModelConfig
-from pipeline.model import build_model
+from pipeline.model.sequence_model import build_model
 
 
 ALL_CELLS = ["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"]
@@ -55,7 +55,7 @@ def test_packed_padded_batch_equals_sequences_one_by_one(cell, bidirectional):
 
 
 def test_serving_model_reads_nan_padding_and_rescales():
-    from pipeline.model import ServingModel
+    from pipeline.model.sequence_model import ServingModel
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden_size=6), input_size=2, output_size=2).eval()
@@ -91,7 +91,7 @@ def test_every_step_readout_packed_equals_one_by_one(cell):
 def test_serving_model_relative_to_last_value():
     """forecast with window.normalize=last: the served model subtracts each row's last observed
     target, runs the model on relative inputs, and adds the value back to its forecasts."""
-    from pipeline.model import ServingModel
+    from pipeline.model.sequence_model import ServingModel
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden_size=6), input_size=2, output_size=3).eval()
@@ -112,7 +112,7 @@ def test_served_model_matches_and_exports_for_variants_and_both_directions(cell,
 
     from torch.export import Dim
 
-    from pipeline.model import ServingModel
+    from pipeline.model.sequence_model import ServingModel
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional), input_size=3, output_size=2).eval()

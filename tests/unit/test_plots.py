@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from pipeline import plots
+from pipeline.track import plots
 from pipeline.tasks import DataInfo
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pipeline.config import ModelConfig
-from pipeline.model import build_model
-from pipeline.precision import MixedPrecision, mixed_precision, resolve
+from pipeline.model.sequence_model import build_model
+from pipeline.train.precision import MixedPrecision, mixed_precision, resolve
 
 CPU = torch.device("cpu")
 

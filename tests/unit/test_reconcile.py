@@ -6,12 +6,13 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import reconcile, tracking
+from pipeline.track import reconcile
+from pipeline import track as tracking
 
 
 def test_owner_is_alive_for_this_process_and_dead_for_an_exited_one():
     assert reconcile.owner_alive(reconcile.owner()) is True
-    done = subprocess.run([sys.executable, "-c", "from pipeline.reconcile import owner; print(owner())"],
+    done = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
                           capture_output=True, text=True, check=True)
     assert reconcile.owner_alive(done.stdout.strip()) is False
     host, pid, ticks = reconcile.owner().rsplit(":", 2)
@@ -21,7 +22,7 @@ def test_owner_is_alive_for_this_process_and_dead_for_an_exited_one():
 
 def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
-    dead = subprocess.run([sys.executable, "-c", "from pipeline.reconcile import owner; print(owner())"],
+    dead = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     ids = {
         label: tracking.start_run(uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner})
@@ -39,10 +40,10 @@ def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
 def test_runs_reconcile_command_reports_what_it_marked(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.cli.main import app
 
     uri = f"sqlite:///{tmp_path}/m.db"
-    dead = subprocess.run([sys.executable, "-c", "from pipeline.reconcile import owner; print(owner())"],
+    dead = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     run_id = tracking.start_run(uri, experiment="e", run_name="r", params={}, tags={reconcile.OWNER_TAG: dead})
     out = CliRunner().invoke(app, ["runs", "reconcile", "-e", "e", "--tracking-uri", uri])

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from pipeline import report
+from pipeline.tune import report
 from pipeline.config import SpaceSpec
 
 SPACE = {"model.cell": SpaceSpec(choice=["lstm", "nfg"]), "train.lr": SpaceSpec(loguniform=(1e-3, 1e-1))}

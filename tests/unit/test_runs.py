@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import runs
+from pipeline.train import run_state as runs
 from pipeline.errors import RunStateError
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from pipeline.batches import ShardCache, to_device
+from pipeline.data.batches import ShardCache, to_device
 
 
 def _counting_stream(n_batches: int, rows: int = 4):

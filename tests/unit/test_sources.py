@@ -3,8 +3,8 @@
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.sources import adding, cache_path, materialize
-from pipeline.transforms import float_targets, sequences_to_arrays
+from pipeline.data.sources import adding, cache_path, materialize
+from pipeline.data.transforms import float_targets, sequences_to_arrays
 
 
 def _tensors(table):
@@ -49,7 +49,7 @@ def test_materialize_writes_parquet_once(tmp_path):
 
 
 def test_real_datasets_load_from_their_wheels():
-    from pipeline.sources import SOURCES
+    from pipeline.data.sources import SOURCES
 
     digits = SOURCES["digits"].generate(SOURCES["digits"].options_model())
     assert digits.num_rows == 1797 and str(digits.schema.field("y").type) == "int64"
@@ -73,7 +73,7 @@ def test_real_datasets_load_from_their_wheels():
 def test_chorales_become_piano_rolls_in_c():
     from music21 import key, note, stream
 
-    from pipeline.sources.chorales import piano_roll
+    from pipeline.data.sources.chorales import piano_roll
 
     s = stream.Stream()
     s.append(key.Key("D"))
@@ -86,8 +86,8 @@ def test_chorales_become_piano_rolls_in_c():
 
 
 def test_bundled_chorales_and_text_load():
-    from pipeline.sources import SOURCES
-    from pipeline.sources.text import lady_susan_text
+    from pipeline.data.sources import SOURCES
+    from pipeline.data.sources.text import lady_susan_text
 
     chorales = SOURCES["chorales"].generate(SOURCES["chorales"].options_model(limit=3))
     assert chorales.num_rows == 3 and len(chorales.column("x")[0].as_py()[0]) == 88
@@ -98,7 +98,7 @@ def test_bundled_chorales_and_text_load():
 
 
 def test_sensor_anomalies_are_labelled():
-    from pipeline.sources import SOURCES
+    from pipeline.data.sources import SOURCES
 
     t = SOURCES["sensor_anomalies"].generate(SOURCES["sensor_anomalies"].options_model(num_series=2, length=1000))
     assert t.column_names == ["series", "time", "value", "label"] and t.num_rows == 2000
@@ -107,7 +107,7 @@ def test_sensor_anomalies_are_labelled():
 
 
 def test_bundled_ucr_sets_and_series_load():
-    from pipeline.sources import SOURCES
+    from pipeline.data.sources import SOURCES
 
     gun = SOURCES["gunpoint"].generate(SOURCES["gunpoint"].options_model())
     assert gun.num_rows == 200 and gun.column("split").to_pylist().count("train") == 50

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cluster, submission
+from pipeline.cluster import connect as cluster
+from pipeline.cluster import submit as submission
 from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

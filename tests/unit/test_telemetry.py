@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cells import NO_PEEPHOLES, VariantLayer
+from pipeline.model.cells import NO_PEEPHOLES, VariantLayer
 from pipeline.config import ModelConfig
-from pipeline.model import build_model
+from pipeline.model.sequence_model import build_model
 from pipeline.telemetry import column, probe, summarize, trace_model
 from pipeline.telemetry.trace import trace_cell
 
@@ -89,7 +89,7 @@ def test_gradient_flow_vanishes_with_distance_in_a_small_weight_rnn():
 
 
 def test_without_a_target_gates_and_states_only_and_the_reading_says_what_happened():
-    from pipeline.explain import read_trace
+    from pipeline.serve.explain import read_trace
     from pipeline.telemetry.record import record
 
     torch.manual_seed(0)

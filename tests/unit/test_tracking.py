@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline import tracking
+from pipeline import track as tracking
 from pipeline.config import TrackingConfig
 from pipeline.errors import ConfigError
 

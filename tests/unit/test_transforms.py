@@ -5,8 +5,8 @@ import pyarrow as pa
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.sources.table import sequence_table
-from pipeline.transforms import (
+from pipeline.data.sources.table import sequence_table
+from pipeline.data.transforms import (
     encode_labels,
     float_targets,
     label_strings,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.data.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
 
 
 def test_time_cuts_and_labels():
@@ -54,7 +54,7 @@ def test_forecast_metrics_by_hand():
 
 
 def test_fill_missing_policies():
-    from pipeline.windows import fill_missing
+    from pipeline.data.windows import fill_missing
 
     nan = np.nan
     v = np.array([[nan, 1.0], [2.0, nan], [3.0, 3.0], [nan, 4.0]])

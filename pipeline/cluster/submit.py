@@ -1,0 +1,213 @@
+"""`lstmpipe submit` and `lstmpipe jobs`: run a command as a Ray job through the cluster's Jobs API.
+
+The config is validated here, before anything is uploaded. The job gets the working directory
+(without venvs, MLflow stores, data caches and checkpoints, and within a size limit), the resolved
+config and the tracking URI through its runtime environment, and runs `python jobs/<command>.py`.
+Credentials are never put in the runtime environment (Ray shows it in the dashboard): the nodes'
+own environment carries MLFLOW_TRACKING_USERNAME/PASSWORD (see infra/k8s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.cluster import connect as cluster
+from pipeline import track as tracking
+from pipeline import config as config_mod
+from pipeline.errors import ConfigError, PipelineError, RunStateError
+from pipeline.redaction import has_secret, redact
+
+Command = Literal["train", "tune", "evaluate"]
+Follow = Literal["follow", "detach"]
+CONFIG_ENV = config_mod.CONFIG_ENV
+EXCLUDES = [".venv", "venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "data", "runs", ".lstmpipe",
+            "__pycache__", ".pytest_cache", "*.egg-info", "*.pt", "*.ckpt"]
+MAX_UPLOAD_MB = 100  # Ray's limit for a working_dir package is 512 MiB; ours is code and configs
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
+
+
+@dataclass(frozen=True)
+class Upload:
+    files: int
+    bytes: int
+    excludes: list[str]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: str
+    status: str  # a Ray JobStatus name; PENDING/RUNNING when not followed
+    exit_code: int
+
+
+def address_or_env(address: str | None) -> str:
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise ConfigError("no Ray cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS (e.g. from `lstmpipe cluster up`)")
+    return address
+
+
+def job_client(address: str | None):
+    """Ray's JobSubmissionClient, with token authentication on (the token from RAY_AUTH_TOKEN(_PATH) or ~/.ray)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from ray.job_submission import JobSubmissionClient
+
+    url = address_or_env(address)
+    try:
+        return JobSubmissionClient(url)
+    except (ConnectionError, RuntimeError) as err:
+        raise RunStateError(f"cannot reach the Ray Jobs API at {url} ({_first_line(err)}); check --address/RAY_ADDRESS and RAY_AUTH_TOKEN_PATH") from None
+
+
+def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
+    """What the job's working_dir upload holds; refuses one over MAX_UPLOAD_MB, naming the biggest files."""
+    excludes = EXCLUDES + extra_excludes
+    files: list[tuple[int, Path]] = []
+    for root, dirs, names in os.walk(workdir):
+        rel_root = Path(root).relative_to(workdir)
+        dirs[:] = [d for d in dirs if not _excluded(rel_root / d, excludes)]
+        files += [((Path(root) / n).stat().st_size, rel_root / n) for n in names if not _excluded(rel_root / n, excludes)]
+    total = sum(size for size, _ in files)
+    if total > MAX_UPLOAD_MB * 2**20:
+        biggest = ", ".join(f"{p} ({size / 2**20:.0f} MB)" for size, p in sorted(files, reverse=True)[:3])
+        raise ConfigError(
+            f"the working directory {workdir} would upload {total / 2**20:.0f} MB (limit {MAX_UPLOAD_MB} MB), largest: "
+            f"{biggest}; move data to data.source (a path or URI the cluster reads) or submit from a smaller directory"
+        )
+    return Upload(files=len(files), bytes=total, excludes=excludes)
+
+
+def _excluded(rel: Path, excludes: list[str]) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in rel.parts for pattern in excludes) or any(
+        fnmatch.fnmatch(rel.as_posix(), pattern) for pattern in excludes)
+
+
+def _relative_dirs(cfg: config_mod.Config, workdir: Path) -> list[str]:
+    """The config's data cache and checkpoint dirs, when they sit inside the working directory."""
+    out = []
+    for path in (cfg.data.cache_dir, cfg.train.storage_path):
+        if "://" not in path:
+            try:
+                out.append(Path(path).expanduser().resolve().relative_to(workdir).as_posix())
+            except ValueError:
+                pass
+    return out
+
+
+def submit(
+    command: Command, config_path: Path | None, overrides: list[str], *, address: str | None, args: list[str],
+    workdir: Path, follow: Follow, submission_id: str | None = None,
+) -> JobOutcome:
+    cfg = config_mod.load(config_path, overrides)  # bad config fails here, before any upload
+    uri = tracking.resolve_uri(cfg.tracking)
+    if not uri.startswith(("http://", "https://", "databricks")):
+        raise ConfigError(
+            f"tracking URI {uri} is a file on this machine, which a job on the cluster cannot write; "
+            "set MLFLOW_TRACKING_URI (or tracking.uri) to a tracking server, e.g. the one `lstmpipe cluster up` starts"
+        )
+    tracking.check_reachable(uri)
+    storage = cfg.train.storage_path
+    if command != "evaluate" and "://" not in storage and not storage.startswith(("/", "~")):
+        raise ConfigError(
+            f"train.storage_path '{storage}' is relative, so the job would keep its checkpoints in its temporary "
+            "working directory on the cluster; set it to shared storage, e.g. --set train.storage_path=s3://BUCKET/runs "
+            "(or an absolute path every node sees)"
+        )
+    workdir = workdir.resolve()
+    plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
+    client = job_client(address)
+    env_vars = {"MLFLOW_TRACKING_URI": uri, **cluster.QUIET_ENV}
+    if config_path is not None or command != "evaluate":
+        env_vars[CONFIG_ENV] = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        args = ["-c", f"env:{CONFIG_ENV}", *args]
+    else:  # evaluate without -c takes the model's own data section; --set edits it, in the job
+        args = [*(f"--set={o}" for o in overrides), *args]
+    # jobs/<command>.py in a clone of this project; any directory works where the nodes have it installed
+    program = f"jobs/{command}.py" if (workdir / "jobs" / f"{command}.py").is_file() else f"-m pipeline.cli {command}"
+    entrypoint = " ".join(["python", program, *(_quote(a) for a in args)])
+    _refuse_secrets(entrypoint, env_vars)
+    runtime_env = {"working_dir": str(workdir), "excludes": plan.excludes, "env_vars": env_vars}
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
+                               metadata={"lstmpipe.command": command, "lstmpipe.config": str(config_path)})
+    print(f"submitted {job_id}: {entrypoint} ({plan.files} files, {plan.bytes / 2**20:.1f} MB)", file=sys.stderr)
+    if follow == "detach":
+        return JobOutcome(job_id=job_id, status=str(client.get_job_status(job_id).value), exit_code=0)
+    return follow_job(client, job_id)
+
+
+def follow_job(client, job_id: str) -> JobOutcome:
+    """Stream the job's logs until it ends; exit 0 on SUCCEEDED, 1 on FAILED, 130 on STOPPED."""
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
+
+    try:
+        asyncio.run(tail())
+        status = wait_terminal(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; job {job_id} keeps running: `lstmpipe jobs stop {job_id}` ends it", file=sys.stderr)
+        raise
+    return JobOutcome(job_id=job_id, status=status, exit_code=EXIT_CODES[status])
+
+
+def wait_terminal(client, job_id: str, *, timeout_s: float = 60.0) -> str:
+    """The log stream ends with the job; its status may take a moment to follow."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = str(client.get_job_status(job_id).value)
+        if status in TERMINAL or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
+def stop(client, job_id: str) -> JobOutcome:
+    _known(client, job_id)
+    client.stop_job(job_id)
+    return JobOutcome(job_id=job_id, status=wait_terminal(client, job_id, timeout_s=30), exit_code=0)
+
+
+def _known(client, job_id: str):
+    try:
+        return client.get_job_info(job_id)
+    except RuntimeError as err:
+        if "does not exist" in str(err) or "404" in str(err):
+            raise RunStateError(f"no job {job_id} on this cluster; `lstmpipe jobs list` shows the jobs") from None
+        raise PipelineError(f"the Jobs API failed for {job_id}: {_first_line(err)}") from None
+
+
+def info(client, job_id: str):
+    return _known(client, job_id)
+
+
+def _refuse_secrets(entrypoint: str, env_vars: dict[str, str]) -> None:
+    """A job's entrypoint and runtime env are readable by anyone with Jobs API access (`ray job list`)."""
+    for where, text in {"the entrypoint": entrypoint, **{f"env var {k}": v for k, v in env_vars.items()}}.items():
+        if has_secret(text):
+            raise ConfigError(
+                f"{where} of this job would carry a credential ({redact(text)[:200]}), readable by anyone with Jobs API "
+                "access; give the cluster its credentials through the nodes' environment instead "
+                "(MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_* from a Kubernetes Secret, see infra/k8s)"
+            )
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

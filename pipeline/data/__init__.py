@@ -1,0 +1,1 @@
+"""Data: built-in sources -> Parquet -> Ray Data (read, split, scale, window) -> worker batches."""

@@ -1,0 +1,82 @@
+"""Parquet/CSV -> Ray Data -> the task's prepared train/val/test splits.
+
+This is the edge where the data meets Ray: the file is read with Ray Data, and the task
+(`pipeline.tasks`) wraps its pure transforms into Ray Data to check, split and convert it. The
+splits are materialized once on the driver and handed to every Train run and Tune trial, so a
+sweep reads and splits the data once, and each worker streams its own shard.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import ray.data
+
+from pipeline.config import Config, DataConfig
+from pipeline.errors import DataError
+from pipeline.data.sources import materialize
+from pipeline.tasks import Prepared, get_task
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def resolve_source(cfg: DataConfig) -> str:
+    """Built-in name -> cached Parquet path; anything else is the user's file, directory or URI."""
+    if cfg.is_builtin:
+        return str(materialize(cfg.source, cfg.options, cache_dir=cfg.cache_dir))
+    if "://" not in cfg.source:
+        path = Path(cfg.source).expanduser().resolve()
+        if not path.exists():
+            raise DataError(f"data.source '{cfg.source}' is neither a built-in dataset nor an existing path")
+        return str(path)
+    return cfg.source
+
+
+def file_format(path: str) -> str:
+    p = Path(path)
+    names = sorted(f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p.name]
+    formats = {FORMATS[Path(n).suffix.lower()] for n in names if Path(n).suffix.lower() in FORMATS}
+    if len(formats) > 1:
+        raise DataError(f"{path}: holds both Parquet and CSV files; keep one format per directory")
+    if not formats:
+        held = f" (it holds {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+        raise DataError(f"{path}: expected Parquet (.parquet) or CSV (.csv) files, found none{held}")
+    return formats.pop()
+
+
+def read(path: str) -> ray.data.Dataset:
+    fmt = "parquet" if "://" in path and not path.endswith(".csv") else file_format(path)
+    if fmt == "parquet" and "://" not in path and Path(path).is_dir():
+        _check_schemas_agree(Path(path))
+    try:
+        return ray.data.read_parquet(path) if fmt == "parquet" else ray.data.read_csv(path)
+    except Exception as err:  # pyarrow/Ray raise many types for unreadable input
+        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: cannot be read as {fmt} ({reason}); check that the file is complete and really {fmt}") from None
+
+
+def _check_schemas_agree(directory: Path) -> None:
+    """Ray Data takes the schema of the first file and fails later, deep in a task, on the others."""
+    files = sorted(f for f in directory.iterdir() if f.suffix.lower() == ".parquet" and not f.name.startswith("."))
+    schemas = {}
+    for f in files:
+        try:
+            schemas[f.name] = pq.read_schema(f)
+        except Exception as err:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ...)
+            reason = str(err).strip().splitlines()[0].split(". ")[0]
+            raise DataError(f"{f}: cannot be read as parquet ({reason}); check that the file is complete and really parquet") from None
+    first = files[0].name if files else None
+    for name, schema in schemas.items():
+        for field in schema:
+            ref = schemas[first].field(field.name) if field.name in schemas[first].names else None
+            if ref is not None and ref.type != field.type:
+                raise DataError(
+                    f"{directory}: {first} and {name} disagree on column '{field.name}' ({ref.type} vs {field.type}); "
+                    "write every file with the same schema"
+                )
+
+
+def load_splits(cfg: Config) -> Prepared:
+    path = resolve_source(cfg.data)
+    return get_task(cfg.task).prepare(read(path), cfg.data, path=path)

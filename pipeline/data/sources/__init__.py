@@ -1,0 +1,152 @@
+"""Built-in datasets: raw data -> Parquet, written once and cached, then read like user data.
+
+`SOURCES` maps a `data.source` name to its generator and options schema. `materialize` writes the
+Parquet file (atomically, keyed by the options) and returns its path; a non-built-in source is a
+path or URI to the user's own Parquet and is passed through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from pipeline.data.sources import adding, anomalies, chorales, digits, japanese_vowels, series, text, ucr
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    task: str
+    size: str
+    description: str
+    options_model: type[BaseModel]
+    generate: Callable[[Any], pa.Table]
+
+
+SOURCES: dict[str, Source] = {
+    "adding": Source(
+        name="adding",
+        size="10,000 generated sequences (data.options.num_sequences) x 100 steps x 2",
+        task="regression",
+        description="Adding problem (Hochreiter & Schmidhuber 1997): sum two marked values in a long sequence",
+        options_model=adding.AddingOptions,
+        generate=adding.generate,
+    ),
+    "digits": Source(
+        name="digits",
+        size="1,797 sequences x 8 steps x 8",
+        task="classify",
+        description="Handwritten digits (scikit-learn), each 8x8 image read as 8 rows of 8 pixels; 10 classes",
+        options_model=digits.DigitsOptions,
+        generate=digits.generate,
+    ),
+    "japanese_vowels": Source(
+        name="japanese_vowels",
+        size="640 sequences (270 train / 370 test) x 7-29 steps x 12",
+        task="classify",
+        description="JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes",
+        options_model=japanese_vowels.JapaneseVowelsOptions,
+        generate=japanese_vowels.generate,
+    ),
+    "gunpoint": Source(
+        name="gunpoint",
+        size="200 sequences (50 train / 150 test) x 150 steps x 1",
+        task="classify",
+        description="GunPoint (UCR, bundled with aeon): hand x-coordinate, drawing a gun vs pointing; 2 classes",
+        options_model=ucr.UcrOptions,
+        generate=ucr.gunpoint,
+    ),
+    "italy_power_demand": Source(
+        name="italy_power_demand",
+        size="1,096 sequences (67 train / 1,029 test) x 24 steps x 1",
+        task="classify",
+        description="ItalyPowerDemand (UCR, bundled with aeon): a day's 24 hourly loads, Oct-Mar vs Apr-Sep; 2 classes",
+        options_model=ucr.UcrOptions,
+        generate=ucr.italy_power_demand,
+    ),
+    "airline": Source(
+        name="airline",
+        size="144 monthly steps, 1 series",
+        task="forecast",
+        description="International airline passengers 1949-1960 (aeon): trend plus a yearly cycle",
+        options_model=series.NoOptions,
+        generate=series.airline,
+    ),
+    "nile": Source(
+        name="nile",
+        size="100 yearly steps, 1 series",
+        task="forecast",
+        description="Yearly flow of the Nile at Aswan 1871-1970 (statsmodels), with a level shift in 1899",
+        options_model=series.NoOptions,
+        generate=series.nile,
+    ),
+    "co2": Source(
+        name="co2",
+        size="526 monthly steps, 1 series",
+        task="forecast",
+        description="Mauna Loa CO2 (statsmodels), 526 monthly means 1958-2001: trend plus a yearly cycle",
+        options_model=series.NoOptions,
+        generate=series.co2,
+    ),
+    "chorales": Source(
+        name="chorales",
+        size="371 chorales x 24-300 frames x 88 keys",
+        task="generate",
+        description="Bach chorales (music21 corpus) as piano rolls: transposed to C, one frame per quarter note, 88 keys",
+        options_model=chorales.ChoralesOptions,
+        generate=chorales.generate,
+    ),
+    "lady_susan": Source(
+        name="lady_susan",
+        size="127,000 characters in 636 rows of 200",
+        task="generate",
+        description="Jane Austen, Lady Susan (Project Gutenberg text shipped in music21): character-level text",
+        options_model=text.TextOptions,
+        generate=text.generate,
+    ),
+    "sensor_anomalies": Source(
+        name="sensor_anomalies",
+        size="4 series x 3,000 steps (data.options), ~3% anomalous",
+        task="anomaly",
+        description="Synthetic cyclic sensor series with labelled spikes, level shifts and drifts",
+        options_model=anomalies.AnomalyOptions,
+        generate=anomalies.generate,
+    ),
+    "sunspots": Source(
+        name="sunspots",
+        size="309 yearly steps, 1 series",
+        task="forecast",
+        description="Yearly sunspot numbers 1700-2008 (statsmodels), an ~11-year cycle",
+        options_model=series.NoOptions,
+        generate=series.sunspots,
+    ),
+}
+
+
+def cache_path(name: str, options: dict[str, Any], *, cache_dir: str | Path) -> Path:
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_dir).resolve() / name / f"{key}.parquet"
+
+
+def materialize(name: str, options: dict[str, Any], *, cache_dir: str | Path) -> Path:
+    """Write built-in dataset `name` to Parquet unless already cached; return the file's path."""
+    source = SOURCES[name]
+    path = cache_path(name, options, cache_dir=cache_dir)
+    if path.is_file():
+        return path
+    table = source.generate(source.options_model.model_validate(options))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, row_group_size=max(1, table.num_rows // 8))
+    os.replace(tmp, path)  # atomic: readers never see a half-written file
+    return path

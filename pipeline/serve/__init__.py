@@ -1,0 +1,1 @@
+"""Serving: a trained model by URI, batch prediction and evaluation, sampling, explanations."""

@@ -1,0 +1,62 @@
+"""What a command tells the user at the end: a short text summary and the --summary-json file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.redaction import redact, redact_tree
+from pipeline.track import ui_command
+
+
+@dataclass
+class RunSummary:
+    status: str
+    tracking_uri: str
+    experiment: str
+    run_id: str
+    name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    registered_model: str | None = None  # "name/version"
+    checkpoint: str | None = None
+    best_config: dict[str, Any] | None = None
+    child_run_ids: list[str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.best_config is None:
+            out.pop("best_config")
+            out.pop("child_run_ids")
+        return out
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(redact_tree(payload), indent=2, default=str) + "\n")
+
+
+def render(summary: RunSummary, *, title: str) -> str:
+    m = summary.metrics
+    lines = [f"== {title}: {summary.name} ({summary.status}) =="]
+    if summary.best_config:
+        lines.append("best config: " + ", ".join(f"{k}={v}" for k, v in summary.best_config.items()))
+    val = [f"{k.removeprefix('val_')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
+    if val:
+        lines.append(f"best epoch {int(m.get('best_epoch', 0)) + 1}: val " + ", ".join(val))
+    for key, value in m.items():
+        if key.startswith("test_"):
+            base = m.get(f"baseline_{key}")
+            vs = f"   naive baseline {base:.4f}" if base is not None else ""
+            lines.append(f"{key:<16} {value:.4f}{vs}")
+    lines.append(f"mlflow run {summary.run_id} in experiment '{summary.experiment}'")
+    if summary.child_run_ids:
+        lines.append(f"trial runs: {', '.join(summary.child_run_ids)}")
+    if summary.model_uri:
+        reg = f"  registered as {summary.registered_model}" if summary.registered_model else ""
+        lines.append(f"model {summary.model_uri}{reg}")
+    if summary.checkpoint:
+        lines.append(f"checkpoint {summary.checkpoint}")
+    lines.append(f"browse: {redact(ui_command(summary.tracking_uri))}")
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""Predictions of a trained model over a whole split (the driver's test step), and the logged input example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+import torch
+
+from pipeline.train import checkpoint
+from pipeline.data.batches import collate_for, iter_batches
+from pipeline.config import ModelConfig
+from pipeline.model.sequence_model import SequenceModel, model_for
+from pipeline.tasks import DataInfo
+from pipeline.tasks.generate import PAD
+
+
+def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
+    model = model_for(cfg, info)
+    model.load_state_dict(checkpoint.load(ckpt_dir).model)
+    return model.eval()
+
+
+KEY_COLUMNS = ("series", "time", "pos")  # which step(s) a window's prediction is for (forecast, anomaly)
+
+
+def key_columns(rows) -> dict[str, np.ndarray]:
+    """The key columns of an Arrow batch as numpy: (B,), or (B, H) for per-target-step lists."""
+    out = {}
+    for name in KEY_COLUMNS:
+        if name in rows.column_names:
+            col = rows.column(name).combine_chunks()
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+                out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+            else:
+                out[name] = col.to_numpy(zero_copy_only=False)
+    return out
+
+
+def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo) -> dict[str, np.ndarray]:
+    """{"pred": (N, O), "y": (N, O) or (N,), evaluation-only and key columns} over a whole split."""
+    parts: dict[str, list[np.ndarray]] = {}
+    collate = collate_for(info)
+    with torch.no_grad():
+        for rows in ds.iter_batches(batch_size=1024, batch_format="pyarrow"):
+            batch = collate(rows)
+            parts.setdefault("pred", []).append(model(batch["x"], batch["lengths"]).numpy())
+            for name, value in batch.items():
+                if name not in ("x", "lengths"):
+                    parts.setdefault(name, []).append(value.numpy())
+            for name, values in key_columns(rows).items():
+                parts.setdefault(name, []).append(values)
+    out = {name: _concat(chunks) for name, chunks in parts.items()}
+    for name in ("scale", "ref"):        # one value per window
+        if name in out:
+            out[name] = out[name][:, 0]
+    return out
+
+
+def _concat(chunks: list[np.ndarray]) -> np.ndarray:
+    """Batches -> one array; per-step outputs (B, T, ...) of different T are padded (NaN, or PAD ids)."""
+    if chunks[0].ndim < 2 or len({c.shape[1] for c in chunks}) == 1:
+        return np.concatenate(chunks)
+    t = max(c.shape[1] for c in chunks)
+    fill = PAD if chunks[0].dtype.kind == "i" else np.nan
+    return np.concatenate([np.pad(c, [(0, 0), (0, t - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=fill) for c in chunks])
+
+
+def served_length(info: DataInfo) -> int:
+    """The time length the exported model takes (torch.export fixes it): the longest training input."""
+    return info.max_len - 1 if info.target in ("tokens", "frames") else info.max_len
+
+
+def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:
+    """A few sequences as the served model takes them: (rows, T_served, C) float32, NaN after each end."""
+    batch = next(iter(iter_batches(ds.limit(rows), info=info, batch_size=rows)))
+    x = batch["x"].numpy()                                            # (rows, T_batch, C)
+    out = np.full((len(x), served_length(info), x.shape[2]), np.nan, np.float32)
+    for i, n in enumerate(batch["lengths"].tolist()):
+        out[i, :n] = x[i, :n]
+    return out

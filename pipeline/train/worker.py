@@ -1,0 +1,179 @@
+"""The training loop every Ray Train worker runs: shard -> batches -> LSTM -> metrics -> report.
+
+Read it top to bottom. Each worker streams its own shard of the train/val datasets; DDP (gloo on
+CPU, NCCL on GPU) averages gradients; losses are all-reduced so all ranks report the same numbers;
+rank 0 writes the checkpoint and logs the epoch to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+
+from pipeline.train import checkpoint
+from pipeline.data.batches import ShardCache, iter_batches, to_device
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
+from pipeline.model.sequence_model import model_for
+from pipeline.train.precision import mixed_precision
+from pipeline.tasks import DataInfo, get_task
+from pipeline.telemetry.record import probe_batch, record
+from pipeline.track import RunLogger
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs besides its data shards; built by the driver."""
+
+    task: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    info: dict[str, Any]  # DataInfo of the prepared splits
+    config: dict[str, Any]  # the whole config, saved in each checkpoint
+    config_hash: str
+    run_id: str | None
+    tracking_uri: str
+    telemetry_epochs: tuple[int, ...] = ()  # epochs whose gates, states and gradient flow rank 0 records
+    probe_size: int = 32
+
+    def as_loop_config(self) -> dict[str, Any]:
+        return {"spec": self}
+
+
+def _quiet_report_lines() -> None:
+    """Ray 2.60 logs every report at INFO through a logger named after its source file, which
+    RunConfig's logging_config does not reach; one line per epoch comes from EpochProgress instead."""
+    module = sys.modules.get("ray.train.v2._internal.execution.context")
+    if module is not None:
+        logging.getLogger(module.__file__).setLevel(logging.WARNING)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    _quiet_report_lines()
+    spec: WorkerSpec = loop_config["spec"]
+    model_cfg, train_cfg = ModelConfig(**spec.model), TrainConfig(**spec.train)
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(train_cfg.seed + rank)
+    if not train_cfg.use_gpu:
+        torch.set_num_threads(1)  # one core per worker: more threads only fight the other workers
+
+    info = DataInfo.from_dict(spec.info)
+    raw_model = model_for(model_cfg, info)
+    optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
+    restored = _restore(raw_model, optimizer)
+    model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
+    device = ray.train.torch.get_device()
+    amp = mixed_precision(train_cfg.precision, device=device)
+    task = get_task(spec.task)
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    # Collated CPU batches (pinned for a GPU), kept in memory after the first epoch if they fit.
+    pin = device.type == "cuda"
+    train_batches = ShardCache(
+        lambda: iter_batches(train_shard, info=info, batch_size=train_cfg.batch_size, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb
+    )
+    val_batches = ShardCache(lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb)
+    nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
+    logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
+    if logger is not None:
+        logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
+        logger.log_history(restored.history)  # epochs a failed attempt trained but could not log
+        if restored.start_epoch:
+            logger.set_tags({"lstmpipe.restored_from_epoch": str(restored.start_epoch - 1)})
+
+    history = list(restored.history)
+    probe = None  # the first validation sequences of rank 0: the fixed telemetry probe
+    for epoch in range(restored.start_epoch, train_cfg.epochs):
+        model.train()
+        acc = defaultdict(MeanAccumulator)
+        start = time.perf_counter()
+        for batch in train_batches:
+            batch = to_device(batch, device)
+            with amp.autocast():
+                pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)
+                loss_sum, n = task.loss_terms(pred.float(), batch["y"])["loss"]
+            amp.step(loss_sum / n, model=model, optimizer=optimizer, grad_clip=train_cfg.grad_clip)
+            acc["train_loss"].add(loss_sum, n)
+        speed = reduce_throughput(acc["train_loss"].count, time.perf_counter() - start)
+
+        model.eval()
+        with torch.no_grad(), amp.autocast():
+            for batch in val_batches:
+                batch = to_device(batch, device)
+                if probe is None and logger is not None and spec.telemetry_epochs:
+                    probe = probe_batch(batch, size=spec.probe_size)
+                for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]).float(), batch["y"]).items():
+                    acc[f"val_{name}"].add(total, n)
+
+        metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}
+        recorded = None
+        if probe is not None and epoch in spec.telemetry_epochs:
+            recorded = record(raw_model, probe, loss=lambda p, y: task.loss_terms(p.float(), y)["loss"][0], epoch=epoch)
+            metrics["telemetry_s"] = recorded.seconds
+        history.append(metrics)
+        _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank, history=history)
+        if logger is not None:
+            logger.log_epoch(metrics, epoch=epoch)  # buffered if the tracking server is away
+            if recorded is not None:
+                logger.log_artifacts(tables={f"epoch_{epoch:04d}.parquet": recorded.table}, figures=recorded.figures, folder="telemetry")
+    if logger is not None:
+        logger.flush()
+
+
+def _worker_nodes(world_size: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (all_gather over the DDP process group)."""
+    node = ray.get_runtime_context().get_node_id()
+    if world_size == 1 or not torch.distributed.is_initialized():
+        return [node]
+    nodes: list[str | None] = [None] * world_size
+    torch.distributed.all_gather_object(nodes, node)
+    return [str(n) for n in nodes]
+
+
+@dataclass(frozen=True)
+class Restored:
+    start_epoch: int
+    history: list[dict[str, float]]  # metrics of the epochs before start_epoch
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> Restored:
+    """Load the latest checkpoint Ray Train registered for this run (after a worker failure or a
+    --resume); Ray never hands out a checkpoint whose upload did not complete."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return Restored(start_epoch=0, history=[])
+    with ckpt.as_directory() as directory:
+        state = checkpoint.load(directory)
+    model.load_state_dict(state.model)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    return Restored(start_epoch=state.meta.epoch + 1, history=state.meta.history)
+
+
+def _report(
+    metrics: dict[str, float], *, raw_model: nn.Module, optimizer, spec: WorkerSpec, rank: int, history: list[dict[str, float]]
+) -> None:
+    """Report the epoch to Ray Train; rank 0 attaches the checkpoint (every rank must call report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            meta = checkpoint.CheckpointMeta(
+                epoch=metrics["epoch"], config_hash=spec.config_hash, run_id=spec.run_id, metrics=metrics,
+                config=spec.config, info=spec.info, history=history,
+            )
+            checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")

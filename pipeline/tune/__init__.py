@@ -1,0 +1,1 @@
+"""Tuning: a Ray Tune sweep whose trials are TorchTrainer runs, and its report."""
