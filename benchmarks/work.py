@@ -49,12 +49,10 @@ def measure(*, reps: int = 3, threads: int = 1) -> dict[tuple[int, int], list[fl
 
 
 def plot(medians: dict[tuple[int, int], float]):
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4), layout="tight")
+    ax = fig.subplots()
     for hidden in HIDDENS:
         ax.plot(SEQ_LENS, [medians[(t, hidden)] for t in SEQ_LENS], marker="o", label=f"hidden {hidden}")
     ax.set(xscale="log", yscale="log", xlabel="sequence length (steps)", ylabel="training sequences / s (1 thread)",
@@ -62,7 +60,6 @@ def plot(medians: dict[tuple[int, int], float]):
     ax.set_xticks(SEQ_LENS, [str(t) for t in SEQ_LENS])
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
     return fig
 
 

@@ -119,6 +119,11 @@ class ModelConfig(Section):
             raise ValueError(f"model.forget_bias is for LSTM cells; a {self.cell} has no forget gate: remove it")
         if self.forget_bias is not None and self.cell in ("nfg", "cifg"):
             raise ValueError(f"model.forget_bias does not apply to {self.cell}, which has no forget gate of its own: remove it")
+        if self.dropout > 0 and self.num_layers == 1:
+            raise ValueError(
+                f"model.dropout {self.dropout:g} applies between stacked layers and model.num_layers is 1; "
+                "set model.num_layers: 2 (or more) or remove model.dropout"
+            )
         return self
 
     @property
@@ -193,7 +198,7 @@ class TuneConfig(Section):
     reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
     metric: str | None = Field(None, description="what the sweep optimizes; default the task's validation metric")
     mode: Literal["min", "max"] | None = Field(None, description="default: max for accuracy, else min")
-    seed: int | None = Field(None, description="optuna: sampler seed")
+    seed: int = Field(0, description="seed of the search: random and grid sampling (Tune's variant generator), optuna's TPE")
     solved_below: float | None = Field(
         None, gt=0, description="report: the line under which a trial's test metric counts as solved (e.g. 0.01 MSE on the adding problem)"
     )
@@ -203,6 +208,15 @@ class TuneConfig(Section):
     def _solved_needs_cells_by_data(self) -> TuneConfig:
         if self.solved_below is not None and ("model.cell" not in self.space or not any(k.startswith("data.") for k in self.space)):
             raise ValueError("tune.solved_below marks the cells-by-data report: search model.cell and a data.* key, or remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _asha_keys_need_asha(self) -> TuneConfig:
+        if self.scheduler == "fifo" and (self.grace_period != 1 or self.reduction_factor != 2):
+            raise ValueError(
+                "tune.grace_period and tune.reduction_factor are ASHA's and tune.scheduler is fifo; "
+                "remove them or set tune.scheduler: asha"
+            )
         return self
 
     @model_validator(mode="after")
@@ -221,9 +235,6 @@ class TrackingConfig(Section):
     )
 
 
-SERIES_TASKS = ("forecast", "anomaly")  # long format, split by time, windowed
-
-
 class TelemetryConfig(Section):
     """Gate activations, cell/hidden-state norms and gradient flow through time on a fixed probe batch
     of validation sequences, logged to the run as a Parquet table and plots (`pipeline.telemetry`)."""
@@ -231,6 +242,12 @@ class TelemetryConfig(Section):
     enabled: bool = False
     epochs: list[int] | None = Field(None, description="epochs to record (0-based); default the first and the last")
     probe_size: int = Field(32, ge=1, description="validation sequences in the probe batch")
+
+    @model_validator(mode="after")
+    def _keys_need_enabled(self) -> TelemetryConfig:
+        if not self.enabled and (self.epochs is not None or self.probe_size != 32):
+            raise ValueError("telemetry.epochs and telemetry.probe_size are read only with telemetry.enabled: true; set it or remove them")
+        return self
 
 
 class Config(Section):
@@ -262,28 +279,23 @@ class Config(Section):
         return tune
 
     @model_validator(mode="after")
-    def _source_fits_task(self) -> Config:
+    def _task_rules(self) -> Config:
+        """The source fits the task, and the task's own rules (`Task.check`) hold."""
+        from pipeline.tasks import get_task
+
         source = SOURCES.get(self.data.source)
         if source is not None and source.task != self.task:
             raise ValueError(f"data.source '{source.name}' is a {source.task} dataset; set task: {source.task}")
-        if self.task in SERIES_TASKS:
-            if self.data.window is None:
-                self.data.window = WindowConfig()
-            if self.data.split_column is not None:
-                raise ValueError(f"data.split_column does not apply to {self.task}, which splits by time; remove it")
-            if self.task == "anomaly" and self.data.window.normalize != "none":
-                raise ValueError("data.window.normalize is for task: forecast; anomaly scores values in the data's units")
-        elif self.data.window is not None:
-            raise ValueError(f"data.window is only for task: forecast or anomaly (task is {self.task}); remove it")
-        elif self.data.missing != "error":
-            raise ValueError(f"data.missing is only for task: forecast or anomaly (task is {self.task}); clean the sequences instead")
-        if self.task == "generate" and self.model.bidirectional:
-            raise ValueError("model.bidirectional reads the future, which next-step prediction must not see; set it false for generate")
-        if self.task != "anomaly" and (self.data.anomaly_quantile is not None or self.data.columns.label is not None):
-            raise ValueError(f"data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {self.task}); remove them")
+        task = get_task(self.task)
+        if task.layout == "series" and self.data.window is None:
+            self.data.window = WindowConfig()
+        task.check(self)
         late = [e for e in self.telemetry.epochs or [] if not 0 <= e < self.train.epochs]
         if late:
-            raise ValueError(f"telemetry.epochs {late} are outside 0..{self.train.epochs - 1} (train.epochs={self.train.epochs}); pick epochs the run trains")
+            raise ValueError(
+                f"telemetry.epochs {late} are outside 0..{self.train.epochs - 1} (train.epochs={self.train.epochs}); "
+                "pick epochs the run trains"
+            )
         return self
 
     def telemetry_epochs(self) -> list[int]:
@@ -351,8 +363,10 @@ def describe_validation_error(err: ValidationError, *, origin: str) -> str:
             continue
         value = e.get("input")
         msg = e["msg"].removeprefix("Value error, ")
-        shown = f" = {value!r}" if not isinstance(value, dict) else ""
-        sentences.append(f"config key '{key}'{shown} in {origin} is invalid: {msg}")
+        if isinstance(value, dict):   # a rule across a section's keys: the message names them
+            sentences.append(f"invalid config in {origin}: {msg}")
+            continue
+        sentences.append(f"config key '{key}' = {value!r} in {origin} is invalid: {msg}")
     return "; ".join(sentences)
 
 

@@ -75,9 +75,9 @@ def tune(
 
 
 def _tracking_uri(uri: str | None) -> str:
-    from pipeline import track as tracking
+    from pipeline.track.store import resolve_uri
 
-    return tracking.resolve_uri(config_mod.TrackingConfig(uri=uri))
+    return resolve_uri(config_mod.TrackingConfig(uri=uri))
 
 
 @app.command()
@@ -115,7 +115,8 @@ def predict(
 ) -> None:
     """Batch inference with Ray Data (the model loaded once per actor); writes Parquet in the data's units."""
     with user_errors():
-        from pipeline.serve.predict import DataChoice, predict as run_predict
+        from pipeline.serve.inputs import DataChoice
+        from pipeline.serve.predict import predict as run_predict
 
         choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
         rows = run_predict(model, choice, out=out, tracking_uri=_tracking_uri(tracking_uri))
@@ -134,7 +135,8 @@ def evaluate(
 ) -> None:
     """The task's test metrics and naive baselines over all rows of --data."""
     with user_errors():
-        from pipeline.serve.predict import DataChoice, evaluate as run_evaluate
+        from pipeline.serve.evaluate import evaluate as run_evaluate
+        from pipeline.serve.inputs import DataChoice
 
         choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
         result = run_evaluate(model, choice, tracking_uri=_tracking_uri(tracking_uri), log="mlflow" if log else "none")
@@ -161,7 +163,7 @@ def explain(
     """Look inside a trained model on one sequence: gate activations, cell and hidden state, gradient flow through time."""
     with user_errors():
         from pipeline.serve.explain import explain as run_explain
-        from pipeline.serve.predict import DataChoice
+        from pipeline.serve.inputs import DataChoice
 
         choice = DataChoice(source=data, config=config, overrides=tuple(set_ or ()))
         result = run_explain(model, choice, row=row, out=out, tracking_uri=_tracking_uri(tracking_uri))
@@ -188,10 +190,10 @@ def data_prepare(config: ConfOpt, set_: SetOpt = None) -> None:
     """Read, check and split the configured data with Ray Data (built-in sources are written to Parquet once)."""
     with user_errors():
         cfg = config_mod.load(config, set_)
-        from pipeline.cluster import connect as cluster
+        from pipeline.cluster.connect import connect
         from pipeline.data.ingest import load_splits
 
-        cluster.connect()
+        connect()
         splits = load_splits(cfg)
     rows = ", ".join(f"{split} {n}" for split, n in splits.info.num_rows.items())
     typer.echo(f"{cfg.data.source} ({cfg.task}): {rows} rows")
@@ -208,12 +210,12 @@ def runs_reconcile(
 ) -> None:
     """Mark runs left RUNNING by a driver that died on this host (e.g. SIGKILL) as KILLED."""
     with user_errors():
-        from pipeline.track import reconcile
-        from pipeline import track as tracking
+        from pipeline.track.reconcile import reconcile
+        from pipeline.track.store import check_reachable
 
         uri = _tracking_uri(tracking_uri)
-        tracking.check_reachable(uri)
-        done = reconcile.reconcile(uri, experiment)
+        check_reachable(uri)
+        done = reconcile(uri, experiment)
     for run_id in done.killed:
         typer.echo(f"{run_id} KILLED (its driver is gone)")
     if done.unknown:
@@ -228,12 +230,12 @@ def smoke(summary_json: SummaryOpt = None) -> None:
     start = time.monotonic()
     with user_errors():
         cfg = config_mod.load(config_mod.bundled_config("smoke.yaml"))
-        from pipeline.cluster import connect as cluster
+        from pipeline.cluster.connect import connect
         from pipeline.data.ingest import load_splits
         from pipeline.train.driver import run_training
         from pipeline.tune.sweep import run_sweep
 
-        cluster.connect()
+        connect()
         splits = load_splits(cfg)  # read and split once, for the training run and the sweep
         trained = run_training(cfg, splits=splits)
         swept = run_sweep(cfg, splits=splits)

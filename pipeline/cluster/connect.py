@@ -1,4 +1,4 @@
-"""Connecting to Ray: join RAY_ADDRESS if set, else start a local instance (token auth stays on)."""
+"""Connecting to Ray, and what the connected cluster offers (CPUs/GPUs, storage every node sees)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,38 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import ray
 import ray.data
 
+from pipeline import ray_compat
 from pipeline.errors import ConfigError
 
-QUIET_ENV = {
-    "PYTHONWARNINGS": "ignore::DeprecationWarning",
-    "RAY_DATA_LOGGING_CONFIG": os.environ["RAY_DATA_LOGGING_CONFIG"],  # set in pipeline/__init__.py
-}
+
+def worker_runtime_env() -> dict[str, Any]:
+    """What every Ray worker process of a driver or job of ours gets: our setup hook (a module path:
+    each node resolves Ray Data's logging config itself) and quiet Python warnings. It names no path
+    of this machine, so it is the same for a local run and a job on a remote cluster."""
+    return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
 
 
 def connect() -> None:
+    """Join RAY_ADDRESS if set, else start a local Ray instance (token auth on, as Ray 2.60 does)."""
     if ray.is_initialized():
         return
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    ray_compat.setup_process()  # this driver, as the hook does for every worker
     # Bad data fails in several Ray Data blocks at once: the first failure is raised as one DataError
     # sentence; its siblings would otherwise be logged as "Unhandled error" tracebacks on exit.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    # In a submitted job the job's runtime env (working_dir, QUIET_ENV: see submission.py) is the one
-    # to keep: a driver runtime env merged into it makes Ray set up a new one and garbage-collect
+    # In a submitted job the job's runtime env (working_dir, worker_runtime_env: see submit.py) is the
+    # one to keep: a driver runtime env merged into it makes Ray set up a new one and garbage-collect
     # the job's working directory, the driver's own cwd.
-    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     main_thread = threading.current_thread() is threading.main_thread()
     on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
-        runtime_env=None if in_job else {"env_vars": QUIET_ENV},
+        runtime_env=None if ray_compat.in_ray_job() else worker_runtime_env(),
         logging_level=logging.WARNING,
     )
     if callable(on_sigterm):
@@ -44,7 +47,7 @@ def connect() -> None:
         signal.signal(signal.SIGTERM, on_sigterm)
     # The splits are small, materialized once: per-split progress bars in every worker would bury
     # the per-epoch lines (EpochProgress). Ray Data's console logging is quieted by
-    # ray_data_logging.yaml (see pipeline/__init__.py).
+    # pipeline/ray_data_logging.yaml (see pipeline.ray_compat.setup_process).
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

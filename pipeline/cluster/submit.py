@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from typing import Literal
 
 import yaml
 
-from pipeline.cluster import connect as cluster
-from pipeline import track as tracking
 from pipeline import config as config_mod
+from pipeline import ray_compat
+from pipeline.cluster.connect import worker_runtime_env
 from pipeline.errors import ConfigError, PipelineError, RunStateError
 from pipeline.redaction import has_secret, redact
+from pipeline.track.store import check_reachable, resolve_uri
 
 Command = Literal["train", "tune", "evaluate"]
 Follow = Literal["follow", "detach"]
@@ -66,7 +68,7 @@ def job_client(address: str | None):
     try:
         return JobSubmissionClient(url)
     except (ConnectionError, RuntimeError) as err:
-        raise RunStateError(f"cannot reach the Ray Jobs API at {url} ({_first_line(err)}); check --address/RAY_ADDRESS and RAY_AUTH_TOKEN_PATH") from None
+        raise RunStateError(f"cannot reach the Ray Jobs API at {url} ({_first_line(err)}); check --address/RAY_ADDRESS and RAY_AUTH_TOKEN_PATH") from err
 
 
 def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
@@ -104,18 +106,48 @@ def _relative_dirs(cfg: config_mod.Config, workdir: Path) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """What `submit_job` is sent: the entrypoint, and the runtime env (working_dir is uploaded by Ray
+    and replaced by a gcs:// URI; nothing else in it names a path of this machine)."""
+
+    entrypoint: str
+    runtime_env: dict
+    upload: Upload
+
+
+def job_request(command: Command, cfg: config_mod.Config, *, config_given: bool, overrides: list[str], args: list[str],
+                workdir: Path, tracking_uri: str) -> JobRequest:
+    """The job for `command` on `cfg`, refused (ConfigError) if its env or entrypoint would carry a credential."""
+    workdir = workdir.resolve()
+    plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
+    runtime_env = worker_runtime_env()
+    env_vars = {"MLFLOW_TRACKING_URI": tracking_uri, **runtime_env["env_vars"]}
+    if config_given or command != "evaluate":
+        env_vars[CONFIG_ENV] = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        args = ["-c", f"env:{CONFIG_ENV}", *args]
+    else:  # evaluate without -c takes the model's own data section; --set edits it, in the job
+        args = [*(f"--set={o}" for o in overrides), *args]
+    # jobs/<command>.py in a clone of this project; any directory works where the nodes have it installed
+    program = f"jobs/{command}.py" if (workdir / "jobs" / f"{command}.py").is_file() else f"-m pipeline.cli {command}"
+    entrypoint = " ".join(["python", program, *(shlex.quote(a) for a in args)])
+    _refuse_secrets(entrypoint, env_vars)
+    runtime_env |= {"working_dir": str(workdir), "excludes": plan.excludes, "env_vars": env_vars}
+    return JobRequest(entrypoint=entrypoint, runtime_env=runtime_env, upload=plan)
+
+
 def submit(
     command: Command, config_path: Path | None, overrides: list[str], *, address: str | None, args: list[str],
     workdir: Path, follow: Follow, submission_id: str | None = None,
 ) -> JobOutcome:
     cfg = config_mod.load(config_path, overrides)  # bad config fails here, before any upload
-    uri = tracking.resolve_uri(cfg.tracking)
+    uri = resolve_uri(cfg.tracking)
     if not uri.startswith(("http://", "https://", "databricks")):
         raise ConfigError(
             f"tracking URI {uri} is a file on this machine, which a job on the cluster cannot write; "
             "set MLFLOW_TRACKING_URI (or tracking.uri) to a tracking server, e.g. the one `lstmpipe cluster up` starts"
         )
-    tracking.check_reachable(uri)
+    check_reachable(uri)
     storage = cfg.train.storage_path
     if command != "evaluate" and "://" not in storage and not storage.startswith(("/", "~")):
         raise ConfigError(
@@ -123,23 +155,13 @@ def submit(
             "working directory on the cluster; set it to shared storage, e.g. --set train.storage_path=s3://BUCKET/runs "
             "(or an absolute path every node sees)"
         )
-    workdir = workdir.resolve()
-    plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
+    request = job_request(command, cfg, config_given=config_path is not None, overrides=overrides, args=args,
+                          workdir=workdir, tracking_uri=uri)
     client = job_client(address)
-    env_vars = {"MLFLOW_TRACKING_URI": uri, **cluster.QUIET_ENV}
-    if config_path is not None or command != "evaluate":
-        env_vars[CONFIG_ENV] = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-        args = ["-c", f"env:{CONFIG_ENV}", *args]
-    else:  # evaluate without -c takes the model's own data section; --set edits it, in the job
-        args = [*(f"--set={o}" for o in overrides), *args]
-    # jobs/<command>.py in a clone of this project; any directory works where the nodes have it installed
-    program = f"jobs/{command}.py" if (workdir / "jobs" / f"{command}.py").is_file() else f"-m pipeline.cli {command}"
-    entrypoint = " ".join(["python", program, *(_quote(a) for a in args)])
-    _refuse_secrets(entrypoint, env_vars)
-    runtime_env = {"working_dir": str(workdir), "excludes": plan.excludes, "env_vars": env_vars}
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
+    job_id = client.submit_job(entrypoint=request.entrypoint, runtime_env=request.runtime_env, submission_id=submission_id,
                                metadata={"lstmpipe.command": command, "lstmpipe.config": str(config_path)})
-    print(f"submitted {job_id}: {entrypoint} ({plan.files} files, {plan.bytes / 2**20:.1f} MB)", file=sys.stderr)
+    plan = request.upload
+    print(f"submitted {job_id}: {request.entrypoint} ({plan.files} files, {plan.bytes / 2**20:.1f} MB)", file=sys.stderr)
     if follow == "detach":
         return JobOutcome(job_id=job_id, status=str(client.get_job_status(job_id).value), exit_code=0)
     return follow_job(client, job_id)
@@ -182,9 +204,9 @@ def _known(client, job_id: str):
     try:
         return client.get_job_info(job_id)
     except RuntimeError as err:
-        if "does not exist" in str(err) or "404" in str(err):
-            raise RunStateError(f"no job {job_id} on this cluster; `lstmpipe jobs list` shows the jobs") from None
-        raise PipelineError(f"the Jobs API failed for {job_id}: {_first_line(err)}") from None
+        if ray_compat.job_not_found(err):
+            raise RunStateError(f"no job {job_id} on this cluster; `lstmpipe jobs list` shows the jobs") from err
+        raise PipelineError(f"the Jobs API failed for {job_id}: {_first_line(err)}") from err
 
 
 def info(client, job_id: str):
@@ -200,12 +222,6 @@ def _refuse_secrets(entrypoint: str, env_vars: dict[str, str]) -> None:
                 "access; give the cluster its credentials through the nodes' environment instead "
                 "(MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_* from a Kubernetes Secret, see infra/k8s)"
             )
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def _first_line(err: BaseException) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
-from pipeline.tasks import TargetKind
-from pipeline.tasks.generate import PAD
-from pipeline.data.transforms import float_targets, sequences_to_arrays
+from pipeline.data.transforms import float_targets, next_step, sequences_to_arrays
 
+if TYPE_CHECKING:
+    from pipeline.tasks import DataInfo, TargetKind
 
 EXTRA_COLUMNS = ("baseline", "scale", "ref", "label")
 
@@ -26,7 +28,7 @@ class SequenceBatch(ArrowBatchCollateFn):
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
         arrays = sequences_to_arrays(batch, sequence_column="x")
         if self.target in ("tokens", "frames"):
-            return next_step(arrays, target=self.target, vocab_size=self.vocab_size)
+            return {k: torch.from_numpy(v) for k, v in next_step(arrays, target=self.target, vocab_size=self.vocab_size).items()}
         out = {"x": torch.from_numpy(arrays["x"]), "lengths": torch.from_numpy(arrays["lengths"])}
         if "y" in batch.column_names:  # absent when predicting on data without targets
             if self.target == "class":
@@ -40,29 +42,12 @@ class SequenceBatch(ArrowBatchCollateFn):
         return out
 
 
-def next_step(arrays: dict[str, np.ndarray], *, target: TargetKind, vocab_size: int | None) -> dict[str, torch.Tensor]:
-    """Generate: steps 0..T-2 are the inputs, steps 1..T-1 the targets.
-
-    tokens: x (B, T) ids -> inputs (B, T-1, V) one-hot, y (B, T-1) ids with PAD past each end
-    frames: x (B, T, K)  -> inputs (B, T-1, K),         y (B, T-1, K) with NaN past each end
-    """
-    x, lengths = arrays["x"], arrays["lengths"] - 1                    # (B, T, C), (B,) target steps
-    real = np.arange(x.shape[1] - 1)[None, :] < lengths[:, None]         # (B, T-1)
-    if target == "tokens":
-        ids = x[..., 0].astype(np.int64)                                 # (B, T)
-        y = np.where(real, ids[:, 1:], PAD)                              # (B, T-1)
-        inputs = np.eye(vocab_size, dtype=np.float32)[ids[:, :-1]] * real[..., None]   # (B, T-1, V)
-        return {"x": torch.from_numpy(inputs), "lengths": torch.from_numpy(lengths), "y": torch.from_numpy(y)}
-    y = np.where(real[..., None], x[:, 1:], np.nan).astype(np.float32)  # (B, T-1, K)
-    return {"x": torch.from_numpy(np.ascontiguousarray(x[:, :-1])), "lengths": torch.from_numpy(lengths), "y": torch.from_numpy(y)}
-
-
-def collate_for(info) -> SequenceBatch:
+def collate_for(info: DataInfo) -> SequenceBatch:
     """The collate for a prepared dataset (its DataInfo)."""
     return SequenceBatch(info.target, vocab_size=info.input_size if info.target == "tokens" else None)
 
 
-def iter_batches(ds, *, info, batch_size: int, device: torch.device | str = "cpu", pin_memory: bool = False):
+def iter_batches(ds, *, info: DataInfo, batch_size: int, device: torch.device | str = "cpu", pin_memory: bool = False):
     """Batches of a dataset or a worker's shard (DataIterator), collated and moved to `device`.
     `pin_memory` (GPU training) pins the CPU batches in the collate threads, two batches ahead, so
     the copy to the GPU can overlap compute (`to_device(..., non_blocking=True)`)."""

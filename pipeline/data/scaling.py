@@ -6,12 +6,16 @@ standardization; nothing fitted on validation or test data touches the model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import numpy as np
-import ray.data
 
 from pipeline.data.transforms import sequence_values
+
+if TYPE_CHECKING:
+    import ray.data
 
 
 @dataclass(frozen=True)

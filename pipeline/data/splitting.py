@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functools
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
-import ray.data
 
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
+from pipeline.ray_compat import remote_exception_message
 from pipeline.data.transforms import float_targets, label_strings, sequence_values
+
+if TYPE_CHECKING:
+    import ray.data
 
 CANONICAL = ("x", "y")
 
@@ -92,30 +97,18 @@ def _predefined(ds: ray.data.Dataset, cfg: DataConfig, *, keep: tuple[str, ...])
     return [part[name] for name in SPLITS]
 
 
-class data_errors:
-    """Re-raise a DataError raised inside a Ray task as the plain DataError, naming the source."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        found = _data_error_in(exc) if exc is not None else None
-        if found is not None:
-            raise DataError(f"{self.path}: {found}") from None
-        return False
-
-
-def _data_error_in(exc: BaseException) -> DataError | None:
-    """Our DataError, raised inside a Ray Data task. Ray Data re-raises it as a
-    RayTaskError(UserCodeException) that keeps only the remote traceback's text, so the original
-    exception object is gone: read its message back from that text."""
-    if isinstance(exc, DataError):
-        return exc
-    match = _REMOTE_DATA_ERROR.search(str(exc))
-    return DataError(match.group(1).strip()) if match else None
-
-
-_REMOTE_DATA_ERROR = re.compile(r"pipeline\.errors\.DataError: (.+)")
+@contextmanager
+def data_errors(path: str) -> Iterator[None]:
+    """A DataError raised inside a Ray Data task (which reaches the driver as Ray's own exception)
+    re-raised as one DataError sentence naming the source; the original is kept as its cause."""
+    try:
+        yield
+    except DataError as err:
+        if str(err).startswith(f"{path}: "):
+            raise
+        raise DataError(f"{path}: {err}") from err
+    except Exception as err:
+        message = remote_exception_message(err, DataError)
+        if message is None:
+            raise
+        raise DataError(f"{path}: {message}") from err

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from pipeline.data.batches import collate_for
 from pipeline.errors import DataError
-from pipeline.serve.predict import DataChoice, prepared_inputs
+from pipeline.serve.inputs import DataChoice, prepared_inputs
 from pipeline.tasks import get_task
 from pipeline.telemetry.record import record
 from pipeline.telemetry.stats import column

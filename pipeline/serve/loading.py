@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.train import checkpoint
-from pipeline import track as tracking
+from pipeline.track.models import download_checkpoint
 from pipeline.config import Config, validate
 from pipeline.errors import ConfigError
 from pipeline.model.sequence_model import SequenceModel, model_for
@@ -27,7 +27,7 @@ class Trained:
 
 def resolve(model_uri: str, *, tracking_uri: str, dst: str | Path) -> Path:
     if model_uri.startswith(("runs:/", "models:/")):
-        return tracking.download_checkpoint(tracking_uri, model_uri, dst=dst)
+        return download_checkpoint(tracking_uri, model_uri, dst=dst)
     path = Path(model_uri).expanduser()
     if (path / checkpoint.MODEL_FILE).is_file():
         return path.resolve()

@@ -58,7 +58,7 @@ def _draw(logits: torch.Tensor, *, info: DataInfo, top_k: int | None, gen: torch
 
 
 def _first(info: DataInfo, gen: torch.Generator):
-    rates = torch.tensor(info.first_step, dtype=torch.float64)
+    rates = torch.tensor(info.task_info.first_step, dtype=torch.float64)
     if info.target == "tokens":
         return int(torch.multinomial(rates, 1, generator=gen))
     return torch.bernoulli(rates, generator=gen).float().numpy()
@@ -66,8 +66,8 @@ def _first(info: DataInfo, gen: torch.Generator):
 
 def encode_prime(text: str, info: DataInfo) -> np.ndarray:
     """--prime for a token model: characters, or space-separated integers -> ids."""
-    tokens = list(text) if info.token_kind == "char" else text.split()
-    index = {tok: i for i, tok in enumerate(info.vocab)}
+    tokens = list(text) if info.task_info.token_kind == "char" else text.split()
+    index = {tok: i for i, tok in enumerate(info.task_info.vocab)}
     unknown = sorted({tok for tok in tokens if tok not in index})
     if unknown:
         raise ConfigError(f"--prime has token(s) {unknown[:5]} outside the model's vocabulary of {len(index)}; remove them")
@@ -82,8 +82,8 @@ def write_sample(steps: np.ndarray, info: DataInfo, *, out: Path, steps_per_quar
         rows = steps.tolist() if steps.ndim == 2 else [int(s) for s in steps]
         pq.write_table(pa.table({"x": [rows]}), out)
     elif suffix == ".txt" and info.target == "tokens":
-        tokens = [info.vocab[i] for i in steps]
-        out.write_text("".join(tokens) if info.token_kind == "char" else " ".join(tokens) + "\n")
+        tokens = [info.task_info.vocab[i] for i in steps]
+        out.write_text("".join(tokens) if info.task_info.token_kind == "char" else " ".join(tokens) + "\n")
     elif suffix in (".mid", ".midi") and info.target == "frames" and steps.shape[1] == chorales.KEYS:
         chorales.write_midi(steps, out, steps_per_quarter=steps_per_quarter)
     else:

@@ -5,22 +5,49 @@ Every task turns the user's rows into the same prepared form, one sequence per r
                            generate: list<int64> token ids, or list<list<float32>> 0/1 frames
   y: float | list<float>   (regression, forecast, anomaly) or int64 class id (classify);
                            generate has no y: the target is the sequence's next step
-and supplies its loss terms (for the worker loop) and its test metrics with a naive baseline on
-the same split (for the driver). The worker loop, Ray Train, Tune and MLflow code are shared.
+and supplies its loss terms (for the worker loop), its test metrics with a naive baseline on the
+same split and its plots (for the driver), its config rules (`check`, run at validation) and what
+it keeps about the data (its own `TaskInfo`, inside `DataInfo`). The worker loop, Ray Train, Tune
+and MLflow code are shared. A new task is one module with a `TASK` and one line in `TASKS`.
+
+Importing a task module is light (no Ray, no torch at import): config validation runs its rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import ray.data
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import ray.data
+    import torch
+    from matplotlib.figure import Figure
+
+    from pipeline.config import Config
 
 # float: value(s) per sequence; class: a class id; tokens/frames: the next step of the sequence itself
 TargetKind = Literal["float", "class", "tokens", "frames"]
+Layout = Literal["rows", "series"]  # one row per sequence, or long format: one row per series and time step
+TASKS = ("regression", "classify", "forecast", "generate", "anomaly")  # each is pipeline.tasks.<name>
+
+
+@dataclass
+class TaskInfo:
+    """What one task keeps about its data besides the shared fields (each task subclasses it)."""
+
+
+@dataclass(frozen=True)
+class OutputUnits:
+    """How the served model turns standardized outputs back into the data's units: out * scale + shift
+    (+ the window's last value, for forecasts relative to it)."""
+
+    scale: list[float]
+    shift: list[float]
+    reference: Literal["none", "last"] = "none"
 
 
 @dataclass
@@ -35,27 +62,23 @@ class DataInfo:
     num_rows: dict[str, int] = field(default_factory=dict)
     input_mean: list[float] | None = None     # per feature, over the training split's time steps
     input_std: list[float] | None = None
-    target_mean: list[float] | None = None    # regression: the predict-the-mean baseline
-    classes: list[str] | None = None          # classify: class id -> original label
-    majority_class: int | None = None         # classify: the majority-class baseline
-    scaler: dict[str, list[float]] | None = None  # forecast: {"mean": [...], "std": [...]} of the target
-    season: int | None = None                 # forecast: seasonal-naive period
-    mase_scale: float | None = None           # forecast: in-sample seasonal-naive MAE on train
-    window_normalize: Literal["none", "last"] | None = None  # forecast: targets relative to the last value
-    vocab: list[str] | None = None            # generate (tokens): token id -> the character or integer token
-    token_kind: Literal["char", "int"] | None = None
-    marginal: list[float] | None = None       # generate: unigram / per-key on-rate over the training split
-    first_step: list[float] | None = None     # generate: the same for first steps (where sampling starts)
-    flag_quantile: float | None = None        # anomaly: without labels, flag val scores above this quantile
-    threshold: float | None = None            # anomaly: score above which a step is flagged (chosen on val)
-    baseline_threshold: float | None = None   # anomaly: the z-score baseline's threshold (chosen on val)
+    task_info: TaskInfo = field(default_factory=TaskInfo)   # the task's own, e.g. ClassifyInfo
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataInfo:
-        return cls(**data)
+        info_type = get_task(data["task"]).info_type
+        shared = {f.name for f in dataclasses.fields(cls)} - {"task_info"}
+        own = data.get("task_info")
+        if own is None:   # written before task infos existed: the task's fields sit beside the shared ones
+            own = {f.name: data[f.name] for f in dataclasses.fields(info_type) if f.name in data}
+        return cls(**{k: v for k, v in data.items() if k in shared}, task_info=info_type(**own))
+
+    def with_task_info(self, **changes: Any) -> DataInfo:
+        """A copy with some of the task's own values replaced (e.g. thresholds chosen on validation)."""
+        return dataclasses.replace(self, task_info=dataclasses.replace(self.task_info, **changes))
 
 
 @dataclass(frozen=True)
@@ -66,9 +89,19 @@ class Prepared:
     info: DataInfo
 
 
+def no_plots(predictions: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
+    return {}
+
+
+def no_rules(cfg: Config) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
+    layout: Layout
+    info_type: type[TaskInfo]
     prepare: Callable[..., Prepared]  # (ds, data_cfg, *, path) -> Prepared
     # (pred, y) -> {"loss": (sum, count), ...}: summed over the batch, reduced across workers
     loss_terms: Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]
@@ -80,14 +113,21 @@ class Task:
     inference_rows: Callable[..., ray.data.Dataset]
     # ({"pred", inputs' other columns}, info) -> output columns of `lstmpipe predict`, in data units
     outputs: Callable[[dict[str, np.ndarray], DataInfo], dict[str, Any]]
+    # the task's config rules (raise ValueError naming the key and the fix); run at validation
+    check: Callable[[Config], None] = no_rules
+    # (test predictions, info) -> the task's pictures of them, keyed by file name
+    plots: Callable[[dict[str, np.ndarray], DataInfo], dict[str, Figure]] = no_plots
     # (val predictions, info) -> info with values chosen on validation data (anomaly: thresholds)
     calibrate: Callable[[dict[str, np.ndarray], DataInfo], DataInfo] | None = None
     # (test predictions, info) -> a per-row table logged with the run (anomaly: the flags)
     export: Callable[[dict[str, np.ndarray], DataInfo], Any] | None = None
     # (predict's output dataset, info) -> the final rows, when outputs of one row span batches
     combine: Callable[[ray.data.Dataset, DataInfo], ray.data.Dataset] | None = None
+    # info -> how the served model returns its outputs in the data's units (forecast, anomaly)
+    output_units: Callable[[DataInfo], OutputUnits] | None = None
     # further loss terms some data reports (generate: accuracy for token data, not for frames)
     extra_val_metrics: tuple[str, ...] = ()
+    higher_is_better: tuple[str, ...] = ()   # metrics (without val_/test_) a sweep maximizes
 
     @property
     def reported_metrics(self) -> list[str]:
@@ -95,9 +135,13 @@ class Task:
         losses = ["train_loss", "val_loss", f"val_{self.val_metric}"] + [f"val_{m}" for m in self.extra_val_metrics]
         return losses + ["train_seq_per_s", "train_epoch_s"]  # throughput over all workers, training time
 
+    def metric_mode(self, metric: str) -> Literal["min", "max"]:
+        """Whether a sweep should maximize `metric` (throughput, accuracy-like) or minimize it (losses)."""
+        name = metric.removeprefix("val_").removeprefix("test_")
+        return "max" if name in self.higher_is_better or metric == "train_seq_per_s" else "min"
+
 
 def get_task(name: str) -> Task:
-    from pipeline.tasks import anomaly, classify, forecast, generate, regression
-
-    tasks = (regression.TASK, classify.TASK, forecast.TASK, generate.TASK, anomaly.TASK)
-    return {task.name: task for task in tasks}[name]
+    if name not in TASKS:
+        raise ValueError(f"unknown task '{name}'; use one of {', '.join(TASKS)}")
+    return importlib.import_module(f"pipeline.tasks.{name}").TASK

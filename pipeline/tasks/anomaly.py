@@ -15,20 +15,33 @@ precision, recall and F1 on the test period.
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import ray.data
-import torch
-from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
-from pipeline.config import DataConfig
-from pipeline.tasks import DataInfo, Prepared, Task
-from pipeline.tasks.forecast import cut, windows_with
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks.forecast import cut, output_units, target_scaler, windows_with
+from pipeline.tasks.rules import check_layout
+
+if TYPE_CHECKING:
+    import ray.data
+    import torch
+    from matplotlib.figure import Figure
+
+    from pipeline.config import Config, DataConfig
 
 DEFAULT_QUANTILE = 0.99
+
+
+@dataclass
+class AnomalyInfo(TaskInfo):
+    scaler: dict[str, list[float]]    # the target's training-period mean and std, per horizon step
+    flag_quantile: float              # without labels: flag validation scores above this quantile
+    threshold: float | None = None    # score above which a step is flagged (chosen on val)
+    baseline_threshold: float | None = None   # the z-score baseline's threshold (chosen on val)
 
 
 def _columns(cfg: DataConfig) -> tuple[str, ...]:
@@ -47,8 +60,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         num_rows=win.counts,
         input_mean=win.mean.tolist(),
         input_std=win.std.tolist(),
-        scaler={"mean": [float(win.mean[0])] * h, "std": [float(win.std[0])] * h},
-        flag_quantile=cfg.anomaly_quantile or DEFAULT_QUANTILE,
+        task_info=AnomalyInfo(scaler=target_scaler(win.mean, win.std, horizon=h), flag_quantile=cfg.anomaly_quantile or DEFAULT_QUANTILE),
     )
     return Prepared(train=win.parts[0], val=win.parts[1], test=win.parts[2], info=info)
 
@@ -103,14 +115,16 @@ def choose_threshold(score: np.ndarray, labels: np.ndarray | None, *, quantile: 
 def calibrate(val: dict[str, np.ndarray], info: DataInfo) -> DataInfo:
     steps = scored(val)
     labels = steps["label"].to_numpy() if "label" in steps else None
-    return dataclasses.replace(
-        info,
-        threshold=choose_threshold(steps["score"].to_numpy(), labels, quantile=info.flag_quantile),
-        baseline_threshold=choose_threshold(steps["baseline_score"].to_numpy(), labels, quantile=info.flag_quantile),
+    quantile = info.task_info.flag_quantile
+    return info.with_task_info(
+        threshold=choose_threshold(steps["score"].to_numpy(), labels, quantile=quantile),
+        baseline_threshold=choose_threshold(steps["baseline_score"].to_numpy(), labels, quantile=quantile),
     )
 
 
 def detection_metrics(score: np.ndarray, labels: np.ndarray, *, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
     flags = score > threshold
     p, r, f1, _ = precision_recall_fscore_support(labels, flags, average="binary", zero_division=0)
     auroc = roc_auc_score(labels, score) if 0 < labels.sum() < len(labels) else float("nan")
@@ -118,22 +132,24 @@ def detection_metrics(score: np.ndarray, labels: np.ndarray, *, threshold: float
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
+    own: AnomalyInfo = info.task_info
     steps = scored(out)
     model, naive = steps["score"].to_numpy(), steps["baseline_score"].to_numpy()
     if "label" not in steps:
-        return {"test_flagged_fraction": float(np.mean(model > info.threshold)),
-                "baseline_test_flagged_fraction": float(np.mean(naive > info.baseline_threshold))}
+        return {"test_flagged_fraction": float(np.mean(model > own.threshold)),
+                "baseline_test_flagged_fraction": float(np.mean(naive > own.baseline_threshold))}
     labels = steps["label"].to_numpy()
-    m = detection_metrics(model, labels, threshold=info.threshold)
-    b = detection_metrics(naive, labels, threshold=info.baseline_threshold)
+    m = detection_metrics(model, labels, threshold=own.threshold)
+    b = detection_metrics(naive, labels, threshold=own.baseline_threshold)
     return {f"test_{k}": v for k, v in m.items()} | {f"baseline_test_{k}": v for k, v in b.items()}
 
 
 def flags_frame(steps: pd.DataFrame, info: DataInfo) -> pd.DataFrame:
     """Scored steps -> series, time, value and mean forecast (data units), score, flag (, label)."""
-    mu, sd = info.scaler["mean"][0], info.scaler["std"][0]
+    own: AnomalyInfo = info.task_info
+    mu, sd = own.scaler["mean"][0], own.scaler["std"][0]
     cols = ["series", "time", "value", "forecast", "forecasts", "score", "flag", *(["label"] if "label" in steps else [])]
-    return steps.assign(value=steps["y"] * sd + mu, forecast=steps["pred"] * sd + mu, flag=steps["score"] > info.threshold)[cols]
+    return steps.assign(value=steps["y"] * sd + mu, forecast=steps["pred"] * sd + mu, flag=steps["score"] > own.threshold)[cols]
 
 
 def flags_table(out: dict[str, np.ndarray], info: DataInfo) -> pa.Table:
@@ -159,7 +175,52 @@ def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Ten
     return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
 
 
+def anomaly_flags(table: pa.Table, *, threshold: float) -> Figure:
+    """One series of the test period: values with flagged steps (and labelled ones), and the scores."""
+    from matplotlib.figure import Figure
+
+    data = table.to_pandas()
+    first = data[data["series"] == data["series"].iloc[0]].sort_values("time")
+    fig = Figure(figsize=(9, 5), layout="tight")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.plot(first["time"], first["value"], color="black", lw=0.8, label="value")
+    if "label" in first:
+        labelled = first["label"] == 1
+        top.scatter(first["time"][labelled], first["value"][labelled], s=30, facecolors="none", edgecolors="tab:orange",
+                    label="labelled anomaly")
+    top.scatter(first["time"][first["flag"]], first["value"][first["flag"]], marker="x", color="tab:red", s=18, label="flagged")
+    top.legend(fontsize=7)
+    top.set_title(f"test period of series {first['series'].iloc[0]}")
+    bottom.plot(first["time"], first["score"], lw=0.8)
+    bottom.axhline(threshold, color="tab:red", ls="--", label="threshold (chosen on val)")
+    bottom.set_ylabel("score (|error| / std)")
+    bottom.legend(fontsize=7)
+    return fig
+
+
+def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
+    return {"anomaly_flags.png": anomaly_flags(flags_table(out, info), threshold=info.task_info.threshold)}
+
+
+def check(cfg: Config) -> None:
+    check_layout(cfg, task="anomaly", layout="series")
+    if cfg.data.window.normalize != "none":
+        raise ValueError("data.window.normalize is for task: forecast; anomaly scores values in the data's units")
+    if cfg.data.window.season != 1:
+        raise ValueError(
+            "data.window.season is for task: forecast (its seasonal-naive baseline); anomaly's baseline is the z-score "
+            "of the value: remove it"
+        )
+    if cfg.data.anomaly_quantile is not None and cfg.data.columns.label is not None:
+        raise ValueError(
+            "data.anomaly_quantile is not read when data.columns.label is set (the threshold is then the best F1 on "
+            "validation); remove one of them"
+        )
+
+
 TASK = Task(
-    name="anomaly", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mae",
-    calibrate=calibrate, export=flags_table, inference_rows=inference_rows, outputs=outputs, combine=combine,
+    name="anomaly", layout="series", info_type=AnomalyInfo, prepare=prepare, loss_terms=loss_terms,
+    test_metrics=test_metrics, val_metric="mae", calibrate=calibrate, export=flags_table, inference_rows=inference_rows,
+    outputs=outputs, combine=combine, check=check, plots=plots, output_units=output_units,
+    higher_is_better=("auroc", "f1", "precision", "recall"),
 )

@@ -7,20 +7,31 @@ labels (the mapping is saved with the model), and a label seen only in val/test 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import ray.data
-import torch
-import torch.nn.functional as F
 
-from pipeline.config import DataConfig
-from pipeline.errors import DataError
-from pipeline.train.reductions import accuracy, macro_f1
 from pipeline.data.scaling import fit_input_stats
-from pipeline.tasks import DataInfo, Prepared, Task
 from pipeline.data.splitting import canonical_rows, data_errors, split_rows
 from pipeline.data.transforms import encode_labels, label_strings
+from pipeline.errors import DataError
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks.rules import check_layout
+
+if TYPE_CHECKING:
+    import ray.data
+    import torch
+    from matplotlib.figure import Figure
+
+    from pipeline.config import Config, DataConfig
+
+
+@dataclass
+class ClassifyInfo(TaskInfo):
+    classes: list[str]                # class id -> original label (the training split's, sorted)
+    majority_class: int               # the majority-class baseline
 
 
 def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:
@@ -48,8 +59,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         input_mean=stats.mean,
         input_std=stats.std,
         num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
-        classes=classes,
-        majority_class=int(counts.argmax()),
+        task_info=ClassifyInfo(classes=classes, majority_class=int(counts.argmax())),
     )
     return Prepared(train=train, val=val, test=test, info=info)
 
@@ -58,14 +68,14 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
     rows = canonical_rows(ds, cfg, kind="class", mode="infer")
     if "y" not in rows.schema().names:
         return rows
-    return rows.map_batches(functools.partial(_encode, classes=info.classes, column=cfg.columns.target), batch_format="pyarrow")
+    return rows.map_batches(functools.partial(_encode, classes=info.task_info.classes, column=cfg.columns.target), batch_format="pyarrow")
 
 
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
     logits = out["pred"]                                         # (B, K)
     prob = np.exp(logits - logits.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)
-    classes = np.asarray(info.classes, dtype=object)
+    classes = np.asarray(info.task_info.classes, dtype=object)
     cols = {"predicted": classes[prob.argmax(axis=1)], "probability": prob.max(axis=1)}
     if "y" in out:
         cols["actual"] = classes[out["y"]]
@@ -81,6 +91,8 @@ def _label_order(label: str) -> tuple[int, float | str]:
 
 
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    import torch.nn.functional as F
+
     ce = F.cross_entropy(pred, y, reduction="sum")              # pred: (B, K) logits, y: (B,) ids
     correct = (pred.argmax(dim=1) == y).sum()
     return {"loss": (ce, len(y)), "accuracy": (correct.detach().double(), len(y))}
@@ -90,7 +102,7 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     pred, y = out["pred"], out["y"]                              # (N, K) logits, (N,) ids
     k = info.output_size
     y_hat = pred.argmax(axis=1)                                  # (N,)
-    majority = np.full_like(y, info.majority_class)
+    majority = np.full_like(y, info.task_info.majority_class)
     return {
         "test_accuracy": accuracy(y_hat, y),
         "test_macro_f1": macro_f1(y_hat, y, num_classes=k),
@@ -99,4 +111,54 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     }
 
 
-TASK = Task(name="classify", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="accuracy", inference_rows=inference_rows, outputs=outputs)
+def accuracy(y_hat: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(y_hat == y)) if len(y) else float("nan")
+
+
+def macro_f1(y_hat: np.ndarray, y: np.ndarray, *, num_classes: int) -> float:
+    """Unweighted mean of per-class F1 over the classes present in y or predicted (as scikit-learn)."""
+    scores = []
+    for k in range(num_classes):
+        tp = int(np.sum((y_hat == k) & (y == k)))
+        fp = int(np.sum((y_hat == k) & (y != k)))
+        fn = int(np.sum((y_hat != k) & (y == k)))
+        if tp + fp + fn == 0:
+            continue
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def confusion_matrix(y_hat: np.ndarray, y: np.ndarray, *, classes: list[str]) -> Figure:
+    from matplotlib.figure import Figure
+
+    k = len(classes)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (y, y_hat), 1)                                    # rows: true, columns: predicted
+    fig = Figure(figsize=(1 + 0.5 * k, 1 + 0.5 * k), layout="tight")
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(k), classes, rotation=90)
+    ax.set_yticks(range(k), classes)
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("test confusion matrix")
+    return fig
+
+
+def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
+    return {"confusion_matrix.png": confusion_matrix(out["pred"].argmax(axis=1), out["y"], classes=info.task_info.classes)}
+
+
+def check(cfg: Config) -> None:
+    check_layout(cfg, task="classify", layout="rows")
+
+
+TASK = Task(
+    name="classify", layout="rows", info_type=ClassifyInfo, prepare=prepare, loss_terms=loss_terms,
+    test_metrics=test_metrics, val_metric="accuracy", inference_rows=inference_rows, outputs=outputs, check=check,
+    plots=plots, higher_is_better=("accuracy", "macro_f1"),
+)

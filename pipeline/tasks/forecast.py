@@ -12,21 +12,33 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import ray.data
-import torch
 
-from pipeline.config import DataConfig
-from pipeline.errors import DataError
 from pipeline.data.sources.table import sequence_table
-from pipeline.tasks import DataInfo, Prepared, Task
 from pipeline.data.splitting import SPLITS, data_errors, rows_in_split
 from pipeline.data.transforms import _column, _numeric
 from pipeline.data.windows import cut_windows, fill_missing, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.errors import DataError
+from pipeline.tasks import DataInfo, OutputUnits, Prepared, Task, TaskInfo
+from pipeline.tasks.rules import check_layout
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import ray.data
+    import torch
+    from matplotlib.figure import Figure
+
+    from pipeline.config import Config, DataConfig
+
+
+@dataclass
+class ForecastInfo(TaskInfo):
+    scaler: dict[str, list[float]]    # {"mean": [...], "std": [...]} of the target, per horizon step (training period)
+    season: int                       # seasonal-naive period
+    window_normalize: Literal["none", "last"] = "none"   # targets relative to each window's last value
 
 WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref")
 
@@ -168,10 +180,21 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
     return windows_with(ds, cfg, info, path=path, keep=(*WINDOW_COLUMNS, "series", "time"))
 
 
+def target_scaler(mean: np.ndarray, std: np.ndarray, *, horizon: int) -> dict[str, list[float]]:
+    """The target's training-period mean and std, repeated per horizon step (one per output)."""
+    return {"mean": [float(mean[0])] * horizon, "std": [float(std[0])] * horizon}
+
+
+def output_units(info: DataInfo) -> OutputUnits:
+    own = info.task_info
+    return OutputUnits(scale=own.scaler["std"], shift=own.scaler["mean"], reference=getattr(own, "window_normalize", "none"))
+
+
 def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:
     """Standardized (relative) forecasts and targets (W, H) -> the data's units."""
-    mu, sd = np.asarray(info.scaler["mean"]), np.asarray(info.scaler["std"])
-    ref = out["ref"][:, None] if info.window_normalize == "last" else 0.0
+    own: ForecastInfo = info.task_info
+    mu, sd = np.asarray(own.scaler["mean"]), np.asarray(own.scaler["std"])
+    ref = out["ref"][:, None] if own.window_normalize == "last" else 0.0
     y = out["y"] * sd + mu + ref if "y" in out else None
     return out["pred"] * sd + mu + ref, y
 
@@ -197,9 +220,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         num_rows=counts,
         input_mean=mean.tolist(),
         input_std=std.tolist(),
-        scaler={"mean": [float(mean[0])] * w.horizon, "std": [float(std[0])] * w.horizon},
-        season=w.season,
-        window_normalize=w.normalize,
+        task_info=ForecastInfo(scaler=target_scaler(mean, std, horizon=w.horizon), season=w.season, window_normalize=w.normalize),
     )
     return Prepared(train=parts[0], val=parts[1], test=parts[2], info=info)
 
@@ -216,4 +237,32 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
 
 
-TASK = Task(name="forecast", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mae", inference_rows=inference_rows, outputs=outputs)
+def forecast_vs_actual(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray) -> Figure:
+    """First-step forecasts of consecutive test windows against the actual values (data units)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4), layout="tight")
+    ax = fig.subplots()
+    ax.plot(y[:, 0], label="actual", color="black")
+    ax.plot(pred[:, 0], label="model", marker=".", ms=3)
+    ax.plot(baseline[:, 0], label="seasonal naive", alpha=0.6)
+    ax.set_xlabel("test window")
+    ax.set_title("one-step-ahead forecasts on the test split")
+    ax.legend()
+    return fig
+
+
+def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
+    pred, y = in_data_units(out, info)
+    return {"forecast_vs_actual.png": forecast_vs_actual(pred, y, out["baseline"])}
+
+
+def check(cfg: Config) -> None:
+    check_layout(cfg, task="forecast", layout="series")
+
+
+TASK = Task(
+    name="forecast", layout="series", info_type=ForecastInfo, prepare=prepare, loss_terms=loss_terms,
+    test_metrics=test_metrics, val_metric="mae", inference_rows=inference_rows, outputs=outputs, check=check,
+    plots=plots, output_units=output_units,
+)

@@ -11,22 +11,34 @@ unigram / independent-Bernoulli model fitted on the training split.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
-import ray.data
-import torch
-import torch.nn.functional as F
 
-from pipeline.config import DataConfig
-from pipeline.errors import DataError
-from pipeline.tasks import DataInfo, Prepared, Task
+from pipeline.data.transforms import PAD
 from pipeline.data.splitting import SPLITS, data_errors, split_rows
 from pipeline.data.transforms import _column, sequence_values
+from pipeline.errors import DataError
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks.rules import check_layout
 
-PAD = -100  # token target past a sequence's end (cross_entropy's ignore_index)
+if TYPE_CHECKING:
+    import ray.data
+    import torch
+
+    from pipeline.config import Config, DataConfig
+
+
+@dataclass
+class GenerateInfo(TaskInfo):
+    marginal: list[float]             # unigram / per-key on-rate over the training split (the baseline)
+    first_step: list[float]           # the same for first steps (where sampling starts)
+    vocab: list[str] | None = None    # tokens: token id -> the character or integer token
+    token_kind: Literal["char", "int"] | None = None
 
 
 def sequence_kind(dtype: pa.DataType) -> str:
@@ -135,10 +147,10 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         output_size=width,
         max_len=max_len,
         num_rows=dict(zip(SPLITS, (d.count() for d in (train, val, test)))),
-        vocab=None if vocab_codes is None else [chr(c) if kind == "char" else str(c) for c in vocab_codes],
-        token_kind=None if kind == "frames" else kind,
-        marginal=marginal,
-        first_step=first,
+        task_info=GenerateInfo(
+            marginal=marginal, first_step=first, token_kind=None if kind == "frames" else kind,
+            vocab=None if vocab_codes is None else [chr(c) if kind == "char" else str(c) for c in vocab_codes],
+        ),
     )
     return Prepared(train=train, val=val, test=test, info=info)
 
@@ -178,7 +190,7 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
     with data_errors(path):
         if kind == "frames":
             return rows.map_batches(functools.partial(_frames, column=column), batch_format="pyarrow").materialize()
-        codes = np.array([ord(v) if kind == "char" else int(v) for v in info.vocab], np.int64)
+        codes = np.array([ord(v) if kind == "char" else int(v) for v in info.task_info.vocab], np.int64)
         encode = functools.partial(_encode, column=column, kind=kind, vocab_codes=codes)
         return rows.map_batches(encode, batch_format="pyarrow").materialize()
 
@@ -194,6 +206,9 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
 
 
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    import torch
+    import torch.nn.functional as F
+
     if y.dtype == torch.int64:                                   # tokens: pred (B, T, V), y (B, T), PAD past ends
         nll = F.cross_entropy(pred.flatten(0, 1), y.flatten(), ignore_index=PAD, reduction="sum")
         real = y != PAD
@@ -228,11 +243,25 @@ def baseline_nll(y: np.ndarray, marginal: np.ndarray) -> np.ndarray:
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
     nll = float(step_nll(out["pred"], out["y"]).mean())
-    base = float(baseline_nll(out["y"], np.asarray(info.marginal)).mean())
+    base = float(baseline_nll(out["y"], np.asarray(info.task_info.marginal)).mean())
     metrics = {"test_nll": nll, "baseline_test_nll": base}
     if info.target == "tokens":
         metrics |= {"test_perplexity": float(np.exp(nll)), "baseline_test_perplexity": float(np.exp(base))}
     return metrics
 
 
-TASK = Task(name="generate", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="nll", extra_val_metrics=("accuracy",), inference_rows=inference_rows, outputs=outputs)
+def check(cfg: Config) -> None:
+    check_layout(cfg, task="generate", layout="rows")
+    if cfg.model.bidirectional:
+        raise ValueError("model.bidirectional reads the future, which next-step prediction must not see; set it false for generate")
+    if cfg.data.columns.target != "y":
+        raise ValueError("data.columns.target is not read by task: generate, whose target is each sequence's next step; remove it")
+    if cfg.data.input_scaling != "standard":
+        raise ValueError("data.input_scaling does not apply to task: generate (its inputs are tokens or 0/1 frames); remove it")
+
+
+TASK = Task(
+    name="generate", layout="rows", info_type=GenerateInfo, prepare=prepare, loss_terms=loss_terms,
+    test_metrics=test_metrics, val_metric="nll", extra_val_metrics=("accuracy",), inference_rows=inference_rows,
+    outputs=outputs, check=check, higher_is_better=("accuracy",),
+)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import numpy as np
-import ray.data
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pipeline.config import DataConfig
+import numpy as np
+
 from pipeline.data.scaling import fit_input_stats
-from pipeline.tasks import DataInfo, Prepared, Task
 from pipeline.data.splitting import canonical_rows, split_rows
+from pipeline.data.transforms import float_targets
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks.rules import check_layout
+
+if TYPE_CHECKING:
+    import ray.data
+    import torch
+
+    from pipeline.config import Config, DataConfig
+
+
+@dataclass
+class RegressionInfo(TaskInfo):
+    target_mean: list[float]          # per output, over the training split: the predict-the-mean baseline
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
@@ -25,7 +38,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         input_mean=stats.mean,
         input_std=stats.std,
         num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
-        target_mean=y.mean(axis=0).astype(float).tolist(),
+        task_info=RegressionInfo(target_mean=y.mean(axis=0).astype(float).tolist()),
     )
     return Prepared(train=train, val=val, test=test, info=info)
 
@@ -43,8 +56,6 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
 
 
 def _targets(ds: ray.data.Dataset):
-    from pipeline.data.transforms import float_targets
-
     for batch in ds.select_columns(["y"]).iter_batches(batch_format="pyarrow", batch_size=4096):
         yield {"y": float_targets(batch, column="y")}
 
@@ -56,11 +67,18 @@ def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Ten
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
     pred, y = out["pred"], out["y"]                              # (N, O)
-    baseline = np.asarray(info.target_mean, dtype=np.float64)   # (O,)
+    baseline = np.asarray(info.task_info.target_mean, dtype=np.float64)   # (O,)
     return {
         "test_mse": float(np.mean((pred - y) ** 2)),
         "baseline_test_mse": float(np.mean((y - baseline) ** 2)),
     }
 
 
-TASK = Task(name="regression", prepare=prepare, loss_terms=loss_terms, test_metrics=test_metrics, val_metric="mse", inference_rows=inference_rows, outputs=outputs)
+def check(cfg: Config) -> None:
+    check_layout(cfg, task="regression", layout="rows")
+
+
+TASK = Task(
+    name="regression", layout="rows", info_type=RegressionInfo, prepare=prepare, loss_terms=loss_terms,
+    test_metrics=test_metrics, val_metric="mse", inference_rows=inference_rows, outputs=outputs, check=check,
+)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pyarrow as pa
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import torch  # noqa: E402
-
-from pipeline.telemetry.stats import column  # noqa: E402
-from pipeline.telemetry.trace import ModelTrace  # noqa: E402
+from pipeline.telemetry.stats import column
+from pipeline.telemetry.trace import ModelTrace
 
 
 GATE_ORDER = ["input", "forget", "output", "update", "reset"]
@@ -42,8 +39,8 @@ def gate_heatmaps(trace: ModelTrace, *, title: str):
     gates = sorted({g for _, _, g in means}, key=GATE_ORDER.index)
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), len(gates), figsize=(3.4 * len(gates) + 1, 2.8 * len(rows)), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(3.4 * len(gates) + 1, 2.8 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(gates), squeeze=False)
     for r, (layer, d) in enumerate(rows):
         for g, gate in enumerate(gates):
             ax = axes[r][g]
@@ -60,8 +57,8 @@ def gate_bands(table: pa.Table, *, title: str):
     if not gates:
         return None
     keys = _keys(table)
-    fig, axes = plt.subplots(len(keys), len(gates), figsize=(3.4 * len(gates), 2.8 * len(keys)), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig = Figure(figsize=(3.4 * len(gates), 2.8 * len(keys)), layout="constrained")
+    axes = fig.subplots(len(keys), len(gates), squeeze=False, sharey=True)
     for r, (layer, d) in enumerate(keys):
         for g, gate in enumerate(gates):
             ax = axes[r][g]
@@ -77,7 +74,8 @@ def gate_bands(table: pa.Table, *, title: str):
 
 
 def state_norms(table: pa.Table, *, title: str):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5), layout="tight")
+    ax = fig.subplots()
     for layer, d in _keys(table):
         for quantity, style in (("cell_norm", "-"), ("hidden_norm", "--")):
             values = column(table, quantity=quantity, layer=layer, direction=d)
@@ -85,13 +83,13 @@ def state_norms(table: pa.Table, *, title: str):
                 ax.plot(values, ls=style, label=f"{quantity.replace('_norm', '')} state, {_label(layer, d)}")
     ax.set(xlabel="time step", ylabel="mean L2 norm over the probe batch", title=title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
 def gradient_flow(tables: dict[str, pa.Table], *, title: str):
     """||dloss/dh_t|| against t on a log scale, one line per table (e.g. per cell) and layer."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5), layout="tight")
+    ax = fig.subplots()
     for label, table in tables.items():
         for layer, d in _keys(table):
             values = column(table, quantity="grad_norm", layer=layer, direction=d)
@@ -99,7 +97,6 @@ def gradient_flow(tables: dict[str, pa.Table], *, title: str):
                 ax.plot(values, label=label if len(_keys(table)) == 1 else f"{label}, {_label(layer, d)}")
     ax.set(yscale="log", xlabel="time step t", ylabel="mean ||dloss/dh_t||", title=title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
@@ -123,7 +120,8 @@ def cells_compared(tables: dict[tuple[str, str], pa.Table], *, title: str):
     (top, log scale) and its median keep gate (bottom: LSTM forget gate, GRU update gate)."""
     variants = sorted({v for v, _ in tables}, key=lambda v: (len(v), v))
     cells = sorted({c for _, c in tables})
-    fig, axes = plt.subplots(2, len(variants), figsize=(4.2 * len(variants), 6), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(4.2 * len(variants), 6), layout="constrained")
+    axes = fig.subplots(2, len(variants), squeeze=False)
     for col, variant in enumerate(variants):
         top, bottom = axes[0][col], axes[1][col]
         for cell in cells:

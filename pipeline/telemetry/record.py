@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pyarrow as pa
-import torch
 from torch import Tensor, nn
 
 from pipeline.telemetry.stats import probe, summarize

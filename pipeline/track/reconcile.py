@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import track as tracking
+from pipeline.track.run import TrackedRun
+from pipeline.track.store import running_runs
 
 OWNER_TAG = "lstmpipe.owner"
 RECONCILED_TAG = "lstmpipe.reconciled"
@@ -63,14 +64,15 @@ class Reconciled:
 def reconcile(uri: str, experiment: str) -> Reconciled:
     """Mark the experiment's RUNNING runs whose owner died on this host KILLED."""
     killed, unknown = [], []
-    for run in tracking.running_runs(uri, experiment):
+    for run in running_runs(uri, experiment):
         alive = owner_alive(run.data.tags.get(OWNER_TAG, ""))
         if alive is None:
             unknown.append(run.info.run_id)
         elif not alive:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            tracking.set_tags(uri, run.info.run_id, {RECONCILED_TAG: f"owner {run.data.tags[OWNER_TAG]} gone at {stamp}"})
-            tracking.end_run(uri, run.info.run_id, "KILLED")
+            dead = TrackedRun(uri, run.info.run_id)
+            dead.set_tags({RECONCILED_TAG: f"owner {run.data.tags[OWNER_TAG]} gone at {stamp}"})
+            dead.end("KILLED")
             killed.append(run.info.run_id)
     return Reconciled(killed=killed, unknown=unknown)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.redaction import redact, redact_tree
-from pipeline.track import ui_command
+from pipeline.track.store import ui_command
 
 
 @dataclass

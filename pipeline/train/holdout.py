@@ -14,7 +14,7 @@ from pipeline.data.batches import collate_for, iter_batches
 from pipeline.config import ModelConfig
 from pipeline.model.sequence_model import SequenceModel, model_for
 from pipeline.tasks import DataInfo
-from pipeline.tasks.generate import PAD
+from pipeline.data.transforms import PAD
 
 
 def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -48,20 +47,3 @@ def reduce_throughput(sequences: int, seconds: float) -> dict[str, float]:
         dist.all_reduce(seqs, op=dist.ReduceOp.SUM)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
     return {"train_seq_per_s": float(seqs / slowest) if slowest > 0 else float("nan"), "train_epoch_s": float(slowest)}
-
-
-def accuracy(y_hat: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(y_hat == y)) if len(y) else float("nan")
-
-
-def macro_f1(y_hat: np.ndarray, y: np.ndarray, *, num_classes: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in y or predicted (as scikit-learn)."""
-    scores = []
-    for k in range(num_classes):
-        tp = int(np.sum((y_hat == k) & (y == k)))
-        fp = int(np.sum((y_hat == k) & (y != k)))
-        fn = int(np.sum((y_hat != k) & (y == k)))
-        if tp + fp + fn == 0:
-            continue
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else float("nan")

@@ -7,8 +7,6 @@ rank 0 writes the checkpoint and logs the epoch to MLflow.
 
 from __future__ import annotations
 
-import logging
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -21,6 +19,7 @@ import ray.train.torch
 import torch
 from torch import nn
 
+from pipeline import ray_compat
 from pipeline.train import checkpoint
 from pipeline.data.batches import ShardCache, iter_batches, to_device
 from pipeline.config import ModelConfig, TrainConfig
@@ -29,7 +28,7 @@ from pipeline.model.sequence_model import model_for
 from pipeline.train.precision import mixed_precision
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
-from pipeline.track import RunLogger
+from pipeline.track import RunLogger, TrackedRun
 
 
 @dataclass(frozen=True)
@@ -51,16 +50,8 @@ class WorkerSpec:
         return {"spec": self}
 
 
-def _quiet_report_lines() -> None:
-    """Ray 2.60 logs every report at INFO through a logger named after its source file, which
-    RunConfig's logging_config does not reach; one line per epoch comes from EpochProgress instead."""
-    module = sys.modules.get("ray.train.v2._internal.execution.context")
-    if module is not None:
-        logging.getLogger(module.__file__).setLevel(logging.WARNING)
-
-
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    _quiet_report_lines()
+    ray_compat.quiet_train_report_lines()  # one line per epoch comes from EpochProgress instead
     spec: WorkerSpec = loop_config["spec"]
     model_cfg, train_cfg = ModelConfig(**spec.model), TrainConfig(**spec.train)
     ctx = ray.train.get_context()
@@ -87,7 +78,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     )
     val_batches = ShardCache(lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb)
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
-    logger = RunLogger(spec.tracking_uri, spec.run_id) if rank == 0 and spec.run_id else None
+    logger = RunLogger(TrackedRun(spec.tracking_uri, spec.run_id)) if rank == 0 and spec.run_id else None
     if logger is not None:
         logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
         logger.log_history(restored.history)  # epochs a failed attempt trained but could not log

@@ -10,11 +10,6 @@ import math
 import warnings
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -73,7 +68,8 @@ def cells_by_data_markdown(pivot: pd.DataFrame, *, solved_below: float | None) -
 
 
 def cells_by_data_chart(pivot: pd.DataFrame, *, metric: str, solved_below: float | None) -> Figure:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4), layout="tight")
+    ax = fig.subplots()
     labels = [", ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in pivot.columns]
     for cell, row in pivot.iterrows():
         style = {"color": "grey", "linestyle": "--"} if cell == "(baseline)" else {"marker": "o"}
@@ -85,7 +81,6 @@ def cells_by_data_chart(pivot: pd.DataFrame, *, metric: str, solved_below: float
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per cell and data variant")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -102,13 +97,13 @@ def metric_by_cell(table: pd.DataFrame, *, metric: str) -> Figure | None:
         return None
     groups = {cell: g[column].dropna().to_numpy() for cell, g in table.groupby("model.cell")}
     groups = {k: v for k, v in groups.items() if len(v)}
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(groups), 4))
+    fig = Figure(figsize=(1.2 + 0.8 * len(groups), 4), layout="tight")
+    ax = fig.subplots()
     ax.boxplot(list(groups.values()), tick_labels=list(groups))
     for k, values in enumerate(groups.values(), start=1):
         ax.scatter(np.full(len(values), k), values, s=10, alpha=0.6)
     ax.set_ylabel(column)
     ax.set_title("best validation metric per cell variant")
-    fig.tight_layout()
     return fig
 
 
@@ -154,10 +149,10 @@ def _plain(value):
 def importance_chart(scores: dict[str, float]) -> Figure | None:
     if not scores:
         return None
-    fig, ax = plt.subplots(figsize=(6, 1 + 0.4 * len(scores)))
+    fig = Figure(figsize=(6, 1 + 0.4 * len(scores)), layout="tight")
+    ax = fig.subplots()
     names = list(scores)[::-1]
     ax.barh(names, [scores[n] for n in names])
     ax.set_xlabel("fANOVA importance (share of variance)")
     ax.set_title("what mattered in this sweep")
-    fig.tight_layout()
     return fig

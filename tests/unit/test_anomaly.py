@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.tasks import DataInfo
 from pipeline.tasks import anomaly
-from pipeline.tasks.anomaly import best_f1_threshold, calibrate, detection_metrics, flags_table
+from pipeline.tasks.anomaly import AnomalyInfo, best_f1_threshold, calibrate, detection_metrics, flags_table
 
 
 def test_best_f1_threshold_separates_when_it_can():
@@ -34,11 +34,11 @@ def _out(pred, y, label=None):
 
 def test_calibrate_by_labels_or_by_quantile():
     info = DataInfo(task="anomaly", input_size=1, output_size=1, target="float", max_len=4,
-                    scaler={"mean": [10.0], "std": [2.0]}, flag_quantile=0.5)
+                    task_info=AnomalyInfo(scaler={"mean": [10.0], "std": [2.0]}, flag_quantile=0.5))
     val = _out(pred=[0, 0, 0, 0], y=[0.1, 3.0, 0.2, 0.1], label=[0, 1, 0, 0])
-    assert 0.2 < calibrate(val, info).threshold < 3.0
+    assert 0.2 < calibrate(val, info).task_info.threshold < 3.0
     unlabelled = {k: v for k, v in val.items() if k != "label"}
-    assert calibrate(unlabelled, info).threshold == pytest.approx(0.15)      # the median score
+    assert calibrate(unlabelled, info).task_info.threshold == pytest.approx(0.15)      # the median score
     cal = calibrate(val, info)
     test = _out(pred=[0, 0, 0], y=[0.1, 5.0, -0.1], label=[0, 1, 0])
     m = anomaly.test_metrics(test, cal)

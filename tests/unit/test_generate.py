@@ -11,7 +11,8 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.model.sequence_model import build_model
 from pipeline.serve.sampling import encode_prime, sample, write_sample
 from pipeline.tasks import DataInfo
-from pipeline.tasks.generate import PAD, baseline_nll, encode_tokens, loss_terms, outputs, sequence_kind, step_nll, token_codes
+from pipeline.data.transforms import PAD
+from pipeline.tasks.generate import GenerateInfo, baseline_nll, encode_tokens, loss_terms, outputs, sequence_kind, step_nll, token_codes
 
 
 def test_sequence_kind_by_column_type():
@@ -78,8 +79,8 @@ def test_outputs_give_nll_per_sequence():
 
 def _token_info(vocab=("a", "b", "c")):
     v = len(vocab)
-    return DataInfo(task="generate", input_size=v, output_size=v, target="tokens", max_len=10, vocab=list(vocab),
-                    token_kind="char", marginal=[1 / v] * v, first_step=[1.0] + [0.0] * (v - 1))
+    own = GenerateInfo(vocab=list(vocab), token_kind="char", marginal=[1 / v] * v, first_step=[1.0] + [0.0] * (v - 1))
+    return DataInfo(task="generate", input_size=v, output_size=v, target="tokens", max_len=10, task_info=own)
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy():
@@ -109,7 +110,8 @@ def test_prime_encoding_and_output_formats(tmp_path):
 def test_piano_roll_frames_round_trip_through_midi(tmp_path):
     from music21 import converter
 
-    frames = DataInfo(task="generate", input_size=88, output_size=88, target="frames", max_len=4)
+    frames = DataInfo(task="generate", input_size=88, output_size=88, target="frames", max_len=4,
+                      task_info=GenerateInfo(marginal=[0.1] * 88, first_step=[0.1] * 88))
     roll = np.zeros((4, 88), np.float32)
     roll[0:2, 39] = 1     # C4 held for two quarters
     roll[2, 43] = 1       # E4

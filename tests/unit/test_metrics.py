@@ -54,7 +54,7 @@ def test_reduction_weights_by_count_across_ranks():
 def test_accuracy_and_macro_f1_by_hand():
     import numpy as np
 
-    from pipeline.train.reductions import accuracy, macro_f1
+    from pipeline.tasks.classify import accuracy, macro_f1
 
     y = np.array([0, 0, 1, 1, 2])
     y_hat = np.array([0, 1, 1, 1, 0])

@@ -13,7 +13,7 @@ ALL_CELLS = ["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noa
 @pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)])
 def test_output_shape(cell, layers, bidirectional):
-    cfg = ModelConfig(cell=cell, hidden_size=8, num_layers=layers, dropout=0.1, bidirectional=bidirectional)
+    cfg = ModelConfig(cell=cell, hidden_size=8, num_layers=layers, dropout=0.1 if layers > 1 else 0.0, bidirectional=bidirectional)
     model = build_model(cfg, input_size=3, output_size=2)
     assert model(torch.randn(5, 7, 3), torch.tensor([7, 3, 5, 1, 7])).shape == (5, 2)
     assert model.head.in_features == 8 * (2 if bidirectional else 1)

@@ -7,7 +7,7 @@ import sys
 from mlflow.tracking import MlflowClient
 
 from pipeline.track import reconcile
-from pipeline import track as tracking
+from pipeline.track import TrackedRun
 
 
 def test_owner_is_alive_for_this_process_and_dead_for_an_exited_one():
@@ -25,7 +25,7 @@ def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     ids = {
-        label: tracking.start_run(uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner})
+        label: TrackedRun.start(uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner}).run_id
         for label, owner in [("dead", dead), ("alive", reconcile.owner()), ("foreign", f"otherhost:{os.getpid()}:1")]
     }
     done = reconcile.reconcile(uri, "e")
@@ -45,7 +45,7 @@ def test_runs_reconcile_command_reports_what_it_marked(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
     dead = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    run_id = tracking.start_run(uri, experiment="e", run_name="r", params={}, tags={reconcile.OWNER_TAG: dead})
+    run_id = TrackedRun.start(uri, experiment="e", run_name="r", params={}, tags={reconcile.OWNER_TAG: dead}).run_id
     out = CliRunner().invoke(app, ["runs", "reconcile", "-e", "e", "--tracking-uri", uri])
     assert out.exit_code == 0 and f"{run_id} KILLED" in out.output
     again = CliRunner().invoke(app, ["runs", "reconcile", "-e", "e", "--tracking-uri", uri])

@@ -1,10 +1,13 @@
 """Where runs are tracked, decided before any Ray work."""
 
+import contextlib
 import os
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from pipeline import track as tracking
+from pipeline.track import TrackedRun
 from pipeline.config import TrackingConfig
 from pipeline.errors import ConfigError
 
@@ -30,16 +33,31 @@ def test_unreachable_server_fails_naming_the_uri():
         tracking.check_reachable("http://127.0.0.1:9")
 
 
-def test_closes_run_by_how_the_block_ends(monkeypatch):
+def test_closes_run_by_how_the_block_ends(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
     ended = []
-    monkeypatch.setattr(tracking, "end_run", lambda uri, run_id, status: ended.append(status))
-    with tracking.closes_run("u", "r"):
-        pass
-    with pytest.raises(KeyboardInterrupt), tracking.closes_run("u", "r"):
-        raise KeyboardInterrupt
-    with pytest.raises(ValueError), tracking.closes_run("u", "r"):
-        raise ValueError("boom")
+    for error in (None, KeyboardInterrupt, ValueError):
+        run = TrackedRun.start(uri, experiment="e", run_name="r", params={})
+        with pytest.raises(error) if error else contextlib.nullcontext(), run.closes():
+            if error:
+                raise error("boom")
+        ended.append(run.status)
     assert ended == ["FINISHED", "KILLED", "FAILED"]
+
+
+def test_one_client_per_run_and_nested_trials(tmp_path):
+    from pipeline.track import SweepRun
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    parent = SweepRun.start(uri, experiment="e", run_name="sweep", params={"tune.space": {"x": 1}})
+    child = tracking.TrackedRun.start(uri, experiment="e", run_name="t", params={}, tags={tracking.TRIAL_TAG: "t1"}, parent=parent)
+    assert parent.trial("t1").run.run_id == child.run_id and parent.trial("t2") is None
+    child.log_metrics({"val_loss": 0.5, "test_mse": 0.1}, step=0)
+    assert parent.trial_test_metrics() == {"t1": {"test_mse": 0.1}}
+    parent.close_trials({"t1": "STOPPED"})
+    finished = MlflowClient(uri).get_run(child.run_id)
+    assert finished.info.status == "FINISHED" and finished.data.tags["lstmpipe.stopped_early"] == "true"
+    assert child.epoch_history() == [{"epoch": 0, "val_loss": 0.5, "test_mse": 0.1}]
 
 
 def test_logging_a_model_leaves_the_tracking_uri_as_it_was(tmp_path, monkeypatch):
@@ -50,9 +68,9 @@ def test_logging_a_model_leaves_the_tracking_uri_as_it_was(tmp_path, monkeypatch
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    run_id = tracking.start_run(uri, experiment="e", run_name="r", params={})
-    tracking.log_model(uri, run_id, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
+    run = TrackedRun.start(uri, experiment="e", run_name="r", params={})
+    tracking.log_model(run, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
     assert "MLFLOW_TRACKING_URI" not in os.environ
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    tracking.log_model(uri, run_id, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
+    tracking.log_model(run, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"

@@ -88,7 +88,7 @@ def test_target_scaler_round_trip(normalize):
 
     from pipeline.config import DataConfig
     from pipeline.tasks import DataInfo
-    from pipeline.tasks.forecast import _windows, in_data_units
+    from pipeline.tasks.forecast import ForecastInfo, _windows, in_data_units
 
     cfg = DataConfig(source="x.csv", window={"lookback": 4, "horizon": 3, "normalize": normalize})
     values = 50 + 10 * np.sin(np.arange(40) / 3)
@@ -96,8 +96,8 @@ def test_target_scaler_round_trip(normalize):
     mean, std = np.array([0.0 if normalize == "last" else values.mean()]), np.array([values.std()])
     t = _windows(group, cfg=cfg, mean=mean, std=std, at="first")
     y = np.array(t.column("y").to_pylist())
-    info = DataInfo(task="forecast", input_size=1, output_size=3, target="float", max_len=4, window_normalize=normalize,
-                    scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3})
+    own = ForecastInfo(scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3}, season=1, window_normalize=normalize)
+    info = DataInfo(task="forecast", input_size=1, output_size=3, target="float", max_len=4, task_info=own)
     out = {"pred": y, "y": y, "ref": np.array(t.column("ref").to_pylist())}
     pred, actual = in_data_units(out, info)
     expected = np.stack([values[i + 4: i + 7] for i in range(len(y))])

@@ -1,0 +1,102 @@
+"""Everything that depends on Ray's internals or on the text of Ray's messages, in one place.
+
+Ray 2.60 is pinned; each function here is tested against it (tests/unit/test_ray_compat.py and
+tests/integration/test_ray_compat.py), so an upgrade that changes one of them fails there, not in a
+user's run. Exception types and `.cause` come first; message text only where Ray keeps nothing else.
+Importing this module imports no Ray: `setup_process` runs first thing in every Ray worker process.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+# Ray runs this in every worker process of our drivers and jobs before any task
+# (runtime_env["worker_process_setup_hook"]): a module path, which each node resolves itself.
+SETUP_HOOK = "pipeline.ray_compat.setup_process"
+RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
+
+
+def ray_data_logging_config() -> str:
+    """Our Ray Data logging config (console at CRITICAL), as a path on this node."""
+    return str(importlib.resources.files("pipeline") / "ray_data_logging.yaml")
+
+
+def setup_process() -> None:
+    """Point Ray Data's logging at our config, resolved where this process runs (unless the user set
+    their own). Ray Data reads the variable at `import ray.data` and again whenever a worker starts
+    on a dataset, so setting it before the first task is enough; a process that already imported
+    ray.data (the driver) is reconfigured at once."""
+    if RAY_DATA_LOGGING_ENV in os.environ:
+        return
+    os.environ[RAY_DATA_LOGGING_ENV] = ray_data_logging_config()
+    if "ray.data" in sys.modules:
+        from ray.data._internal.logging import configure_logging
+
+        configure_logging()
+
+
+def in_ray_job() -> bool:
+    """This process is the driver of a job submitted through the Jobs API."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    return RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ
+
+
+def quiet_train_report_lines() -> None:
+    """Ray 2.60 logs every `ray.train.report` at INFO through a logger named after its source file,
+    which RunConfig's logging_config does not reach; our EpochProgress prints one line per epoch."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class DeadWorker:
+    pid: str | None
+    ip: str | None
+
+
+_ACTOR_FIELD = {key: re.compile(rf"^\s*{key}: (\S+)", re.MULTILINE) for key in ("pid", "ip")}
+
+
+def dead_worker(failure: BaseException) -> DeadWorker | None:
+    """A Ray Train worker failure that is the worker process dying (killed, OOM, crash), with its pid
+    and node ip when Ray knows them; None for an exception the training code raised. Ray keeps the
+    pid and ip only in the ActorDiedError's message."""
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    if isinstance(failure, WorkerHealthCheckFailedError):
+        failure = failure.health_check_failure
+    if not isinstance(failure, ActorDiedError):
+        return None
+    found = {key: pattern.search(str(failure)) for key, pattern in _ACTOR_FIELD.items()}
+    return DeadWorker(**{key: m.group(1) if m else None for key, m in found.items()})
+
+
+def job_not_found(err: BaseException) -> bool:
+    """The Jobs API's answer for an unknown job: JobSubmissionClient raises a RuntimeError carrying
+    the HTTP status in its message (`Request failed with status code 404: ...`)."""
+    return isinstance(err, RuntimeError) and str(err).startswith("Request failed with status code 404")
+
+
+def remote_exception_message(err: BaseException, exc_type: type[BaseException]) -> str | None:
+    """The message of an `exc_type` raised inside a Ray task. Ray Data re-raises it as
+    RayTaskError(UserCodeException), and the original object is not kept (not in `.cause`, not in
+    `__cause__`): only the remote traceback's text names it."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, exc_type):
+            return str(err)
+        seen.add(id(err))
+        pattern = re.compile(rf"{re.escape(exc_type.__module__)}\.{exc_type.__name__}: (.+)")
+        match = pattern.search(str(err))
+        if match:
+            return match.group(1).strip()
+        err = getattr(err, "cause", None) or err.__cause__
+    return None

@@ -1,0 +1,48 @@
+"""Config rules shared by the tasks of one layout: keys that only the other layout reads are refused.
+
+Row-per-sequence tasks (regression, classify, generate) read `data.columns.sequence` and split rows;
+series tasks (forecast, anomaly) read long-format columns per time step, cut windows and split by
+time. A key that the run would not read is an error naming it, not a silent no-op. Values are
+compared with their defaults, so a config dumped whole (a sweep trial's) passes as its source did.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.tasks import Layout
+
+ANOMALY_ONLY = "data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {task}); remove them"
+
+
+def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
+    data, columns = cfg.data, cfg.data.columns
+    if task != "anomaly" and (data.anomaly_quantile is not None or columns.label is not None):
+        raise ValueError(ANOMALY_ONLY.format(task=task))
+    if layout == "series":
+        if data.split_column is not None:
+            raise ValueError(f"data.split_column does not apply to {task}, which splits by time; remove it")
+        if columns.sequence != "x":
+            raise ValueError(
+                f"data.columns.sequence is for row-per-sequence tasks; {task} reads data.columns.target "
+                "(and data.columns.features) at each time step: remove it"
+            )
+        if data.input_scaling != "standard":
+            raise ValueError(
+                f"data.input_scaling does not apply to {task}: its inputs and targets are always standardized by the "
+                "training period (the served model answers in the data's units); remove it"
+            )
+        return
+    if data.window is not None:
+        raise ValueError(f"data.window is only for task: forecast or anomaly (task is {task}); remove it")
+    if data.missing != "error":
+        raise ValueError(f"data.missing is only for task: forecast or anomaly (task is {task}); clean the sequences instead")
+    given = [k for k, v in (("series", columns.series), ("features", columns.features), ("time", columns.time != "time")) if v]
+    if given:
+        keys = ", ".join(f"data.columns.{k}" for k in given)
+        raise ValueError(
+            f"{keys} {'is' if len(given) == 1 else 'are'} for task: forecast or anomaly (long format); task {task} reads "
+            "one sequence per row from data.columns.sequence: remove it"
+        )

@@ -1,0 +1,95 @@
+"""Models in MLflow: the served model (pytorch flavor, pt2, pickle-free), the checkpoint beside it,
+the registry, and getting a run's checkpoint back from a runs:/ or models:/ URI."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from pipeline.errors import ConfigError
+from pipeline.track.run import TrackedRun
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    registered_name: str | None
+    version: str | None
+
+    @property
+    def registered_label(self) -> str | None:
+        return f"{self.registered_name}/{self.version}" if self.registered_name else None
+
+
+def log_checkpoint(run: TrackedRun, directory: str | Path) -> None:
+    """The model's checkpoint (state_dict + meta.json with its config and data info), beside the
+    pt2 model: what `lstmpipe evaluate|predict|generate` load from a runs:/ or models:/ URI."""
+    run.log_artifacts(directory, CHECKPOINT_ARTIFACT)
+
+
+def download_checkpoint(uri: str, model_uri: str, *, dst: str | Path) -> Path:
+    """runs:/RUN_ID[/...] or models:/NAME@ALIAS | models:/NAME/VERSION -> the run's checkpoint, downloaded."""
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        if model_uri.startswith("runs:/"):
+            run_id = model_uri.removeprefix("runs:/").strip("/").split("/")[0]
+        else:
+            name, _, ref = model_uri.removeprefix("models:/").strip("/").partition("@")
+            if ref:
+                run_id = client.get_model_version_by_alias(name, ref).run_id
+            else:
+                name, _, version = name.partition("/")
+                run_id = client.get_model_version(name, version).run_id
+        path = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst))
+    except mlflow.exceptions.MlflowException as err:
+        raise ConfigError(f"cannot load model {model_uri} from {uri}: {str(err).splitlines()[0]}") from err
+    return Path(path)
+
+
+def log_model(
+    run: TrackedRun, model: torch.nn.Module, *, input_example: np.ndarray, metadata: dict[str, Any] | None = None,
+    register_as: str | None = None, alias: str | None = None,
+) -> LoggedModel:
+    """Log the model (pt2, pickle-free) with signature and input example; optionally register it."""
+    model = model.eval().cpu()
+    with torch.no_grad():
+        output = model(torch.from_numpy(input_example)).numpy()
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
+    with _fluent_api_at(run.uri), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.export's notes on nn.LSTM's flat weights
+        with mlflow.start_run(run_id=run.run_id):
+            info = mlflow.pytorch.log_model(
+                model, name="model", signature=infer_signature(input_example, output), input_example=input_example,
+                pip_requirements=requirements, metadata=metadata, registered_model_name=register_as,
+            )
+    version = str(info.registered_model_version) if register_as else None
+    if register_as and alias:
+        run.client.set_registered_model_alias(register_as, alias, version)
+    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+
+
+@contextmanager
+def _fluent_api_at(uri: str) -> Iterator[None]:
+    """mlflow's model logging needs the global tracking URI, which MLflow also exports as
+    $MLFLOW_TRACKING_URI: put both back, or the next run in this process would silently go here."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -1,0 +1,78 @@
+"""Where runs are tracked: the tracking URI, whether its server answers, the experiment, the UI command."""
+
+from __future__ import annotations
+
+import base64
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import TrackingConfig
+from pipeline.errors import ConfigError
+from pipeline.redaction import redact
+
+
+def resolve_uri(cfg: TrackingConfig) -> str:
+    """tracking.uri, else $MLFLOW_TRACKING_URI, else MLflow's default sqlite:///mlflow.db (made absolute
+    so Ray workers, whose working directory differs, write to the same file)."""
+    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
+
+
+def ui_command(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def check_reachable(uri: str) -> None:
+    """Fail before any Ray work if a tracking server does not answer (credentials in the URI are
+    sent as basic auth, as MLflow's client does)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    parts = urllib.parse.urlsplit(uri)
+    headers = {}
+    if parts.username is not None:
+        user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    request = urllib.request.Request(f"{parts.geturl().rstrip('/')}/health", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise ConfigError(
+            f"MLflow tracking server {redact(uri)} is unreachable ({redact(str(err))}); start it or fix tracking.uri"
+        ) from err
+
+
+def experiment_id(client: MlflowClient, uri: str, name: str) -> str:
+    """The experiment's id, creating it (artifacts beside a SQLite store) if it does not exist."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=_artifact_root(uri, name))
+
+
+def _artifact_root(uri: str, name: str) -> str | None:
+    """With a SQLite store, keep artifacts beside the database file (MLflow's own default is
+    ./mlruns under whatever directory the creating process happens to run in)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server decides
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / "mlruns" / name).as_uri()
+
+
+def running_runs(uri: str, experiment: str) -> list:
+    """The experiment's runs whose status is RUNNING (for `reconcile`)."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000)

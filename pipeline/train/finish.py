@@ -1,0 +1,86 @@
+"""After training, on the driver: the best checkpoint on the test split against the task's naive
+baseline, and everything logged with the model (metrics, plots, data info, checkpoint, served model)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.model.sequence_model import SequenceModel, ServingModel
+from pipeline.redaction import redact_tree
+from pipeline.tasks import DataInfo, Prepared, get_task
+from pipeline.track import LoggedModel, TrackedRun, log_checkpoint, log_model
+from pipeline.track.plots import learning_curves
+from pipeline.train import checkpoint
+from pipeline.train.holdout import input_example, load_model, predict_split
+
+
+@dataclass(frozen=True)
+class Tested:
+    model: SequenceModel
+    info: DataInfo                   # calibrated on validation (e.g. the anomaly threshold)
+    predictions: dict[str, np.ndarray]
+    metrics: dict[str, float]        # test_* and baseline_test_*
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    metrics: dict[str, float]
+    logged: LoggedModel
+
+
+def test_checkpoint(cfg: Config, splits: Prepared, path: str) -> Tested:
+    """The checkpoint at `path` on the test split, next to the task's naive baseline."""
+    task = get_task(splits.info.task)
+    model = load_model(path, cfg.model, info=splits.info)
+    info = task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info) if task.calibrate else splits.info
+    predictions = predict_split(model, splits.test, info=info)
+    return Tested(model=model, info=info, predictions=predictions, metrics=task.test_metrics(predictions, info))
+
+
+def finish_model(
+    cfg: Config, splits: Prepared, best_checkpoint: str, best_metrics: dict[str, float], *, run: TrackedRun,
+    register_as: str | None, alias: str | None, history_run: TrackedRun | None = None,
+) -> FinalModel:
+    """Test the best checkpoint; log final metrics, plots and the model to `run` (learning curves
+    from `history_run`'s epochs, e.g. the best trial's run for a sweep)."""
+    task = get_task(splits.info.task)
+    tested = test_checkpoint(cfg, splits, best_checkpoint)
+    model, info, predictions, test = tested.model, tested.info, tested.predictions, tested.metrics
+    history = (history_run or run).metric_history(["train_loss", "val_loss"])
+    run.log_figures({"learning_curves.png": learning_curves(history)} | task.plots(predictions, info))
+    if task.export is not None:
+        run.log_table(task.export(predictions, info), f"test_{task.name}.parquet")
+    best = {k: v for k, v in best_metrics.items() if k.startswith(("train_", "val_"))}
+    metrics = best | {"best_epoch": best_metrics["epoch"]} | test
+    run.log_metrics(test, step=int(metrics["best_epoch"]))
+    run.log_dict(info.as_dict(), "data_info.json")
+    _log_tested_checkpoint(run, model, cfg=cfg, info=info, metrics=best_metrics)
+    logged = log_model(
+        run, serving_model(model, info), input_example=input_example(splits.test, info=info),
+        metadata={"data_info": info.as_dict()}, register_as=register_as, alias=alias,
+    )
+    return FinalModel(metrics=metrics, logged=logged)
+
+
+def _log_tested_checkpoint(run: TrackedRun, model, *, cfg: Config, info: DataInfo, metrics: dict[str, float]) -> None:
+    """The tested model's weights with its config and (calibrated) data info, loadable by URI."""
+    meta = checkpoint.CheckpointMeta(
+        epoch=int(metrics["epoch"]), config_hash=cfg.hash(), run_id=run.run_id, metrics=metrics,
+        config=redact_tree(cfg.model_dump(mode="json")), info=info.as_dict(),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint.save(tmp, model=model, optimizer=None, meta=meta)
+        log_checkpoint(run, tmp)
+
+
+def serving_model(model: SequenceModel, info: DataInfo) -> ServingModel:
+    """The model users load: forecasts come back in the data's units (the scaler is part of it)."""
+    output_units = get_task(info.task).output_units
+    if output_units is None:
+        return ServingModel(model)
+    units = output_units(info)
+    return ServingModel(model, out_scale=units.scale, out_shift=units.shift, reference=units.reference)

@@ -1,0 +1,106 @@
+"""The life of a tracked run, the same for `lstmpipe train` and `lstmpipe tune`.
+
+    with run_lifecycle(cfg, kind="train", name=name, resume=resume, config_hash=cfg.hash()) as life:
+        splits = load_splits(cfg)          # bad data fails here: nothing is logged yet
+        run = life.open()                  # the MLflow run: started, or reopened on resume
+        ...                                # train; the block's outcome ends the run
+
+Before the block: the tracking server answers, the name and storage are checked (`check_start`),
+runs a dead driver left RUNNING are reconciled, Ray is connected and has the resources. `open` starts
+the MLflow run (params, config, owner, kind) and writes the run state beside the checkpoints, or on
+resume reopens the same run. Leaving the block ends the run FINISHED, KILLED (Ctrl-C, SIGTERM; a
+sweep's running trials too) or FAILED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.cluster.connect import available, check_storage, connect
+from pipeline.config import Config
+from pipeline.errors import ConfigError
+from pipeline.track import KIND_TAG, SweepRun, TrackedRun, check_reachable, resolve_uri
+from pipeline.track.reconcile import OWNER_TAG, owner, reconcile_and_report
+from pipeline.train.run_state import RunState, check_start, resolve_storage, unique_name, write_state
+
+Kind = Literal["train", "tune"]
+RUN_KIND = {"train": "train", "tune": "sweep"}   # the lstmpipe.kind tag of the MLflow run
+RESUMED_TAG = "lstmpipe.resumed"
+
+
+def check_resources(cfg: Config) -> None:
+    """The connected cluster can run this config: enough CPUs/GPUs, and storage every node sees."""
+    check_storage(resolve_storage(cfg.train.storage_path))
+    kind, need = ("GPU", cfg.train.workers) if cfg.train.use_gpu else ("CPU", cfg.train.workers)
+    have = available(kind)
+    if have < need:
+        raise ConfigError(
+            f"train.workers={cfg.train.workers} needs {need} {kind}s but the Ray cluster has {have:g}; "
+            f"lower train.workers{' or set train.use_gpu=false' if kind == 'GPU' else ''}"
+        )
+
+
+@dataclass
+class Lifecycle:
+    cfg: Config
+    kind: Kind
+    uri: str
+    name: str
+    storage: str
+    config_hash: str
+    previous: RunState | None      # the run state of the run being resumed
+    run: TrackedRun | None = None  # once open
+
+    def open(self) -> TrackedRun:
+        """Start the MLflow run (or reopen it, resuming) and tie it to the run directory."""
+        cls = SweepRun if self.kind == "tune" else TrackedRun
+        tags = {OWNER_TAG: owner()}
+        if self.previous is None:
+            self.run = cls.start(self.uri, experiment=self.cfg.tracking.experiment, run_name=self.name,
+                                 params=self.cfg.flat(), tags=tags | {KIND_TAG: RUN_KIND[self.kind]})
+            self.run.log_config(self.cfg.model_dump(mode="json"))
+            write_state(self.storage, self.name, RunState(run_id=self.run.run_id, config_hash=self.config_hash, kind=self.kind))
+        else:
+            self.run = cls(self.uri, self.previous.run_id)
+            self.run.reopen(tags=tags | {RESUMED_TAG: "true", "lstmpipe.resumed_to_epochs": str(self.cfg.train.epochs)})
+        return self.run
+
+    def resume_hint(self) -> str:
+        return f"`lstmpipe {self.kind} --name {self.name} --resume`"
+
+
+@contextmanager
+def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, config_hash: str) -> Iterator[Lifecycle]:
+    uri = resolve_uri(cfg.tracking)
+    check_reachable(uri)
+    name = name or unique_name(kind)
+    storage = resolve_storage(cfg.train.storage_path)
+    previous = check_start(storage, name, kind=kind, resume=resume, config_hash=config_hash)
+    reconcile_and_report(uri, cfg.tracking.experiment)
+    connect()
+    check_resources(cfg)
+    life = Lifecycle(cfg=cfg, kind=kind, uri=uri, name=name, storage=storage, config_hash=config_hash, previous=previous)
+    try:
+        yield life
+    except KeyboardInterrupt:
+        _end(life.run, "KILLED")
+        raise
+    except BaseException:
+        _end(life.run, "FAILED")
+        raise
+    if life.run is not None:
+        life.run.end("FINISHED")
+
+
+def _end(run: TrackedRun | None, status: Literal["KILLED", "FAILED"]) -> None:
+    if run is None:
+        return               # failed before the run was opened (bad data, no resources): nothing was logged
+    if isinstance(run, SweepRun) and status == "KILLED":
+        try:
+            run.end_running_children(status)
+        except Exception:  # noqa: BLE001  (a server that is down: reconcile closes them later)
+            pass
+    run.end_if_reachable(status)

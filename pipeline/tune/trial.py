@@ -1,0 +1,97 @@
+"""One Tune trial: a function trainable that builds and fits the same TorchTrainer as `lstmpipe train`
+(with a `TuneReportCallback`), tracked as a child run nested under the sweep's parent run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import ray.tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from pipeline.config import Config, apply_overrides, validate
+from pipeline.tasks import Prepared
+from pipeline.track import KIND_TAG, TRIAL_TAG, SweepRun, TrackedRun
+from pipeline.track.reconcile import OWNER_TAG
+from pipeline.train.driver import build_trainer, fit, sync_history, worker_spec
+from pipeline.train.finish import test_checkpoint
+from pipeline.train.lifecycle import RESUMED_TAG
+
+# The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
+# {"cpu": 0.01} would leave 1.99 CPUs on a 2-CPU machine, too few for 2 one-CPU workers: the worker
+# group would never start. A small memory reservation is a non-empty request that takes no CPU.
+TRIAL_RESOURCES = {"memory": 64 * 1024**2}
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial receives besides its sampled parameters (plain values: it travels to the trial)."""
+
+    base: dict[str, Any]
+    data: dict[str, Prepared]        # prepared splits per data variant (data_key)
+    parent_run_id: str
+    tracking_uri: str
+    experiment: str
+    storage: str
+    sweep_name: str
+    owner: str                       # the sweep driver (OWNER_TAG of every trial run)
+
+
+def data_key(cfg: Config) -> str:
+    return hashlib.sha256(json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def trial_name(sweep_name: str, trial_id: str) -> str:
+    return f"{sweep_name}-{trial_id}"
+
+
+def trial_storage(storage: str, sweep_name: str) -> str:
+    """Each trial's Ray Train run lives inside the sweep's directory: <storage>/<sweep>/trials/<trial>."""
+    return f"{storage}/{sweep_name}/trials"
+
+
+def _trial_run(cfg: Config, ctx: SweepContext, *, trial_id: str) -> TrackedRun | None:
+    """This trial's child run: new, or the one a restored sweep's trial ran in before; None when that
+    run had finished (its epochs are replayed to Tune instead of training again)."""
+    parent = SweepRun(ctx.tracking_uri, ctx.parent_run_id)
+    previous = parent.trial(trial_id)
+    if previous is not None and previous.finished:
+        # Tune saves its experiment state every ~10 s, so a driver killed just after a trial finished
+        # restores it as unfinished. MLflow knows better: replay its epochs to Tune, train nothing.
+        for metrics in previous.run.epoch_history():
+            ray.tune.report(metrics)
+        return None
+    if previous is not None:                               # a restored, unfinished trial continues its run
+        previous.run.reopen(tags={RESUMED_TAG: "true", OWNER_TAG: ctx.owner})
+        return previous.run
+    return TrackedRun.start(
+        ctx.tracking_uri, experiment=ctx.experiment, run_name=trial_name(ctx.sweep_name, trial_id), params=cfg.flat(),
+        tags={TRIAL_TAG: trial_id, KIND_TAG: "trial", OWNER_TAG: ctx.owner}, parent=parent,
+    )
+
+
+def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
+    """One Tune trial = one TorchTrainer run, tracked as a nested MLflow run."""
+    cfg = validate(apply_overrides(ctx.base, params), origin="tune trial")
+    trial_id = ray.tune.get_context().get_trial_id()
+    run = _trial_run(cfg, ctx, trial_id=trial_id)
+    if run is None:
+        return
+    splits = ctx.data[data_key(cfg)]
+    spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri)
+    trainer = build_trainer(cfg, splits, spec=spec, name=trial_name(ctx.sweep_name, trial_id),
+                            storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()])
+    try:
+        outcome = fit(trainer, max_failures=cfg.train.max_failures)
+    except BaseException as err:
+        # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
+        # group and the TrainController dies under us. The sweep driver closes this run once Tune
+        # has said which it was (`SweepRun.close_trials`).
+        run.set_tags({"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
+        raise
+    sync_history(cfg, outcome, run=run, resume_hint=f"`lstmpipe tune --name {ctx.sweep_name} --resume`")
+    tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)       # for the report; selection stays on validation
+    run.log_metrics(tested.metrics, step=int(outcome.best_metrics["epoch"]))
+    run.end("FINISHED")
