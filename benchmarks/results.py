@@ -73,15 +73,15 @@ def render(results: list[Result], *, command: str, started: str, minutes: float)
 
 def log_to_mlflow(results: list[Result], *, text: str, uri: str, experiment: str) -> str:
     """One run in `experiment`: every result's metrics (prefixed with its key), RESULTS.md, the plots."""
-    from pipeline import track as tracking
+    from pipeline.track import KIND_TAG, TrackedRun
 
-    run_id = tracking.start_run(uri, experiment=experiment, run_name="bench", params={"machine": machine()[:500]},
-                                tags={tracking.KIND_TAG: "bench"})
-    with tracking.closes_run(uri, run_id):
+    run = TrackedRun.start(uri, experiment=experiment, run_name="bench", params={"machine": machine()[:500]},
+                           tags={KIND_TAG: "bench"})
+    with run.closes():
         for r in results:
-            tracking.log_metrics(uri, run_id, {f"{r.key}_{k}": v for k, v in r.metrics.items()}, step=0)
-            tracking.set_tags(uri, run_id, {f"bench.{r.key}": r.verdict})
+            run.log_metrics({f"{r.key}_{k}": v for k, v in r.metrics.items()}, step=0)
+            run.set_tags({f"bench.{r.key}": r.verdict})
             if r.figures:
-                tracking.log_figures(uri, run_id, r.figures)
-        tracking.log_text(uri, run_id, text, "RESULTS.md")
-    return run_id
+                run.log_figures(r.figures)
+        run.log_text(text, "RESULTS.md")
+    return run.run_id

@@ -203,11 +203,11 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args()
     only = {k.strip().upper() for k in args.only.split(",")}
-    from pipeline import track as tracking
     from pipeline.config import TrackingConfig
+    from pipeline.track import check_reachable, resolve_uri
 
-    uri = args.tracking_uri or tracking.resolve_uri(TrackingConfig())
-    tracking.check_reachable(uri)
+    uri = args.tracking_uri or resolve_uri(TrackingConfig())
+    check_reachable(uri)
     started, clock = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), time.perf_counter()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="lstmpipe-bench-") as workdir:
@@ -220,9 +220,9 @@ def main() -> None:
             results.append(b7())
         if "B8" in only:
             results.append(b8())
-        from pipeline.cluster import connect as cluster
+        from pipeline.cluster.connect import connect
 
-        cluster.connect()
+        connect()
         consumes = None
         if only & {"B1", "B2", "B3"}:
             pair, consumes = b1_b2(workdir)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from pipeline import config
-from pipeline import track as tracking
+from pipeline.track import SweepRun
 from pipeline.tune.sweep import run_sweep
 
 EPOCHS = 12
@@ -46,8 +46,9 @@ def run(cfg: config.Config) -> SweepCost:
     wall = time.perf_counter() - start
     uri = summary.tracking_uri
     epochs, best, walls, trains = 0, float("inf"), [], []
-    for child in tracking.child_runs(uri, summary.run_id):
-        history = [e for e in tracking.epoch_history(uri, child.info.run_id) if "train_loss" in e]
+    parent = SweepRun(uri, summary.run_id)
+    for child in parent.children():
+        history = [e for e in parent.child(child.info.run_id).epoch_history() if "train_loss" in e]
         epochs += len(history)
         best = min([best] + [e["val_loss"] for e in history])
         walls.append((child.info.end_time - child.info.start_time) / 1000)

@@ -82,7 +82,7 @@ class DataConfig(Section):
         try:
             return source.options_model.model_validate(options).model_dump()
         except ValidationError as err:
-            raise ValueError(describe_options_error(err, source.options_model)) from None
+            raise ValueError(describe_options_error(err, source.options_model)) from err
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:
@@ -142,7 +142,8 @@ class TrainConfig(Section):
         "fp32", description="torch.amp autocast: bf16, fp16 (with a GradScaler), auto (bf16 where supported, else fp16)"
     )
     shard_cache_mb: float = Field(
-        1024, ge=0, description="keep each worker's collated shard in memory after epoch 1 if it fits (MB); 0 streams every epoch"
+        1024, ge=0, description="each worker keeps the training split's rows (and its validation shard) in memory after "
+        "the first epoch if each fits this many MB; 0 streams every epoch"
     )
     seed: int = 0
     storage_path: str = Field("runs", description="Ray Train run state and checkpoints")
@@ -412,7 +413,7 @@ def validate(raw: dict[str, Any], *, origin: str = "config") -> Config:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, origin=origin)) from None
+        raise ConfigError(describe_validation_error(err, origin=origin)) from err
     _check_space_values(cfg, origin=origin)
     return cfg
 
@@ -426,7 +427,7 @@ def _check_space_values(cfg: Config, *, origin: str) -> None:
                 Config.model_validate(apply_overrides(base, {key: value}))
             except ValidationError as err:
                 detail = describe_validation_error(err, origin=f"tune.space['{key}']")
-                raise ConfigError(f"{detail} (searched value {value!r} from {origin})") from None
+                raise ConfigError(f"{detail} (searched value {value!r} from {origin})") from err
 
 
 CONFIG_ENV = "LSTMPIPE_CONFIG"  # `lstmpipe submit` ships the resolved config to its job in this variable
@@ -447,7 +448,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML ({err.__class__.__name__}): fix the syntax") from None
+        raise ConfigError(f"config file {path} is not valid YAML ({err.__class__.__name__}): fix the syntax") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     return raw

@@ -1,8 +1,19 @@
 import os
 
+import mlflow
 import pytest
 
 from pipeline import config
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_uri_leaks():
+    """A test that points MLflow's global tracking URI somewhere (mlflow.set_tracking_uri also exports
+    $MLFLOW_TRACKING_URI) must put it back: the next run in the process would silently log there.
+    Load served models with helpers.load_served."""
+    before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    yield
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before, "the test left MLflow's tracking URI changed"
 
 
 @pytest.fixture(scope="session")
@@ -11,9 +22,9 @@ def ray_session():
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
-    from pipeline.cluster import connect as cluster
+    from pipeline.cluster.connect import connect
 
-    cluster.connect()
+    connect()
     yield ray
     ray.shutdown()
 

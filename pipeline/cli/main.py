@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 bad config, bad data or a run that cannot start/resume;
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ import typer
 
 from pipeline import config as config_mod
 from pipeline.cli.cluster import cluster_app, jobs_app, submit
-from pipeline.cli.options import ConfOpt, ModelOpt, NameOpt, SetOpt, SummaryOpt, TrackingOpt, user_errors
+from pipeline.cli.options import DEBUG_ENV, ConfOpt, ModelOpt, NameOpt, SetOpt, SummaryOpt, TrackingOpt, user_errors
 
 app = typer.Typer(
     name="lstmpipe",
@@ -26,6 +27,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, print its whole traceback and causes (or LSTMPIPE_DEBUG=1).")] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"   # this command and the processes it starts
 
 
 def _report(summary, *, title: str, summary_json: Path | None, extra: dict | None = None) -> None:

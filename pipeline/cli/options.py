@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,14 +22,25 @@ TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLfl
 SummaryOpt = Annotated[Optional[Path], typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
 
 
+DEBUG_ENV = "LSTMPIPE_DEBUG"
+
+
+def debugging() -> bool:
+    """`--debug` or LSTMPIPE_DEBUG=1: errors come with their whole traceback, causes included."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """PipelineError -> one sentence on stderr and its exit code; Ctrl-C -> 130. No tracebacks."""
+    """PipelineError -> one sentence on stderr and its exit code; Ctrl-C -> 130. No tracebacks, unless
+    debugging: then the traceback of the error and of its causes comes first (redacted)."""
     try:
         yield
     except PipelineError as err:
+        if debugging():
+            typer.echo(redact("".join(traceback.format_exception(err))), err=True)
         typer.echo(f"error: {redact(str(err))}", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except KeyboardInterrupt:
+        raise typer.Exit(err.exit_code) from err
+    except KeyboardInterrupt as err:
         typer.echo("interrupted: runs in progress were marked KILLED", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(130) from err

@@ -1,7 +1,9 @@
-"""Worker shard -> batches: the Arrow collate that pads each batch to its own longest sequence."""
+"""Worker shard -> batches: the Arrow collate that pads each batch to its own longest sequence, the
+training split in a new order every epoch (`TrainBatches`), and the validation shard kept in memory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -9,6 +11,7 @@ import pyarrow as pa
 import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
+from pipeline.data.shuffle import worker_positions, worker_rows
 from pipeline.data.transforms import float_targets, next_step, sequences_to_arrays
 
 if TYPE_CHECKING:
@@ -64,13 +67,89 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _pinned(batch: dict[str, torch.Tensor], pin: bool) -> dict[str, torch.Tensor]:
+    return {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+
+
+class TrainBatches:
+    """This worker's training batches, in a new order every epoch (`pipeline.data.shuffle`).
+
+    Every worker reads the whole training split (Ray Train does not split it: `build_trainer`). If
+    the split's Arrow rows fit `budget_mb`, they are kept after the first read and each epoch takes
+    this worker's rows in the epoch's order and collates them: no Ray Data after the first epoch.
+    Otherwise the split is streamed every epoch; the worker keeps its own rows of the epoch and emits
+    them in their order within windows of `window_batches` batches (a shuffle buffer). Either way the
+    rows and their order depend only on the seed, the epoch, the rank and the world size.
+    """
+
+    def __init__(self, iterator, *, info: DataInfo, batch_size: int, seed: int, rank: int, world: int,
+                 budget_mb: float, window_batches: int = 64, pin_memory: bool = False):
+        self.iterator = iterator              # a DataIterator over the whole training split, in order
+        self.collate = collate_for(info)
+        self.rows_total = info.num_rows["train"]
+        self.batch_size, self.window = batch_size, batch_size * window_batches
+        self.order = {"seed": seed, "rank": rank, "world": world}
+        self.budget = budget_mb * 2**20
+        self.pin = pin_memory
+        self.rows: pa.Table | None = None     # the split, once read, if it fits the budget
+        self.streaming = budget_mb == 0
+
+    def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        if self.rows is None and not self.streaming:
+            self.rows = self._read_all()
+        if self.rows is None:
+            yield from self._streamed(epoch)
+            return
+        mine = worker_rows(self.rows.num_rows, epoch=epoch, **self.order)
+        for start in range(0, len(mine), self.batch_size):
+            yield _pinned(self.collate(self.rows.take(mine[start:start + self.batch_size])), self.pin)
+
+    def _batches(self):
+        return self.iterator.iter_batches(batch_size=4096, batch_format="pyarrow", prefetch_batches=1)
+
+    def _read_all(self) -> pa.Table | None:
+        parts, size = [], 0
+        for part in self._batches():
+            size += part.nbytes
+            if size > self.budget:
+                self.streaming = True
+                return None
+            parts.append(part)
+        return pa.concat_tables(parts).combine_chunks()
+
+    def _streamed(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        places = worker_positions(self.rows_total, epoch=epoch, **self.order)   # (N,) place in my order, -1: not mine
+        window: list[tuple[np.ndarray, pa.Table]] = []
+        held, seen = 0, 0
+        for part in self._batches():
+            where = places[seen:seen + part.num_rows]
+            seen += part.num_rows
+            keep = np.flatnonzero(where >= 0)
+            window.append((where[keep], part.take(keep)))
+            held += len(keep)
+            if held >= self.window:
+                yield from self._flush(window)
+                window, held = [], 0
+        if seen != self.rows_total:
+            raise RuntimeError(f"the training split streamed {seen} rows, {self.rows_total} expected")
+        yield from self._flush(window)
+
+    def _flush(self, window: list[tuple[np.ndarray, pa.Table]]) -> Iterator[dict[str, torch.Tensor]]:
+        if not window:
+            return
+        places = np.concatenate([w for w, _ in window])
+        rows = pa.concat_tables([t for _, t in window]).take(np.argsort(places, kind="stable"))
+        for start in range(0, rows.num_rows, self.batch_size):
+            yield _pinned(self.collate(rows.slice(start, self.batch_size)), self.pin)
+
+
 class ShardCache:
-    """A worker's shard as collated batches, kept in memory after the first epoch if they fit.
+    """A worker's validation shard as collated batches, kept in memory after the first epoch if they fit.
 
     Ray Data streams the shard every epoch (block fetch, slicing, collate: ~1 ms per batch here, a
     tenth of a small LSTM's step); a shard that fits `budget_mb` is streamed once and then replayed
-    from memory in the same order, which is what a hand-written PyTorch loop over tensors does.
-    A shard over budget is streamed every epoch and nothing is kept.
+    from memory (order does not matter for validation: its sums are all-reduced). A shard over budget
+    is streamed every epoch and nothing is kept.
     """
 
     def __init__(self, stream, *, budget_mb: float):

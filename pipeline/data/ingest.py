@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
 
@@ -45,15 +46,24 @@ def file_format(path: str) -> str:
     return formats.pop()
 
 
+# What pyarrow and Ray Data raise for input that is not what it says (ArrowInvalid is a ValueError,
+# a missing or unreadable file an OSError, pyarrow's own errors ArrowException).
+UNREADABLE = (pa.ArrowException, OSError, ValueError)
+
+
+def _unreadable(path: str, fmt: str, err: BaseException) -> DataError:
+    reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+    return DataError(f"{path}: cannot be read as {fmt} ({reason}); check that the file is complete and really {fmt}")
+
+
 def read(path: str) -> ray.data.Dataset:
     fmt = "parquet" if "://" in path and not path.endswith(".csv") else file_format(path)
     if fmt == "parquet" and "://" not in path and Path(path).is_dir():
         _check_schemas_agree(Path(path))
     try:
         return ray.data.read_parquet(path) if fmt == "parquet" else ray.data.read_csv(path)
-    except Exception as err:  # pyarrow/Ray raise many types for unreadable input
-        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: cannot be read as {fmt} ({reason}); check that the file is complete and really {fmt}") from None
+    except UNREADABLE as err:  # a bug of ours (TypeError, KeyError, ...) is not an unreadable file
+        raise _unreadable(path, fmt, err) from err
 
 
 def _check_schemas_agree(directory: Path) -> None:
@@ -63,9 +73,8 @@ def _check_schemas_agree(directory: Path) -> None:
     for f in files:
         try:
             schemas[f.name] = pq.read_schema(f)
-        except Exception as err:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ...)
-            reason = str(err).strip().splitlines()[0].split(". ")[0]
-            raise DataError(f"{f}: cannot be read as parquet ({reason}); check that the file is complete and really parquet") from None
+        except UNREADABLE as err:
+            raise _unreadable(str(f), "parquet", err) from err
     first = files[0].name if files else None
     for name, schema in schemas.items():
         for field in schema:

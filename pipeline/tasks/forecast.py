@@ -59,7 +59,7 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
             try:
                 out[name] = pa.array(_numeric(_column(batch, name), name=name))
             except DataError as err:
-                raise DataError(f"{err} (or set data.missing: drop, ffill or zero)") from None
+                raise DataError(f"{err} (or set data.missing: drop, ffill or zero)") from err
         else:  # gaps become nulls: Ray Data's mean/std skip them, _windows fills them per series
             values = _column(batch, name)
             if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):

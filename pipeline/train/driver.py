@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ray.data
 import ray.train
 import ray.train.torch
 
@@ -56,6 +57,11 @@ def build_trainer(
         train_loop_config=spec.as_loop_config(),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu),
         datasets={"train": splits.train, "val": splits.val},
+        # train is not split: each worker takes its own rows of every epoch's order (TrainBatches),
+        # reading the split in its stored order; val is split as Ray Train does by default
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=["val"], execution_options={"train": ray.data.ExecutionOptions(preserve_order=True)},
+        ),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage,

@@ -72,7 +72,7 @@ def check_writable(storage: str) -> None:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
             f"train.storage_path {storage} is not writable ({reason}); point it at a directory or bucket this process can write to"
-        ) from None
+        ) from err
 
 
 def check_start(storage: str, name: str, *, kind: str, resume: bool, config_hash: str) -> RunState | None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from pipeline import ray_compat
 from pipeline.train import checkpoint
-from pipeline.data.batches import ShardCache, iter_batches, to_device
+from pipeline.data.batches import ShardCache, TrainBatches, iter_batches, to_device
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
 from pipeline.model.sequence_model import model_for
@@ -69,13 +69,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     amp = mixed_precision(train_cfg.precision, device=device)
     task = get_task(spec.task)
 
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    # Collated CPU batches (pinned for a GPU), kept in memory after the first epoch if they fit.
+    # Training batches in a new order every epoch, from (train.seed, epoch): the whole split is read
+    # by every worker and kept in memory if it fits; each worker trains on its own rows of the epoch.
+    # Validation: this worker's shard, collated, kept after the first epoch if it fits.
     pin = device.type == "cuda"
-    train_batches = ShardCache(
-        lambda: iter_batches(train_shard, info=info, batch_size=train_cfg.batch_size, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb
+    train_batches = TrainBatches(
+        ray.train.get_dataset_shard("train"), info=info, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+        rank=rank, world=ctx.get_world_size(), budget_mb=train_cfg.shard_cache_mb, pin_memory=pin,
     )
+    val_shard = ray.train.get_dataset_shard("val")
     val_batches = ShardCache(lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb)
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
     logger = RunLogger(TrackedRun(spec.tracking_uri, spec.run_id)) if rank == 0 and spec.run_id else None
@@ -91,7 +93,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         model.train()
         acc = defaultdict(MeanAccumulator)
         start = time.perf_counter()
-        for batch in train_batches:
+        for batch in train_batches.epoch(epoch):
             batch = to_device(batch, device)
             with amp.autocast():
                 pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)

@@ -1,6 +1,6 @@
 """`classify` through the same path: ragged sequences packed per batch, labels mapped and saved."""
 
-import mlflow
+from helpers import load_served
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,7 +38,7 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     }
     cfg = config.validate(raw)
     splits = load_splits(cfg)
-    assert splits.info.classes == ["down", "up"] and splits.info.output_size == 2
+    assert splits.info.task_info.classes == ["down", "up"] and splits.info.output_size == 2
     assert splits.info.num_rows["test"] == 48 and splits.info.max_len == 12
 
     summary = run_training(cfg, name="c-ragged", splits=splits)
@@ -51,13 +51,12 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
     assert set(plots) == {"plots/learning_curves.png", "plots/confusion_matrix.png"} and min(plots.values()) > 1000
 
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-classify/1")
+    model = load_served(cfg.tracking.uri, "models:/tiny-classify/1")
     example = model.input_example                       # ragged: NaN after each sequence's end
     assert np.isnan(example).any()
     logits = np.asarray(model.predict(example))
     assert logits.shape == (len(example), 2) and np.isfinite(logits).all()
-    assert model.metadata.metadata["data_info"]["classes"] == ["down", "up"]
+    assert model.metadata.metadata["data_info"]["task_info"]["classes"] == ["down", "up"]
 
 
 def test_label_unseen_in_training_is_a_data_error(ray_session, tiny_raw, tmp_path):
@@ -75,7 +74,7 @@ def test_builtin_digits_as_row_sequences(ray_session, tiny_raw):
     raw = {**tiny_raw, "task": "classify", "data": {"source": "digits", "cache_dir": tiny_raw["data"]["cache_dir"]}}
     info = load_splits(config.validate(raw)).info
     assert (info.input_size, info.max_len, info.output_size) == (8, 8, 10)
-    assert info.classes == [str(d) for d in range(10)]
+    assert info.task_info.classes == [str(d) for d in range(10)]
 
 
 def test_cli_bad_data_exits_2_with_one_sentence(tmp_path):

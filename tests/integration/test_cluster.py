@@ -1,5 +1,9 @@
-"""A real 2-node Ray cluster and MLflow server on 127.0.0.1: `lstmpipe submit` runs the smoke config
-as a Ray job on both nodes, and the server's REST API holds the experiment, run, metrics and model."""
+"""A real 3-node Ray cluster and MLflow server on 127.0.0.1: `lstmpipe submit` runs the smoke config
+as a Ray job on its nodes, and the server's REST API holds the experiment, run, metrics and model.
+
+The nodes run in a private mount namespace where this checkout is hidden (an empty tmpfs over it; the
+venv is bound back at its own path) and the package comes from a copy elsewhere, as on a KubeRay
+cluster built from the image: a job that depends on a path of the submitting machine fails here."""
 
 import json
 import os
@@ -43,12 +47,38 @@ def rest(uri, path, body=None):
     return json.loads(raw) if resp.headers.get_content_type() == "application/json" else raw
 
 
+HIDE_CHECKOUT = """
+set -e
+if [ -n "$VENV_IN_ROOT" ]; then mkdir -p "$VIEW" && mount --bind "$VENV_IN_ROOT" "$VIEW"; fi
+mount -t tmpfs -o size=1m tmpfs "$ROOT"
+if [ -n "$VENV_IN_ROOT" ]; then mkdir -p "$VENV_IN_ROOT" && mount --bind "$VIEW" "$VENV_IN_ROOT"; fi
+exec "$@"
+"""
+
+
+def hidden_checkout_command(args: list[str], *, scratch: Path) -> tuple[list[str], dict[str, str]]:
+    """`lstmpipe ARGS` in a new mount namespace where ROOT is an empty tmpfs (the venv, if inside it,
+    bound back at its own path) and `pipeline` is imported from a copy under `scratch`."""
+    import shutil
+
+    site = scratch / "site"
+    shutil.copytree(ROOT / "pipeline", site / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = Path(sys.prefix)
+    env = {"ROOT": str(ROOT), "VIEW": str(scratch / "venv-view"), "PYTHONPATH": str(site),
+           "VENV_IN_ROOT": str(venv) if venv.is_relative_to(ROOT) else ""}
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", HIDE_CHECKOUT, "sh", *LSTMPIPE, *args], env
+
+
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the cluster's nodes run in a private mount namespace, which needs root (as on CI)")
     state = tmp_path_factory.mktemp("cluster")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_", "RAY_AUTH"))}
-    up = lstmpipe("cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--state-dir", str(state),
-                  "--dashboard-port", str(free_port()), "--mlflow-port", str(free_port()), env=env, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_", "RAY_AUTH", "RAY_DATA"))}
+    command, hide = hidden_checkout_command(
+        ["cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--state-dir", str(state),
+         "--dashboard-port", str(free_port()), "--mlflow-port", str(free_port())], scratch=tmp_path_factory.mktemp("hidden"))
+    up = subprocess.run(command, cwd="/", env=env | hide, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr[-3000:]
     exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
     pids = [p["pid"] for p in json.loads((state / "cluster.json").read_text())["procs"]]
@@ -61,6 +91,14 @@ def local_cluster(tmp_path_factory):
         while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not left
+
+
+def test_the_nodes_cannot_see_the_submitters_checkout(local_cluster):
+    procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
+    assert (ROOT / "pipeline" / "__init__.py").is_file()
+    for p in procs:                                          # a process's own view of the filesystem
+        assert not Path(f"/proc/{p['pid']}/root{ROOT}/pipeline").exists(), p["role"]
+        assert Path(f"/proc/{p['pid']}/root{sys.executable}").exists(), p["role"]
 
 
 def test_cluster_status_sees_three_nodes_and_mlflow(local_cluster):
@@ -236,11 +274,10 @@ def test_submit_lose_a_node_stop_resume_and_find_everything_on_the_server(local_
     assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
     assert "test_mse" in evaluated.stdout and "logged to mlflow run" in evaluated.stdout
 
-    import mlflow
     import numpy as np
+    from helpers import load_served
 
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model("models:/cluster-smoke/1")                      # downloaded from the server
+    model = load_served(uri, "models:/cluster-smoke/1")                      # downloaded from the server
     assert np.isfinite(model.predict(model.input_example)).all()
 
 

@@ -1,6 +1,6 @@
 """`forecast`: long-format CSV with two series and a covariate -> windows in Ray Data -> 2 workers."""
 
-import mlflow
+from helpers import load_served, train_and_serve
 import numpy as np
 import pandas as pd
 
@@ -53,8 +53,7 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
     plots = [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")]
     assert "plots/forecast_vs_actual.png" in plots
 
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-forecast/1")
+    model = load_served(cfg.tracking.uri, "models:/tiny-forecast/1")
     forecast = np.asarray(model.predict(model.input_example))
     assert forecast.shape == (4, 3)
     assert 20 < float(np.mean(forecast)) < 150  # data units (sales ~ 50..120), not standardized
@@ -92,12 +91,10 @@ def test_relative_windows_on_a_trend_beyond_the_training_range(ray_session, tiny
         "train": {**tiny_raw["train"], "epochs": 6, "lr": 0.02},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-trend"},
     }
-    cfg = config.validate(raw)
-    summary = run_training(cfg, name="f-trend")
-    assert abs(summary.metrics["baseline_test_mae"] - 1.5) < 1e-3    # the last value: off by 1 and 2
-    assert summary.metrics["test_mae"] < 1.0
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-trend/1")
+    trained = train_and_serve(raw, name="f-trend")
+    assert abs(trained.summary.metrics["baseline_test_mae"] - 1.5) < 1e-3    # the last value: off by 1 and 2
+    assert trained.summary.metrics["test_mae"] < 1.0
+    model = trained.served
     x = np.arange(280, 288, dtype=np.float32).reshape(1, 8, 1) + 5.0                      # levels 285..292, never seen
     pred = np.asarray(model.predict(x))
     # 6 tiny epochs leave ~1 unit of error; an absolute-level model could not leave the training range (< 260) at all

@@ -12,7 +12,7 @@ def test_splits_cover_the_data_disjointly(splits):
     info = splits.info
     assert info.num_rows == {"train": 240, "val": 30, "test": 30}
     assert (info.input_size, info.output_size, info.max_len) == (2, 1, 8)
-    assert 0.8 < info.target_mean[0] < 1.2  # E[U + U'] = 1
+    assert 0.8 < info.task_info.target_mean[0] < 1.2  # E[U + U'] = 1
     keys = {}
     for name in ("train", "val", "test"):
         batch = getattr(splits, name).take_batch(1000, batch_format="pyarrow")

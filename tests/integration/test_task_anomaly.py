@@ -5,7 +5,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline import config
-from pipeline.serve.predict import DataChoice, evaluate, predict
+from pipeline.serve.evaluate import evaluate
+from pipeline.serve.inputs import DataChoice
+from pipeline.serve.predict import predict
 from pipeline.data.ingest import load_splits
 from pipeline.train.driver import run_training
 

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from pipeline import config
 from pipeline.data.ingest import load_splits
-from pipeline.serve.predict import DataChoice, evaluate
+from pipeline.serve.evaluate import evaluate
+from pipeline.serve.inputs import DataChoice
 from pipeline.serve.sampling import GenerateOptions, run_generate
 from pipeline.train.driver import run_training
 
@@ -27,8 +28,8 @@ def test_character_model_trains_samples_and_evaluates(ray_session, tiny_raw, tmp
     cfg = config.validate(raw)
     splits = load_splits(cfg)
     info = splits.info
-    assert info.target == "tokens" and info.token_kind == "char" and 50 < len(info.vocab) < 90
-    assert info.input_size == info.output_size == len(info.vocab) and info.max_len == 100
+    assert info.target == "tokens" and info.task_info.token_kind == "char" and 50 < len(info.task_info.vocab) < 90
+    assert info.input_size == info.output_size == len(info.task_info.vocab) and info.max_len == 100
 
     summary = run_training(cfg, name="g-chars", splits=splits)
     m = summary.metrics
@@ -40,7 +41,7 @@ def test_character_model_trains_samples_and_evaluates(ray_session, tiny_raw, tmp
     out = run_generate("models:/tiny-chars/1", GenerateOptions(length=50, prime="My dear", temperature=0.8),
                        out=tmp_path / "s.txt", tracking_uri=cfg.tracking.uri)
     text = out.read_text()
-    assert text.startswith("My dear") and len(text) == len("My dear") + 50 and set(text) <= set(info.vocab)
+    assert text.startswith("My dear") and len(text) == len("My dear") + 50 and set(text) <= set(info.task_info.vocab)
 
     # the same text scored by URI: per-step NLL over all rows, near the test split's
     ev = evaluate(f"runs:/{summary.run_id}/model", DataChoice(source="lady_susan", overrides=(f"data.cache_dir={tiny_raw['data']['cache_dir']}",)),
@@ -83,4 +84,4 @@ def test_int_tokens_and_short_sequences(ray_session, tiny_raw, tmp_path):
         load_splits(config.validate(raw))
     pq.write_table(pa.table({"notes": rows[:-1]}), tmp_path / "t.parquet")
     info = load_splits(config.validate(raw)).info
-    assert info.vocab == ["1", "5", "9"] and info.token_kind == "int"
+    assert info.task_info.vocab == ["1", "5", "9"] and info.task_info.token_kind == "int"

@@ -2,15 +2,18 @@
 
 import json
 
-import mlflow
 import numpy as np
 import pytest
+from helpers import load_served, train_and_serve
 from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.cli.main import app
 from pipeline.errors import ConfigError, RunStateError
 from pipeline.train.driver import run_training
+from pipeline.train.precision import cpu_supports_bf16
+
+PRECISION = "bf16" if cpu_supports_bf16() else "auto"
 
 
 def _check_telemetry(client, run_id, tmp_path):
@@ -33,7 +36,8 @@ def _check_telemetry(client, run_id, tmp_path):
 
 def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tmp_path):
     # bf16 autocast: the GPU's mixed-precision path (train.precision), run on CPU through real workers
-    cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": "bf16"},
+    # where the CPU has bf16 kernels; elsewhere `auto`, which picks fp32 there
+    cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": PRECISION},
                            "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"},
                            "telemetry": {"enabled": True, "probe_size": 8}})
     summary = run_training(cfg, name="t-basic", splits=splits)
@@ -46,7 +50,7 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     history = mlflow_client.get_metric_history(summary.run_id, "val_loss")
     assert sorted(m.step for m in history) == [0, 1]
     assert {"train_loss", "val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(run.data.metrics)
-    assert run.data.params["train.precision"] == "bf16"
+    assert run.data.params["train.precision"] == PRECISION
     speed = mlflow_client.get_metric_history(summary.run_id, "train_seq_per_s")  # every epoch's throughput, all workers
     assert sorted(m.step for m in speed) == [0, 1] and all(m.value > 0 for m in speed)
     assert summary.metrics["baseline_test_mse"] > 0.05
@@ -55,8 +59,7 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == ["plots/learning_curves.png", "plots/telemetry"]
     _check_telemetry(mlflow_client, summary.run_id, tmp_path)
 
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-train/1")
+    model = load_served(cfg.tracking.uri, "models:/tiny-train/1")
     assert model.input_example.shape == (4, 8, 2)  # logged with the model, with its signature
     assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
     example = np.random.default_rng(0).random((3, 8, 2), dtype=np.float32)  # any batch size
@@ -110,14 +113,38 @@ def test_more_workers_than_cpus_fails_before_training(tiny_cfg, splits):
 
 def test_greff_variant_bidirectional_on_two_workers(ray_session, tiny_raw, tmp_path):
     """A custom cell (CIFG), stacked and bidirectional, through DDP on 2 workers, served from pt2."""
-    import mlflow
     import numpy as np
 
     raw = {**tiny_raw, "model": {"cell": "cifg", "hidden_size": 8, "num_layers": 2, "bidirectional": True},
            "tracking": {**tiny_raw["tracking"], "register_as": "tiny-cifg"}}
-    cfg = config.validate(raw)
-    summary = run_training(cfg, name="t-cifg")
-    assert np.isfinite(summary.metrics["test_mse"]) and summary.metrics["best_epoch"] in (0, 1)
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-cifg/1")
-    assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
+    trained = train_and_serve(raw, name="t-cifg")
+    assert np.isfinite(trained.summary.metrics["test_mse"]) and trained.summary.metrics["best_epoch"] in (0, 1)
+    assert np.asarray(trained.served.predict(trained.served.input_example)).shape == (4, 1)
+
+
+@pytest.mark.skipif(cpu_supports_bf16(), reason="this CPU has bf16 kernels")
+def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_by_the_worker(tiny_raw, splits, mlflow_client):
+    """The check runs where the model runs (a worker), before its first step: one sentence, exit 2, run FAILED."""
+    cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": "bf16", "workers": 1}})
+    with pytest.raises(ConfigError, match=r"train.precision=bf16 needs bf16 kernels .* use train.precision: fp32 or auto"):
+        run_training(cfg, name="t-bf16", splits=splits)
+    exp = mlflow_client.get_experiment_by_name("it")
+    run = mlflow_client.search_runs([exp.experiment_id], "attributes.run_name = 't-bf16'")[0]
+    assert run.info.status == "FAILED"
+
+
+def test_the_data_order_is_seeded_and_a_resume_continues_it(tiny_raw, splits, mlflow_client):
+    """Training on CPU is bitwise deterministic for a seed, so the losses fingerprint the order the
+    sequences were seen in (a new order every epoch: tests/unit/test_shuffle.py). A run resumed after
+    epoch 1 must see epochs 2 and 3 in the same order as a run that was never interrupted."""
+    raw = {**tiny_raw, "train": {**tiny_raw["train"], "epochs": 4, "shard_cache_mb": 0}}   # the streamed path
+    whole = run_training(config.validate(raw), name="t-order-whole", splits=splits)
+    short = {**raw, "train": {**raw["train"], "epochs": 2}}
+    first = run_training(config.validate(short), name="t-order-resumed", splits=splits)
+    resumed = run_training(config.validate(raw), name="t-order-resumed", resume=True, splits=splits)
+    assert resumed.run_id == first.run_id
+
+    def losses(run_id):
+        return [m.value for m in sorted(mlflow_client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)]
+
+    assert len(losses(whole.run_id)) == 4 and losses(whole.run_id) == losses(resumed.run_id)

@@ -1,6 +1,6 @@
 """`tune`: a sweep of TorchTrainer trials, one MLflow parent run with nested child runs, champion alias."""
 
-import mlflow
+from helpers import load_served
 import numpy as np
 
 from pipeline import config
@@ -49,8 +49,7 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
     assert summary.checkpoint.startswith(f"{tiny_raw['train']['storage_path']}/s-basic/trials/s-basic-")
 
     version = mlflow_client.get_model_version_by_alias("tiny-sweep", "champion")
-    mlflow.set_tracking_uri(tiny_raw["tracking"]["uri"])
-    model = mlflow.pyfunc.load_model("models:/tiny-sweep@champion")
+    model = load_served(tiny_raw["tracking"]["uri"], "models:/tiny-sweep@champion")
     assert str(version.version) == "1"
     assert np.asarray(model.predict(model.input_example)).shape == (4, 1)
 

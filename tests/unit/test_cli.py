@@ -1,5 +1,6 @@
 """The CLI without Ray: help, and bad config -> exit 2 with one sentence naming the key."""
 
+import os
 import subprocess
 import sys
 
@@ -54,3 +55,17 @@ def test_data_list_names_every_builtin_with_its_task():
     assert out.returncode == 0
     for name, task in [("adding", "regression"), ("digits", "classify"), ("japanese_vowels", "classify"), ("sunspots", "forecast"), ("co2", "forecast")]:
         assert any(line.split()[:2] == [name, task] for line in out.stdout.splitlines())
+
+
+def test_errors_keep_their_cause_and_debug_shows_it(tmp_path):
+    """One sentence by default; with --debug (or LSTMPIPE_DEBUG=1) the traceback, down to the cause."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model: [unclosed\n")
+    quiet = subprocess.run([*LSTMPIPE, "train", "-c", str(conf)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
+    for flags, env in ((["--debug"], {}), ([], {"LSTMPIPE_DEBUG": "1"})):
+        loud = subprocess.run([*LSTMPIPE, *flags, "train", "-c", str(conf)], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env={**os.environ, **env})
+        assert loud.returncode == 2 and "Traceback" in loud.stderr
+        assert "yaml.parser.ParserError" in loud.stderr          # the cause, kept with `raise ... from err`
+        assert loud.stderr.strip().splitlines()[-1].startswith("error: config file")

@@ -14,10 +14,28 @@ def test_defaults_are_valid():
     assert cfg.data.options == {"seq_len": 100, "num_sequences": 10_000, "seed": 0}
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "experiments/adding.yaml"])
-def test_shipped_configs_load(name):
-    cfg = config.load(config.bundled_config(name))
-    assert cfg.task == "regression"
+CONF = Path(__file__).parents[2] / "conf"
+SHIPPED = sorted(CONF.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONF)))
+def test_every_shipped_config_validates(path):
+    """Every YAML under conf/ is a valid config; experiments ship a search space for `lstmpipe tune`,
+    sweeps search model.cell with an objective their task reports."""
+    from pipeline.tune.space import objective
+
+    cfg = config.load(path)
+    assert len(SHIPPED) >= 12
+    if path.parent.name == "experiments":
+        assert cfg.tune.space, "each experiment ships a search space for `lstmpipe tune`"
+    if path.parent.name == "sweeps":
+        assert "model.cell" in cfg.tune.space and objective(cfg).metric.startswith("val_")
+    source = config.SOURCES.get(cfg.data.source)
+    assert source is None or source.task == cfg.task
+
+
+def test_bundled_configs_are_found():
+    assert config.load(config.bundled_config("smoke.yaml")).task == "regression"
 
 
 def test_unknown_key_names_it_and_suggests_the_right_one():
@@ -123,16 +141,6 @@ def test_task_specific_keys_are_refused_elsewhere():
     assert cfg.data.window.lookback == 24
 
 
-@pytest.mark.parametrize(
-    ("name", "task", "source"),
-    [("digits.yaml", "classify", "digits"), ("japanese_vowels.yaml", "classify", "japanese_vowels"), ("sunspots.yaml", "forecast", "sunspots")],
-)
-def test_task_experiments_load(name, task, source):
-    cfg = config.load(config.bundled_config(f"experiments/{name}"))
-    assert (cfg.task, cfg.data.source) == (task, source)
-    assert cfg.tune.space, "each experiment ships a search space for `lstmpipe tune`"
-
-
 def test_missing_policy_is_for_forecast_only():
     assert config.validate({"task": "forecast", "data": {"source": "sunspots", "missing": "ffill"}}).data.missing == "ffill"
     with pytest.raises(ConfigError, match="data.missing is only for task: forecast"):
@@ -150,15 +158,6 @@ def test_generate_and_anomaly_configs():
         config.validate({"task": "generate", "data": {"source": "chorales", "options": {"limits": 3}}})
 
 
-@pytest.mark.parametrize(
-    ("name", "task", "source"),
-    [("chorales.yaml", "generate", "chorales"), ("lady_susan.yaml", "generate", "lady_susan"), ("co2.yaml", "forecast", "co2"),
-     ("sensor_anomalies.yaml", "anomaly", "sensor_anomalies")],
-)
-def test_generate_and_anomaly_experiments_load(name, task, source):
-    test_task_experiments_load(name, task, source)
-
-
 def test_data_keys_are_searched_as_choice_lists_only():
     """The sweep prepares each data variant before the trials: choices, never ranges, and real keys."""
     ok = config.validate({"data": {"source": "adding"}, "tune": {"space": {"data.options.seq_len": {"choice": [50, 100]}}}})
@@ -172,9 +171,9 @@ def test_data_keys_are_searched_as_choice_lists_only():
 
 
 def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
-    from pipeline.tune.sweep import objective
+    from pipeline.tune.space import objective
 
-    from pipeline.tune.sweep import search_space
+    from pipeline.tune.space import search_space
 
     with pytest.raises(ConfigError, match="grid crosses the choice lists of tune.space and there are none"):
         config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
@@ -188,10 +187,47 @@ def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
         objective(config.validate({"task": "classify", "data": {"source": "digits"}, "tune": {"metric": "val_acuracy"}}))
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("conf/sweeps/*.yaml")), ids=lambda p: p.name)
-def test_shipped_sweeps_validate_with_their_metric(path):
-    """Each shipped sweep is a valid config whose objective the task reports."""
-    from pipeline.tune.sweep import objective
+@pytest.mark.parametrize(("raw", "named"), [
+    ({"task": "forecast", "data": {"source": "sunspots", "input_scaling": "none"}}, "data.input_scaling does not apply to forecast"),
+    ({"task": "anomaly", "data": {"source": "sensor_anomalies", "input_scaling": "none"}}, "data.input_scaling does not apply to anomaly"),
+    ({"task": "generate", "data": {"source": "chorales", "input_scaling": "none"}}, "data.input_scaling does not apply to task: generate"),
+    ({"model": {"dropout": 0.2}}, "model.dropout 0.2 applies between stacked layers and model.num_layers is 1"),
+    ({"tune": {"scheduler": "fifo", "grace_period": 3}}, "tune.grace_period and tune.reduction_factor are ASHA's"),
+    ({"tune": {"scheduler": "fifo", "reduction_factor": 3}}, "tune.grace_period and tune.reduction_factor are ASHA's"),
+    ({"data": {"columns": {"series": "store"}}}, "data.columns.series is for task: forecast or anomaly"),
+    ({"data": {"columns": {"features": ["promo"], "time": "day"}}}, "data.columns.features, data.columns.time are for task"),
+    ({"task": "forecast", "data": {"source": "sunspots", "columns": {"sequence": "seq"}}}, "data.columns.sequence is for row-per-sequence"),
+    ({"task": "generate", "data": {"source": "chorales", "columns": {"target": "next"}}}, "data.columns.target is not read by task: generate"),
+    ({"task": "anomaly", "data": {"source": "sensor_anomalies", "window": {"season": 24}}}, "data.window.season is for task: forecast"),
+    ({"task": "anomaly", "data": {"source": "sensor_anomalies", "anomaly_quantile": 0.9, "columns": {"label": "label"}}},
+     "data.anomaly_quantile is not read when data.columns.label is set"),
+    ({"telemetry": {"probe_size": 8}}, "telemetry.epochs and telemetry.probe_size are read only with telemetry.enabled"),
+])
+def test_a_key_nothing_would_read_is_refused_naming_it(raw, named):
+    with pytest.raises(ConfigError) as err:
+        config.validate(raw)
+    assert named in str(err.value) and "config key ''" not in str(err.value)
 
-    cfg = config.load(path)
-    assert "model.cell" in cfg.tune.space and objective(cfg).metric.startswith("val_")
+
+def test_what_the_rules_leave_alone():
+    """Defaults, and a config dumped whole (a sweep trial's), pass as their source did."""
+    for raw in ({"task": "forecast", "data": {"source": "sunspots"}}, {"model": {"dropout": 0.2, "num_layers": 2}},
+                {"task": "anomaly", "data": {"source": "sensor_anomalies", "columns": {"label": "label"}}},
+                {"telemetry": {"enabled": True, "probe_size": 8}}):
+        cfg = config.validate(raw)
+        assert config.validate(cfg.model_dump(mode="json")) == cfg
+
+
+def test_random_search_is_seeded():
+    from pipeline.tune.space import objective, searcher
+
+    from ray.tune.search.variant_generator import generate_variants
+
+    from pipeline.tune.space import search_space
+
+    def draws(seed):
+        cfg = config.validate({"tune": {"seed": seed, "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
+        rng = searcher(cfg.tune, objective(cfg))._random_state          # what Tune's variant generator samples with
+        return [v["train.lr"] for _ in range(3) for _, v in generate_variants(search_space(cfg.tune), random_state=rng)]
+
+    assert draws(5) == draws(5) != draws(6) and config.validate({}).tune.seed == 0

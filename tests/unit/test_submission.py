@@ -93,3 +93,23 @@ def test_cluster_commands_without_a_cluster_say_so(tmp_path):
     for command in ("status", "down"):
         r = run_cli("cluster", command, "--state-dir", str(tmp_path / "none"))
         assert r.returncode == 2 and "no local cluster state" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_jobs_env_and_entrypoint_name_no_path_of_this_machine(tmp_path, monkeypatch):
+    """What a remote cluster's nodes receive must resolve there: the config travels as text, Ray Data's
+    logging config as the module path of a setup hook each node resolves itself."""
+    from pipeline import config
+
+    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
+    make_tree(tmp_path, {"jobs/train.py": 10, "pipeline/__init__.py": 1, "conf/x.yaml": 5})
+    cfg = config.validate({"train": {"storage_path": "s3://bucket/runs"}})
+    request = submission.job_request("train", cfg, config_given=True, overrides=[], args=["--name", "r1"],
+                                     workdir=tmp_path, tracking_uri="http://mlflow.internal:5000")
+    env = request.runtime_env
+    assert env["worker_process_setup_hook"] == "pipeline.ray_compat.setup_process"
+    assert env["working_dir"] == str(tmp_path)                   # uploaded by Ray, replaced by a gcs:// URI
+    shipped = [request.entrypoint, *env["env_vars"].values()]
+    for local in (str(tmp_path), str(ROOT), sys.prefix, os.path.expanduser("~")):
+        assert not [text for text in shipped if local in text], local
+    assert "RAY_DATA_LOGGING_CONFIG" not in env["env_vars"]
+    assert request.entrypoint == "python jobs/train.py -c env:LSTMPIPE_CONFIG --name r1"

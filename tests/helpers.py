@@ -1,0 +1,49 @@
+"""The arc many integration tests walk: validate a config -> prepare its data -> train on Ray ->
+load the served model back from MLflow by URI -> predict. One place, so each test says only what it checks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+
+from pipeline import config
+from pipeline.tasks import Prepared
+from pipeline.track.summary import RunSummary
+
+
+def load_served(tracking_uri: str, model_uri: str):
+    """The logged pyfunc model at `model_uri` (models:/NAME/1, runs:/...), read from `tracking_uri`.
+    MLflow resolves registry URIs through its global tracking URI (and exports it as
+    $MLFLOW_TRACKING_URI): both are put back, so nothing leaks into the next test."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(before)
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@dataclass
+class Trained:
+    cfg: config.Config
+    splits: Prepared
+    summary: RunSummary
+    served: Any              # the pyfunc model from MLflow
+
+
+def train_and_serve(raw: dict, *, name: str, splits: Prepared | None = None) -> Trained:
+    """validate -> load_splits -> run_training -> the served model (registered as tracking.register_as,
+    else the run's logged model)."""
+    from pipeline.data.ingest import load_splits
+    from pipeline.train.driver import run_training
+
+    cfg = config.validate(raw)
+    splits = splits or load_splits(cfg)
+    summary = run_training(cfg, name=name, splits=splits)
+    model_uri = f"models:/{cfg.tracking.register_as}/1" if cfg.tracking.register_as else summary.model_uri
+    return Trained(cfg=cfg, splits=splits, summary=summary, served=load_served(summary.tracking_uri, model_uri))

@@ -1,0 +1,88 @@
+"""Each shim over Ray's internals and message text, against the pinned Ray (no Ray instance needed).
+A Ray upgrade that changes one of them fails here, not in a user's run."""
+
+import importlib.metadata
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import ray_compat
+from pipeline.errors import DataError
+
+
+def test_ray_is_the_pinned_version():
+    assert importlib.metadata.version("ray").startswith("2.60.")
+
+
+def test_a_dead_worker_is_told_apart_from_a_worker_that_raised():
+    from ray.core.generated.common_pb2 import ActorDiedErrorContext
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    died = ActorDiedError(ActorDiedErrorContext(pid=4242, node_ip_address="10.1.2.3", class_name="RayTrainWorker",
+                                                actor_id=os.urandom(16), error_message="killed"))
+    found = ray_compat.dead_worker(WorkerHealthCheckFailedError("health check failed", failure=died))
+    assert (found.pid, found.ip) == ("4242", "10.1.2.3")
+    assert ray_compat.dead_worker(died) == found
+    assert ray_compat.dead_worker(ValueError("a bug in the loop")) is None
+
+
+def test_an_unknown_job_is_recognized_from_the_jobs_api_error():
+    from ray.dashboard.modules.dashboard_sdk import SubmissionClient
+
+    class Response:
+        status_code, text = 404, "Job no-such-job does not exist"
+
+    with pytest.raises(RuntimeError) as missing:
+        SubmissionClient._raise_error(None, Response())          # what JobSubmissionClient raises
+    assert ray_compat.job_not_found(missing.value)
+    Response.status_code = 500
+    with pytest.raises(RuntimeError) as broken:
+        SubmissionClient._raise_error(None, Response())
+    assert not ray_compat.job_not_found(broken.value)
+
+
+def test_a_remote_exception_is_found_by_type_first_then_in_the_remote_traceback():
+    assert ray_compat.remote_exception_message(DataError("column 'x' is bad"), DataError) == "column 'x' is bad"
+    remote = RuntimeError("Traceback ...\npipeline.errors.DataError: column 'y' has 3 null value(s)\n")
+    assert ray_compat.remote_exception_message(remote, DataError) == "column 'y' has 3 null value(s)"
+    assert ray_compat.remote_exception_message(ValueError("unrelated"), DataError) is None
+
+
+def test_the_train_report_logger_is_found_by_its_file_name():
+    from ray.train.v2._internal.execution import context
+
+    ray_compat.quiet_train_report_lines()
+    assert logging.getLogger(context.__file__).level == logging.WARNING
+
+
+def test_in_ray_job_reads_the_variable_ray_gives_a_job_driver(monkeypatch):
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert not ray_compat.in_ray_job()
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    assert ray_compat.in_ray_job()
+
+
+def test_setup_process_points_ray_data_at_a_config_this_node_resolves():
+    """In a fresh process (as a Ray worker runs the hook): the variable names a file inside the
+    installed package, and Ray Data configures its console handler from it at CRITICAL."""
+    probe = (
+        "import os, logging; from pipeline import ray_compat; ray_compat.setup_process(); "
+        "import ray.data; h = [h for h in logging.getLogger('ray.data').handlers if h.name == 'console'][0]; "
+        "print(os.environ['RAY_DATA_LOGGING_CONFIG']); print(logging.getLevelName(h.level))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DATA_LOGGING_CONFIG"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env, check=True)
+    path, level = out.stdout.split()
+    assert os.path.isfile(path) and path.endswith("pipeline/ray_data_logging.yaml") and level == "CRITICAL"
+    mine = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env=env | {"RAY_DATA_LOGGING_CONFIG": path + ".mine"}, check=False)
+    assert ".mine" in mine.stderr                                 # a user's own config is kept (and read)
+
+
+def test_setup_hook_is_a_module_path_not_a_file_path():
+    module, _, func = ray_compat.SETUP_HOOK.rpartition(".")
+    assert "/" not in ray_compat.SETUP_HOOK and getattr(importlib.import_module(module), func) is ray_compat.setup_process
