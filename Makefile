@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install smoke test bench clean
+.PHONY: install smoke test lint bench docs clean
 
 # torch goes in first: on this machine torch==2.13.0 is a CPU wheel on disk; letting pip
 # resolve torch through the project's dependencies could pull a multi-GB CUDA build.
@@ -21,10 +21,20 @@ install: $(BIN)/.installed
 smoke: install
 	$(BIN)/lstmpipe smoke
 
-test: install
-	$(BIN)/python -m pytest tests
+LINTED := pipeline jobs benchmarks tests
 
-# Benchmarks B1-B7 (about 15 min here): benchmarks/RESULTS.md and the MLflow experiment `benchmarks`.
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+test: lint
+	$(BIN)/python -m pytest tests --durations=25
+
+# docs/configuration.md is rendered from the schema (tests/unit/test_docs.py fails when it is stale).
+docs: install
+	$(BIN)/python -m pipeline.config.reference > docs/configuration.md
+
+# Benchmarks B1-B8 (about 12 min here): benchmarks/RESULTS.md and the MLflow experiment `benchmarks`.
 bench: install
 	$(BIN)/python -m benchmarks.run
 

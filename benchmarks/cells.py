@@ -21,8 +21,9 @@ from pipeline.model.cells import VARIANTS, VariantLayer
 
 def seconds_per_step(layer: nn.Module, x: torch.Tensor, *, steps: int) -> float:
     """Mean wall time of one forward + backward over `steps` batches, after one warm-up."""
+
     def step() -> None:
-        out = layer(x)[0]                                   # (B, T, H)
+        out = layer(x)[0]  # (B, T, H)
         out.sum().backward()
 
     step()
@@ -32,26 +33,39 @@ def seconds_per_step(layer: nn.Module, x: torch.Tensor, *, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(*, hidden: int = 128, seq: int = 100, batch: int = 64, inputs: int = 8, reps: int = 7, steps: int = 5,
-            threads: int = 1) -> dict[str, dict[str, list[float]]]:
+def measure(
+    *,
+    hidden: int = 128,
+    seq: int = 100,
+    batch: int = 64,
+    inputs: int = 8,
+    reps: int = 7,
+    steps: int = 5,
+    threads: int = 1,
+) -> dict[str, dict[str, list[float]]]:
     """Per cell: seconds per step and speed relative to nn.LSTM, one value per repetition."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    x = torch.randn(batch, seq, inputs)                     # (B, T, C)
+    x = torch.randn(batch, seq, inputs)  # (B, T, C)
     layers: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(inputs, hidden, batch_first=True)}
     layers |= {name: VariantLayer(inputs, hidden, variant) for name, variant in VARIANTS.items()}
     times: dict[str, list[float]] = {name: [] for name in layers}
     for _ in range(reps):
         for name, layer in layers.items():
             times[name].append(seconds_per_step(layer, x, steps=steps))
-    return {name: {"seconds": ts, "ratio": [ref / t for ref, t in zip(times["nn.LSTM"], ts)]} for name, ts in times.items()}
+    return {
+        name: {"seconds": ts, "ratio": [ref / t for ref, t in zip(times["nn.LSTM"], ts)]} for name, ts in times.items()
+    }
 
 
 def table(measured: dict[str, dict[str, list[float]]]) -> str:
     lines = ["| cell | ms per step (median) | speed vs nn.LSTM: median | min | max |", "|---|---|---|---|---|"]
     for name, m in measured.items():
         r = m["ratio"]
-        lines.append(f"| `{name}` | {1000 * statistics.median(m['seconds']):.1f} | {statistics.median(r):.2f}x | {min(r):.2f}x | {max(r):.2f}x |")
+        lines.append(
+            f"| `{name}` | {1000 * statistics.median(m['seconds']):.1f} | {statistics.median(r):.2f}x | "
+            f"{min(r):.2f}x | {max(r):.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -66,8 +80,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     measured = measure(**vars(args))
-    print(f"hidden {args.hidden}, seq {args.seq}, batch {args.batch}, {args.threads} thread(s), "
-          f"{args.reps} repetitions of {args.steps} forward+backward steps; torch {torch.__version__}\n")
+    print(
+        f"hidden {args.hidden}, seq {args.seq}, batch {args.batch}, {args.threads} thread(s), "
+        f"{args.reps} repetitions of {args.steps} forward+backward steps; torch {torch.__version__}\n"
+    )
     print(table(measured))
 
 

@@ -25,9 +25,9 @@ from pipeline.data.ingest import load_splits
 @dataclass(frozen=True)
 class IngestRate:
     name: str
-    sequences: int            # training sequences (windows) prepared
-    prepare_s: float          # Parquet -> materialized train/val/test splits
-    batches_per_s: float      # sequences/s of a pass over the prepared training split
+    sequences: int  # training sequences (windows) prepared
+    prepare_s: float  # Parquet -> materialized train/val/test splits
+    batches_per_s: float  # sequences/s of a pass over the prepared training split
     first_batch_cold_s: float  # load_splits + the first batch
     first_batch_warm_s: float  # from the prepared split
 
@@ -47,13 +47,25 @@ def series_file(path: Path, *, series: int = 20, steps: int = 5000) -> Path:
 def configs(workdir: str) -> dict[str, config.Config]:
     series = series_file(Path(workdir) / "series.parquet")
     return {
-        "adding (read, split, scale)": config.validate({
-            "data": {"source": "adding", "options": {"seq_len": 100, "num_sequences": 20000}, "cache_dir": f"{workdir}/data"},
-        }),
-        "series (read, split, scale, window)": config.validate({
-            "task": "forecast",
-            "data": {"source": str(series), "columns": {"series": "series"}, "window": {"lookback": 100, "horizon": 1}},
-        }),
+        "adding (read, split, scale)": config.validate(
+            {
+                "data": {
+                    "source": "adding",
+                    "options": {"seq_len": 100, "num_sequences": 20000},
+                    "cache_dir": f"{workdir}/data",
+                },
+            }
+        ),
+        "series (read, split, scale, window)": config.validate(
+            {
+                "task": "forecast",
+                "data": {
+                    "source": str(series),
+                    "columns": {"series": "series"},
+                    "window": {"lookback": 100, "horizon": 1},
+                },
+            }
+        ),
     }
 
 
@@ -67,8 +79,14 @@ def measure(name: str, cfg: config.Config, *, batch_size: int = 64) -> IngestRat
     for batch in iter_batches(splits.train, info=splits.info, batch_size=batch_size):
         n += len(batch["x"])
     rate = n / (time.perf_counter() - start)
-    return IngestRate(name=name, sequences=n, prepare_s=prepared, batches_per_s=rate,
-                      first_batch_cold_s=first_cold, first_batch_warm_s=first_warm)
+    return IngestRate(
+        name=name,
+        sequences=n,
+        prepare_s=prepared,
+        batches_per_s=rate,
+        first_batch_cold_s=first_cold,
+        first_batch_warm_s=first_warm,
+    )
 
 
 def _first_batch(splits, *, batch_size: int) -> float:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import cells, ingest, search, throughput, work
@@ -48,9 +48,15 @@ def b1_b2(workdir: str) -> tuple[list[Result], float]:
     b1 = Stat.of([r / bare_s.median for r in ray1])
     scale = Stat.of([r / ray1_s.median for r in ray2])
     vs_ddp = Stat.of([r / ddp_s.median for r in ray2])
-    shape = f"adding problem, seq_len {w.seq_len}, nn.LSTM hidden {w.hidden}, batch {w.batch_size}, {len(batches)} batches per epoch, 1 thread per worker"
+    shape = (
+        f"adding problem, seq_len {w.seq_len}, nn.LSTM hidden {w.hidden}, batch {w.batch_size}, {len(batches)} "
+        "batches per epoch, 1 thread per worker"
+    )
     r1 = Result(
-        key="B1", title="training throughput, pipeline on 1 Ray worker vs bare PyTorch", figure=b1.show(unit="x"), goal=">= 0.95x",
+        key="B1",
+        title="training throughput, pipeline on 1 Ray worker vs bare PyTorch",
+        figure=b1.show(unit="x"),
+        goal=">= 0.95x",
         verdict="met" if b1.median >= 0.95 else "missed",
         section=f"""{shape}. Epoch 0 (warm-up, and the epoch that fills the shard cache) dropped on both sides.
 
@@ -58,11 +64,20 @@ def b1_b2(workdir: str) -> tuple[list[Result], float]:
 |---|---|
 | bare PyTorch loop (fresh process, tensors in memory) | {bare_s.show(".0f")} |
 | pipeline, 1 Ray Train worker (Ray Data shard, collate, step) | {ray1_s.show(".0f")} |
-""", metrics={"ratio": b1.median, "ratio_min": b1.low, "bare_seq_per_s": bare_s.median, "ray1_seq_per_s": ray1_s.median},
+""",
+        metrics={
+            "ratio": b1.median,
+            "ratio_min": b1.low,
+            "bare_seq_per_s": bare_s.median,
+            "ray1_seq_per_s": ray1_s.median,
+        },
     )
     r2 = Result(
-        key="B2", title="2 Ray workers vs 1, and vs plain torch DDP (gloo, 2 processes)", figure=f"{scale.show(unit='x')} vs 1 worker; {vs_ddp.show(unit='x')} of DDP",
-        goal="within 5% of DDP", verdict="met" if vs_ddp.median >= 0.95 else "missed",
+        key="B2",
+        title="2 Ray workers vs 1, and vs plain torch DDP (gloo, 2 processes)",
+        figure=f"{scale.show(unit='x')} vs 1 worker; {vs_ddp.show(unit='x')} of DDP",
+        goal="within 5% of DDP",
+        verdict="met" if vs_ddp.median >= 0.95 else "missed",
         section=f"""{shape}; 2 workers on 2 cores.
 
 | | sequences/s (global) |
@@ -70,7 +85,13 @@ def b1_b2(workdir: str) -> tuple[list[Result], float]:
 | pipeline, 1 worker | {ray1_s.show(".0f")} |
 | pipeline, 2 workers | {ray2_s.show(".0f")} |
 | plain torch DDP, 2 processes | {ddp_s.show(".0f")} |
-""", metrics={"scaling": scale.median, "vs_ddp": vs_ddp.median, "ray2_seq_per_s": ray2_s.median, "ddp_seq_per_s": ddp_s.median},
+""",
+        metrics={
+            "scaling": scale.median,
+            "vs_ddp": vs_ddp.median,
+            "ray2_seq_per_s": ray2_s.median,
+            "ddp_seq_per_s": ddp_s.median,
+        },
     )
     return [r1, r2], ray1_s.median
 
@@ -81,21 +102,39 @@ def b3(workdir: str, *, consumes: float) -> Result:
         rate = ingest.measure(name, cfg)
         headroom = rate.batches_per_s / consumes
         headrooms.append(headroom)
-        rows.append(f"| {name} | {rate.sequences} | {rate.prepare_s:.1f} | {rate.sequences / rate.prepare_s:.0f} | {rate.batches_per_s:.0f} | "
-                    f"{headroom:.1f}x | {rate.first_batch_cold_s:.1f} | {1000 * rate.first_batch_warm_s:.0f} |")
-        metrics |= {f"headroom_{i}": headroom, f"batches_per_s_{i}": rate.batches_per_s, f"prepare_s_{i}": rate.prepare_s}
+        rows.append(
+            f"| {name} | {rate.sequences} | {rate.prepare_s:.1f} | {rate.sequences / rate.prepare_s:.0f} | "
+            f"{rate.batches_per_s:.0f} | "
+            f"{headroom:.1f}x | {rate.first_batch_cold_s:.1f} | {1000 * rate.first_batch_warm_s:.0f} |"
+        )
+        metrics |= {
+            f"headroom_{i}": headroom,
+            f"batches_per_s_{i}": rate.batches_per_s,
+            f"prepare_s_{i}": rate.prepare_s,
+        }
     low = min(headrooms)
     return Result(
-        key="B3", title="ingest: Ray Data Parquet -> batches vs what training consumes", figure=f"{low:.1f}x headroom (lowest)",
-        goal=">= 5x", verdict="met" if low >= 5 else "missed",
+        key="B3",
+        title="ingest: Ray Data Parquet -> batches vs what training consumes",
+        figure=f"{low:.1f}x headroom (lowest)",
+        goal=">= 5x",
+        verdict="met" if low >= 5 else "missed",
         section=f"""Training consumes {consumes:.0f} sequences/s (B1, 1 worker). Headroom = batch rate / that.
 Preparation (read, split, scale, window, materialize) runs once per run, before training; the batch
-rate is what a worker's shard delivers per epoch (and after the first epoch the shard cache replays it).
+rate is what a worker's shard delivers per epoch (after the first epoch a worker keeps the split in memory).
 
-| data | training sequences | prepare (s) | prepare (seq/s) | batches (seq/s) | headroom | first batch, cold (s) | first batch, warm (ms) |
-|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows), metrics=metrics,
+"""
+        + "| data | training sequences | prepare (s) | prepare (seq/s) | batches (seq/s) | headroom "
+        + "| first batch, cold (s) | first batch, warm (ms) |\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows),
+        metrics=metrics,
     )
+
+
+def _fgr_note(below: list[str]) -> str:
+    if not below:
+        return ""
+    return ", ".join(below) + " misses the goal: it does 3.25x the recurrent work (every gate reads every gate)."
 
 
 def b4() -> Result:
@@ -105,13 +144,16 @@ def b4() -> Result:
     slowest = min(medians, key=medians.get)
     below = [k for k, m in medians.items() if m < 0.5]
     return Result(
-        key="B4", title="gate variants: custom cells vs fused nn.LSTM (hidden 128, seq 100)",
-        figure=f"{min(medians.values()):.2f}x–{max(medians.values()):.2f}x (slowest: {slowest})", goal=">= 0.5x",
+        key="B4",
+        title="gate variants: custom cells vs fused nn.LSTM (hidden 128, seq 100)",
+        figure=f"{min(medians.values()):.2f}x–{max(medians.values()):.2f}x (slowest: {slowest})",
+        goal=">= 0.5x",
         verdict="missed" if below else "met",
-        section=f"""Forward + backward, batch 64, 1 thread, 5 repetitions. {', '.join(below) + ' misses the goal: it does 3.25x the recurrent work (every gate reads every gate).' if below else ''}
+        section=f"""Forward + backward, batch 64, 1 thread, 5 repetitions. {_fgr_note(below)}
 
 {cells.table(measured)}
-""", metrics={f"{k}_ratio": m for k, m in medians.items()},
+""",
+        metrics={f"{k}_ratio": m for k, m in medians.items()},
     )
 
 
@@ -119,22 +161,32 @@ def b5(workdir: str) -> Result:
     """`lstmpipe smoke` in a fresh directory, timed from outside (it starts its own Ray)."""
     lstmpipe = Path(sys.executable).parent / "lstmpipe"
     start = time.perf_counter()
-    subprocess.run([str(lstmpipe), "smoke"], cwd=workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(lstmpipe), "smoke"], cwd=workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     smoke = time.perf_counter() - start
     return Result(
-        key="B5", title="end to end: `lstmpipe smoke` wall time", figure=f"{smoke:.1f} s (n=1)", goal="<= 90 s",
-        verdict="met" if smoke <= 90 else "missed", section="", metrics={"smoke_s": smoke},
+        key="B5",
+        title="end to end: `lstmpipe smoke` wall time",
+        figure=f"{smoke:.1f} s (n=1)",
+        goal="<= 90 s",
+        verdict="met" if smoke <= 90 else "missed",
+        section="",
+        metrics={"smoke_s": smoke},
     )
 
 
 def b5_trial(result: Result, workdir: str) -> None:
     """Add Tune's fixed cost per trial to B5: a 1-trial, 1-epoch sweep."""
-    cost = search.run(search.sweep_config(scheduler="fifo", workdir=f"{workdir}/trial", epochs=1,
-                                          space={"model.hidden_size": {"choice": [16]}}))
+    cost = search.run(
+        search.sweep_config(
+            scheduler="fifo", workdir=f"{workdir}/trial", epochs=1, space={"model.hidden_size": {"choice": [16]}}
+        )
+    )
     fixed = cost.trial_wall_s[0] - cost.trial_train_s[0]
     result.metrics |= {"sweep_wall_s": cost.wall_s, "trial_wall_s": cost.trial_wall_s[0], "trial_fixed_s": fixed}
     result.section = f"""`lstmpipe smoke` (train 5 epochs on 2 workers, then a 2-trial sweep, each with test, plots and
-model registration) from a fresh directory: {result.metrics['smoke_s']:.0f} s wall, Ray start included.
+model registration) from a fresh directory: {result.metrics["smoke_s"]:.0f} s wall, Ray start included.
 
 Fixed cost of one Tune trial (1 epoch, 1 worker, tiny data): the whole sweep took {cost.wall_s:.0f} s; the
 trial's MLflow run lasted {cost.trial_wall_s[0]:.1f} s of which {cost.trial_train_s[0]:.1f} s were its training loop, so
@@ -147,16 +199,29 @@ def b6(workdir: str) -> Result:
     asha = search.run(search.sweep_config(scheduler="asha", workdir=f"{workdir}/asha"))
     share = asha.trial_epochs / fifo.trial_epochs
     gap = (asha.best_val_loss - fifo.best_val_loss) / fifo.best_val_loss
-    rows = [f"| {c.scheduler} | {c.trials} | {c.trial_epochs} | {c.best_val_loss:.5f} | {c.wall_s:.0f} |" for c in (fifo, asha)]
+    rows = [
+        f"| {c.scheduler} | {c.trials} | {c.trial_epochs} | {c.best_val_loss:.5f} | {c.wall_s:.0f} |"
+        for c in (fifo, asha)
+    ]
     return Result(
-        key="B6", title="search efficiency: ASHA vs FIFO, same 8-trial grid", figure=f"{100 * gap:+.1f}% best val loss at {100 * share:.0f}% of the epochs",
-        goal="within 2% at <= 35%", verdict="met" if gap <= 0.02 and share <= 0.35 else "missed",
-        section=f"""Grid of 4 hidden sizes x 2 learning rates, adding problem (seq_len 30), {search.EPOCHS} epochs, ASHA with
-grace period 1 and reduction factor 3, 2 trials at a time.
+        key="B6",
+        title="search efficiency: ASHA vs FIFO, same 8-trial grid",
+        figure=f"{100 * gap:+.1f}% best val loss at {100 * share:.0f}% of the epochs",
+        goal="within 2% at <= 35%",
+        verdict="met" if gap <= 0.02 and share <= 0.35 else "missed",
+        section=f"""Grid of 4 hidden sizes x 2 learning rates, adding problem (seq_len 30), {search.EPOCHS} epochs,
+ASHA with grace period 1 and reduction factor 3, 2 trials at a time.
 
 | scheduler | trials | trial-epochs | best val loss | wall (s) |
 |---|---|---|---|---|
-""" + "\n".join(rows), metrics={"epoch_share": share, "best_gap": gap, "fifo_epochs": fifo.trial_epochs, "asha_epochs": asha.trial_epochs},
+"""
+        + "\n".join(rows),
+        metrics={
+            "epoch_share": share,
+            "best_gap": gap,
+            "fifo_epochs": fifo.trial_epochs,
+            "asha_epochs": asha.trial_epochs,
+        },
     )
 
 
@@ -167,16 +232,24 @@ def b7() -> Result:
     fig.savefig(HERE / "work.png", dpi=110)
     header = "| seq_len | " + " | ".join(f"hidden {h}" for h in work.HIDDENS) + " |"
     rows = [f"| {t} | " + " | ".join(f"{medians[(t, h)]:.0f}" for h in work.HIDDENS) + " |" for t in work.SEQ_LENS]
-    doubling = statistics.median(medians[(t, h)] / medians[(2 * t, h)] for t in work.SEQ_LENS[:-1] for h in work.HIDDENS)
+    doubling = statistics.median(
+        medians[(t, h)] / medians[(2 * t, h)] for t in work.SEQ_LENS[:-1] for h in work.HIDDENS
+    )
     return Result(
-        key="B7", title="scaling with work: seq_len x hidden", figure=f"doubling seq_len costs {doubling:.2f}x", goal="reported",
+        key="B7",
+        title="scaling with work: seq_len x hidden",
+        figure=f"doubling seq_len costs {doubling:.2f}x",
+        goal="reported",
         verdict="reported",
         section=f"""Training sequences/s (forward, backward, Adam), fused LSTM, batch 64, 1 thread; median of 3.
 
 {header}
-|---|{'---|' * len(work.HIDDENS)}
-""" + "\n".join(rows) + "\n\n![throughput vs work](work.png)",
-        metrics={f"seq{t}_h{h}": v for (t, h), v in medians.items()}, figures={"work.png": fig},
+|---|{"---|" * len(work.HIDDENS)}
+"""
+        + "\n".join(rows)
+        + "\n\n![throughput vs work](work.png)",
+        metrics={f"seq{t}_h{h}": v for (t, h), v in medians.items()},
+        figures={"work.png": fig},
     )
 
 
@@ -185,8 +258,11 @@ def b8() -> Result:
     record, epoch = Stat.of(cost["record_s"]), Stat.of(cost["epoch_s"])
     share = record.median / epoch.median
     return Result(
-        key="B8", title="telemetry: one recording vs one training epoch", figure=f"{record.median:.2f} s = {100 * share:.0f}% of an epoch",
-        goal="cheap enough to leave on", verdict="reported",
+        key="B8",
+        title="telemetry: one recording vs one training epoch",
+        figure=f"{record.median:.2f} s = {100 * share:.0f}% of an epoch",
+        goal="cheap enough to leave on",
+        verdict="reported",
         section=f"""One recording (32 validation sequences of 100 steps, LSTM hidden 64: the step-by-step trace, one
 backward for dloss/dh_t, the table and four plots) takes {record.show(unit=" s")}; one training epoch of 6,000
 such sequences takes {epoch.show(unit=" s")}. Recorded at the first and last epoch by default, that is
@@ -198,9 +274,15 @@ probe is kept and nothing is traced (B1 runs that way).""",
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset, e.g. B1,B3 (B2 and B3 need B1)")
+    parser.add_argument(
+        "--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset, e.g. B1,B3 (B2 and B3 need B1)"
+    )
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
     args = parser.parse_args()
     only = {k.strip().upper() for k in args.only.split(",")}
     from pipeline.config import TrackingConfig
@@ -208,7 +290,7 @@ def main() -> None:
 
     uri = args.tracking_uri or resolve_uri(TrackingConfig())
     check_reachable(uri)
-    started, clock = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), time.perf_counter()
+    started, clock = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), time.perf_counter()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="lstmpipe-bench-") as workdir:
         if "B5" in only:
@@ -234,7 +316,11 @@ def main() -> None:
         if "B6" in only:
             results.append(b6(workdir))
     results.sort(key=lambda r: r.key)
-    command = "make bench" if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"} else f"python -m benchmarks.run --only {args.only}"
+    command = (
+        "make bench"
+        if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"}
+        else f"python -m benchmarks.run --only {args.only}"
+    )
     text = render(results, command=command, started=started, minutes=(time.perf_counter() - clock) / 60)
     Path(args.out).write_text(text)
     run_id = log_to_mlflow(results, text=text, uri=uri, experiment="benchmarks")

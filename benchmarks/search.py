@@ -24,20 +24,35 @@ class SweepCost:
     trials: int
     trial_epochs: int
     best_val_loss: float
-    trial_wall_s: list[float]       # each trial's MLflow run, start to end
-    trial_train_s: list[float]      # time inside its training loops (train_epoch_s summed)
+    trial_wall_s: list[float]  # each trial's MLflow run, start to end
+    trial_train_s: list[float]  # time inside its training loops (train_epoch_s summed)
 
 
-def sweep_config(*, scheduler: str, workdir: str, epochs: int = EPOCHS, space: dict | None = None, samples: int = 1) -> config.Config:
-    return config.validate({
-        "data": {"source": "adding", "options": {"seq_len": 30, "num_sequences": 2000}, "cache_dir": f"{workdir}/data"},
-        "model": {"cell": "lstm"},
-        "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, "storage_path": f"{workdir}/runs"},
-        "tune": {"num_samples": samples, "search": "grid", "scheduler": scheduler, "trial_workers": 1,
-                 "grace_period": 1, "reduction_factor": 3,
-                 "space": space or {"model.hidden_size": {"choice": [8, 16, 32, 64]}, "train.lr": {"choice": [0.003, 0.03]}}},
-        "tracking": {"uri": f"sqlite:///{workdir}/mlflow.db", "experiment": f"bench-{scheduler}"},
-    })
+def sweep_config(
+    *, scheduler: str, workdir: str, epochs: int = EPOCHS, space: dict | None = None, samples: int = 1
+) -> config.Config:
+    return config.validate(
+        {
+            "data": {
+                "source": "adding",
+                "options": {"seq_len": 30, "num_sequences": 2000},
+                "cache_dir": f"{workdir}/data",
+            },
+            "model": {"cell": "lstm"},
+            "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, "storage_path": f"{workdir}/runs"},
+            "tune": {
+                "num_samples": samples,
+                "search": "grid",
+                "scheduler": scheduler,
+                "trial_workers": 1,
+                "grace_period": 1,
+                "reduction_factor": 3,
+                "space": space
+                or {"model.hidden_size": {"choice": [8, 16, 32, 64]}, "train.lr": {"choice": [0.003, 0.03]}},
+            },
+            "tracking": {"uri": f"sqlite:///{workdir}/mlflow.db", "experiment": f"bench-{scheduler}"},
+        }
+    )
 
 
 def run(cfg: config.Config) -> SweepCost:
@@ -53,5 +68,12 @@ def run(cfg: config.Config) -> SweepCost:
         best = min([best] + [e["val_loss"] for e in history])
         walls.append((child.info.end_time - child.info.start_time) / 1000)
         trains.append(sum(e.get("train_epoch_s", 0.0) for e in history))
-    return SweepCost(scheduler=cfg.tune.scheduler, wall_s=wall, trials=len(walls), trial_epochs=epochs,
-                     best_val_loss=best, trial_wall_s=walls, trial_train_s=trains)
+    return SweepCost(
+        scheduler=cfg.tune.scheduler,
+        wall_s=wall,
+        trials=len(walls),
+        trial_epochs=epochs,
+        best_val_loss=best,
+        trial_wall_s=walls,
+        trial_train_s=trains,
+    )

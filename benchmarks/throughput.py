@@ -37,14 +37,24 @@ class Workload:
     epochs: int = 6  # epoch 0 is warm-up
 
     def config(self, *, workers: int, workdir: str) -> config.Config:
-        return config.validate({
-            "data": {"source": "adding", "options": {"seq_len": self.seq_len, "num_sequences": self.sequences},
-                     "cache_dir": f"{workdir}/data"},
-            "model": {"cell": "lstm", "hidden_size": self.hidden},
-            "train": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": 1e-3, "workers": workers,
-                      "storage_path": f"{workdir}/runs"},
-            "tracking": {"uri": f"sqlite:///{workdir}/mlflow.db", "experiment": "bench"},
-        })
+        return config.validate(
+            {
+                "data": {
+                    "source": "adding",
+                    "options": {"seq_len": self.seq_len, "num_sequences": self.sequences},
+                    "cache_dir": f"{workdir}/data",
+                },
+                "model": {"cell": "lstm", "hidden_size": self.hidden},
+                "train": {
+                    "epochs": self.epochs,
+                    "batch_size": self.batch_size,
+                    "lr": 1e-3,
+                    "workers": workers,
+                    "storage_path": f"{workdir}/runs",
+                },
+                "tracking": {"uri": f"sqlite:///{workdir}/mlflow.db", "experiment": "bench"},
+            }
+        )
 
 
 def collated(splits: Prepared, *, batch_size: int) -> list[dict[str, torch.Tensor]]:
@@ -52,8 +62,15 @@ def collated(splits: Prepared, *, batch_size: int) -> list[dict[str, torch.Tenso
     return list(iter_batches(splits.train, info=splits.info, batch_size=batch_size))
 
 
-def bare_epochs(cfg: config.Config, info: DataInfo, batches: list[dict[str, torch.Tensor]], *, epochs: int,
-                rank: int = 0, world: int = 1) -> list[float]:
+def bare_epochs(
+    cfg: config.Config,
+    info: DataInfo,
+    batches: list[dict[str, torch.Tensor]],
+    *,
+    epochs: int,
+    rank: int = 0,
+    world: int = 1,
+) -> list[float]:
     """Sequences/s of a hand-written loop per epoch (every rank's sequences when `world` > 1)."""
     torch.manual_seed(cfg.train.seed)
     torch.set_num_threads(1)
@@ -67,7 +84,7 @@ def bare_epochs(cfg: config.Config, info: DataInfo, batches: list[dict[str, torc
     for _ in range(epochs):
         start, seen = time.perf_counter(), 0
         for batch in mine:
-            pred = model(batch["x"], batch["lengths"])             # (B, T, C) -> (B, O)
+            pred = model(batch["x"], batch["lengths"])  # (B, T, C) -> (B, O)
             loss_sum, n = task.loss_terms(pred, batch["y"])["loss"]
             optimizer.zero_grad(set_to_none=True)
             (loss_sum / n).backward()
@@ -87,8 +104,9 @@ def _rank(rank: int, world: int, port: int, cfg, info, batches, epochs: int, out
         dist.destroy_process_group()
 
 
-def spawned_epochs(cfg: config.Config, info: DataInfo, batches: list[dict[str, torch.Tensor]], *, epochs: int,
-                   world: int) -> list[float]:
+def spawned_epochs(
+    cfg: config.Config, info: DataInfo, batches: list[dict[str, torch.Tensor]], *, epochs: int, world: int
+) -> list[float]:
     """The bare loop in fresh processes: 1 (plain PyTorch) or 2 (plain torch DDP, gloo, each rank on
     every other batch); global sequences/s per epoch. Fresh processes, like a user's script, so the
     benchmark's own driver (which runs Ray) stays out of the comparison."""

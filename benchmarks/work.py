@@ -23,8 +23,8 @@ def seq_per_s(seq_len: int, hidden: int, *, batch: int = 64, steps: int = 3) -> 
     torch.manual_seed(0)
     model = build_model(ModelConfig(cell="lstm", hidden_size=hidden), input_size=2, output_size=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.randn(batch, seq_len, 2), torch.randn(batch, 1)               # (B, T, 2), (B, 1)
-    lengths = torch.full((batch,), seq_len)                                     # (B,)
+    x, y = torch.randn(batch, seq_len, 2), torch.randn(batch, 1)  # (B, T, 2), (B, 1)
+    lengths = torch.full((batch,), seq_len)  # (B,)
 
     def step() -> None:
         loss = ((model(x, lengths) - y) ** 2).mean()
@@ -55,8 +55,13 @@ def plot(medians: dict[tuple[int, int], float]):
     ax = fig.subplots()
     for hidden in HIDDENS:
         ax.plot(SEQ_LENS, [medians[(t, hidden)] for t in SEQ_LENS], marker="o", label=f"hidden {hidden}")
-    ax.set(xscale="log", yscale="log", xlabel="sequence length (steps)", ylabel="training sequences / s (1 thread)",
-           title="LSTM training throughput vs work")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sequence length (steps)",
+        ylabel="training sequences / s (1 thread)",
+        title="LSTM training throughput vs work",
+    )
     ax.set_xticks(SEQ_LENS, [str(t) for t in SEQ_LENS])
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
@@ -77,7 +82,7 @@ def telemetry_cost(*, seq_len: int = 100, hidden: int = 64, probe: int = 32, rep
         start = time.perf_counter()
         rec = record(model, batch, loss=lambda p, y: ((p - y) ** 2).sum(), epoch=0)
         for fig in rec.figures.values():
-            fig.savefig(io.BytesIO(), format="png")                      # what logging the PNGs costs
+            fig.savefig(io.BytesIO(), format="png")  # what logging the PNGs costs
         out["record_s"].append(time.perf_counter() - start)
         out["epoch_s"].append(6000 / seq_per_s(seq_len, hidden))
     return out

@@ -1,7 +1,8 @@
 """Ray job entrypoint: read, check and split a config's data on the cluster (built-in sources are
 written to Parquet under data.cache_dir once), so training jobs start from a checked dataset.
 
-    ray job submit --address "$RAY_ADDRESS" --working-dir . -- python jobs/prepare_data.py -c conf/experiments/chorales.yaml
+    ray job submit --address "$RAY_ADDRESS" --working-dir . -- \
+        python jobs/prepare_data.py -c conf/experiments/chorales.yaml
 
 Takes the same flags as `lstmpipe data prepare`; exits with its exit code.
 """

@@ -14,13 +14,33 @@ import re
 from typing import Any
 
 MASK = "***"
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "credential", "signature", "private_key")
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "credential",
+    "signature",
+    "private_key",
+)
 SECRET_ENV = (
-    "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AZURE_STORAGE_ACCESS_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
+    "RAY_AUTH_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
 )
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<pw>[^/@\s]+)@")
-_QUERY = re.compile(r"(?P<key>[?&;][^=&;\s]*(?:" + "|".join(_SECRET_WORDS) + r")[^=&;\s]*=)(?P<value>[^&;\s]+)", re.IGNORECASE)
+_QUERY = re.compile(
+    r"(?P<key>[?&;][^=&;\s]*(?:" + "|".join(_SECRET_WORDS) + r")[^=&;\s]*=)(?P<value>[^&;\s]+)", re.IGNORECASE
+)
 
 
 def is_secret_key(key: str) -> bool:

@@ -13,7 +13,9 @@ def no_tracking_uri_leaks():
     Load served models with helpers.load_served."""
     before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
     yield
-    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before, "the test left MLflow's tracking URI changed"
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before, (
+        "the test left MLflow's tracking URI changed"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +31,6 @@ def ray_session():
     ray.shutdown()
 
 
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("work")
@@ -39,7 +40,11 @@ def workdir(tmp_path_factory):
 def tiny_raw(workdir):
     """A config small enough for seconds per run: 8 steps, 300 sequences, 8 hidden units."""
     return {
-        "data": {"source": "adding", "options": {"seq_len": 8, "num_sequences": 300}, "cache_dir": str(workdir / "data")},
+        "data": {
+            "source": "adding",
+            "options": {"seq_len": 8, "num_sequences": 300},
+            "cache_dir": str(workdir / "data"),
+        },
         "model": {"hidden_size": 8},
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "workers": 2, "storage_path": str(workdir / "runs")},
         "tracking": {"uri": f"sqlite:///{workdir}/mlflow.db", "experiment": "it"},

@@ -18,14 +18,18 @@ def load_served(tracking_uri: str, model_uri: str):
     """The logged pyfunc model at `model_uri` (models:/NAME/1, runs:/...), read from `tracking_uri`.
     MLflow resolves registry URIs through its global tracking URI (and exports it as
     $MLFLOW_TRACKING_URI): both are put back, so nothing leaks into the next test."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    from mlflow.tracking._tracking_service import utils
+
+    global_before, env_before = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
     try:
         return mlflow.pyfunc.load_model(model_uri)
     finally:
-        mlflow.set_tracking_uri(before)
-        if before is None:
+        mlflow.set_tracking_uri(global_before)
+        if env_before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Trained:
     cfg: config.Config
     splits: Prepared
     summary: RunSummary
-    served: Any              # the pyfunc model from MLflow
+    served: Any  # the pyfunc model from MLflow
 
 
 def train_and_serve(raw: dict, *, name: str, splits: Prepared | None = None) -> Trained:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from pipeline.cli.options import SetOpt, user_errors
 
-AddressOpt = Annotated[Optional[str], typer.Option("--address", help="The cluster's Jobs API, e.g. http://127.0.0.1:8265; default RAY_ADDRESS.")]
-StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="Where the local cluster keeps its pids, token, logs and MLflow store.")]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="The cluster's Jobs API, e.g. http://127.0.0.1:8265; default RAY_ADDRESS."),
+]
+StateDirOpt = Annotated[
+    Path, typer.Option("--state-dir", help="Where the local cluster keeps its pids, token, logs and MLflow store.")
+]
 DEFAULT_STATE_DIR = Path(".lstmpipe/cluster")
 
 
-class SubmitCommand(str, Enum):
+class SubmitCommand(StrEnum):
     train = "train"
     tune = "tune"
     evaluate = "evaluate"
@@ -24,13 +29,17 @@ class SubmitCommand(str, Enum):
 def submit(
     ctx: typer.Context,
     command: Annotated[SubmitCommand, typer.Argument(help="The lstmpipe command the job runs.")],
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (evaluate: optional data config).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config (evaluate: optional data config).")
+    ] = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the job is submitted instead of following its logs.")] = False,
-    submission_id: Annotated[Optional[str], typer.Option("--submission-id", help="The job id; default: Ray's.")] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return once the job is submitted instead of following its logs.")
+    ] = False,
+    submission_id: Annotated[str | None, typer.Option("--submission-id", help="The job id; default: Ray's.")] = None,
 ) -> None:
-    """Run train/tune/evaluate as a Ray job on a cluster: uploads this directory, follows the logs, exits with the job's status.
+    """Run train/tune/evaluate as a Ray job: uploads this directory, follows the logs, exits with the job's status.
 
     Further flags go to the command itself, e.g. `lstmpipe submit train -c conf/smoke.yaml --name run-1`
     or `lstmpipe submit evaluate --model models:/smoke@champion --data adding`.
@@ -43,8 +52,14 @@ def submit(
 
             raise ConfigError(f"`lstmpipe submit {command.value}` needs --config/-c CONF")
         outcome = submission.submit(
-            command.value, config, list(set_ or []), address=address, args=list(ctx.args), workdir=Path.cwd(),
-            follow="detach" if no_wait else "follow", submission_id=submission_id,
+            command.value,
+            config,
+            list(set_ or []),
+            address=address,
+            args=list(ctx.args),
+            workdir=Path.cwd(),
+            follow="detach" if no_wait else "follow",
+            submission_id=submission_id,
         )
     typer.echo(f"job {outcome.job_id}: {outcome.status}")
     raise typer.Exit(outcome.exit_code)
@@ -103,8 +118,9 @@ def jobs_stop(job_id: str, address: AddressOpt = None) -> None:
     typer.echo(f"{job_id}: {outcome.status}")
 
 
-cluster_app = typer.Typer(help="A Ray cluster (head + worker nodes) and an MLflow server on 127.0.0.1, for development.",
-                          no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="A Ray cluster (head + worker nodes) and an MLflow server on 127.0.0.1, for development.", no_args_is_help=True
+)
 
 
 @cluster_app.command("up")
@@ -119,8 +135,13 @@ def cluster_up(
     with user_errors():
         from pipeline.cluster import local as devcluster
 
-        cluster = devcluster.up(state_dir, workers=workers, cpus_per_node=cpus_per_node,
-                                dashboard_port=dashboard_port, mlflow_port=mlflow_port)
+        cluster = devcluster.up(
+            state_dir,
+            workers=workers,
+            cpus_per_node=cpus_per_node,
+            dashboard_port=dashboard_port,
+            mlflow_port=mlflow_port,
+        )
     typer.echo(f"# {cluster.nodes} Ray nodes, Jobs API {cluster.dashboard_url}, MLflow {cluster.tracking_uri}")
     for key, value in cluster.client_env().items():
         typer.echo(f"export {key}={value}")

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,10 +31,12 @@ app = typer.Typer(
 
 @app.callback()
 def _options(
-    debug: Annotated[bool, typer.Option("--debug", help="On an error, print its whole traceback and causes (or LSTMPIPE_DEBUG=1).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, print its whole traceback and causes (or LSTMPIPE_DEBUG=1).")
+    ] = False,
 ) -> None:
     if debug:
-        os.environ[DEBUG_ENV] = "1"   # this command and the processes it starts
+        os.environ[DEBUG_ENV] = "1"  # this command and the processes it starts
 
 
 def _report(summary, *, title: str, summary_json: Path | None, extra: dict | None = None) -> None:
@@ -50,7 +52,9 @@ def train(
     config: ConfOpt,
     set_: SetOpt = None,
     name: NameOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue run --name from its last checkpoint, same MLflow run.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue run --name from its last checkpoint, same MLflow run.")
+    ] = False,
     summary_json: SummaryOpt = None,
 ) -> None:
     """Train one model on train.workers Ray Train workers and log it to MLflow."""
@@ -69,7 +73,9 @@ def tune(
     config: ConfOpt,
     set_: SetOpt = None,
     name: NameOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Restore the interrupted sweep --name: finished trials are kept.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Restore the interrupted sweep --name: finished trials are kept.")
+    ] = False,
     summary_json: SummaryOpt = None,
 ) -> None:
     """Run a Ray Tune sweep; each trial trains on train.workers workers; register the best model."""
@@ -94,9 +100,15 @@ def generate(
     model: ModelOpt,
     length: Annotated[int, typer.Option("--length", "-n", min=1, help="Steps to generate after the prime.")],
     out: Annotated[Path, typer.Option("--out", "-o", help=".txt (tokens), .mid (88-key piano rolls) or .parquet.")],
-    temperature: Annotated[float, typer.Option("--temperature", "-t", min=1e-3, help="Below 1: safer; above 1: wilder.")] = 1.0,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Sample only among the k likeliest tokens/keys.")] = None,
-    prime: Annotated[Optional[str], typer.Option("--prime", help="Text (or space-separated ints) to start from; token models.")] = None,
+    temperature: Annotated[
+        float, typer.Option("--temperature", "-t", min=1e-3, help="Below 1: safer; above 1: wilder.")
+    ] = 1.0,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="Sample only among the k likeliest tokens/keys.")
+    ] = None,
+    prime: Annotated[
+        str | None, typer.Option("--prime", help="Text (or space-separated ints) to start from; token models.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     tracking_uri: TrackingOpt = None,
 ) -> None:
@@ -109,8 +121,15 @@ def generate(
     typer.echo(f"wrote {path}")
 
 
-DataOpt = Annotated[str, typer.Option("--data", "-d", help="Built-in dataset name, or Parquet/CSV file, directory or URI.")]
-DataConfOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Take the data section (columns, window) from this YAML instead of the model's.")]
+DataOpt = Annotated[
+    str, typer.Option("--data", "-d", help="Built-in dataset name, or Parquet/CSV file, directory or URI.")
+]
+DataConfOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Take the data section (columns, window) from this YAML instead of the model's."
+    ),
+]
 
 
 @app.command()
@@ -138,7 +157,9 @@ def evaluate(
     data: DataOpt,
     config: DataConfOpt = None,
     set_: SetOpt = None,
-    log: Annotated[bool, typer.Option("--log", help="Also log the metrics as a new MLflow run in the model's experiment.")] = False,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also log the metrics as a new MLflow run in the model's experiment.")
+    ] = False,
     tracking_uri: TrackingOpt = None,
     summary_json: SummaryOpt = None,
 ) -> None:
@@ -163,13 +184,22 @@ def evaluate(
 def explain(
     model: ModelOpt,
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for telemetry.parquet, the plots and reading.md.")] = Path("explain"),
-    row: Annotated[int, typer.Option("--row", min=0, help="Which sequence: a row of the data as prepared for the model (a window for forecast/anomaly).")] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for telemetry.parquet, the plots and reading.md.")
+    ] = Path("explain"),
+    row: Annotated[
+        int,
+        typer.Option(
+            "--row",
+            min=0,
+            help="Which sequence: a row of the data as prepared for the model (a window for forecast/anomaly).",
+        ),
+    ] = 0,
     config: DataConfOpt = None,
     set_: SetOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Look inside a trained model on one sequence: gate activations, cell and hidden state, gradient flow through time."""
+    """Look inside a trained model on one sequence: gates, cell and hidden state, gradient flow through time."""
     with user_errors():
         from pipeline.serve.explain import explain as run_explain
         from pipeline.serve.inputs import DataChoice
@@ -214,7 +244,9 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("reconcile")
 def runs_reconcile(
-    experiment: Annotated[str, typer.Option("--experiment", "-e", help="MLflow experiment to check.")] = "lstm-pipeline",
+    experiment: Annotated[
+        str, typer.Option("--experiment", "-e", help="MLflow experiment to check.")
+    ] = "lstm-pipeline",
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Mark runs left RUNNING by a driver that died on this host (e.g. SIGKILL) as KILLED."""
@@ -228,14 +260,16 @@ def runs_reconcile(
     for run_id in done.killed:
         typer.echo(f"{run_id} KILLED (its driver is gone)")
     if done.unknown:
-        typer.echo(f"{len(done.unknown)} RUNNING run(s) belong to processes on other hosts; run this there to check them")
+        typer.echo(
+            f"{len(done.unknown)} RUNNING run(s) belong to processes on other hosts; run this there to check them"
+        )
     if not done.killed and not done.unknown:
         typer.echo(f"no RUNNING runs left behind in '{experiment}'")
 
 
 @app.command()
 def smoke(summary_json: SummaryOpt = None) -> None:
-    """End to end on the built-in adding problem: Parquet -> Ray Data -> 2-worker training -> 2-trial sweep -> MLflow."""
+    """End to end on the built-in adding problem: Parquet -> Ray Data -> 2-worker training -> 2-trial sweep."""
     start = time.monotonic()
     with user_errors():
         cfg = config_mod.load(config_mod.bundled_config("smoke.yaml"))

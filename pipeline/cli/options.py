@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,11 +15,23 @@ from pipeline.errors import PipelineError
 from pipeline.redaction import redact
 
 ConfOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config (see conf/).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: --set model.hidden_size=128 (repeatable).")]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (Ray run directory and MLflow run); default: unique.")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="runs:/RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint directory.")]
-TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db.")]
-SummaryOpt = Annotated[Optional[Path], typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a key: --set model.hidden_size=128 (repeatable).")
+]
+NameOpt = Annotated[
+    str | None, typer.Option("--name", help="Run name (Ray run directory and MLflow run); default: unique.")
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="runs:/RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint directory."
+    ),
+]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlflow.db."),
+]
+SummaryOpt = Annotated[Path | None, typer.Option("--summary-json", help="Write the run summary as JSON to this path.")]
 
 
 DEBUG_ENV = "LSTMPIPE_DEBUG"

@@ -20,7 +20,10 @@ def worker_runtime_env() -> dict[str, Any]:
     """What every Ray worker process of a driver or job of ours gets: our setup hook (a module path:
     each node resolves Ray Data's logging config itself) and quiet Python warnings. It names no path
     of this machine, so it is the same for a local run and a job on a remote cluster."""
-    return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
+    return {
+        "worker_process_setup_hook": ray_compat.SETUP_HOOK,
+        "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"},
+    }
 
 
 def connect() -> None:
@@ -85,7 +88,11 @@ def _fstype(path: str, mounts: str) -> str:
     best, fstype = "", ""
     for line in mounts.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")) and len(parts[1]) > len(best):
+        if (
+            len(parts) >= 3
+            and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/"))
+            and len(parts[1]) > len(best)
+        ):
             best, fstype = parts[1], parts[2]
     return fstype
 

@@ -74,12 +74,20 @@ def free_port() -> int:
 
 
 def up(
-    state_dir: Path, *, workers: int = 1, cpus_per_node: int = 1, dashboard_port: int = 8265, mlflow_port: int = 5000,
+    state_dir: Path,
+    *,
+    workers: int = 1,
+    cpus_per_node: int = 1,
+    dashboard_port: int = 8265,
+    mlflow_port: int = 5000,
     timeout_s: float = 120.0,
 ) -> LocalCluster:
     state_dir = state_dir.resolve()
     if (existing := read(state_dir)) is not None and any(_alive(p.pid) for p in existing.procs):
-        raise RunStateError(f"a local cluster from {state_dir} is already up; stop it with `lstmpipe cluster down --state-dir {state_dir}`")
+        raise RunStateError(
+            f"a local cluster from {state_dir} is already up; stop it with `lstmpipe cluster down --state-dir "
+            f"{state_dir}`"
+        )
     for port, flag in ((dashboard_port, "--dashboard-port"), (mlflow_port, "--mlflow-port")):
         if not _port_free(port):
             raise RunStateError(f"port {port} on 127.0.0.1 is in use; pick another with {flag}")
@@ -92,23 +100,57 @@ def up(
     # Short (Ray's socket paths must stay under 108 bytes) and outside the state dir.
     ray_temp = Path(tempfile.mkdtemp(prefix="lstmpipe-"))
     cluster = LocalCluster(
-        state_dir=str(state_dir), gcs_address=gcs, dashboard_url=f"http://127.0.0.1:{dashboard_port}",
-        tracking_uri=f"http://127.0.0.1:{mlflow_port}", token_path=str(token_path), nodes=1 + workers,
+        state_dir=str(state_dir),
+        gcs_address=gcs,
+        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
+        token_path=str(token_path),
+        nodes=1 + workers,
         ray_temp_dir=str(ray_temp),
     )
     procs: list[Proc] = []
     try:
-        procs.append(_spawn("head", _ray_start(["--head", f"--port={gcs.split(':')[1]}", "--dashboard-host=127.0.0.1",
-                                                  f"--dashboard-port={dashboard_port}", "--include-dashboard=true"], cpus_per_node, temp_dir=ray_temp / "node0"),
-                            env=env, state_dir=state_dir))
+        procs.append(
+            _spawn(
+                "head",
+                _ray_start(
+                    [
+                        "--head",
+                        f"--port={gcs.split(':')[1]}",
+                        "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={dashboard_port}",
+                        "--include-dashboard=true",
+                    ],
+                    cpus_per_node,
+                    temp_dir=ray_temp / "node0",
+                ),
+                env=env,
+                state_dir=state_dir,
+            )
+        )
         _wait(lambda: _nodes_alive(cluster) >= 1, procs, what="the Ray head", timeout_s=timeout_s)
         for i in range(1, workers + 1):
             # The custom resource names the node's role, so a node id maps back to the process group to stop.
             role = f"worker-{i}"
-            procs.append(_spawn(role, _ray_start([f"--address={gcs}", f"--resources={json.dumps({role_resource(role): 1})}"],
-                                                 cpus_per_node, temp_dir=ray_temp / f"node{i}"), env=env, state_dir=state_dir))
+            procs.append(
+                _spawn(
+                    role,
+                    _ray_start(
+                        [f"--address={gcs}", f"--resources={json.dumps({role_resource(role): 1})}"],
+                        cpus_per_node,
+                        temp_dir=ray_temp / f"node{i}",
+                    ),
+                    env=env,
+                    state_dir=state_dir,
+                )
+            )
         procs.append(_spawn("mlflow", _mlflow_server(state_dir, mlflow_port), env=env, state_dir=state_dir))
-        _wait(lambda: _nodes_alive(cluster) >= cluster.nodes, procs, what=f"{cluster.nodes} Ray nodes", timeout_s=timeout_s)
+        _wait(
+            lambda: _nodes_alive(cluster) >= cluster.nodes,
+            procs,
+            what=f"{cluster.nodes} Ray nodes",
+            timeout_s=timeout_s,
+        )
         _wait(lambda: _healthy(cluster.tracking_uri), procs, what="the MLflow server", timeout_s=timeout_s)
     except BaseException:
         _stop(procs)
@@ -134,8 +176,10 @@ def status(state_dir: Path) -> ClusterStatus:
     if cluster is None:
         raise RunStateError(f"no local cluster state in {state_dir.resolve()}; start one with `lstmpipe cluster up`")
     return ClusterStatus(
-        cluster=cluster, alive={p.role: _alive(p.pid) for p in cluster.procs},
-        nodes_alive=_nodes_alive(cluster), mlflow_healthy=_healthy(cluster.tracking_uri),
+        cluster=cluster,
+        alive={p.role: _alive(p.pid) for p in cluster.procs},
+        nodes_alive=_nodes_alive(cluster),
+        mlflow_healthy=_healthy(cluster.tracking_uri),
     )
 
 
@@ -162,24 +206,57 @@ def _ray_start(args: list[str], cpus: int, *, temp_dir: Path) -> list[str]:
     Several raylets share this host, so every per-node port is picked free, and each node gets its
     own temp dir: in a shared one, a node unpacking a job's working_dir would replace the directory
     the job's driver runs in on another node."""
-    ports = {flag: free_port() for flag in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-                                            "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")}
-    return [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
-            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-            *args, *(f"{flag}={port}" for flag, port in ports.items())]
+    ports = {
+        flag: free_port()
+        for flag in (
+            "--node-manager-port",
+            "--object-manager-port",
+            "--dashboard-agent-listen-port",
+            "--dashboard-agent-grpc-port",
+            "--metrics-export-port",
+            "--runtime-env-agent-port",
+        )
+    }
+    return [
+        str(BIN / "ray"),
+        "start",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={cpus}",
+        "--num-gpus=0",
+        "--min-worker-port=0",
+        "--max-worker-port=0",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+        *args,
+        *(f"{flag}={port}" for flag, port in ports.items()),
+    ]
 
 
 def _mlflow_server(state_dir: Path, port: int) -> list[str]:
-    return [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{state_dir / 'mlflow.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(state_dir / "mlartifacts"), "--workers", "1"]
+    return [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{state_dir / 'mlflow.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(state_dir / "mlartifacts"),
+        "--workers",
+        "1",
+    ]
 
 
 def _spawn(role: str, cmd: list[str], *, env: dict[str, str], state_dir: Path) -> Proc:
     log = state_dir / f"{role}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # its own process group: `down` stops exactly it
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )  # its own process group: `down` stops exactly it
     return Proc(role=role, pid=proc.pid, log=str(log))
 
 
@@ -232,7 +309,9 @@ def _alive(pid: int) -> bool:
 
 def _proc_state(pid: int) -> str:
     try:
-        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:")).lower()
+        return next(
+            line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:")
+        ).lower()
     except (OSError, StopIteration):
         return ""
 
@@ -253,8 +332,9 @@ def role_resource(role: str) -> str:
 def _nodes_alive(cluster: LocalCluster) -> int:
     """ALIVE nodes, from the dashboard's state API (authenticated with the cluster's token)."""
     token = Path(cluster.token_path).read_text().strip()
-    request = urllib.request.Request(f"{cluster.dashboard_url}/api/v0/nodes?limit=1000",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"{cluster.dashboard_url}/api/v0/nodes?limit=1000", headers={"Authorization": f"Bearer {token}"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:
             body = json.loads(resp.read())

@@ -31,8 +31,22 @@ from pipeline.track.store import check_reachable, resolve_uri
 Command = Literal["train", "tune", "evaluate"]
 Follow = Literal["follow", "detach"]
 CONFIG_ENV = config_mod.CONFIG_ENV
-EXCLUDES = [".venv", "venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "data", "runs", ".lstmpipe",
-            "__pycache__", ".pytest_cache", "*.egg-info", "*.pt", "*.ckpt"]
+EXCLUDES = [
+    ".venv",
+    "venv",
+    ".git",
+    "mlruns",
+    "mlartifacts",
+    "mlflow.db",
+    "data",
+    "runs",
+    ".lstmpipe",
+    "__pycache__",
+    ".pytest_cache",
+    "*.egg-info",
+    "*.pt",
+    "*.ckpt",
+]
 MAX_UPLOAD_MB = 100  # Ray's limit for a working_dir package is 512 MiB; ours is code and configs
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
@@ -55,7 +69,10 @@ class JobOutcome:
 def address_or_env(address: str | None) -> str:
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
-        raise ConfigError("no Ray cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS (e.g. from `lstmpipe cluster up`)")
+        raise ConfigError(
+            "no Ray cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS (e.g. from `lstmpipe cluster "
+            "up`)"
+        )
     return address
 
 
@@ -68,7 +85,10 @@ def job_client(address: str | None):
     try:
         return JobSubmissionClient(url)
     except (ConnectionError, RuntimeError) as err:
-        raise RunStateError(f"cannot reach the Ray Jobs API at {url} ({_first_line(err)}); check --address/RAY_ADDRESS and RAY_AUTH_TOKEN_PATH") from err
+        raise RunStateError(
+            f"cannot reach the Ray Jobs API at {url} ({_first_line(err)}); check --address/RAY_ADDRESS and "
+            "RAY_AUTH_TOKEN_PATH"
+        ) from err
 
 
 def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
@@ -78,7 +98,9 @@ def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
     for root, dirs, names in os.walk(workdir):
         rel_root = Path(root).relative_to(workdir)
         dirs[:] = [d for d in dirs if not _excluded(rel_root / d, excludes)]
-        files += [((Path(root) / n).stat().st_size, rel_root / n) for n in names if not _excluded(rel_root / n, excludes)]
+        files += [
+            ((Path(root) / n).stat().st_size, rel_root / n) for n in names if not _excluded(rel_root / n, excludes)
+        ]
     total = sum(size for size, _ in files)
     if total > MAX_UPLOAD_MB * 2**20:
         biggest = ", ".join(f"{p} ({size / 2**20:.0f} MB)" for size, p in sorted(files, reverse=True)[:3])
@@ -91,7 +113,8 @@ def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
 
 def _excluded(rel: Path, excludes: list[str]) -> bool:
     return any(fnmatch.fnmatch(part, pattern) for part in rel.parts for pattern in excludes) or any(
-        fnmatch.fnmatch(rel.as_posix(), pattern) for pattern in excludes)
+        fnmatch.fnmatch(rel.as_posix(), pattern) for pattern in excludes
+    )
 
 
 def _relative_dirs(cfg: config_mod.Config, workdir: Path) -> list[str]:
@@ -116,8 +139,16 @@ class JobRequest:
     upload: Upload
 
 
-def job_request(command: Command, cfg: config_mod.Config, *, config_given: bool, overrides: list[str], args: list[str],
-                workdir: Path, tracking_uri: str) -> JobRequest:
+def job_request(
+    command: Command,
+    cfg: config_mod.Config,
+    *,
+    config_given: bool,
+    overrides: list[str],
+    args: list[str],
+    workdir: Path,
+    tracking_uri: str,
+) -> JobRequest:
     """The job for `command` on `cfg`, refused (ConfigError) if its env or entrypoint would carry a credential."""
     workdir = workdir.resolve()
     plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
@@ -137,8 +168,15 @@ def job_request(command: Command, cfg: config_mod.Config, *, config_given: bool,
 
 
 def submit(
-    command: Command, config_path: Path | None, overrides: list[str], *, address: str | None, args: list[str],
-    workdir: Path, follow: Follow, submission_id: str | None = None,
+    command: Command,
+    config_path: Path | None,
+    overrides: list[str],
+    *,
+    address: str | None,
+    args: list[str],
+    workdir: Path,
+    follow: Follow,
+    submission_id: str | None = None,
 ) -> JobOutcome:
     cfg = config_mod.load(config_path, overrides)  # bad config fails here, before any upload
     uri = resolve_uri(cfg.tracking)
@@ -152,16 +190,30 @@ def submit(
     if command != "evaluate" and "://" not in storage and not storage.startswith(("/", "~")):
         raise ConfigError(
             f"train.storage_path '{storage}' is relative, so the job would keep its checkpoints in its temporary "
-            "working directory on the cluster; set it to shared storage, e.g. --set train.storage_path=s3://BUCKET/runs "
+            "working directory on the cluster; set it to shared storage, e.g. --set "
+            "train.storage_path=s3://BUCKET/runs "
             "(or an absolute path every node sees)"
         )
-    request = job_request(command, cfg, config_given=config_path is not None, overrides=overrides, args=args,
-                          workdir=workdir, tracking_uri=uri)
+    request = job_request(
+        command,
+        cfg,
+        config_given=config_path is not None,
+        overrides=overrides,
+        args=args,
+        workdir=workdir,
+        tracking_uri=uri,
+    )
     client = job_client(address)
-    job_id = client.submit_job(entrypoint=request.entrypoint, runtime_env=request.runtime_env, submission_id=submission_id,
-                               metadata={"lstmpipe.command": command, "lstmpipe.config": str(config_path)})
+    job_id = client.submit_job(
+        entrypoint=request.entrypoint,
+        runtime_env=request.runtime_env,
+        submission_id=submission_id,
+        metadata={"lstmpipe.command": command, "lstmpipe.config": str(config_path)},
+    )
     plan = request.upload
-    print(f"submitted {job_id}: {request.entrypoint} ({plan.files} files, {plan.bytes / 2**20:.1f} MB)", file=sys.stderr)
+    print(
+        f"submitted {job_id}: {request.entrypoint} ({plan.files} files, {plan.bytes / 2**20:.1f} MB)", file=sys.stderr
+    )
     if follow == "detach":
         return JobOutcome(job_id=job_id, status=str(client.get_job_status(job_id).value), exit_code=0)
     return follow_job(client, job_id)
@@ -179,7 +231,9 @@ def follow_job(client, job_id: str) -> JobOutcome:
         asyncio.run(tail())
         status = wait_terminal(client, job_id)
     except KeyboardInterrupt:
-        print(f"\nstopped following; job {job_id} keeps running: `lstmpipe jobs stop {job_id}` ends it", file=sys.stderr)
+        print(
+            f"\nstopped following; job {job_id} keeps running: `lstmpipe jobs stop {job_id}` ends it", file=sys.stderr
+        )
         raise
     return JobOutcome(job_id=job_id, status=status, exit_code=EXIT_CODES[status])
 
@@ -218,7 +272,8 @@ def _refuse_secrets(entrypoint: str, env_vars: dict[str, str]) -> None:
     for where, text in {"the entrypoint": entrypoint, **{f"env var {k}": v for k, v in env_vars.items()}}.items():
         if has_secret(text):
             raise ConfigError(
-                f"{where} of this job would carry a credential ({redact(text)[:200]}), readable by anyone with Jobs API "
+                f"{where} of this job would carry a credential ({redact(text)[:200]}), readable by anyone with Jobs "
+                "API "
                 "access; give the cluster its credentials through the nodes' environment instead "
                 "(MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_* from a Kubernetes Secret, see infra/k8s)"
             )

@@ -31,15 +31,20 @@ class SequenceBatch(ArrowBatchCollateFn):
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
         arrays = sequences_to_arrays(batch, sequence_column="x")
         if self.target in ("tokens", "frames"):
-            return {k: torch.from_numpy(v) for k, v in next_step(arrays, target=self.target, vocab_size=self.vocab_size).items()}
+            return {
+                k: torch.from_numpy(v)
+                for k, v in next_step(arrays, target=self.target, vocab_size=self.vocab_size).items()
+            }
         out = {"x": torch.from_numpy(arrays["x"]), "lengths": torch.from_numpy(arrays["lengths"])}
         if "y" in batch.column_names:  # absent when predicting on data without targets
             if self.target == "class":
-                y = np.array(batch.column("y").to_numpy(), dtype=np.int64)     # (B,), writable
+                y = np.array(batch.column("y").to_numpy(), dtype=np.int64)  # (B,), writable
             else:
-                y = float_targets(batch, column="y")                           # (B, O)
+                y = float_targets(batch, column="y")  # (B, O)
             out["y"] = torch.from_numpy(y)
-        for name in EXTRA_COLUMNS:  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale, last value; anomaly: labels)
+        for name in (
+            EXTRA_COLUMNS
+        ):  # evaluation-only columns (forecast: seasonal-naive baseline, MASE scale, last value; anomaly: labels)
             if name in batch.column_names:
                 out[name] = torch.from_numpy(float_targets(batch, column=name))
         return out
@@ -55,7 +60,10 @@ def iter_batches(ds, *, info: DataInfo, batch_size: int, device: torch.device | 
     `pin_memory` (GPU training) pins the CPU batches in the collate threads, two batches ahead, so
     the copy to the GPU can overlap compute (`to_device(..., non_blocking=True)`)."""
     return ds.iter_torch_batches(
-        batch_size=batch_size, collate_fn=collate_for(info), device=device, pin_memory=pin_memory,
+        batch_size=batch_size,
+        collate_fn=collate_for(info),
+        device=device,
+        pin_memory=pin_memory,
         prefetch_batches=2 if pin_memory else 1,
     )
 
@@ -82,16 +90,27 @@ class TrainBatches:
     rows and their order depend only on the seed, the epoch, the rank and the world size.
     """
 
-    def __init__(self, iterator, *, info: DataInfo, batch_size: int, seed: int, rank: int, world: int,
-                 budget_mb: float, window_batches: int = 64, pin_memory: bool = False):
-        self.iterator = iterator              # a DataIterator over the whole training split, in order
+    def __init__(
+        self,
+        iterator,
+        *,
+        info: DataInfo,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world: int,
+        budget_mb: float,
+        window_batches: int = 64,
+        pin_memory: bool = False,
+    ):
+        self.iterator = iterator  # a DataIterator over the whole training split, in order
         self.collate = collate_for(info)
         self.rows_total = info.num_rows["train"]
         self.batch_size, self.window = batch_size, batch_size * window_batches
         self.order = {"seed": seed, "rank": rank, "world": world}
         self.budget = budget_mb * 2**20
         self.pin = pin_memory
-        self.rows: pa.Table | None = None     # the split, once read, if it fits the budget
+        self.rows: pa.Table | None = None  # the split, once read, if it fits the budget
         self.streaming = budget_mb == 0
 
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -102,7 +121,7 @@ class TrainBatches:
             return
         mine = worker_rows(self.rows.num_rows, epoch=epoch, **self.order)
         for start in range(0, len(mine), self.batch_size):
-            yield _pinned(self.collate(self.rows.take(mine[start:start + self.batch_size])), self.pin)
+            yield _pinned(self.collate(self.rows.take(mine[start : start + self.batch_size])), self.pin)
 
     def _batches(self):
         return self.iterator.iter_batches(batch_size=4096, batch_format="pyarrow", prefetch_batches=1)
@@ -118,11 +137,11 @@ class TrainBatches:
         return pa.concat_tables(parts).combine_chunks()
 
     def _streamed(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        places = worker_positions(self.rows_total, epoch=epoch, **self.order)   # (N,) place in my order, -1: not mine
+        places = worker_positions(self.rows_total, epoch=epoch, **self.order)  # (N,) place in my order, -1: not mine
         window: list[tuple[np.ndarray, pa.Table]] = []
         held, seen = 0, 0
         for part in self._batches():
-            where = places[seen:seen + part.num_rows]
+            where = places[seen : seen + part.num_rows]
             seen += part.num_rows
             keep = np.flatnonzero(where >= 0)
             window.append((where[keep], part.take(keep)))
@@ -153,7 +172,7 @@ class ShardCache:
     """
 
     def __init__(self, stream, *, budget_mb: float):
-        self.stream = stream            # () -> iterable of batches (a fresh pass over the shard)
+        self.stream = stream  # () -> iterable of batches (a fresh pass over the shard)
         self.budget = budget_mb * 2**20
         self.batches: list[dict[str, torch.Tensor]] | None = None
         self.over_budget = budget_mb == 0
@@ -169,7 +188,7 @@ class ShardCache:
                 size += sum(t.element_size() * t.nelement() for t in batch.values())
                 self.over_budget = size > self.budget
                 if self.over_budget:
-                    kept = []       # stream from now on
+                    kept = []  # stream from now on
                 else:
                     kept.append(batch)
             yield batch

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import ray.data
 
 from pipeline.config import Config, DataConfig
-from pipeline.errors import DataError
 from pipeline.data.sources import materialize
+from pipeline.errors import DataError
 from pipeline.tasks import Prepared, get_task
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -36,7 +36,9 @@ def resolve_source(cfg: DataConfig) -> str:
 
 def file_format(path: str) -> str:
     p = Path(path)
-    names = sorted(f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p.name]
+    names = (
+        sorted(f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p.name]
+    )
     formats = {FORMATS[Path(n).suffix.lower()] for n in names if Path(n).suffix.lower() in FORMATS}
     if len(formats) > 1:
         raise DataError(f"{path}: holds both Parquet and CSV files; keep one format per directory")

@@ -6,9 +6,8 @@ standardization; nothing fitted on validation or test data touches the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +27,7 @@ class InputStats:
 
 def moments(values: np.ndarray, channels: int) -> np.ndarray:
     """Flat (sum T_i * C,) values -> (3, C): count, sum, sum of squares per feature (float64)."""
-    steps = values.reshape(-1, channels).astype(np.float64)           # (sum T_i, C)
+    steps = values.reshape(-1, channels).astype(np.float64)  # (sum T_i, C)
     return np.stack([np.full(channels, len(steps), dtype=np.float64), steps.sum(0), (steps**2).sum(0)])
 
 
@@ -36,7 +35,7 @@ def finish(total: np.ndarray) -> tuple[list[float], list[float]]:
     count, s, sq = total
     mean = s / np.maximum(count, 1)
     std = np.sqrt(np.maximum(sq / np.maximum(count, 1) - mean**2, 0.0))
-    std = np.where(std < 1e-8, 1.0, std)                               # constant feature: leave unscaled
+    std = np.where(std < 1e-8, 1.0, std)  # constant feature: leave unscaled
     return mean.tolist(), std.tolist()
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import DataConfig
+from pipeline.data.transforms import float_targets, label_strings, sequence_values
 from pipeline.errors import DataError
 from pipeline.ray_compat import remote_exception_message
-from pipeline.data.transforms import float_targets, label_strings, sequence_values
 
 if TYPE_CHECKING:
     import ray.data
@@ -53,12 +51,17 @@ def rows_in_split(batch: pa.Table, *, name: str, keep: tuple[str, ...] | list[st
     return batch.filter(pc.equal(batch.column("split"), name)).select(list(keep))
 
 
-def canonical_rows(ds: ray.data.Dataset, cfg: DataConfig, *, kind: str, mode: Literal["train", "infer"] = "train") -> ray.data.Dataset:
+def canonical_rows(
+    ds: ray.data.Dataset, cfg: DataConfig, *, kind: str, mode: Literal["train", "infer"] = "train"
+) -> ray.data.Dataset:
     """The user's rows -> (x, y[, split]). For inference (predict, evaluate) the split column is
     ignored and the target is optional: rows without it get predictions but no metrics."""
     has_target = mode == "train" or cfg.columns.target in ds.schema().names
     fn = functools.partial(
-        _canonical, sequence=cfg.columns.sequence, target=cfg.columns.target if has_target else None, kind=kind,
+        _canonical,
+        sequence=cfg.columns.sequence,
+        target=cfg.columns.target if has_target else None,
+        kind=kind,
         split=cfg.split_column if mode == "train" else None,
     )
     return ds.map_batches(fn, batch_format="pyarrow", zero_copy_batch=True)
@@ -87,7 +90,9 @@ def split_rows(
 def _predefined(ds: ray.data.Dataset, cfg: DataConfig, *, keep: tuple[str, ...]) -> list[ray.data.Dataset]:
     """Rows as labelled; with no 'val' rows, val_fraction of the training rows become validation."""
     part = {
-        name: ds.map_batches(functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow").materialize()
+        name: ds.map_batches(
+            functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow"
+        ).materialize()
         for name in SPLITS
     }
     if part["val"].count() == 0:

@@ -54,7 +54,9 @@ def sequence_values(batch: pa.Table, *, column: str) -> tuple[np.ndarray, np.nda
     if _is_list(steps.type):
         widths = pc.list_value_length(steps).to_numpy(zero_copy_only=False)
         if len(widths) and widths.min() != widths.max():
-            raise DataError(f"column '{column}' has time steps with {widths.min()}..{widths.max()} features; all must match")
+            raise DataError(
+                f"column '{column}' has time steps with {widths.min()}..{widths.max()} features; all must match"
+            )
         return _numeric(steps.flatten(), name=column), lengths, int(widths[0]) if len(widths) else 0
     return _numeric(steps, name=column), lengths, 1
 
@@ -62,9 +64,9 @@ def sequence_values(batch: pa.Table, *, column: str) -> tuple[np.ndarray, np.nda
 def pad_sequences(values: np.ndarray, lengths: np.ndarray, channels: int) -> np.ndarray:
     """Flat values + lengths -> zero-padded (B, T_max, C) float32, without a Python loop over rows."""
     b, t_max = len(lengths), int(lengths.max()) if len(lengths) else 0
-    out = np.zeros((b, t_max, channels), dtype=np.float32)         # (B, T_max, C)
-    steps = values.reshape(-1, channels)                           # (sum T_i, C)
-    row = np.repeat(np.arange(b), lengths)                         # (sum T_i,) which sequence
+    out = np.zeros((b, t_max, channels), dtype=np.float32)  # (B, T_max, C)
+    steps = values.reshape(-1, channels)  # (sum T_i, C)
+    row = np.repeat(np.arange(b), lengths)  # (sum T_i,) which sequence
     pos = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # step within it
     out[row, pos] = steps
     return out
@@ -113,12 +115,12 @@ def next_step(arrays: dict[str, np.ndarray], *, target: str, vocab_size: int | N
     tokens: x (B, T) ids -> inputs (B, T-1, V) one-hot, y (B, T-1) ids with PAD past each end
     frames: x (B, T, K)  -> inputs (B, T-1, K),         y (B, T-1, K) with NaN past each end
     """
-    x, lengths = arrays["x"], arrays["lengths"] - 1                    # (B, T, C), (B,) target steps
-    real = np.arange(x.shape[1] - 1)[None, :] < lengths[:, None]         # (B, T-1)
+    x, lengths = arrays["x"], arrays["lengths"] - 1  # (B, T, C), (B,) target steps
+    real = np.arange(x.shape[1] - 1)[None, :] < lengths[:, None]  # (B, T-1)
     if target == "tokens":
-        ids = x[..., 0].astype(np.int64)                                 # (B, T)
-        y = np.where(real, ids[:, 1:], PAD)                              # (B, T-1)
-        inputs = np.eye(vocab_size, dtype=np.float32)[ids[:, :-1]] * real[..., None]   # (B, T-1, V)
+        ids = x[..., 0].astype(np.int64)  # (B, T)
+        y = np.where(real, ids[:, 1:], PAD)  # (B, T-1)
+        inputs = np.eye(vocab_size, dtype=np.float32)[ids[:, :-1]] * real[..., None]  # (B, T-1, V)
         return {"x": inputs, "lengths": lengths, "y": y}
     y = np.where(real[..., None], x[:, 1:], np.nan).astype(np.float32)  # (B, T-1, K)
     return {"x": np.ascontiguousarray(x[:, :-1]), "lengths": lengths, "y": y}

@@ -31,7 +31,7 @@ def time_cuts(unique_times: np.ndarray, *, val_fraction: float, test_fraction: f
 
 def seasonal_naive(history: np.ndarray, *, horizon: int, season: int) -> np.ndarray:
     """history (W, L) -> (W, H): y_hat[h] = the value one season before, from the lookback."""
-    last = history[:, -season:]                                         # (W, m)
+    last = history[:, -season:]  # (W, m)
     return np.stack([last[:, h % season] for h in range(horizon)], axis=1)
 
 
@@ -45,8 +45,14 @@ def mase_scale(target: np.ndarray, splits: np.ndarray, *, season: int) -> float:
 
 
 def cut_windows(
-    inputs: np.ndarray, target: np.ndarray, splits: np.ndarray, *, lookback: int, horizon: int,
-    at_target: dict[str, np.ndarray] | None = None, at: Literal["first", "all"] = "first",
+    inputs: np.ndarray,
+    target: np.ndarray,
+    splits: np.ndarray,
+    *,
+    lookback: int,
+    horizon: int,
+    at_target: dict[str, np.ndarray] | None = None,
+    at: Literal["first", "all"] = "first",
 ) -> dict[str, np.ndarray]:
     """inputs (T, C), target (T,), splits (T,) -> x (W, L, C), y (W, H), target history (W, L), split (W,),
     and at_target: each given per-step array (T,) read at the window's first target step (W,), or at
@@ -54,20 +60,29 @@ def cut_windows(
     at_target = at_target or {}
     n = len(target) - lookback - horizon + 1
     if n <= 0:
-        return {"x": np.zeros((0, lookback, inputs.shape[1]), np.float32), "y": np.zeros((0, horizon), np.float32),
-                "history": np.zeros((0, lookback), np.float32), "split": np.zeros(0, dtype=object),
-                "at_target": {name: values[:0] if at == "first" else values[:0].reshape(0, horizon) for name, values in at_target.items()}}
+        return {
+            "x": np.zeros((0, lookback, inputs.shape[1]), np.float32),
+            "y": np.zeros((0, horizon), np.float32),
+            "history": np.zeros((0, lookback), np.float32),
+            "split": np.zeros(0, dtype=object),
+            "at_target": {
+                name: values[:0] if at == "first" else values[:0].reshape(0, horizon)
+                for name, values in at_target.items()
+            },
+        }
     starts = np.arange(n)
-    x_idx = starts[:, None] + np.arange(lookback)[None, :]              # (W, L)
-    y_idx = starts[:, None] + lookback + np.arange(horizon)[None, :]    # (W, H)
-    y_split = splits[y_idx]                                             # (W, H)
-    keep = (y_split == y_split[:, :1]).all(axis=1)                      # targets all in one split
+    x_idx = starts[:, None] + np.arange(lookback)[None, :]  # (W, L)
+    y_idx = starts[:, None] + lookback + np.arange(horizon)[None, :]  # (W, H)
+    y_split = splits[y_idx]  # (W, H)
+    keep = (y_split == y_split[:, :1]).all(axis=1)  # targets all in one split
     return {
         "x": inputs[x_idx[keep]].astype(np.float32),
         "y": target[y_idx[keep]].astype(np.float32),
         "history": target[x_idx[keep]].astype(np.float32),
         "split": y_split[keep, 0],
-        "at_target": {name: values[y_idx[keep, 0] if at == "first" else y_idx[keep]] for name, values in at_target.items()},
+        "at_target": {
+            name: values[y_idx[keep, 0] if at == "first" else y_idx[keep]] for name, values in at_target.items()
+        },
     }
 
 
@@ -94,8 +109,8 @@ def fill_missing(values: np.ndarray, *, policy: str) -> tuple[np.ndarray, np.nda
     if policy == "zero":
         return np.where(gaps, 0.0, values).astype(values.dtype), np.ones(len(values), dtype=bool)
     if policy == "ffill":
-        idx = np.where(gaps, 0, np.arange(len(values))[:, None])           # (T, C) last seen row per column
+        idx = np.where(gaps, 0, np.arange(len(values))[:, None])  # (T, C) last seen row per column
         np.maximum.accumulate(idx, axis=0, out=idx)
         filled = values[idx, np.arange(values.shape[1])[None, :]]
         return filled, ~np.isnan(filled).any(axis=1)
-    return values, ~gaps.any(axis=1)                                     # drop
+    return values, ~gaps.any(axis=1)  # drop

@@ -24,8 +24,8 @@ Each variant changes one thing:
     np    no peepholes:             p = 0; this is torch's fused `nn.LSTM` (config `lstm`)
 
 The custom cell computes the input projections W x_t + b for all steps in one matmul and keeps
-only the recurrent part in a loop (`pipeline.scan`: TorchScript, hand-written backward). Padded steps (t >= length) leave the state unchanged,
-so the final state equals the packed result.
+only the recurrent part in a loop (`pipeline.model.scan`: TorchScript, hand-written backward).
+Padded steps (t >= length) leave the state unchanged, so the final state equals the packed result.
 """
 
 from __future__ import annotations
@@ -53,13 +53,24 @@ class Variant:
     output_gate: bool = True
     input_activation: bool = True
     output_activation: bool = True
-    coupled: bool = False          # f = 1 - i
+    coupled: bool = False  # f = 1 - i
     gate_recurrence: bool = False
     peepholes: bool = True
 
     def flags(self) -> list[int]:
-        return [int(v) for v in (self.input_gate, self.forget_gate, self.output_gate, self.input_activation,
-                                 self.output_activation, self.coupled, self.gate_recurrence, self.peepholes)]
+        return [
+            int(v)
+            for v in (
+                self.input_gate,
+                self.forget_gate,
+                self.output_gate,
+                self.input_activation,
+                self.output_activation,
+                self.coupled,
+                self.gate_recurrence,
+                self.peepholes,
+            )
+        ]
 
 
 VARIANTS: dict[str, Variant] = {
@@ -72,7 +83,7 @@ VARIANTS: dict[str, Variant] = {
     "cifg": Variant(coupled=True, forget_gate=False),
     "fgr": Variant(gate_recurrence=True),
 }
-NO_PEEPHOLES = Variant(peepholes=False)   # Greff's NP, computed by the custom cell (tests: equals nn.LSTM)
+NO_PEEPHOLES = Variant(peepholes=False)  # Greff's NP, computed by the custom cell (tests: equals nn.LSTM)
 
 
 class VariantLayer(nn.Module):
@@ -82,39 +93,41 @@ class VariantLayer(nn.Module):
         super().__init__()
         self.hidden_size = hidden_size
         self.flags = variant.flags()
-        self.w = nn.Linear(input_size, 4 * hidden_size)                  # W and b for i, f, z, o
+        self.w = nn.Linear(input_size, 4 * hidden_size)  # W and b for i, f, z, o
         self.r = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))  # R
         # parameters only where the variant has them (DDP requires every parameter to get a gradient)
         if variant.peepholes:
-            self.peep = nn.Parameter(torch.zeros(3, hidden_size))         # p_i, p_f, p_o
+            self.peep = nn.Parameter(torch.zeros(3, hidden_size))  # p_i, p_f, p_o
         else:
             self.register_buffer("peep", torch.zeros(3, hidden_size))
         if variant.gate_recurrence:
             self.gate_r = nn.Parameter(torch.empty(3 * hidden_size, 3 * hidden_size))
         else:
             self.register_buffer("gate_r", torch.zeros(0, 0))
-        bound = hidden_size ** -0.5                                       # nn.LSTM's initialization
+        bound = hidden_size**-0.5  # nn.LSTM's initialization
         for weight in (self.w.weight, self.w.bias, self.r):
             nn.init.uniform_(weight, -bound, bound)
         if variant.gate_recurrence:
             nn.init.uniform_(self.gate_r, -bound, bound)
         with torch.no_grad():
-            self.w.bias[hidden_size: 2 * hidden_size] = forget_bias      # Jozefowicz et al. 2015
+            self.w.bias[hidden_size : 2 * hidden_size] = forget_bias  # Jozefowicz et al. 2015
 
     def forward(self, x: Tensor, lengths: Tensor | None = None, state: tuple[Tensor, Tensor, Tensor] | None = None):
         b, t, _ = x.shape
-        xw = self.w(x).transpose(0, 1)                                    # (T, B, 4H): one matmul for all steps
+        xw = self.w(x).transpose(0, 1)  # (T, B, 4H): one matmul for all steps
         if lengths is None:
             mask = torch.ones(t, b, 1, dtype=torch.bool, device=x.device)
         else:
-            mask = (torch.arange(t, device=x.device)[:, None] < lengths.to(x.device)[None, :]).unsqueeze(-1)  # (T, B, 1)
+            mask = (torch.arange(t, device=x.device)[:, None] < lengths.to(x.device)[None, :]).unsqueeze(
+                -1
+            )  # (T, B, 1)
         if state is None:
             zeros = x.new_zeros(b, self.hidden_size)
             state = (zeros, zeros, x.new_zeros(b, 3 * self.hidden_size))
         h, c, gates = state
         masked = int(lengths is not None and (torch.compiler.is_exporting() or bool((lengths < t).any())))
         out, h, c, gates = scan(xw, self.r, self.peep, self.gate_r, mask, h, c, gates, self.flags + [masked])
-        return out.transpose(0, 1), (h, c, gates)                         # (B, T, H)
+        return out.transpose(0, 1), (h, c, gates)  # (B, T, H)
 
 
 def _cell(cfg: ModelConfig, input_size: int) -> nn.Module:
@@ -124,17 +137,17 @@ def _cell(cfg: ModelConfig, input_size: int) -> nn.Module:
     kwargs = {"proj_size": cfg.proj_size} if cfg.cell == "lstm" else {}
     cell = FUSED[cfg.cell](input_size=input_size, hidden_size=cfg.hidden_size, batch_first=True, **kwargs)
     if cfg.cell == "lstm":
-        with torch.no_grad():                                    # bias_ih + bias_hh = forget_bias for f
-            cell.bias_ih_l0[cfg.hidden_size: 2 * cfg.hidden_size] = cfg.lstm_forget_bias
-            cell.bias_hh_l0[cfg.hidden_size: 2 * cfg.hidden_size] = 0.0
+        with torch.no_grad():  # bias_ih + bias_hh = forget_bias for f
+            cell.bias_ih_l0[cfg.hidden_size : 2 * cfg.hidden_size] = cfg.lstm_forget_bias
+            cell.bias_hh_l0[cfg.hidden_size : 2 * cfg.hidden_size] = 0.0
     return cell
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     """Reverse each row's first lengths[b] steps, leave the padding in place: (B, T, C) -> (B, T, C)."""
-    t = torch.arange(x.shape[1], device=x.device)[None, :]               # (1, T)
-    n = lengths.to(x.device)[:, None]                                    # (B, 1)
-    idx = torch.where(t < n, n - 1 - t, t)                               # (B, T)
+    t = torch.arange(x.shape[1], device=x.device)[None, :]  # (1, T)
+    n = lengths.to(x.device)[:, None]  # (B, 1)
+    idx = torch.where(t < n, n - 1 - t, t)  # (B, T)
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
 
 
@@ -154,7 +167,7 @@ class Recurrent(nn.Module):
             nn.ModuleList(_cell(cfg, input_size if k == 0 else width * directions) for _ in range(directions))
             for k in range(cfg.num_layers)
         )
-        self.dropout = nn.Dropout(cfg.dropout)                            # between layers
+        self.dropout = nn.Dropout(cfg.dropout)  # between layers
         self.width = width
         self.output_size = width * directions
 
@@ -168,19 +181,19 @@ class Recurrent(nn.Module):
             outs = []
             for d, cell in enumerate(layer):
                 inp = x if d == 0 else reverse_padded(x, lengths)
-                out = _run(cell, inp, lengths, padding=padding)          # (B, T, width)
+                out = _run(cell, inp, lengths, padding=padding)  # (B, T, width)
                 outs.append(out if d == 0 else reverse_padded(out, lengths))
-            x = torch.cat(outs, dim=-1)                                   # (B, T, D)
+            x = torch.cat(outs, dim=-1)  # (B, T, D)
         last_step = (lengths.to(x.device) - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, self.width)
-        last = x[..., : self.width].gather(1, last_step).squeeze(1)      # (B, width) forward direction
+        last = x[..., : self.width].gather(1, last_step).squeeze(1)  # (B, width) forward direction
         if len(self.layers[0]) == 2:
-            last = torch.cat([last, x[:, 0, self.width:]], dim=-1)       # backward direction ends at step 0
+            last = torch.cat([last, x[:, 0, self.width :]], dim=-1)  # backward direction ends at step 0
         return x, last
 
     def step(self, x_t: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         """One step of a unidirectional stack (sampling): x_t (B, C) -> output (B, D), new states."""
         state = state or [None] * len(self.layers)
-        x = x_t.unsqueeze(1)                                              # (B, 1, C)
+        x = x_t.unsqueeze(1)  # (B, 1, C)
         new = []
         for (cell,), s in zip(self.layers, state):
             x, s = cell(x, state=s) if isinstance(cell, VariantLayer) else cell(x, s)
@@ -190,8 +203,8 @@ class Recurrent(nn.Module):
 
 def _run(cell: nn.Module, x: Tensor, lengths: Tensor, *, padding: Padding) -> Tensor:
     if isinstance(cell, VariantLayer):
-        return cell(x, lengths)[0]                                        # masked: padding never enters the state
+        return cell(x, lengths)[0]  # masked: padding never enters the state
     if padding == "pack" and bool((lengths != x.shape[1]).any()):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return pad_packed_sequence(cell(packed)[0], batch_first=True, total_length=x.shape[1])[0]
-    return cell(x)[0]                                                     # causal: steps < length are exact
+    return cell(x)[0]  # causal: steps < length are exact

@@ -2,9 +2,9 @@
 variant, stacked, optionally bidirectional) and a linear head on its final output.
 
 Training feeds zero-padded batches with their lengths; fused cells pack them with
-`pack_padded_sequence` and custom cells mask padded steps, so padding never reaches the recurrence. `ServingModel` is what gets
-logged to MLflow: it takes one float tensor, NaN-padded for ragged batches, and returns outputs
-in the data's original units.
+`pack_padded_sequence` and custom cells mask padded steps, so padding never reaches the recurrence.
+`ServingModel` is what gets logged to MLflow: it takes one float tensor, NaN-padded for ragged
+batches, and returns outputs in the data's original units.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from pipeline.model.cells import Recurrent
 from pipeline.config import ModelConfig
+from pipeline.model.cells import Recurrent
 
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo
@@ -29,8 +29,14 @@ class SequenceModel(nn.Module):
     and masked out by the loss)."""
 
     def __init__(
-        self, cfg: ModelConfig, *, input_size: int, output_size: int,
-        input_mean: list[float] | None = None, input_std: list[float] | None = None, readout: Readout = "last",
+        self,
+        cfg: ModelConfig,
+        *,
+        input_size: int,
+        output_size: int,
+        input_mean: list[float] | None = None,
+        input_std: list[float] | None = None,
+        readout: Readout = "last",
     ):
         super().__init__()
         self.readout = readout
@@ -41,13 +47,13 @@ class SequenceModel(nn.Module):
         self.head = nn.Linear(self.rnn.output_size, output_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        x = (x - self.in_mean) / self.in_std                         # (B, T, C)
-        out, last = self.rnn(x, lengths)                              # (B, T, D), (B, D)
-        return self.head(out) if self.readout == "every" else self.head(last)   # (B, T, O) or (B, O)
+        x = (x - self.in_mean) / self.in_std  # (B, T, C)
+        out, last = self.rnn(x, lengths)  # (B, T, D), (B, D)
+        return self.head(out) if self.readout == "every" else self.head(last)  # (B, T, O) or (B, O)
 
     def step(self, x_t: torch.Tensor, state=None):
         """One step of the recurrence for sampling: x_t (B, C) -> logits (B, O) and the new state."""
-        out, state = self.rnn.step((x_t - self.in_mean) / self.in_std, state)   # (B, D)
+        out, state = self.rnn.step((x_t - self.in_mean) / self.in_std, state)  # (B, D)
         return self.head(out), state
 
 
@@ -62,7 +68,11 @@ class ServingModel(nn.Module):
     """
 
     def __init__(
-        self, model: SequenceModel, *, out_scale: list[float] | None = None, out_shift: list[float] | None = None,
+        self,
+        model: SequenceModel,
+        *,
+        out_scale: list[float] | None = None,
+        out_shift: list[float] | None = None,
         reference: Literal["none", "last"] = "none",
     ):
         super().__init__()
@@ -74,23 +84,28 @@ class ServingModel(nn.Module):
         self.register_buffer("out_shift", torch.tensor(out_shift or [0.0] * size, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        real = ~torch.isnan(x[..., 0])                              # (B, T)
-        last = real.sum(dim=1).clamp(min=1) - 1                     # (B,) index of the last real step
-        ref = torch.zeros(x.shape[0], 1, dtype=x.dtype)             # (B, 1)
-        if self.reference == "last":                                # forecast relative to the last value
-            ref = x[..., 0].gather(1, last.view(-1, 1))             # (B, 1) last observed target
+        real = ~torch.isnan(x[..., 0])  # (B, T)
+        last = real.sum(dim=1).clamp(min=1) - 1  # (B,) index of the last real step
+        ref = torch.zeros(x.shape[0], 1, dtype=x.dtype)  # (B, 1)
+        if self.reference == "last":  # forecast relative to the last value
+            ref = x[..., 0].gather(1, last.view(-1, 1))  # (B, 1) last observed target
             x = torch.cat([x[..., :1] - ref.unsqueeze(-1), x[..., 1:]], dim=-1)
-        x = (x - self.in_mean) / self.in_std                        # NaN stays NaN
-        out, h = self.rnn(torch.nan_to_num(x, nan=0.0), real.sum(dim=1), padding="mask")   # (B, T, D), (B, D)
+        x = (x - self.in_mean) / self.in_std  # NaN stays NaN
+        out, h = self.rnn(torch.nan_to_num(x, nan=0.0), real.sum(dim=1), padding="mask")  # (B, T, D), (B, D)
         if self.readout == "every":
-            logits = self.head(out)                                 # (B, T, O)
+            logits = self.head(out)  # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
         return self.head(h) * self.out_scale + self.out_shift + ref  # (B, O)
 
 
 def build_model(
-    cfg: ModelConfig, *, input_size: int, output_size: int,
-    input_mean: list[float] | None = None, input_std: list[float] | None = None, readout: Readout = "last",
+    cfg: ModelConfig,
+    *,
+    input_size: int,
+    output_size: int,
+    input_mean: list[float] | None = None,
+    input_std: list[float] | None = None,
+    readout: Readout = "last",
 ) -> SequenceModel:
     return SequenceModel(
         cfg, input_size=input_size, output_size=output_size, input_mean=input_mean, input_std=input_std, readout=readout
@@ -101,6 +116,10 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> SequenceModel:
     """The model for a prepared dataset: its sizes, its training split's input scaler, and one output
     per step for next-step targets (generate)."""
     return build_model(
-        cfg, input_size=info.input_size, output_size=info.output_size, input_mean=info.input_mean, input_std=info.input_std,
+        cfg,
+        input_size=info.input_size,
+        output_size=info.output_size,
+        input_mean=info.input_mean,
+        input_std=info.input_std,
         readout="every" if info.target in ("tokens", "frames") else "last",
     )

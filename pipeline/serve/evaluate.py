@@ -19,21 +19,27 @@ from pipeline.train.holdout import predict_split
 @dataclass(frozen=True)
 class Evaluation:
     metrics: dict[str, float]
-    run_id: str | None   # the MLflow run the metrics were logged to
+    run_id: str | None  # the MLflow run the metrics were logged to
 
 
-def evaluate(model_uri: str, data: DataChoice, *, tracking_uri: str, log: Literal["none", "mlflow"] = "none") -> Evaluation:
+def evaluate(
+    model_uri: str, data: DataChoice, *, tracking_uri: str, log: Literal["none", "mlflow"] = "none"
+) -> Evaluation:
     inputs = prepared_inputs(model_uri, data, tracking_uri=tracking_uri)
     t = inputs.trained
     with data_errors(inputs.source):
         out = predict_split(t.model, inputs.rows, info=t.info)
     if "y" not in out and t.info.task in ("regression", "classify"):
-        raise DataError(f"{inputs.source}: evaluate needs the target column '{t.config.data.columns.target}'; predict needs none")
+        raise DataError(
+            f"{inputs.source}: evaluate needs the target column '{t.config.data.columns.target}'; predict needs none"
+        )
     metrics = get_task(t.info.task).test_metrics(out, t.info)
     if log == "none":
         return Evaluation(metrics=metrics, run_id=None)
     run = TrackedRun.start(
-        tracking_uri, experiment=t.config.tracking.experiment, run_name=f"evaluate-{t.info.task}",
+        tracking_uri,
+        experiment=t.config.tracking.experiment,
+        run_name=f"evaluate-{t.info.task}",
         params={"model_uri": model_uri, "data": inputs.source},
         tags={KIND_TAG: "evaluate", "lstmpipe.model_uri": model_uri, "lstmpipe.eval_data": inputs.source},
     )

@@ -25,7 +25,7 @@ from pipeline.telemetry.stats import column
 class Explained:
     out: Path
     files: list[str]
-    reading: list[str]     # one line per finding, also in reading.md
+    reading: list[str]  # one line per finding, also in reading.md
 
 
 def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_uri: str) -> Explained:
@@ -33,13 +33,20 @@ def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_u
     trained = inputs.trained
     rows = inputs.rows.limit(row + 1).take_batch(row + 1, batch_format="pyarrow")
     if rows.num_rows <= row:
-        raise DataError(f"{inputs.source}: --row {row} asked for, but the data has {rows.num_rows} row(s) once prepared; pick --row 0..{rows.num_rows - 1}")
+        raise DataError(
+            f"{inputs.source}: --row {row} asked for, but the data has {rows.num_rows} row(s) once prepared; pick "
+            f"--row 0..{rows.num_rows - 1}"
+        )
     batch = collate_for(trained.info)(rows.slice(row, 1))
     task = get_task(trained.info.task)
     has_target = "y" in batch
     recorded = record(
-        trained.model, batch, loss=(lambda p, y: task.loss_terms(p.float(), y)["loss"][0]) if has_target else None, epoch=0,
-        label=f"{model_uri}, row {row} of {Path(inputs.source).name}", prefix=f"row_{row}",
+        trained.model,
+        batch,
+        loss=(lambda p, y: task.loss_terms(p.float(), y)["loss"][0]) if has_target else None,
+        epoch=0,
+        label=f"{model_uri}, row {row} of {Path(inputs.source).name}",
+        prefix=f"row_{row}",
     )
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(recorded.table.drop_columns(["epoch"]), out / "telemetry.parquet")
@@ -61,18 +68,31 @@ def read_trace(table, *, length: int, top: int = 3) -> list[str]:
     if "gate:input" in quantities:
         gate = column(table, quantity="gate:input")[:length]
         opened = np.argsort(gate)[::-1][:top]
-        lines.append(f"input gate opened most at steps {', '.join(str(int(t)) for t in sorted(opened))} "
-                     f"(mean over units {', '.join(f'{gate[t]:.2f}' for t in sorted(opened))}; median over the sequence {np.median(gate):.2f})")
+        lines.append(
+            f"input gate opened most at steps {', '.join(str(int(t)) for t in sorted(opened))} "
+            f"(mean over units {', '.join(f'{gate[t]:.2f}' for t in sorted(opened))}; median over the sequence "
+            f"{np.median(gate):.2f})"
+        )
     if "gate:forget" in quantities:
         gate = column(table, quantity="gate:forget")[:length]
         closed = np.flatnonzero(gate < 0.5)
-        lines.append(f"forget gate closed (mean < 0.5) first at step {int(closed[0])}, at {len(closed)} step(s) in all"
-                     if len(closed) else f"forget gate never closed: mean {gate.min():.2f}..{gate.max():.2f} over the sequence")
+        lines.append(
+            f"forget gate closed (mean < 0.5) first at step {int(closed[0])}, at {len(closed)} step(s) in all"
+            if len(closed)
+            else f"forget gate never closed: mean {gate.min():.2f}..{gate.max():.2f} over the sequence"
+        )
     if "cell_norm" in quantities:
         norm = column(table, quantity="cell_norm")[:length]
-        lines.append(f"cell state norm {norm[0]:.2f} at step 0, largest {norm.max():.2f} at step {int(norm.argmax())}, {norm[-1]:.2f} at the end")
+        lines.append(
+            f"cell state norm {norm[0]:.2f} at step 0, largest {norm.max():.2f} at step {int(norm.argmax())}, "
+            f"{norm[-1]:.2f} at the end"
+        )
     if "grad_norm" in quantities:
         flow = column(table, quantity="grad_norm")[:length]
-        lines.append(f"gradient of the loss reaching back: ||dloss/dh_t|| {flow[-1]:.2e} at the last step, "
-                     f"{flow[0]:.2e} at step 0 ({flow[0] / flow[-1]:.1e} of it)" if flow[-1] > 0 else "the loss has no gradient at the last step")
+        lines.append(
+            f"gradient of the loss reaching back: ||dloss/dh_t|| {flow[-1]:.2e} at the last step, "
+            f"{flow[0]:.2e} at step 0 ({flow[0] / flow[-1]:.1e} of it)"
+            if flow[-1] > 0
+            else "the loss has no gradient at the last step"
+        )
     return lines

@@ -40,7 +40,9 @@ def prepared_inputs(model_uri: str, data: DataChoice, *, tracking_uri: str) -> I
     if data.config is not None:
         raw["data"] = read_yaml(data.config).get("data", {})
     same_source = data.source == raw["data"].get("source")
-    raw = apply_overrides(raw, {"data.source": data.source, "data.options": raw["data"].get("options", {}) if same_source else {}})
+    raw = apply_overrides(
+        raw, {"data.source": data.source, "data.options": raw["data"].get("options", {}) if same_source else {}}
+    )
     cfg = validate(apply_overrides(raw, list(data.overrides)), origin=f"the model's config with --data {data.source}")
     connect()
     path = resolve_source(cfg.data)

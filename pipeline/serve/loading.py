@@ -9,20 +9,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.train import checkpoint
-from pipeline.track.models import download_checkpoint
 from pipeline.config import Config, validate
 from pipeline.errors import ConfigError
 from pipeline.model.sequence_model import SequenceModel, model_for
 from pipeline.tasks import DataInfo
+from pipeline.track.models import download_checkpoint
+from pipeline.train import checkpoint
 
 
 @dataclass(frozen=True)
 class Trained:
-    model: SequenceModel   # eval mode, on CPU
+    model: SequenceModel  # eval mode, on CPU
     info: DataInfo
     config: Config
-    directory: Path        # the local checkpoint directory
+    directory: Path  # the local checkpoint directory
 
 
 def resolve(model_uri: str, *, tracking_uri: str, dst: str | Path) -> Path:
@@ -32,7 +32,8 @@ def resolve(model_uri: str, *, tracking_uri: str, dst: str | Path) -> Path:
     if (path / checkpoint.MODEL_FILE).is_file():
         return path.resolve()
     raise ConfigError(
-        f"--model {model_uri} is neither a runs:/ or models:/ URI nor a checkpoint directory (with {checkpoint.MODEL_FILE}); "
+        f"--model {model_uri} is neither a runs:/ or models:/ URI nor a checkpoint directory (with "
+        f"{checkpoint.MODEL_FILE}); "
         "pass e.g. models:/NAME@champion or runs/<run>/epoch_0009"
     )
 
@@ -41,7 +42,9 @@ def load_dir(directory: str | Path) -> Trained:
     directory = Path(directory)
     state = checkpoint.load(directory)
     if state.meta.config is None or state.meta.info is None:
-        raise ConfigError(f"checkpoint {directory} has no config/data info (written by an older version); retrain to load it by URI")
+        raise ConfigError(
+            f"checkpoint {directory} has no config/data info (written by an older version); retrain to load it by URI"
+        )
     cfg = validate(state.meta.config, origin=f"{directory}/{checkpoint.META_FILE}")
     info = DataInfo.from_dict(state.meta.info)
     model = model_for(cfg.model, info)

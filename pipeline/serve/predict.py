@@ -46,8 +46,12 @@ class BatchPredictor:
             out = {"pred": self.model(batch["x"], batch["lengths"]).numpy()}
         out |= {k: v.numpy() for k, v in batch.items() if k not in ("x", "lengths")}
         out |= key_columns(rows)
-        return pa.table({name: pa.array(list(values) if isinstance(values, list) else values)
-                         for name, values in self.task.outputs(out, self.info).items()})
+        return pa.table(
+            {
+                name: pa.array(list(values) if isinstance(values, list) else values)
+                for name, values in self.task.outputs(out, self.info).items()
+            }
+        )
 
 
 @contextmanager
@@ -71,8 +75,11 @@ def predict(model_uri: str, data: DataChoice, *, out: Path, tracking_uri: str) -
     actors = max(1, min(int(available("CPU")), os.cpu_count() or 1))
     with order_preserved():
         result = inputs.rows.map_batches(
-            BatchPredictor, fn_constructor_kwargs=kwargs, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-            batch_size=1024, batch_format="pyarrow",
+            BatchPredictor,
+            fn_constructor_kwargs=kwargs,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            batch_size=1024,
+            batch_format="pyarrow",
         )
         combine = get_task(t.info.task).combine
         if combine is not None:

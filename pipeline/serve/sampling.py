@@ -15,16 +15,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.serve import loading as trained_mod
+from pipeline.data.sources import chorales
 from pipeline.errors import ConfigError
 from pipeline.model.sequence_model import SequenceModel
-from pipeline.data.sources import chorales
+from pipeline.serve import loading as trained_mod
 from pipeline.tasks import DataInfo
 
 
 def sample(
-    model: SequenceModel, info: DataInfo, *, length: int, temperature: float = 1.0, top_k: int | None = None,
-    prime: np.ndarray | None = None, seed: int = 0,
+    model: SequenceModel,
+    info: DataInfo,
+    *,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    prime: np.ndarray | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """-> tokens (P + length,) int64 ids, or frames (P + length, K) float32; P = prime length (or 1)."""
     gen = torch.Generator().manual_seed(seed)
@@ -33,7 +39,7 @@ def sample(
     state = None
     with torch.no_grad():
         for t in range(len(steps) + length - 1):
-            logits, state = model.step(_as_input(steps[t], info=info), state)   # (1, O)
+            logits, state = model.step(_as_input(steps[t], info=info), state)  # (1, O)
             if t + 1 >= len(steps):
                 steps.append(_draw(logits[0] / temperature, info=info, top_k=top_k, gen=gen))
     out = np.asarray(steps)
@@ -43,9 +49,9 @@ def sample(
 def _as_input(step, *, info: DataInfo) -> torch.Tensor:
     if info.target == "tokens":
         x = torch.zeros(1, info.input_size)
-        x[0, int(step)] = 1.0                                                 # one-hot (1, V)
+        x[0, int(step)] = 1.0  # one-hot (1, V)
         return x
-    return torch.as_tensor(np.asarray(step, np.float32)).view(1, -1)        # (1, K)
+    return torch.as_tensor(np.asarray(step, np.float32)).view(1, -1)  # (1, K)
 
 
 def _draw(logits: torch.Tensor, *, info: DataInfo, top_k: int | None, gen: torch.Generator):
@@ -54,7 +60,7 @@ def _draw(logits: torch.Tensor, *, info: DataInfo, top_k: int | None, gen: torch
         logits = torch.where(logits >= cut, logits, torch.full_like(logits, float("-inf")))
     if info.target == "tokens":
         return int(torch.multinomial(torch.softmax(logits, dim=0), 1, generator=gen))
-    return torch.bernoulli(torch.sigmoid(logits), generator=gen).numpy()       # (K,) 0/1
+    return torch.bernoulli(torch.sigmoid(logits), generator=gen).numpy()  # (K,) 0/1
 
 
 def _first(info: DataInfo, gen: torch.Generator):
@@ -70,7 +76,9 @@ def encode_prime(text: str, info: DataInfo) -> np.ndarray:
     index = {tok: i for i, tok in enumerate(info.task_info.vocab)}
     unknown = sorted({tok for tok in tokens if tok not in index})
     if unknown:
-        raise ConfigError(f"--prime has token(s) {unknown[:5]} outside the model's vocabulary of {len(index)}; remove them")
+        raise ConfigError(
+            f"--prime has token(s) {unknown[:5]} outside the model's vocabulary of {len(index)}; remove them"
+        )
     return np.array([index[tok] for tok in tokens], np.int64)
 
 
@@ -87,7 +95,11 @@ def write_sample(steps: np.ndarray, info: DataInfo, *, out: Path, steps_per_quar
     elif suffix in (".mid", ".midi") and info.target == "frames" and steps.shape[1] == chorales.KEYS:
         chorales.write_midi(steps, out, steps_per_quarter=steps_per_quarter)
     else:
-        kinds = ".txt or .parquet" if info.target == "tokens" else (".mid or .parquet" if steps.shape[1] == chorales.KEYS else ".parquet")
+        kinds = (
+            ".txt or .parquet"
+            if info.target == "tokens"
+            else (".mid or .parquet" if steps.shape[1] == chorales.KEYS else ".parquet")
+        )
         raise ConfigError(f"--out {out}: a {info.target} model writes {kinds}; change the file extension")
 
 
@@ -104,13 +116,25 @@ def run_generate(model_uri: str, opts: GenerateOptions, *, out: Path, tracking_u
     trained = trained_mod.load(model_uri, tracking_uri=tracking_uri)
     info = trained.info
     if info.task != "generate":
-        raise ConfigError(f"--model {model_uri} is a {info.task} model; generate needs a model trained with task: generate")
+        raise ConfigError(
+            f"--model {model_uri} is a {info.task} model; generate needs a model trained with task: generate"
+        )
     prime = None
     if opts.prime:
         if info.target != "tokens":
-            raise ConfigError("--prime is for token models (text); a frames model starts from the training data's first frames")
+            raise ConfigError(
+                "--prime is for token models (text); a frames model starts from the training data's first frames"
+            )
         prime = encode_prime(opts.prime, info)
-    steps = sample(trained.model, info, length=opts.length, temperature=opts.temperature, top_k=opts.top_k, prime=prime, seed=opts.seed)
+    steps = sample(
+        trained.model,
+        info,
+        length=opts.length,
+        temperature=opts.temperature,
+        top_k=opts.top_k,
+        prime=prime,
+        seed=opts.seed,
+    )
     per_quarter = trained.config.data.options.get("steps_per_quarter", 1)
     write_sample(steps, info, out=out, steps_per_quarter=per_quarter)
     return out

@@ -60,9 +60,9 @@ class DataInfo:
     target: TargetKind
     max_len: int
     num_rows: dict[str, int] = field(default_factory=dict)
-    input_mean: list[float] | None = None     # per feature, over the training split's time steps
+    input_mean: list[float] | None = None  # per feature, over the training split's time steps
     input_std: list[float] | None = None
-    task_info: TaskInfo = field(default_factory=TaskInfo)   # the task's own, e.g. ClassifyInfo
+    task_info: TaskInfo = field(default_factory=TaskInfo)  # the task's own, e.g. ClassifyInfo
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +72,7 @@ class DataInfo:
         info_type = get_task(data["task"]).info_type
         shared = {f.name for f in dataclasses.fields(cls)} - {"task_info"}
         own = data.get("task_info")
-        if own is None:   # written before task infos existed: the task's fields sit beside the shared ones
+        if own is None:  # written before task infos existed: the task's fields sit beside the shared ones
             own = {f.name: data[f.name] for f in dataclasses.fields(info_type) if f.name in data}
         return cls(**{k: v for k, v in data.items() if k in shared}, task_info=info_type(**own))
 
@@ -127,7 +127,7 @@ class Task:
     output_units: Callable[[DataInfo], OutputUnits] | None = None
     # further loss terms some data reports (generate: accuracy for token data, not for frames)
     extra_val_metrics: tuple[str, ...] = ()
-    higher_is_better: tuple[str, ...] = ()   # metrics (without val_/test_) a sweep maximizes
+    higher_is_better: tuple[str, ...] = ()  # metrics (without val_/test_) a sweep maximizes
 
     @property
     def reported_metrics(self) -> list[str]:

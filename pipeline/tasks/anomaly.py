@@ -38,10 +38,10 @@ DEFAULT_QUANTILE = 0.99
 
 @dataclass
 class AnomalyInfo(TaskInfo):
-    scaler: dict[str, list[float]]    # the target's training-period mean and std, per horizon step
-    flag_quantile: float              # without labels: flag validation scores above this quantile
-    threshold: float | None = None    # score above which a step is flagged (chosen on val)
-    baseline_threshold: float | None = None   # the z-score baseline's threshold (chosen on val)
+    scaler: dict[str, list[float]]  # the target's training-period mean and std, per horizon step
+    flag_quantile: float  # without labels: flag validation scores above this quantile
+    threshold: float | None = None  # score above which a step is flagged (chosen on val)
+    baseline_threshold: float | None = None  # the z-score baseline's threshold (chosen on val)
 
 
 def _columns(cfg: DataConfig) -> tuple[str, ...]:
@@ -60,7 +60,9 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         num_rows=win.counts,
         input_mean=win.mean.tolist(),
         input_std=win.std.tolist(),
-        task_info=AnomalyInfo(scaler=target_scaler(win.mean, win.std, horizon=h), flag_quantile=cfg.anomaly_quantile or DEFAULT_QUANTILE),
+        task_info=AnomalyInfo(
+            scaler=target_scaler(win.mean, win.std, horizon=h), flag_quantile=cfg.anomaly_quantile or DEFAULT_QUANTILE
+        ),
     )
     return Prepared(train=win.parts[0], val=win.parts[1], test=win.parts[2], info=info)
 
@@ -73,8 +75,12 @@ def window_steps(out: dict[str, np.ndarray]) -> pd.DataFrame:
     """Windows (W, H) -> one row per (window, target step): series, pos, time, y, pred, error."""
     w, h = out["y"].shape
     steps = {
-        "series": np.repeat(out["series"], h), "pos": out["pos"].reshape(-1), "time": out["time"].reshape(-1),
-        "y": out["y"].reshape(-1), "pred": out["pred"].reshape(-1), "error": np.abs(out["pred"] - out["y"]).reshape(-1),
+        "series": np.repeat(out["series"], h),
+        "pos": out["pos"].reshape(-1),
+        "time": out["time"].reshape(-1),
+        "y": out["y"].reshape(-1),
+        "pred": out["pred"].reshape(-1),
+        "error": np.abs(out["pred"] - out["y"]).reshape(-1),
     }
     if "label" in out:
         steps["label"] = out["label"].reshape(-1).astype(np.int8)
@@ -98,7 +104,7 @@ def scored(out: dict[str, np.ndarray]) -> pd.DataFrame:
 def best_f1_threshold(score: np.ndarray, labels: np.ndarray) -> float:
     """The score threshold (flag if score > t) with the highest F1 on these labels."""
     order = np.argsort(-score)
-    hits = np.cumsum(labels[order])                              # true positives when flagging the top k
+    hits = np.cumsum(labels[order])  # true positives when flagging the top k
     k = np.arange(1, len(score) + 1)
     f1 = 2 * hits / (k + labels.sum())
     best = int(np.argmax(f1))
@@ -136,8 +142,10 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     steps = scored(out)
     model, naive = steps["score"].to_numpy(), steps["baseline_score"].to_numpy()
     if "label" not in steps:
-        return {"test_flagged_fraction": float(np.mean(model > own.threshold)),
-                "baseline_test_flagged_fraction": float(np.mean(naive > own.baseline_threshold))}
+        return {
+            "test_flagged_fraction": float(np.mean(model > own.threshold)),
+            "baseline_test_flagged_fraction": float(np.mean(naive > own.baseline_threshold)),
+        }
     labels = steps["label"].to_numpy()
     m = detection_metrics(model, labels, threshold=own.threshold)
     b = detection_metrics(naive, labels, threshold=own.baseline_threshold)
@@ -148,8 +156,19 @@ def flags_frame(steps: pd.DataFrame, info: DataInfo) -> pd.DataFrame:
     """Scored steps -> series, time, value and mean forecast (data units), score, flag (, label)."""
     own: AnomalyInfo = info.task_info
     mu, sd = own.scaler["mean"][0], own.scaler["std"][0]
-    cols = ["series", "time", "value", "forecast", "forecasts", "score", "flag", *(["label"] if "label" in steps else [])]
-    return steps.assign(value=steps["y"] * sd + mu, forecast=steps["pred"] * sd + mu, flag=steps["score"] > own.threshold)[cols]
+    cols = [
+        "series",
+        "time",
+        "value",
+        "forecast",
+        "forecasts",
+        "score",
+        "flag",
+        *(["label"] if "label" in steps else []),
+    ]
+    return steps.assign(
+        value=steps["y"] * sd + mu, forecast=steps["pred"] * sd + mu, flag=steps["score"] > own.threshold
+    )[cols]
 
 
 def flags_table(out: dict[str, np.ndarray], info: DataInfo) -> pa.Table:
@@ -164,6 +183,7 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
 
 def combine(ds: ray.data.Dataset, info: DataInfo) -> ray.data.Dataset:
     """predict: a step's forecasts may sit in different batches; group them per (series, step)."""
+
     def one_step_group(group: pd.DataFrame) -> pd.DataFrame:
         return flags_frame(step_scores(group), info)
 
@@ -171,7 +191,7 @@ def combine(ds: ray.data.Dataset, info: DataInfo) -> ray.data.Dataset:
 
 
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
-    se = ((pred - y) ** 2).sum()                                 # (B, H) standardized
+    se = ((pred - y) ** 2).sum()  # (B, H) standardized
     return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
 
 
@@ -186,9 +206,17 @@ def anomaly_flags(table: pa.Table, *, threshold: float) -> Figure:
     top.plot(first["time"], first["value"], color="black", lw=0.8, label="value")
     if "label" in first:
         labelled = first["label"] == 1
-        top.scatter(first["time"][labelled], first["value"][labelled], s=30, facecolors="none", edgecolors="tab:orange",
-                    label="labelled anomaly")
-    top.scatter(first["time"][first["flag"]], first["value"][first["flag"]], marker="x", color="tab:red", s=18, label="flagged")
+        top.scatter(
+            first["time"][labelled],
+            first["value"][labelled],
+            s=30,
+            facecolors="none",
+            edgecolors="tab:orange",
+            label="labelled anomaly",
+        )
+    top.scatter(
+        first["time"][first["flag"]], first["value"][first["flag"]], marker="x", color="tab:red", s=18, label="flagged"
+    )
     top.legend(fontsize=7)
     top.set_title(f"test period of series {first['series'].iloc[0]}")
     bottom.plot(first["time"], first["score"], lw=0.8)
@@ -219,8 +247,20 @@ def check(cfg: Config) -> None:
 
 
 TASK = Task(
-    name="anomaly", layout="series", info_type=AnomalyInfo, prepare=prepare, loss_terms=loss_terms,
-    test_metrics=test_metrics, val_metric="mae", calibrate=calibrate, export=flags_table, inference_rows=inference_rows,
-    outputs=outputs, combine=combine, check=check, plots=plots, output_units=output_units,
+    name="anomaly",
+    layout="series",
+    info_type=AnomalyInfo,
+    prepare=prepare,
+    loss_terms=loss_terms,
+    test_metrics=test_metrics,
+    val_metric="mae",
+    calibrate=calibrate,
+    export=flags_table,
+    inference_rows=inference_rows,
+    outputs=outputs,
+    combine=combine,
+    check=check,
+    plots=plots,
+    output_units=output_units,
     higher_is_better=("auroc", "f1", "precision", "recall"),
 )

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ClassifyInfo(TaskInfo):
-    classes: list[str]                # class id -> original label (the training split's, sorted)
-    majority_class: int               # the majority-class baseline
+    classes: list[str]  # class id -> original label (the training split's, sorted)
+    majority_class: int  # the majority-class baseline
 
 
 def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:
@@ -41,10 +41,14 @@ def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     train, val, test = split_rows(canonical_rows(ds, cfg, kind="class"), cfg, path=path)
-    labels = np.concatenate([label_strings(b, column="y") for b in train.select_columns(["y"]).iter_batches(batch_format="pyarrow")])
+    labels = np.concatenate(
+        [label_strings(b, column="y") for b in train.select_columns(["y"]).iter_batches(batch_format="pyarrow")]
+    )
     classes = sorted(set(labels), key=_label_order)
     if len(classes) < 2:
-        raise DataError(f"{path}: column '{cfg.columns.target}' has {len(classes)} class in the training split; need at least 2")
+        raise DataError(
+            f"{path}: column '{cfg.columns.target}' has {len(classes)} class in the training split; need at least 2"
+        )
     encode = functools.partial(_encode, classes=classes, column=cfg.columns.target)
     with data_errors(path):
         train, val, test = (d.map_batches(encode, batch_format="pyarrow").materialize() for d in (train, val, test))
@@ -68,11 +72,13 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
     rows = canonical_rows(ds, cfg, kind="class", mode="infer")
     if "y" not in rows.schema().names:
         return rows
-    return rows.map_batches(functools.partial(_encode, classes=info.task_info.classes, column=cfg.columns.target), batch_format="pyarrow")
+    return rows.map_batches(
+        functools.partial(_encode, classes=info.task_info.classes, column=cfg.columns.target), batch_format="pyarrow"
+    )
 
 
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
-    logits = out["pred"]                                         # (B, K)
+    logits = out["pred"]  # (B, K)
     prob = np.exp(logits - logits.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)
     classes = np.asarray(info.task_info.classes, dtype=object)
@@ -93,15 +99,15 @@ def _label_order(label: str) -> tuple[int, float | str]:
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(pred, y, reduction="sum")              # pred: (B, K) logits, y: (B,) ids
+    ce = F.cross_entropy(pred, y, reduction="sum")  # pred: (B, K) logits, y: (B,) ids
     correct = (pred.argmax(dim=1) == y).sum()
     return {"loss": (ce, len(y)), "accuracy": (correct.detach().double(), len(y))}
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
-    pred, y = out["pred"], out["y"]                              # (N, K) logits, (N,) ids
+    pred, y = out["pred"], out["y"]  # (N, K) logits, (N,) ids
     k = info.output_size
-    y_hat = pred.argmax(axis=1)                                  # (N,)
+    y_hat = pred.argmax(axis=1)  # (N,)
     majority = np.full_like(y, info.task_info.majority_class)
     return {
         "test_accuracy": accuracy(y_hat, y),
@@ -133,7 +139,7 @@ def confusion_matrix(y_hat: np.ndarray, y: np.ndarray, *, classes: list[str]) ->
 
     k = len(classes)
     counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (y, y_hat), 1)                                    # rows: true, columns: predicted
+    np.add.at(counts, (y, y_hat), 1)  # rows: true, columns: predicted
     fig = Figure(figsize=(1 + 0.5 * k, 1 + 0.5 * k), layout="tight")
     ax = fig.subplots()
     ax.imshow(counts, cmap="Blues")
@@ -150,7 +156,9 @@ def confusion_matrix(y_hat: np.ndarray, y: np.ndarray, *, classes: list[str]) ->
 
 
 def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
-    return {"confusion_matrix.png": confusion_matrix(out["pred"].argmax(axis=1), out["y"], classes=info.task_info.classes)}
+    return {
+        "confusion_matrix.png": confusion_matrix(out["pred"].argmax(axis=1), out["y"], classes=info.task_info.classes)
+    }
 
 
 def check(cfg: Config) -> None:
@@ -158,7 +166,16 @@ def check(cfg: Config) -> None:
 
 
 TASK = Task(
-    name="classify", layout="rows", info_type=ClassifyInfo, prepare=prepare, loss_terms=loss_terms,
-    test_metrics=test_metrics, val_metric="accuracy", inference_rows=inference_rows, outputs=outputs, check=check,
-    plots=plots, higher_is_better=("accuracy", "macro_f1"),
+    name="classify",
+    layout="rows",
+    info_type=ClassifyInfo,
+    prepare=prepare,
+    loss_terms=loss_terms,
+    test_metrics=test_metrics,
+    val_metric="accuracy",
+    inference_rows=inference_rows,
+    outputs=outputs,
+    check=check,
+    plots=plots,
+    higher_is_better=("accuracy", "macro_f1"),
 )

@@ -20,7 +20,15 @@ import pyarrow as pa
 from pipeline.data.sources.table import sequence_table
 from pipeline.data.splitting import SPLITS, data_errors, rows_in_split
 from pipeline.data.transforms import _column, _numeric
-from pipeline.data.windows import cut_windows, fill_missing, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.data.windows import (
+    cut_windows,
+    fill_missing,
+    forecast_metrics,
+    mase_scale,
+    seasonal_naive,
+    split_labels,
+    time_cuts,
+)
 from pipeline.errors import DataError
 from pipeline.tasks import DataInfo, OutputUnits, Prepared, Task, TaskInfo
 from pipeline.tasks.rules import check_layout
@@ -36,9 +44,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class ForecastInfo(TaskInfo):
-    scaler: dict[str, list[float]]    # {"mean": [...], "std": [...]} of the target, per horizon step (training period)
-    season: int                       # seasonal-naive period
-    window_normalize: Literal["none", "last"] = "none"   # targets relative to each window's last value
+    scaler: dict[str, list[float]]  # {"mean": [...], "std": [...]} of the target, per horizon step (training period)
+    season: int  # seasonal-naive period
+    window_normalize: Literal["none", "last"] = "none"  # targets relative to each window's last value
+
 
 WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref")
 
@@ -79,7 +88,9 @@ def _binary_labels(values: pa.Array, *, name: str) -> np.ndarray:
 
 def _label(batch: pa.Table, *, val_start, test_start) -> pa.Table:
     times = batch.column("time").to_numpy(zero_copy_only=False)
-    return batch.append_column("split", pa.array(split_labels(times, val_start=val_start, test_start=test_start), pa.string()))
+    return batch.append_column(
+        "split", pa.array(split_labels(times, val_start=val_start, test_start=test_start), pa.string())
+    )
 
 
 Step = Literal["first", "all"]  # time, pos (and label) of a window's first target step, or lists over all of them
@@ -89,40 +100,42 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
     """One series (any order) -> its windows with targets standardized, baseline in data units."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
-    values = group[[c.target, *c.features]].to_numpy(np.float32)        # (T, C): target first, NaN = gap
+    values = group[[c.target, *c.features]].to_numpy(np.float32)  # (T, C): target first, NaN = gap
     values, kept = fill_missing(values, policy=cfg.missing)
     values = values[kept]
-    target = values[:, 0]                                                # (T,)
+    target = values[:, 0]  # (T,)
     splits = group["split"].to_numpy(object)[kept]
-    steps = {"time": group["time"].to_numpy()[kept], "pos": np.arange(len(target))}   # pos: step index in the series
+    steps = {"time": group["time"].to_numpy()[kept], "pos": np.arange(len(target))}  # pos: step index in the series
     if "label" in group:
         steps["label"] = group["label"].to_numpy()[kept]
     win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps, at=at)
-    baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)   # (W, H)
-    ref = win["history"][:, -1]                                          # (W,) last observed value
+    baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)  # (W, H)
+    ref = win["history"][:, -1]  # (W,) last observed value
     x, y = win["x"], win["y"]
-    if w.normalize == "last":                                            # relative to the last value
+    if w.normalize == "last":  # relative to the last value
         x = x.copy()
         x[..., 0] -= ref[:, None]
         y = y - ref[:, None]
-    table = sequence_table(x, np.zeros(len(x), np.float32))              # x: (W, L, C)
-    return pa.table({
-        "x": table.column("x"),
-        "y": pa.array(list((y - mean[0]) / std[0])),                     # (W, H) standardized
-        "ref": pa.array(ref.astype(np.float64)),
-        "baseline": pa.array(list(baseline)),
-        "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
-        "split": pa.array(win["split"], pa.string()),
-        "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
-        **{name: pa.array(list(v) if v.ndim == 2 else v) for name, v in win["at_target"].items()},
-    })
+    table = sequence_table(x, np.zeros(len(x), np.float32))  # x: (W, L, C)
+    return pa.table(
+        {
+            "x": table.column("x"),
+            "y": pa.array(list((y - mean[0]) / std[0])),  # (W, H) standardized
+            "ref": pa.array(ref.astype(np.float64)),
+            "baseline": pa.array(list(baseline)),
+            "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
+            "split": pa.array(win["split"], pa.string()),
+            "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
+            **{name: pa.array(list(v) if v.ndim == 2 else v) for name, v in win["at_target"].items()},
+        }
+    )
 
 
 @dataclass(frozen=True)
 class Windows:
     parts: tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset]
     counts: dict[str, int]
-    mean: np.ndarray   # (C,) training-period mean of target and features
+    mean: np.ndarray  # (C,) training-period mean of target and features
     std: np.ndarray
 
 
@@ -132,25 +145,36 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
     columns = [c.target, *c.features]
     with data_errors(path):
         rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").materialize()
-        val_start, test_start = time_cuts(np.asarray(rows.unique("time")), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
-        labelled = rows.map_batches(functools.partial(_label, val_start=val_start, test_start=test_start), batch_format="pyarrow").materialize()
-        train_rows = labelled.map_batches(functools.partial(rows_in_split, name="train", keep=columns), batch_format="pyarrow")
+        val_start, test_start = time_cuts(
+            np.asarray(rows.unique("time")), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
+        )
+        labelled = rows.map_batches(
+            functools.partial(_label, val_start=val_start, test_start=test_start), batch_format="pyarrow"
+        ).materialize()
+        train_rows = labelled.map_batches(
+            functools.partial(rows_in_split, name="train", keep=columns), batch_format="pyarrow"
+        )
         mean = np.array([train_rows.mean(col) for col in columns], np.float64)
         std = np.array([train_rows.std(col, ddof=0) for col in columns], np.float64)
         std = np.where(std < 1e-8, 1.0, std)
         if w.normalize == "last":
-            mean[0] = 0.0   # the target is relative to each window's last value: scaled, not centred
-        windows = labelled.groupby("series").map_groups(
-            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas"
-        ).materialize()
+            mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred
+        windows = (
+            labelled.groupby("series")
+            .map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas")
+            .materialize()
+        )
         parts = tuple(
-            windows.map_batches(functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow").materialize()
+            windows.map_batches(
+                functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow"
+            ).materialize()
             for name in SPLITS
         )
         counts = dict(zip(SPLITS, (p.count() for p in parts)))
     if min(counts.values()) == 0:
         raise DataError(
-            f"{path}: too few time steps for lookback {w.lookback} + horizon {w.horizon} in every split ({counts} windows); "
+            f"{path}: too few time steps for lookback {w.lookback} + horizon {w.horizon} in every split ({counts} "
+            "windows); "
             "lower data.window.lookback or provide a longer series"
         )
     return Windows(parts=parts, counts=counts, mean=mean, std=std)
@@ -171,9 +195,15 @@ def windows_with(
     keep = tuple(k for k in keep if k != "label" or cfg.columns.label is not None)
     mean, std = np.asarray(info.input_mean), np.asarray(info.input_std)
     with data_errors(path):
-        rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").map_batches(_all_test, batch_format="pyarrow")
-        windows = rows.groupby("series").map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas")
-        return windows.map_batches(functools.partial(rows_in_split, name="test", keep=keep), batch_format="pyarrow").materialize()
+        rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").map_batches(
+            _all_test, batch_format="pyarrow"
+        )
+        windows = rows.groupby("series").map_groups(
+            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas"
+        )
+        return windows.map_batches(
+            functools.partial(rows_in_split, name="test", keep=keep), batch_format="pyarrow"
+        ).materialize()
 
 
 def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
@@ -187,7 +217,9 @@ def target_scaler(mean: np.ndarray, std: np.ndarray, *, horizon: int) -> dict[st
 
 def output_units(info: DataInfo) -> OutputUnits:
     own = info.task_info
-    return OutputUnits(scale=own.scaler["std"], shift=own.scaler["mean"], reference=getattr(own, "window_normalize", "none"))
+    return OutputUnits(
+        scale=own.scaler["std"], shift=own.scaler["mean"], reference=getattr(own, "window_normalize", "none")
+    )
 
 
 def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:
@@ -202,8 +234,11 @@ def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarra
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
     pred, y = in_data_units(out, info)
     return {
-        "series": out["series"], "time": out["time"],                       # the first forecast step
-        "forecast": list(pred), "actual": list(y), "seasonal_naive": list(out["baseline"]),
+        "series": out["series"],
+        "time": out["time"],  # the first forecast step
+        "forecast": list(pred),
+        "actual": list(y),
+        "seasonal_naive": list(out["baseline"]),
     }
 
 
@@ -220,18 +255,20 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         num_rows=counts,
         input_mean=mean.tolist(),
         input_std=std.tolist(),
-        task_info=ForecastInfo(scaler=target_scaler(mean, std, horizon=w.horizon), season=w.season, window_normalize=w.normalize),
+        task_info=ForecastInfo(
+            scaler=target_scaler(mean, std, horizon=w.horizon), season=w.season, window_normalize=w.normalize
+        ),
     )
     return Prepared(train=parts[0], val=parts[1], test=parts[2], info=info)
 
 
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
-    se = ((pred - y) ** 2).sum()                                 # (B, H) in standardized units
+    se = ((pred - y) ** 2).sum()  # (B, H) in standardized units
     return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
-    pred, y = in_data_units(out, info)                           # (W, H) in data units
+    pred, y = in_data_units(out, info)  # (W, H) in data units
     model = forecast_metrics(pred, y, scale=out["scale"])
     naive = forecast_metrics(out["baseline"], y, scale=out["scale"])
     return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
@@ -262,7 +299,16 @@ def check(cfg: Config) -> None:
 
 
 TASK = Task(
-    name="forecast", layout="series", info_type=ForecastInfo, prepare=prepare, loss_terms=loss_terms,
-    test_metrics=test_metrics, val_metric="mae", inference_rows=inference_rows, outputs=outputs, check=check,
-    plots=plots, output_units=output_units,
+    name="forecast",
+    layout="series",
+    info_type=ForecastInfo,
+    prepare=prepare,
+    loss_terms=loss_terms,
+    test_metrics=test_metrics,
+    val_metric="mae",
+    inference_rows=inference_rows,
+    outputs=outputs,
+    check=check,
+    plots=plots,
+    output_units=output_units,
 )

@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from pipeline.data.transforms import PAD
 from pipeline.data.splitting import SPLITS, data_errors, split_rows
-from pipeline.data.transforms import _column, sequence_values
+from pipeline.data.transforms import PAD, _column, sequence_values
 from pipeline.errors import DataError
 from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
 from pipeline.tasks.rules import check_layout
@@ -35,9 +34,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class GenerateInfo(TaskInfo):
-    marginal: list[float]             # unigram / per-key on-rate over the training split (the baseline)
-    first_step: list[float]           # the same for first steps (where sampling starts)
-    vocab: list[str] | None = None    # tokens: token id -> the character or integer token
+    marginal: list[float]  # unigram / per-key on-rate over the training split (the baseline)
+    first_step: list[float]  # the same for first steps (where sampling starts)
+    vocab: list[str] | None = None  # tokens: token id -> the character or integer token
     token_kind: Literal["char", "int"] | None = None
 
 
@@ -78,7 +77,9 @@ def token_codes(batch: pa.Table, *, column: str, kind: str) -> tuple[np.ndarray,
 def _check_lengths(lengths: np.ndarray, *, column: str) -> None:
     short = int((lengths < 2).sum())
     if short:
-        raise DataError(f"column '{column}' has {short} sequence(s) shorter than 2 steps; next-step prediction needs at least 2")
+        raise DataError(
+            f"column '{column}' has {short} sequence(s) shorter than 2 steps; next-step prediction needs at least 2"
+        )
 
 
 def encode_tokens(codes: np.ndarray, *, vocab_codes: np.ndarray, column: str) -> np.ndarray:
@@ -121,7 +122,9 @@ def _with_split(out: dict, batch: pa.Table) -> pa.Table:
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     column = cfg.columns.sequence
     if column not in ds.schema().names:
-        raise DataError(f"{path}: column '{column}' is missing (columns: {ds.schema().names}); set data.columns.sequence")
+        raise DataError(
+            f"{path}: column '{column}' is missing (columns: {ds.schema().names}); set data.columns.sequence"
+        )
     kind = sequence_kind(ds.schema().types[ds.schema().names.index(column)])
     keep = [column, *([cfg.split_column] if cfg.split_column else [])]
     rows = ds.select_columns(keep)
@@ -132,14 +135,20 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
             rows = rows.map_batches(functools.partial(_frames, column=column), batch_format="pyarrow")
             vocab_codes = None
         else:
-            vocab_codes = np.sort(np.asarray(
-                rows.map_batches(functools.partial(_codes, column=column, kind=kind), batch_format="pyarrow").unique("code"),
-                dtype=np.int64,
-            ))
+            vocab_codes = np.sort(
+                np.asarray(
+                    rows.map_batches(
+                        functools.partial(_codes, column=column, kind=kind), batch_format="pyarrow"
+                    ).unique("code"),
+                    dtype=np.int64,
+                )
+            )
             encode = functools.partial(_encode, column=column, kind=kind, vocab_codes=vocab_codes)
             rows = rows.map_batches(encode, batch_format="pyarrow")
     train, val, test = split_rows(rows, cfg, path=path, keep=("x",))
-    marginal, first, max_len, width = _marginals(train, kind=kind, size=None if vocab_codes is None else len(vocab_codes))
+    marginal, first, max_len, width = _marginals(
+        train, kind=kind, size=None if vocab_codes is None else len(vocab_codes)
+    )
     info = DataInfo(
         task="generate",
         target="frames" if kind == "frames" else "tokens",
@@ -148,7 +157,9 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         max_len=max_len,
         num_rows=dict(zip(SPLITS, (d.count() for d in (train, val, test)))),
         task_info=GenerateInfo(
-            marginal=marginal, first_step=first, token_kind=None if kind == "frames" else kind,
+            marginal=marginal,
+            first_step=first,
+            token_kind=None if kind == "frames" else kind,
             vocab=None if vocab_codes is None else [chr(c) if kind == "char" else str(c) for c in vocab_codes],
         ),
     )
@@ -162,7 +173,7 @@ def _marginals(train: ray.data.Dataset, *, kind: str, size: int | None) -> tuple
     for batch in train.select_columns(["x"]).iter_batches(batch_format="pyarrow", batch_size=4096):
         values, lengths, width = sequence_values(batch, column="x")
         if kind == "frames":
-            frames = values.reshape(-1, width)                                # (sum T_i, K)
+            frames = values.reshape(-1, width)  # (sum T_i, K)
             all_sum, first_sum = frames.sum(0), frames[np.cumsum(lengths) - lengths].sum(0)
         else:
             ids = values.astype(np.int64)
@@ -170,19 +181,30 @@ def _marginals(train: ray.data.Dataset, *, kind: str, size: int | None) -> tuple
             first_sum = np.bincount(ids[np.cumsum(lengths) - lengths], minlength=size)
         total = all_sum if total is None else total + all_sum
         first = first_sum if first is None else first + first_sum
-        steps, rows, max_len = steps + len(values) // (width if kind == "frames" else 1), rows + len(lengths), max(max_len, int(lengths.max()))
+        steps, rows, max_len = (
+            steps + len(values) // (width if kind == "frames" else 1),
+            rows + len(lengths),
+            max(max_len, int(lengths.max())),
+        )
     width = len(total)
-    if kind == "frames":   # Bernoulli rates, kept off 0 and 1 so every frame has a finite likelihood
+    if kind == "frames":  # Bernoulli rates, kept off 0 and 1 so every frame has a finite likelihood
         clip = lambda p: np.clip(p, 1e-4, 1 - 1e-4)
         return clip(total / steps).tolist(), clip(first / rows).tolist(), max_len, width
     # add-one smoothing: a token seen only in val/test still has a finite unigram likelihood
-    return ((total + 1) / (total.sum() + width)).tolist(), ((first + 1) / (first.sum() + width)).tolist(), max_len, width
+    return (
+        ((total + 1) / (total.sum() + width)).tolist(),
+        ((first + 1) / (first.sum() + width)).tolist(),
+        max_len,
+        width,
+    )
 
 
 def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
     column = cfg.columns.sequence
     if column not in ds.schema().names:
-        raise DataError(f"{path}: column '{column}' is missing (columns: {ds.schema().names}); set data.columns.sequence")
+        raise DataError(
+            f"{path}: column '{column}' is missing (columns: {ds.schema().names}); set data.columns.sequence"
+        )
     kind = sequence_kind(ds.schema().types[ds.schema().names.index(column)])
     if (kind == "frames") != (info.target == "frames"):
         raise DataError(f"{path}: column '{column}' holds {kind} sequences but the model was trained on {info.target}")
@@ -198,7 +220,7 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
     """Per sequence: NLL per step (nats) and its number of predicted steps."""
     y = out["y"]
-    real = (y != PAD) if y.dtype.kind == "i" else ~np.isnan(y[..., 0])      # (B, T)
+    real = (y != PAD) if y.dtype.kind == "i" else ~np.isnan(y[..., 0])  # (B, T)
     per_step = np.zeros(real.shape)
     per_step[real] = step_nll(out["pred"], y)
     steps = real.sum(axis=1)
@@ -209,14 +231,14 @@ def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Ten
     import torch
     import torch.nn.functional as F
 
-    if y.dtype == torch.int64:                                   # tokens: pred (B, T, V), y (B, T), PAD past ends
+    if y.dtype == torch.int64:  # tokens: pred (B, T, V), y (B, T), PAD past ends
         nll = F.cross_entropy(pred.flatten(0, 1), y.flatten(), ignore_index=PAD, reduction="sum")
         real = y != PAD
         correct = ((pred.argmax(-1) == y) & real).sum()
         n = int(real.sum())
         return {"loss": (nll, n), "nll": (nll.detach(), n), "accuracy": (correct.detach().double(), n)}
-    real = ~torch.isnan(y[..., 0])                               # frames: pred, y (B, T, K), NaN past ends
-    nll = F.binary_cross_entropy_with_logits(pred[real], y[real], reduction="sum")   # summed over keys
+    real = ~torch.isnan(y[..., 0])  # frames: pred, y (B, T, K), NaN past ends
+    nll = F.binary_cross_entropy_with_logits(pred[real], y[real], reduction="sum")  # summed over keys
     n = int(real.sum())
     return {"loss": (nll, n), "nll": (nll.detach(), n)}
 
@@ -225,19 +247,19 @@ def step_nll(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-step NLL (nats) of real steps, flat: tokens (N, T, V) logits + (N, T) ids; frames (N, T, K)."""
     if y.dtype.kind == "i":
         real = y != PAD
-        logits = pred[real]                                               # (S, V)
+        logits = pred[real]  # (S, V)
         log_z = np.logaddexp.reduce(logits, axis=1)
         return log_z - logits[np.arange(len(logits)), y[real]]
     real = ~np.isnan(y[..., 0])
-    logits, target = pred[real], y[real]                                  # (S, K)
-    return (np.logaddexp(0, logits) - target * logits).sum(axis=1)        # BCE with logits, summed over keys
+    logits, target = pred[real], y[real]  # (S, K)
+    return (np.logaddexp(0, logits) - target * logits).sum(axis=1)  # BCE with logits, summed over keys
 
 
 def baseline_nll(y: np.ndarray, marginal: np.ndarray) -> np.ndarray:
     """Per-step NLL of the unigram / independent-Bernoulli model with the training rates."""
     if y.dtype.kind == "i":
         return -np.log(marginal[y[y != PAD]])
-    target = y[~np.isnan(y[..., 0])]                                       # (S, K)
+    target = y[~np.isnan(y[..., 0])]  # (S, K)
     return -(target * np.log(marginal) + (1 - target) * np.log1p(-marginal)).sum(axis=1)
 
 
@@ -253,15 +275,30 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
 def check(cfg: Config) -> None:
     check_layout(cfg, task="generate", layout="rows")
     if cfg.model.bidirectional:
-        raise ValueError("model.bidirectional reads the future, which next-step prediction must not see; set it false for generate")
+        raise ValueError(
+            "model.bidirectional reads the future, which next-step prediction must not see; set it false for generate"
+        )
     if cfg.data.columns.target != "y":
-        raise ValueError("data.columns.target is not read by task: generate, whose target is each sequence's next step; remove it")
+        raise ValueError(
+            "data.columns.target is not read by task: generate, whose target is each sequence's next step; remove it"
+        )
     if cfg.data.input_scaling != "standard":
-        raise ValueError("data.input_scaling does not apply to task: generate (its inputs are tokens or 0/1 frames); remove it")
+        raise ValueError(
+            "data.input_scaling does not apply to task: generate (its inputs are tokens or 0/1 frames); remove it"
+        )
 
 
 TASK = Task(
-    name="generate", layout="rows", info_type=GenerateInfo, prepare=prepare, loss_terms=loss_terms,
-    test_metrics=test_metrics, val_metric="nll", extra_val_metrics=("accuracy",), inference_rows=inference_rows,
-    outputs=outputs, check=check, higher_is_better=("accuracy",),
+    name="generate",
+    layout="rows",
+    info_type=GenerateInfo,
+    prepare=prepare,
+    loss_terms=loss_terms,
+    test_metrics=test_metrics,
+    val_metric="nll",
+    extra_val_metrics=("accuracy",),
+    inference_rows=inference_rows,
+    outputs=outputs,
+    check=check,
+    higher_is_better=("accuracy",),
 )

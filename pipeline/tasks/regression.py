@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class RegressionInfo(TaskInfo):
-    target_mean: list[float]          # per output, over the training split: the predict-the-mean baseline
+    target_mean: list[float]  # per output, over the training split: the predict-the-mean baseline
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     train, val, test = split_rows(canonical_rows(ds, cfg, kind="float"), cfg, path=path)
     stats = fit_input_stats(train, standardize=cfg.input_scaling == "standard")
-    y = np.concatenate([b["y"] for b in _targets(train)])       # (N_train, O)
+    y = np.concatenate([b["y"] for b in _targets(train)])  # (N_train, O)
     info = DataInfo(
         task="regression",
         target="float",
@@ -48,7 +48,7 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
 
 
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
-    pred = out["pred"]                                           # (B, O)
+    pred = out["pred"]  # (B, O)
     cols = {"prediction": pred[:, 0] if pred.shape[1] == 1 else list(pred)}
     if "y" in out:
         cols["actual"] = out["y"][:, 0] if out["y"].shape[1] == 1 else list(out["y"])
@@ -61,13 +61,13 @@ def _targets(ds: ray.data.Dataset):
 
 
 def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
-    se = ((pred - y) ** 2).sum()                                 # pred, y: (B, O)
+    se = ((pred - y) ** 2).sum()  # pred, y: (B, O)
     return {"loss": (se, y.numel()), "mse": (se.detach(), y.numel())}
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
-    pred, y = out["pred"], out["y"]                              # (N, O)
-    baseline = np.asarray(info.task_info.target_mean, dtype=np.float64)   # (O,)
+    pred, y = out["pred"], out["y"]  # (N, O)
+    baseline = np.asarray(info.task_info.target_mean, dtype=np.float64)  # (O,)
     return {
         "test_mse": float(np.mean((pred - y) ** 2)),
         "baseline_test_mse": float(np.mean((y - baseline) ** 2)),
@@ -79,6 +79,14 @@ def check(cfg: Config) -> None:
 
 
 TASK = Task(
-    name="regression", layout="rows", info_type=RegressionInfo, prepare=prepare, loss_terms=loss_terms,
-    test_metrics=test_metrics, val_metric="mse", inference_rows=inference_rows, outputs=outputs, check=check,
+    name="regression",
+    layout="rows",
+    info_type=RegressionInfo,
+    prepare=prepare,
+    loss_terms=loss_terms,
+    test_metrics=test_metrics,
+    val_metric="mse",
+    inference_rows=inference_rows,
+    outputs=outputs,
+    check=check,
 )

@@ -38,11 +38,18 @@ def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
     if data.window is not None:
         raise ValueError(f"data.window is only for task: forecast or anomaly (task is {task}); remove it")
     if data.missing != "error":
-        raise ValueError(f"data.missing is only for task: forecast or anomaly (task is {task}); clean the sequences instead")
-    given = [k for k, v in (("series", columns.series), ("features", columns.features), ("time", columns.time != "time")) if v]
+        raise ValueError(
+            f"data.missing is only for task: forecast or anomaly (task is {task}); clean the sequences instead"
+        )
+    given = [
+        k
+        for k, v in (("series", columns.series), ("features", columns.features), ("time", columns.time != "time"))
+        if v
+    ]
     if given:
         keys = ", ".join(f"data.columns.{k}" for k in given)
         raise ValueError(
-            f"{keys} {'is' if len(given) == 1 else 'are'} for task: forecast or anomaly (long format); task {task} reads "
+            f"{keys} {'is' if len(given) == 1 else 'are'} for task: forecast or anomaly (long format); task {task} "
+            "reads "
             "one sequence per row from data.columns.sequence: remove it"
         )

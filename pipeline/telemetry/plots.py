@@ -10,7 +10,6 @@ from matplotlib.figure import Figure
 from pipeline.telemetry.stats import column
 from pipeline.telemetry.trace import ModelTrace
 
-
 GATE_ORDER = ["input", "forget", "output", "update", "reset"]
 
 
@@ -24,11 +23,11 @@ def _label(layer: int, direction: int) -> str:
 
 def unit_means(trace: ModelTrace) -> dict[tuple[int, int, str], np.ndarray]:
     """Each gate's mean over the probe batch's real steps, per unit and step: (H, T)."""
-    real = (torch.arange(len(trace.layers[0].hidden))[None, :] < trace.lengths[:, None]).float()   # (B, T)
+    real = (torch.arange(len(trace.layers[0].hidden))[None, :] < trace.lengths[:, None]).float()  # (B, T)
     out = {}
     for tr in trace.layers:
-        for name, values in tr.gates.items():                                          # (B, T, H)
-            mean = (values.detach() * real[..., None]).sum(0) / real.sum(0).clamp(min=1)[:, None]   # (T, H)
+        for name, values in tr.gates.items():  # (B, T, H)
+            mean = (values.detach() * real[..., None]).sum(0) / real.sum(0).clamp(min=1)[:, None]  # (T, H)
             out[(tr.layer, tr.direction, name)] = mean.t().numpy()
     return out
 
@@ -44,7 +43,9 @@ def gate_heatmaps(trace: ModelTrace, *, title: str):
     for r, (layer, d) in enumerate(rows):
         for g, gate in enumerate(gates):
             ax = axes[r][g]
-            image = ax.imshow(means[(layer, d, gate)], aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+            image = ax.imshow(
+                means[(layer, d, gate)], aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest"
+            )
             ax.set(title=f"{gate} gate, {_label(layer, d)}", xlabel="time step", ylabel="unit")
     fig.colorbar(image, ax=axes, shrink=0.8, label="mean activation over the probe batch")
     fig.suptitle(title)
@@ -52,8 +53,10 @@ def gate_heatmaps(trace: ModelTrace, *, title: str):
 
 
 def gate_bands(table: pa.Table, *, title: str):
-    gates = sorted({q for q in table.column("quantity").to_pylist() if q.startswith("gate:")},
-                   key=lambda q: GATE_ORDER.index(q.removeprefix("gate:")))
+    gates = sorted(
+        {q for q in table.column("quantity").to_pylist() if q.startswith("gate:")},
+        key=lambda q: GATE_ORDER.index(q.removeprefix("gate:")),
+    )
     if not gates:
         return None
     keys = _keys(table)
@@ -62,12 +65,17 @@ def gate_bands(table: pa.Table, *, title: str):
     for r, (layer, d) in enumerate(keys):
         for g, gate in enumerate(gates):
             ax = axes[r][g]
-            stat = {s: column(table, quantity=gate, stat=s, layer=layer, direction=d) for s in ("p5", "p50", "p95", "saturated")}
+            stat = {
+                s: column(table, quantity=gate, stat=s, layer=layer, direction=d)
+                for s in ("p5", "p50", "p95", "saturated")
+            }
             t = np.arange(len(stat["p50"]))
             ax.fill_between(t, stat["p5"], stat["p95"], alpha=0.3, label="5-95%")
             ax.plot(t, stat["p50"], label="median")
             ax.plot(t, stat["saturated"], ls=":", color="black", label="saturated share")
-            ax.set(title=f"{gate.removeprefix('gate:')} gate, {_label(layer, d)}", xlabel="time step", ylim=(-0.02, 1.02))
+            ax.set(
+                title=f"{gate.removeprefix('gate:')} gate, {_label(layer, d)}", xlabel="time step", ylim=(-0.02, 1.02)
+            )
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     return fig
@@ -107,12 +115,13 @@ def figures(trace: ModelTrace, table: pa.Table, *, title: str, prefix: str) -> d
         f"{prefix}_gate_bands.png": gate_bands(table, title=title),
         f"{prefix}_state_norms.png": state_norms(table, title=title),
         f"{prefix}_gradient_flow.png": gradient_flow({"probe batch": table}, title=title)
-        if "grad_norm" in table.column("quantity").to_pylist() else None,
+        if "grad_norm" in table.column("quantity").to_pylist()
+        else None,
     }
     return {name: fig for name, fig in figs.items() if fig is not None}
 
 
-KEEP_GATE = {"gate:forget": "forget gate", "gate:update": "update gate z"}   # the share of the old state kept
+KEEP_GATE = {"gate:forget": "forget gate", "gate:update": "update gate z"}  # the share of the old state kept
 
 
 def cells_compared(tables: dict[tuple[str, str], pa.Table], *, title: str):

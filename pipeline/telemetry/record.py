@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pyarrow as pa
 from torch import Tensor, nn
@@ -14,8 +14,8 @@ from pipeline.telemetry.stats import probe, summarize
 
 @dataclass
 class Recorded:
-    table: pa.Table              # the long table of `telemetry.stats`, with an `epoch` column
-    figures: dict[str, object]   # file name -> matplotlib figure
+    table: pa.Table  # the long table of `telemetry.stats`, with an `epoch` column
+    figures: dict[str, object]  # file name -> matplotlib figure
     seconds: float
 
 
@@ -24,8 +24,15 @@ def probe_batch(batch: dict[str, Tensor], *, size: int) -> dict[str, Tensor]:
     return {k: v[:size].detach().cpu() for k, v in batch.items() if k in ("x", "lengths", "y")}
 
 
-def record(model: nn.Module, batch: dict[str, Tensor], *, loss: Callable[[Tensor, Tensor], Tensor] | None, epoch: int,
-           label: str = "", prefix: str | None = None) -> Recorded:
+def record(
+    model: nn.Module,
+    batch: dict[str, Tensor],
+    *,
+    loss: Callable[[Tensor, Tensor], Tensor] | None,
+    epoch: int,
+    label: str = "",
+    prefix: str | None = None,
+) -> Recorded:
     """Trace `model` (a copy on the CPU, in eval mode: training state is untouched) on `batch`."""
     from pipeline.telemetry import plots  # matplotlib only where telemetry is on
 

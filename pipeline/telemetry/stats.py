@@ -11,7 +11,7 @@ A gate counts as saturated below 0.05 or above 0.95. Steps past every sequence's
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +26,9 @@ QUANTILES = torch.tensor([0.05, 0.5, 0.95])
 COLUMNS = ("layer", "direction", "quantity", "t", "mean", "p5", "p50", "p95", "saturated")
 
 
-def probe(model: nn.Module, x: Tensor, lengths: Tensor, y: Tensor | None, *, loss: Callable[[Tensor, Tensor], Tensor] | None) -> ModelTrace:
+def probe(
+    model: nn.Module, x: Tensor, lengths: Tensor, y: Tensor | None, *, loss: Callable[[Tensor, Tensor], Tensor] | None
+) -> ModelTrace:
     """Trace the model on a probe batch and take dloss/dh_t for every layer and step in one backward
     (gates and states only when there is no target or no loss).
 
@@ -45,20 +47,26 @@ def probe(model: nn.Module, x: Tensor, lengths: Tensor, y: Tensor | None, *, los
 
 
 def summarize(trace: ModelTrace) -> pa.Table:
-    real = torch.arange(len(trace.layers[0].hidden))[None, :] < trace.lengths[:, None]   # (B, T) real steps
+    real = torch.arange(len(trace.layers[0].hidden))[None, :] < trace.lengths[:, None]  # (B, T) real steps
     rows: list[tuple] = []
     for layer in trace.layers:
         rows += _layer_rows(layer, real)
-    return pa.table(dict(zip(COLUMNS, (list(col) for col in zip(*rows))))) if rows else pa.table({c: [] for c in COLUMNS})
+    return (
+        pa.table(dict(zip(COLUMNS, (list(col) for col in zip(*rows))))) if rows else pa.table({c: [] for c in COLUMNS})
+    )
 
 
 def _layer_rows(tr: LayerTrace, real: Tensor) -> list[tuple]:
     key = (tr.layer, tr.direction)
     rows = []
-    for name, values in tr.gates.items():                               # (B, T, H)
-        rows += [(*key, f"gate:{name}", t, *_spread(values[:, t][real[:, t]].detach().flatten(), gate=True))
-                 for t in range(values.shape[1])]
-    per_seq: dict[str, Tensor] = {"hidden_norm": torch.stack([h.detach().norm(dim=1) for h in tr.hidden], dim=1)}   # (B, T)
+    for name, values in tr.gates.items():  # (B, T, H)
+        rows += [
+            (*key, f"gate:{name}", t, *_spread(values[:, t][real[:, t]].detach().flatten(), gate=True))
+            for t in range(values.shape[1])
+        ]
+    per_seq: dict[str, Tensor] = {
+        "hidden_norm": torch.stack([h.detach().norm(dim=1) for h in tr.hidden], dim=1)
+    }  # (B, T)
     if tr.cell is not None:
         per_seq["cell_norm"] = tr.cell.detach().norm(dim=2)
     if tr.grads is not None:
@@ -80,7 +88,8 @@ def _spread(values: Tensor, *, gate: bool) -> tuple[float, float, float, float, 
 
 def column(table: pa.Table, *, quantity: str, stat: str = "mean", layer: int = 0, direction: int = 0) -> np.ndarray:
     """One quantity's statistic over time, e.g. the grad_norm curve of layer 0: (T,)."""
-    rows = table.filter((pc.field("quantity") == quantity) & (pc.field("layer") == layer)
-                        & (pc.field("direction") == direction))
+    rows = table.filter(
+        (pc.field("quantity") == quantity) & (pc.field("layer") == layer) & (pc.field("direction") == direction)
+    )
     order = np.argsort(rows.column("t").to_numpy())
     return rows.column(stat).to_numpy()[order]

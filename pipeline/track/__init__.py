@@ -12,7 +12,23 @@ from pipeline.track.store import check_reachable, resolve_uri, running_runs, ui_
 from pipeline.track.trials import TRIAL_TAG, SweepRun, TrialOutcome, TrialRun
 
 __all__ = [
-    "CHECKPOINT_ARTIFACT", "KIND_TAG", "PARENT_TAG", "TRIAL_TAG", "LoggedModel", "RunLogger", "RunStatus", "SweepRun",
-    "TrackedRun", "TrialOutcome", "TrialRun", "check_reachable", "download_checkpoint", "log_checkpoint", "log_model",
-    "resolve_uri", "running_runs", "sync_epochs", "ui_command",
+    "CHECKPOINT_ARTIFACT",
+    "KIND_TAG",
+    "PARENT_TAG",
+    "TRIAL_TAG",
+    "LoggedModel",
+    "RunLogger",
+    "RunStatus",
+    "SweepRun",
+    "TrackedRun",
+    "TrialOutcome",
+    "TrialRun",
+    "check_reachable",
+    "download_checkpoint",
+    "log_checkpoint",
+    "log_model",
+    "resolve_uri",
+    "running_runs",
+    "sync_epochs",
+    "ui_command",
 ]

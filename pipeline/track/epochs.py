@@ -32,7 +32,11 @@ from pipeline.track.run import TrackedRun, now_ms, redacted_tags
 
 RERUN_TAG = "lstmpipe.rerun_epochs"
 BATCH_LIMIT = 1000  # MLflow's log_batch cap on metrics per call
-FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+FAST_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 _FAST_HTTP_LOCK = threading.Lock()
 
 
@@ -81,7 +85,9 @@ class RunLogger:
     def log_epoch(self, metrics: dict[str, Any], *, epoch: int) -> bool:
         """Queue the epoch and try to send everything queued; False while the server is away."""
         ts = now_ms()
-        self._pending += [Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "epoch"]
+        self._pending += [
+            Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "epoch"
+        ]
         self._trained.add(epoch)
         return self.flush()
 
@@ -89,8 +95,11 @@ class RunLogger:
         """Epochs from a checkpoint's history; only those MLflow lacks are sent."""
         for metrics in history:
             ts = now_ms()
-            self._pending += [Metric(k, float(v), ts, int(metrics["epoch"])) for k, v in metrics.items()
-                              if isinstance(v, (int, float)) and k != "epoch"]
+            self._pending += [
+                Metric(k, float(v), ts, int(metrics["epoch"]))
+                for k, v in metrics.items()
+                if isinstance(v, (int, float)) and k != "epoch"
+            ]
         return self.flush()
 
     def log_artifacts(self, *, tables: dict[str, Any], figures: dict[str, Any], folder: str) -> bool:
@@ -104,7 +113,10 @@ class RunLogger:
         except Exception as err:
             if not _is_outage(err):
                 raise
-            print(redact(f"MLflow at {self.run.uri} unreachable; {folder} artifacts of this epoch not logged"), file=sys.stderr)
+            print(
+                redact(f"MLflow at {self.run.uri} unreachable; {folder} artifacts of this epoch not logged"),
+                file=sys.stderr,
+            )
             return False
         return True
 
@@ -122,10 +134,19 @@ class RunLogger:
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-                print(redact(f"MLflow at {self.run.uri} unreachable ({first}); training goes on, metrics are buffered"), file=sys.stderr)
+                print(
+                    redact(f"MLflow at {self.run.uri} unreachable ({first}); training goes on, metrics are buffered"),
+                    file=sys.stderr,
+                )
             return False
         if self._down_since is not None:
-            print(redact(f"MLflow at {self.run.uri} is back after {time.monotonic() - self._down_since:.0f} s; buffered metrics logged"), file=sys.stderr)
+            print(
+                redact(
+                    f"MLflow at {self.run.uri} is back after {time.monotonic() - self._down_since:.0f} s; buffered "
+                    "metrics logged"
+                ),
+                file=sys.stderr,
+            )
             self._down_since = None
         return True
 
@@ -138,7 +159,7 @@ class RunLogger:
             self._rerun |= rerun
             tags[RERUN_TAG] = ",".join(str(e) for e in sorted(self._rerun))
         for start in range(0, len(fresh), BATCH_LIMIT):
-            self.run.client.log_batch(self.run.run_id, metrics=fresh[start:start + BATCH_LIMIT])
+            self.run.client.log_batch(self.run.run_id, metrics=fresh[start : start + BATCH_LIMIT])
         if tags:
             self.run.client.log_batch(self.run.run_id, tags=redacted_tags(tags))
         for m in fresh:
@@ -148,7 +169,9 @@ class RunLogger:
     def _known(self) -> dict[str, set[int]]:
         if self._logged is None:
             client, run_id = self.run.client, self.run.run_id
-            self._logged = {k: {m.step for m in client.get_metric_history(run_id, k)} for k in client.get_run(run_id).data.metrics}
+            self._logged = {
+                k: {m.step for m in client.get_metric_history(run_id, k)} for k in client.get_run(run_id).data.metrics
+            }
         return self._logged
 
 

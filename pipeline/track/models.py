@@ -60,8 +60,13 @@ def download_checkpoint(uri: str, model_uri: str, *, dst: str | Path) -> Path:
 
 
 def log_model(
-    run: TrackedRun, model: torch.nn.Module, *, input_example: np.ndarray, metadata: dict[str, Any] | None = None,
-    register_as: str | None = None, alias: str | None = None,
+    run: TrackedRun,
+    model: torch.nn.Module,
+    *,
+    input_example: np.ndarray,
+    metadata: dict[str, Any] | None = None,
+    register_as: str | None = None,
+    alias: str | None = None,
 ) -> LoggedModel:
     """Log the model (pt2, pickle-free) with signature and input example; optionally register it."""
     model = model.eval().cpu()
@@ -72,8 +77,13 @@ def log_model(
         warnings.simplefilter("ignore")  # torch.export's notes on nn.LSTM's flat weights
         with mlflow.start_run(run_id=run.run_id):
             info = mlflow.pytorch.log_model(
-                model, name="model", signature=infer_signature(input_example, output), input_example=input_example,
-                pip_requirements=requirements, metadata=metadata, registered_model_name=register_as,
+                model,
+                name="model",
+                signature=infer_signature(input_example, output),
+                input_example=input_example,
+                pip_requirements=requirements,
+                metadata=metadata,
+                registered_model_name=register_as,
             )
     version = str(info.registered_model_version) if register_as else None
     if register_as and alias:
@@ -83,13 +93,18 @@ def log_model(
 
 @contextmanager
 def _fluent_api_at(uri: str) -> Iterator[None]:
-    """mlflow's model logging needs the global tracking URI, which MLflow also exports as
-    $MLFLOW_TRACKING_URI: put both back, or the next run in this process would silently go here."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    """mlflow's model logging needs the global tracking URI (there is no client form of it), which
+    MLflow also exports as $MLFLOW_TRACKING_URI: put both back as they were, or the next run in this
+    process would silently go here. (MLflow's own `_use_tracking_uri` restores the global only.)"""
+    from mlflow.tracking._tracking_service import utils
+
+    global_before, env_before = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before)
-        if before is None:
+        mlflow.set_tracking_uri(global_before)  # None unsets the variable too
+        if env_before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before

@@ -57,8 +57,8 @@ def owner_alive(value: str, *, host: str | None = None) -> bool | None:
 
 @dataclass(frozen=True)
 class Reconciled:
-    killed: list[str]         # run ids marked KILLED
-    unknown: list[str]        # RUNNING runs owned by another host (left alone)
+    killed: list[str]  # run ids marked KILLED
+    unknown: list[str]  # RUNNING runs owned by another host (left alone)
 
 
 def reconcile(uri: str, experiment: str) -> Reconciled:
@@ -83,6 +83,9 @@ def reconcile_and_report(uri: str, experiment: str) -> Reconciled:
 
     done = reconcile(uri, experiment)
     if done.killed:
-        print(f"marked {len(done.killed)} run(s) of experiment '{experiment}' left RUNNING by a dead process as KILLED: "
-              f"{', '.join(done.killed)}", file=sys.stderr)
+        print(
+            f"marked {len(done.killed)} run(s) of experiment '{experiment}' left RUNNING by a dead process as KILLED: "
+            f"{', '.join(done.killed)}",
+            file=sys.stderr,
+        )
     return done

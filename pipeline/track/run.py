@@ -50,14 +50,21 @@ class TrackedRun:
 
     @classmethod
     def start(
-        cls, uri: str, *, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+        cls,
+        uri: str,
+        *,
+        experiment: str,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str] | None = None,
         parent: TrackedRun | None = None,
     ):
         """A new run in `experiment` (created if needed), nested under `parent` if given."""
         client = MlflowClient(tracking_uri=uri)
         tags = dict(tags or {}) | ({PARENT_TAG: parent.run_id} if parent else {})
-        info = client.create_run(experiment_id(client, uri, experiment), run_name=run_name,
-                                 tags={k: redact(v) for k, v in tags.items()}).info
+        info = client.create_run(
+            experiment_id(client, uri, experiment), run_name=run_name, tags={k: redact(v) for k, v in tags.items()}
+        ).info
         client.log_batch(info.run_id, params=[Param(k, _param_value(redact_value(k, v))) for k, v in params.items()])
         return cls(uri, info.run_id, client=client)
 

@@ -39,7 +39,9 @@ class SweepRun(TrackedRun):
     def trial_test_metrics(self) -> dict[str, dict[str, float]]:
         """trial id -> the test metrics its child run logged (test_*, baseline_test_*)."""
         return {
-            r.data.tags.get(TRIAL_TAG, ""): {k: v for k, v in r.data.metrics.items() if k.startswith(("test_", "baseline_test_"))}
+            r.data.tags.get(TRIAL_TAG, ""): {
+                k: v for k, v in r.data.metrics.items() if k.startswith(("test_", "baseline_test_"))
+            }
             for r in self.children()
         }
 

@@ -1,1 +1,1 @@
-"""Training: the driver's run (TorchTrainer), the worker loop, checkpoints, precision, reductions, progress, run state."""
+"""Training: the run's lifecycle, the driver's TorchTrainer run, the worker loop, checkpoints, precision, reductions."""

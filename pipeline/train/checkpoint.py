@@ -2,8 +2,8 @@
 
 Layout of one checkpoint directory:
   model.pt       model and optimizer state_dicts (tensors only)
-  meta.json      epoch, config hash, MLflow run id, the metrics of this and every earlier epoch, and (for loading the model
-                 without its run) the full config and the data info (sizes, scalers, classes, vocab)
+  meta.json      epoch, config hash, MLflow run id, the metrics of this and every earlier epoch, and (for
+                 loading the model without its run) the full config and the data info
 
 Each file is written to a temporary name and renamed into place, meta.json last: a directory
 without meta.json is a partial checkpoint (a writer killed mid-save) and is never loaded.
@@ -43,7 +43,9 @@ class CheckpointState:
     meta: CheckpointMeta
 
 
-def save(directory: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: CheckpointMeta) -> None:
+def save(
+    directory: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: CheckpointMeta
+) -> None:
     directory = Path(directory)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None}
     tmp = directory / f".{MODEL_FILE}.tmp"

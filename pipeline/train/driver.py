@@ -28,7 +28,7 @@ from pipeline.train.worker import WorkerSpec, train_loop_per_worker
 
 @dataclass(frozen=True)
 class FitOutcome:
-    best_checkpoint: str       # path of the best checkpoint by val_loss
+    best_checkpoint: str  # path of the best checkpoint by val_loss
     best_metrics: dict[str, float]
     run_path: str
     history: list[dict[str, float]]  # every epoch's metrics, from the latest checkpoint
@@ -60,7 +60,8 @@ def build_trainer(
         # train is not split: each worker takes its own rows of every epoch's order (TrainBatches),
         # reading the split in its stored order; val is split as Ray Train does by default
         dataset_config=ray.train.DataConfig(
-            datasets_to_split=["val"], execution_options={"train": ray.data.ExecutionOptions(preserve_order=True)},
+            datasets_to_split=["val"],
+            execution_options={"train": ray.data.ExecutionOptions(preserve_order=True)},
         ),
         run_config=ray.train.RunConfig(
             name=name,
@@ -82,9 +83,13 @@ def fit(trainer: ray.train.torch.TorchTrainer, *, max_failures: int) -> FitOutco
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
         refused = [e for e in (getattr(err, "worker_failures", None) or {}).values() if isinstance(e, ConfigError)]
-        if refused:   # the config cannot run on the workers' hardware (e.g. bf16 on a CPU without it)
+        if refused:  # the config cannot run on the workers' hardware (e.g. bf16 on a CPU without it)
             raise ConfigError(str(refused[0])) from err
-        hint = "" if max_failures else "; set train.max_failures=1 (or more) to restart failed workers from the last checkpoint"
+        hint = (
+            ""
+            if max_failures
+            else "; set train.max_failures=1 (or more) to restart failed workers from the last checkpoint"
+        )
         raise TrainingFailed(f"training failed: {describe_failure(err)}{hint}") from err
     return outcome_of(result)
 
@@ -120,12 +125,16 @@ def sync_history(cfg: Config, outcome: FitOutcome, *, run: TrackedRun, resume_hi
     """Every epoch in MLflow before the model is logged: what rank 0 could not log during an outage."""
     if not sync_epochs(run, outcome.history, wait_s=cfg.tracking.outage_wait_s):
         raise TrainingFailed(
-            f"MLflow server {redact(run.uri)} stayed unreachable for tracking.outage_wait_s={cfg.tracking.outage_wait_s:g} s "
-            f"after training; the checkpoints are safe in {outcome.run_path}: once the server is back, {resume_hint} logs the rest"
+            f"MLflow server {redact(run.uri)} stayed unreachable for "
+            f"tracking.outage_wait_s={cfg.tracking.outage_wait_s:g} s "
+            f"after training; the checkpoints are safe in {outcome.run_path}: once the server is back, {resume_hint} "
+            "logs the rest"
         )
 
 
-def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, splits: Prepared | None = None) -> RunSummary:
+def run_training(
+    cfg: Config, *, name: str | None = None, resume: bool = False, splits: Prepared | None = None
+) -> RunSummary:
     with run_lifecycle(cfg, kind="train", name=name, resume=resume, config_hash=cfg.hash()) as life:
         splits = splits or load_splits(cfg)
         run = life.open()
@@ -133,10 +142,23 @@ def run_training(cfg: Config, *, name: str | None = None, resume: bool = False, 
         trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
         outcome = fit(trainer, max_failures=cfg.train.max_failures)
         sync_history(cfg, outcome, run=run, resume_hint=life.resume_hint())
-        final = finish_model(cfg, splits, outcome.best_checkpoint, outcome.best_metrics, run=run,
-                             register_as=cfg.tracking.register_as, alias=None)
+        final = finish_model(
+            cfg,
+            splits,
+            outcome.best_checkpoint,
+            outcome.best_metrics,
+            run=run,
+            register_as=cfg.tracking.register_as,
+            alias=None,
+        )
     return RunSummary(
-        status="FINISHED", tracking_uri=run.uri, experiment=cfg.tracking.experiment, run_id=run.run_id, name=life.name,
-        metrics=final.metrics, model_uri=final.logged.model_uri, registered_model=final.logged.registered_label,
+        status="FINISHED",
+        tracking_uri=run.uri,
+        experiment=cfg.tracking.experiment,
+        run_id=run.run_id,
+        name=life.name,
+        metrics=final.metrics,
+        model_uri=final.logged.model_uri,
+        registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,
     )

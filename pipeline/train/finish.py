@@ -21,9 +21,9 @@ from pipeline.train.holdout import input_example, load_model, predict_split
 @dataclass(frozen=True)
 class Tested:
     model: SequenceModel
-    info: DataInfo                   # calibrated on validation (e.g. the anomaly threshold)
+    info: DataInfo  # calibrated on validation (e.g. the anomaly threshold)
     predictions: dict[str, np.ndarray]
-    metrics: dict[str, float]        # test_* and baseline_test_*
+    metrics: dict[str, float]  # test_* and baseline_test_*
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,25 @@ def test_checkpoint(cfg: Config, splits: Prepared, path: str) -> Tested:
     """The checkpoint at `path` on the test split, next to the task's naive baseline."""
     task = get_task(splits.info.task)
     model = load_model(path, cfg.model, info=splits.info)
-    info = task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info) if task.calibrate else splits.info
+    info = (
+        task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info)
+        if task.calibrate
+        else splits.info
+    )
     predictions = predict_split(model, splits.test, info=info)
     return Tested(model=model, info=info, predictions=predictions, metrics=task.test_metrics(predictions, info))
 
 
 def finish_model(
-    cfg: Config, splits: Prepared, best_checkpoint: str, best_metrics: dict[str, float], *, run: TrackedRun,
-    register_as: str | None, alias: str | None, history_run: TrackedRun | None = None,
+    cfg: Config,
+    splits: Prepared,
+    best_checkpoint: str,
+    best_metrics: dict[str, float],
+    *,
+    run: TrackedRun,
+    register_as: str | None,
+    alias: str | None,
+    history_run: TrackedRun | None = None,
 ) -> FinalModel:
     """Test the best checkpoint; log final metrics, plots and the model to `run` (learning curves
     from `history_run`'s epochs, e.g. the best trial's run for a sweep)."""
@@ -60,8 +71,12 @@ def finish_model(
     run.log_dict(info.as_dict(), "data_info.json")
     _log_tested_checkpoint(run, model, cfg=cfg, info=info, metrics=best_metrics)
     logged = log_model(
-        run, serving_model(model, info), input_example=input_example(splits.test, info=info),
-        metadata={"data_info": info.as_dict()}, register_as=register_as, alias=alias,
+        run,
+        serving_model(model, info),
+        input_example=input_example(splits.test, info=info),
+        metadata={"data_info": info.as_dict()},
+        register_as=register_as,
+        alias=alias,
     )
     return FinalModel(metrics=metrics, logged=logged)
 
@@ -69,8 +84,12 @@ def finish_model(
 def _log_tested_checkpoint(run: TrackedRun, model, *, cfg: Config, info: DataInfo, metrics: dict[str, float]) -> None:
     """The tested model's weights with its config and (calibrated) data info, loadable by URI."""
     meta = checkpoint.CheckpointMeta(
-        epoch=int(metrics["epoch"]), config_hash=cfg.hash(), run_id=run.run_id, metrics=metrics,
-        config=redact_tree(cfg.model_dump(mode="json")), info=info.as_dict(),
+        epoch=int(metrics["epoch"]),
+        config_hash=cfg.hash(),
+        run_id=run.run_id,
+        metrics=metrics,
+        config=redact_tree(cfg.model_dump(mode="json")),
+        info=info.as_dict(),
     )
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint.save(tmp, model=model, optimizer=None, meta=meta)

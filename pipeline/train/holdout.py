@@ -9,12 +9,12 @@ import pyarrow as pa
 import ray.data
 import torch
 
-from pipeline.train import checkpoint
-from pipeline.data.batches import collate_for, iter_batches
 from pipeline.config import ModelConfig
+from pipeline.data.batches import collate_for, iter_batches
+from pipeline.data.transforms import PAD
 from pipeline.model.sequence_model import SequenceModel, model_for
 from pipeline.tasks import DataInfo
-from pipeline.data.transforms import PAD
+from pipeline.train import checkpoint
 
 
 def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
@@ -53,7 +53,7 @@ def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInf
             for name, values in key_columns(rows).items():
                 parts.setdefault(name, []).append(values)
     out = {name: _concat(chunks) for name, chunks in parts.items()}
-    for name in ("scale", "ref"):        # one value per window
+    for name in ("scale", "ref"):  # one value per window
         if name in out:
             out[name] = out[name][:, 0]
     return out
@@ -65,7 +65,9 @@ def _concat(chunks: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(chunks)
     t = max(c.shape[1] for c in chunks)
     fill = PAD if chunks[0].dtype.kind == "i" else np.nan
-    return np.concatenate([np.pad(c, [(0, 0), (0, t - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=fill) for c in chunks])
+    return np.concatenate(
+        [np.pad(c, [(0, 0), (0, t - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=fill) for c in chunks]
+    )
 
 
 def served_length(info: DataInfo) -> int:
@@ -76,7 +78,7 @@ def served_length(info: DataInfo) -> int:
 def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:
     """A few sequences as the served model takes them: (rows, T_served, C) float32, NaN after each end."""
     batch = next(iter(iter_batches(ds.limit(rows), info=info, batch_size=rows)))
-    x = batch["x"].numpy()                                            # (rows, T_batch, C)
+    x = batch["x"].numpy()  # (rows, T_batch, C)
     out = np.full((len(x), served_length(info), x.shape[2]), np.nan, np.float32)
     for i, n in enumerate(batch["lengths"].tolist()):
         out[i, :n] = x[i, :n]

@@ -27,7 +27,7 @@ from pipeline.track.reconcile import OWNER_TAG, owner, reconcile_and_report
 from pipeline.train.run_state import RunState, check_start, resolve_storage, unique_name, write_state
 
 Kind = Literal["train", "tune"]
-RUN_KIND = {"train": "train", "tune": "sweep"}   # the lstmpipe.kind tag of the MLflow run
+RUN_KIND = {"train": "train", "tune": "sweep"}  # the lstmpipe.kind tag of the MLflow run
 RESUMED_TAG = "lstmpipe.resumed"
 
 
@@ -51,7 +51,7 @@ class Lifecycle:
     name: str
     storage: str
     config_hash: str
-    previous: RunState | None      # the run state of the run being resumed
+    previous: RunState | None  # the run state of the run being resumed
     run: TrackedRun | None = None  # once open
 
     def open(self) -> TrackedRun:
@@ -59,10 +59,17 @@ class Lifecycle:
         cls = SweepRun if self.kind == "tune" else TrackedRun
         tags = {OWNER_TAG: owner()}
         if self.previous is None:
-            self.run = cls.start(self.uri, experiment=self.cfg.tracking.experiment, run_name=self.name,
-                                 params=self.cfg.flat(), tags=tags | {KIND_TAG: RUN_KIND[self.kind]})
+            self.run = cls.start(
+                self.uri,
+                experiment=self.cfg.tracking.experiment,
+                run_name=self.name,
+                params=self.cfg.flat(),
+                tags=tags | {KIND_TAG: RUN_KIND[self.kind]},
+            )
             self.run.log_config(self.cfg.model_dump(mode="json"))
-            write_state(self.storage, self.name, RunState(run_id=self.run.run_id, config_hash=self.config_hash, kind=self.kind))
+            write_state(
+                self.storage, self.name, RunState(run_id=self.run.run_id, config_hash=self.config_hash, kind=self.kind)
+            )
         else:
             self.run = cls(self.uri, self.previous.run_id)
             self.run.reopen(tags=tags | {RESUMED_TAG: "true", "lstmpipe.resumed_to_epochs": str(self.cfg.train.epochs)})
@@ -82,7 +89,9 @@ def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, co
     reconcile_and_report(uri, cfg.tracking.experiment)
     connect()
     check_resources(cfg)
-    life = Lifecycle(cfg=cfg, kind=kind, uri=uri, name=name, storage=storage, config_hash=config_hash, previous=previous)
+    life = Lifecycle(
+        cfg=cfg, kind=kind, uri=uri, name=name, storage=storage, config_hash=config_hash, previous=previous
+    )
     try:
         yield life
     except KeyboardInterrupt:
@@ -97,7 +106,7 @@ def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, co
 
 def _end(run: TrackedRun | None, status: Literal["KILLED", "FAILED"]) -> None:
     if run is None:
-        return               # failed before the run was opened (bad data, no resources): nothing was logged
+        return  # failed before the run was opened (bad data, no resources): nothing was logged
     if isinstance(run, SweepRun) and status == "KILLED":
         try:
             run.end_running_children(status)

@@ -64,7 +64,9 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=DTYPES[self.precision])
 
-    def step(self, loss: torch.Tensor, *, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    def step(
+        self, loss: torch.Tensor, *, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None
+    ) -> None:
         """backward -> (unscale) -> clip -> optimizer step; fp16 skips steps whose gradients overflowed."""
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:

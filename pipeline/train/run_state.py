@@ -71,7 +71,8 @@ def check_writable(storage: str) -> None:
     except (OSError, pyarrow.ArrowException) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            f"train.storage_path {storage} is not writable ({reason}); point it at a directory or bucket this process can write to"
+            f"train.storage_path {storage} is not writable ({reason}); point it at a directory or bucket this "
+            "process can write to"
         ) from err
 
 
@@ -84,11 +85,14 @@ def check_start(storage: str, name: str, *, kind: str, resume: bool, config_hash
     if not resume:
         if exists:
             raise RunStateError(
-                f"run '{name}' already exists in {storage}; continue it with --name {name} --resume, or pick another --name"
+                f"run '{name}' already exists in {storage}; continue it with --name {name} --resume, or pick another "
+                "--name"
             )
         return None
     if state is None:
-        raise RunStateError(f"cannot resume '{name}': no {kind} run of that name in {storage}; check --name and train.storage_path")
+        raise RunStateError(
+            f"cannot resume '{name}': no {kind} run of that name in {storage}; check --name and train.storage_path"
+        )
     if state.kind != kind:
         raise RunStateError(f"cannot resume '{name}' with `{kind}`: it is a {state.kind} run")
     if state.config_hash != config_hash:

@@ -20,15 +20,15 @@ import torch
 from torch import nn
 
 from pipeline import ray_compat
-from pipeline.train import checkpoint
-from pipeline.data.batches import ShardCache, TrainBatches, iter_batches, to_device
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
+from pipeline.data.batches import ShardCache, TrainBatches, iter_batches, to_device
 from pipeline.model.sequence_model import model_for
-from pipeline.train.precision import mixed_precision
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
 from pipeline.track import RunLogger, TrackedRun
+from pipeline.train import checkpoint
+from pipeline.train.precision import mixed_precision
+from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # Validation: this worker's shard, collated, kept after the first epoch if it fits.
     pin = device.type == "cuda"
     train_batches = TrainBatches(
-        ray.train.get_dataset_shard("train"), info=info, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-        rank=rank, world=ctx.get_world_size(), budget_mb=train_cfg.shard_cache_mb, pin_memory=pin,
+        ray.train.get_dataset_shard("train"),
+        info=info,
+        batch_size=train_cfg.batch_size,
+        seed=train_cfg.seed,
+        rank=rank,
+        world=ctx.get_world_size(),
+        budget_mb=train_cfg.shard_cache_mb,
+        pin_memory=pin,
     )
     val_shard = ray.train.get_dataset_shard("val")
-    val_batches = ShardCache(lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb)
+    val_batches = ShardCache(
+        lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb
+    )
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
     logger = RunLogger(TrackedRun(spec.tracking_uri, spec.run_id)) if rank == 0 and spec.run_id else None
     if logger is not None:
@@ -108,7 +116,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 batch = to_device(batch, device)
                 if probe is None and logger is not None and spec.telemetry_epochs:
                     probe = probe_batch(batch, size=spec.probe_size)
-                for name, (total, n) in task.loss_terms(model(batch["x"], batch["lengths"]).float(), batch["y"]).items():
+                for name, (total, n) in task.loss_terms(
+                    model(batch["x"], batch["lengths"]).float(), batch["y"]
+                ).items():
                     acc[f"val_{name}"].add(total, n)
 
         metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}
@@ -121,7 +131,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if logger is not None:
             logger.log_epoch(metrics, epoch=epoch)  # buffered if the tracking server is away
             if recorded is not None:
-                logger.log_artifacts(tables={f"epoch_{epoch:04d}.parquet": recorded.table}, figures=recorded.figures, folder="telemetry")
+                logger.log_artifacts(
+                    tables={f"epoch_{epoch:04d}.parquet": recorded.table}, figures=recorded.figures, folder="telemetry"
+                )
     if logger is not None:
         logger.flush()
 
@@ -157,15 +169,26 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> Restored:
 
 
 def _report(
-    metrics: dict[str, float], *, raw_model: nn.Module, optimizer, spec: WorkerSpec, rank: int, history: list[dict[str, float]]
+    metrics: dict[str, float],
+    *,
+    raw_model: nn.Module,
+    optimizer,
+    spec: WorkerSpec,
+    rank: int,
+    history: list[dict[str, float]],
 ) -> None:
     """Report the epoch to Ray Train; rank 0 attaches the checkpoint (every rank must call report)."""
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
             meta = checkpoint.CheckpointMeta(
-                epoch=metrics["epoch"], config_hash=spec.config_hash, run_id=spec.run_id, metrics=metrics,
-                config=spec.config, info=spec.info, history=history,
+                epoch=metrics["epoch"],
+                config_hash=spec.config_hash,
+                run_id=spec.run_id,
+                metrics=metrics,
+                config=spec.config,
+                info=spec.info,
+                history=history,
             )
             checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
             ckpt = ray.train.Checkpoint.from_directory(tmp)

@@ -24,21 +24,25 @@ def trial_table(results: list[Any], *, space: dict[str, SpaceSpec], metric: str,
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
         best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
-        rows.append({
-            "trial_id": (r.metrics or {}).get("trial_id", ""),
-            "status": "ERROR" if r.error is not None else "OK",
-            **{key: r.config.get(key) for key in space},
-            "epochs": int(history["epoch"].max() + 1) if "epoch" in history and len(history) else 0,
-            f"best_{metric}": float(best),
-            f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
-        })
+        rows.append(
+            {
+                "trial_id": (r.metrics or {}).get("trial_id", ""),
+                "status": "ERROR" if r.error is not None else "OK",
+                **{key: r.config.get(key) for key in space},
+                "epochs": int(history["epoch"].max() + 1) if "epoch" in history and len(history) else 0,
+                f"best_{metric}": float(best),
+                f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
+            }
+        )
     return pd.DataFrame(rows).sort_values(f"best_{metric}", ascending=mode == "min", na_position="last")
 
 
 def with_test_metrics(table: pd.DataFrame, tested: dict[str, dict[str, float]]) -> pd.DataFrame:
     """Add each trial's test metrics (its best checkpoint on the test split; NaN when stopped early)."""
     keys = sorted({k for metrics in tested.values() for k in metrics})
-    extra = pd.DataFrame([{k: tested.get(t, {}).get(k, math.nan) for k in keys} for t in table["trial_id"]], index=table.index)
+    extra = pd.DataFrame(
+        [{k: tested.get(t, {}).get(k, math.nan) for k in keys} for t in table["trial_id"]], index=table.index
+    )
     return pd.concat([table, extra], axis=1)
 
 
@@ -56,7 +60,9 @@ def cells_by_data(table: pd.DataFrame, *, space: dict[str, SpaceSpec], metric: s
 
 def cells_by_data_markdown(pivot: pd.DataFrame, *, solved_below: float | None) -> str:
     """The pivot as Markdown; with `solved_below`, solved entries are marked ✓."""
-    header = [pivot.index.name or "model.cell"] + [", ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in pivot.columns]
+    header = [pivot.index.name or "model.cell"] + [
+        ", ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in pivot.columns
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cell, row in pivot.iterrows():
         marks = [

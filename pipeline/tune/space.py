@@ -32,8 +32,10 @@ def to_tune_space(space: dict[str, SpaceSpec]) -> dict[str, Any]:
 
 def search_space(cfg: TuneConfig) -> dict[str, Any]:
     space = to_tune_space(cfg.space)
-    if cfg.search == "grid":   # every combination of the choices, num_samples times; ranges sampled per trial
-        space |= {key: ray.tune.grid_search(list(spec.choice)) for key, spec in cfg.space.items() if spec.choice is not None}
+    if cfg.search == "grid":  # every combination of the choices, num_samples times; ranges sampled per trial
+        space |= {
+            key: ray.tune.grid_search(list(spec.choice)) for key, spec in cfg.space.items() if spec.choice is not None
+        }
     return space
 
 
@@ -66,7 +68,9 @@ def searcher(cfg: TuneConfig, goal: Objective):
 def scheduler(cfg: TuneConfig, *, max_epochs: int):
     if cfg.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(max_t=max_epochs, grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
+    return ASHAScheduler(
+        max_t=max_epochs, grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor
+    )
 
 
 def trial_base(cfg: Config) -> Config:

@@ -52,7 +52,9 @@ def sweep_hash(cfg: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None = None, resume: bool = False) -> RunSummary:
+def run_sweep(
+    cfg: Config, *, name: str | None = None, splits: Prepared | None = None, resume: bool = False
+) -> RunSummary:
     """A new sweep, or with `resume` the interrupted sweep `name`, restored with Tuner.restore:
     finished trials are kept, unfinished ones continue from their checkpoints in their MLflow runs."""
     cfg = trial_base(cfg)
@@ -61,8 +63,14 @@ def run_sweep(cfg: Config, *, name: str | None = None, splits: Prepared | None =
         data = data_variants(cfg, splits=splits)
         parent = life.open()
         ctx = SweepContext(
-            base=cfg.model_dump(mode="json"), data=data, parent_run_id=parent.run_id, tracking_uri=life.uri,
-            experiment=cfg.tracking.experiment, storage=life.storage, sweep_name=life.name, owner=owner(),
+            base=cfg.model_dump(mode="json"),
+            data=data,
+            parent_run_id=parent.run_id,
+            tracking_uri=life.uri,
+            experiment=cfg.tracking.experiment,
+            storage=life.storage,
+            sweep_name=life.name,
+            owner=owner(),
         )
         trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
         grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, restore=life.previous is not None).fit()
@@ -78,8 +86,11 @@ def _tuner(cfg: Config, trainable, *, goal: Objective, ctx: SweepContext, restor
         trainable,
         param_space=search_space(cfg.tune),
         tune_config=ray.tune.TuneConfig(
-            metric=goal.metric, mode=goal.mode, search_alg=searcher(cfg.tune, goal),
-            scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs), num_samples=cfg.tune.num_samples,
+            metric=goal.metric,
+            mode=goal.mode,
+            search_alg=searcher(cfg.tune, goal),
+            scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
+            num_samples=cfg.tune.num_samples,
             max_concurrent_trials=concurrency(cfg),
         ),
         run_config=ray.tune.RunConfig(name=ctx.sweep_name, storage_path=ctx.storage),
@@ -107,7 +118,9 @@ def best_trial_outcome(storage: str, name: str) -> FitOutcome:
     return outcome_of(ray.train.Result.from_path(f"{storage}/{name}"))
 
 
-def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, parent: SweepRun, goal: Objective, ctx: SweepContext) -> RunSummary:
+def _finish_sweep(
+    cfg: Config, grid: ray.tune.ResultGrid, *, parent: SweepRun, goal: Objective, ctx: SweepContext
+) -> RunSummary:
     if not [r for r in grid if r.error is None and r.metrics]:
         first = next((r.error for r in grid if r.error is not None), None)
         reason = str(first).strip().splitlines()[-1] if first else "no metrics reported"
@@ -119,15 +132,28 @@ def _finish_sweep(cfg: Config, grid: ray.tune.ResultGrid, *, parent: SweepRun, g
     children = parent.children()
     best_child = next((parent.child(r.info.run_id) for r in children if r.data.tags.get(TRIAL_TAG) == best_id), None)
     final = finish_model(
-        best_cfg, ctx.data[data_key(best_cfg)], outcome.best_checkpoint, outcome.best_metrics, run=parent,
-        register_as=cfg.tracking.register_as or cfg.tracking.experiment, alias=CHAMPION_ALIAS, history_run=best_child,
+        best_cfg,
+        ctx.data[data_key(best_cfg)],
+        outcome.best_checkpoint,
+        outcome.best_metrics,
+        run=parent,
+        register_as=cfg.tracking.register_as or cfg.tracking.experiment,
+        alias=CHAMPION_ALIAS,
+        history_run=best_child,
     )
     log_report(cfg, list(grid), goal=goal, parent=parent)
     return RunSummary(
-        status="FINISHED", tracking_uri=ctx.tracking_uri, experiment=cfg.tracking.experiment, run_id=parent.run_id,
-        name=ctx.sweep_name, metrics=final.metrics, model_uri=final.logged.model_uri,
-        registered_model=final.logged.registered_label, checkpoint=outcome.best_checkpoint,
-        best_config=dict(best.config), child_run_ids=[r.info.run_id for r in children],
+        status="FINISHED",
+        tracking_uri=ctx.tracking_uri,
+        experiment=cfg.tracking.experiment,
+        run_id=parent.run_id,
+        name=ctx.sweep_name,
+        metrics=final.metrics,
+        model_uri=final.logged.model_uri,
+        registered_model=final.logged.registered_label,
+        checkpoint=outcome.best_checkpoint,
+        best_config=dict(best.config),
+        child_run_ids=[r.info.run_id for r in children],
     )
 
 
@@ -141,7 +167,10 @@ def log_report(cfg: Config, results: list, *, goal: Objective, parent: SweepRun)
     scores = report.importance(table, space=space, metric=goal.metric, mode=goal.mode)
     if scores:
         parent.log_dict(scores, "report/importance.json")
-    figures = {"metric_by_cell.png": report.metric_by_cell(table, metric=goal.metric), "importance.png": report.importance_chart(scores)}
+    figures = {
+        "metric_by_cell.png": report.metric_by_cell(table, metric=goal.metric),
+        "importance.png": report.importance_chart(scores),
+    }
     test_metric = "test_" + goal.metric.removeprefix("val_")
     pivot = report.cells_by_data(table, space=space, metric=test_metric)
     if pivot is not None:
@@ -166,4 +195,6 @@ def _telemetry_by_cell(cfg: Config, *, parent: SweepRun):
             tables[(variant, params.get("model.cell", ""))] = table
     if not tables:
         return None
-    return cells_compared(tables, title="gradient flow through time and the keep gate, by cell (each trial's last recorded epoch)")
+    return cells_compared(
+        tables, title="gradient flow through time and the keep gate, by cell (each trial's last recorded epoch)"
+    )

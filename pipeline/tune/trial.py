@@ -30,13 +30,13 @@ class SweepContext:
     """What every trial receives besides its sampled parameters (plain values: it travels to the trial)."""
 
     base: dict[str, Any]
-    data: dict[str, Prepared]        # prepared splits per data variant (data_key)
+    data: dict[str, Prepared]  # prepared splits per data variant (data_key)
     parent_run_id: str
     tracking_uri: str
     experiment: str
     storage: str
     sweep_name: str
-    owner: str                       # the sweep driver (OWNER_TAG of every trial run)
+    owner: str  # the sweep driver (OWNER_TAG of every trial run)
 
 
 def data_key(cfg: Config) -> str:
@@ -63,12 +63,16 @@ def _trial_run(cfg: Config, ctx: SweepContext, *, trial_id: str) -> TrackedRun |
         for metrics in previous.run.epoch_history():
             ray.tune.report(metrics)
         return None
-    if previous is not None:                               # a restored, unfinished trial continues its run
+    if previous is not None:  # a restored, unfinished trial continues its run
         previous.run.reopen(tags={RESUMED_TAG: "true", OWNER_TAG: ctx.owner})
         return previous.run
     return TrackedRun.start(
-        ctx.tracking_uri, experiment=ctx.experiment, run_name=trial_name(ctx.sweep_name, trial_id), params=cfg.flat(),
-        tags={TRIAL_TAG: trial_id, KIND_TAG: "trial", OWNER_TAG: ctx.owner}, parent=parent,
+        ctx.tracking_uri,
+        experiment=ctx.experiment,
+        run_name=trial_name(ctx.sweep_name, trial_id),
+        params=cfg.flat(),
+        tags={TRIAL_TAG: trial_id, KIND_TAG: "trial", OWNER_TAG: ctx.owner},
+        parent=parent,
     )
 
 
@@ -81,8 +85,14 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         return
     splits = ctx.data[data_key(cfg)]
     spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri)
-    trainer = build_trainer(cfg, splits, spec=spec, name=trial_name(ctx.sweep_name, trial_id),
-                            storage=trial_storage(ctx.storage, ctx.sweep_name), callbacks=[TuneReportCallback()])
+    trainer = build_trainer(
+        cfg,
+        splits,
+        spec=spec,
+        name=trial_name(ctx.sweep_name, trial_id),
+        storage=trial_storage(ctx.storage, ctx.sweep_name),
+        callbacks=[TuneReportCallback()],
+    )
     try:
         outcome = fit(trainer, max_failures=cfg.train.max_failures)
     except BaseException as err:
@@ -92,6 +102,6 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         run.set_tags({"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
         raise
     sync_history(cfg, outcome, run=run, resume_hint=f"`lstmpipe tune --name {ctx.sweep_name} --resume`")
-    tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)       # for the report; selection stays on validation
+    tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)  # for the report; selection stays on validation
     run.log_metrics(tested.metrics, step=int(outcome.best_metrics["epoch"]))
     run.end("FINISHED")

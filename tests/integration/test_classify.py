@@ -1,14 +1,14 @@
 """`classify` through the same path: ragged sequences packed per batch, labels mapped and saved."""
 
-from helpers import load_served
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import load_served
 
 from pipeline import config
-from pipeline.errors import DataError
 from pipeline.data.ingest import load_splits
+from pipeline.errors import DataError
 from pipeline.train.driver import run_training
 
 
@@ -32,7 +32,11 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     raw = {
         **tiny_raw,
         "task": "classify",
-        "data": {"source": str(tmp_path / "mine.parquet"), "columns": {"sequence": "seq", "target": "label"}, "split_column": "part"},
+        "data": {
+            "source": str(tmp_path / "mine.parquet"),
+            "columns": {"sequence": "seq", "target": "label"},
+            "split_column": "part",
+        },
         "train": {**tiny_raw["train"], "epochs": 3},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-classify"},
     }
@@ -43,7 +47,14 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
 
     summary = run_training(cfg, name="c-ragged", splits=splits)
     m = summary.metrics
-    assert {"val_loss", "val_accuracy", "test_accuracy", "test_macro_f1", "baseline_test_accuracy", "baseline_test_macro_f1"} <= set(m)
+    assert {
+        "val_loss",
+        "val_accuracy",
+        "test_accuracy",
+        "test_macro_f1",
+        "baseline_test_accuracy",
+        "baseline_test_macro_f1",
+    } <= set(m)
     assert m["test_accuracy"] > 0.9 > m["baseline_test_accuracy"]  # an easy problem, learned
     steps = [x.step for x in mlflow_client.get_metric_history(summary.run_id, "val_accuracy")]
     assert sorted(steps) == [0, 1, 2]
@@ -52,7 +63,7 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     assert set(plots) == {"plots/learning_curves.png", "plots/confusion_matrix.png"} and min(plots.values()) > 1000
 
     model = load_served(cfg.tracking.uri, "models:/tiny-classify/1")
-    example = model.input_example                       # ragged: NaN after each sequence's end
+    example = model.input_example  # ragged: NaN after each sequence's end
     assert np.isnan(example).any()
     logits = np.asarray(model.predict(example))
     assert logits.shape == (len(example), 2) and np.isfinite(logits).all()
@@ -64,9 +75,16 @@ def test_label_unseen_in_training_is_a_data_error(ray_session, tiny_raw, tmp_pat
     raw = {
         **tiny_raw,
         "task": "classify",
-        "data": {"source": str(tmp_path / "bad.parquet"), "columns": {"sequence": "seq", "target": "label"}, "split_column": "part"},
+        "data": {
+            "source": str(tmp_path / "bad.parquet"),
+            "columns": {"sequence": "seq", "target": "label"},
+            "split_column": "part",
+        },
     }
-    with pytest.raises(DataError, match=r"bad.parquet: label column .label. has label\(s\) \['sideways'\] not seen in the training split"):
+    with pytest.raises(
+        DataError,
+        match=r"bad.parquet: label column .label. has label\(s\) \['sideways'\] not seen in the training split",
+    ):
         load_splits(config.validate(raw))
 
 
@@ -91,8 +109,16 @@ def test_cli_bad_data_exits_2_with_one_sentence(tmp_path):
     )
     out = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "train", "-c", str(conf)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**__import__("os").environ, "RAY_ADDRESS": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "RAY_ADDRESS": ""},
     )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
-    assert out.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'bad.parquet'}: label column 'label' has label(s) ['sideways']")
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {tmp_path / 'bad.parquet'}: label column 'label' has label(s) ['sideways']")
+    )

@@ -16,11 +16,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
 import yaml
 
 from pipeline.cluster.local import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 LSTMPIPE = [sys.executable, "-m", "pipeline.cli"]
@@ -33,7 +33,9 @@ def lstmpipe(*args, env, timeout=600):
 def running(pid: int) -> bool:
     """The process exists and is not a zombie waiting for init to reap it."""
     try:
-        return "\tZ" not in next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
+        return "\tZ" not in next(
+            line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:")
+        )
     except (OSError, StopIteration):
         return False
 
@@ -64,8 +66,12 @@ def hidden_checkout_command(args: list[str], *, scratch: Path) -> tuple[list[str
     site = scratch / "site"
     shutil.copytree(ROOT / "pipeline", site / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     venv = Path(sys.prefix)
-    env = {"ROOT": str(ROOT), "VIEW": str(scratch / "venv-view"), "PYTHONPATH": str(site),
-           "VENV_IN_ROOT": str(venv) if venv.is_relative_to(ROOT) else ""}
+    env = {
+        "ROOT": str(ROOT),
+        "VIEW": str(scratch / "venv-view"),
+        "PYTHONPATH": str(site),
+        "VENV_IN_ROOT": str(venv) if venv.is_relative_to(ROOT) else "",
+    }
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", HIDE_CHECKOUT, "sh", *LSTMPIPE, *args], env
 
 
@@ -76,18 +82,34 @@ def local_cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_", "RAY_AUTH", "RAY_DATA"))}
     command, hide = hidden_checkout_command(
-        ["cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--state-dir", str(state),
-         "--dashboard-port", str(free_port()), "--mlflow-port", str(free_port())], scratch=tmp_path_factory.mktemp("hidden"))
+        [
+            "cluster",
+            "up",
+            "--workers",
+            "2",
+            "--cpus-per-node",
+            "1",
+            "--state-dir",
+            str(state),
+            "--dashboard-port",
+            str(free_port()),
+            "--mlflow-port",
+            str(free_port()),
+        ],
+        scratch=tmp_path_factory.mktemp("hidden"),
+    )
     up = subprocess.run(command, cwd="/", env=env | hide, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr[-3000:]
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
+    exports = dict(
+        line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines() if line.startswith("export ")
+    )
     pids = [p["pid"] for p in json.loads((state / "cluster.json").read_text())["procs"]]
     try:
         yield {"env": env | exports, "state": state, "exports": exports}
     finally:
         down = lstmpipe("cluster", "down", "--state-dir", str(state), env=env, timeout=180)
         assert down.returncode == 0, down.stderr[-2000:]
-        deadline = time.monotonic() + 20                                         # down stopped everything up started
+        deadline = time.monotonic() + 20  # down stopped everything up started
         while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not left
@@ -96,7 +118,7 @@ def local_cluster(tmp_path_factory):
 def test_the_nodes_cannot_see_the_submitters_checkout(local_cluster):
     procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
     assert (ROOT / "pipeline" / "__init__.py").is_file()
-    for p in procs:                                          # a process's own view of the filesystem
+    for p in procs:  # a process's own view of the filesystem
         assert not Path(f"/proc/{p['pid']}/root{ROOT}/pipeline").exists(), p["role"]
         assert Path(f"/proc/{p['pid']}/root{sys.executable}").exists(), p["role"]
 
@@ -109,11 +131,13 @@ def test_cluster_status_sees_three_nodes_and_mlflow(local_cluster):
     token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"])
     assert token.stat().st_mode & 0o077 == 0
     jobs_api = f"{local_cluster['exports']['RAY_ADDRESS']}/api/jobs/"
-    with pytest.raises(urllib.error.HTTPError) as denied:                   # the Jobs API wants the token
+    with pytest.raises(urllib.error.HTTPError) as denied:  # the Jobs API wants the token
         urllib.request.urlopen(jobs_api, timeout=10)
     assert denied.value.code == 401
     with pytest.raises(urllib.error.HTTPError) as wrong:
-        urllib.request.urlopen(urllib.request.Request(jobs_api, headers={"Authorization": "Bearer not-the-token"}), timeout=10)
+        urllib.request.urlopen(
+            urllib.request.Request(jobs_api, headers={"Authorization": "Bearer not-the-token"}), timeout=10
+        )
     assert wrong.value.code == 403
 
 
@@ -128,7 +152,7 @@ def listening(port: int) -> set[str]:
             addr, hex_port = local.split(":")
             if state == "0A" and int(hex_port, 16) == port:
                 raw = bytes.fromhex(addr)
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))   # per-32-bit-word little-endian
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # per-32-bit-word little-endian
                 ip = ipaddress.ip_address(words)
                 found.add(str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip))
     return found
@@ -147,23 +171,32 @@ def test_submit_refuses_what_a_cluster_job_would_lose_before_uploading(local_clu
         return listed.stdout.splitlines()
 
     before = jobs()
-    local_file = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=local_cluster["env"] | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
+    local_file = lstmpipe(
+        "submit",
+        "train",
+        "-c",
+        "conf/smoke.yaml",
+        env=local_cluster["env"] | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
+    )
     assert local_file.returncode == 2 and "a job on the cluster cannot write" in local_file.stderr
-    relative = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=local_cluster["env"])   # storage_path: runs
+    relative = lstmpipe("submit", "train", "-c", "conf/smoke.yaml", env=local_cluster["env"])  # storage_path: runs
     assert relative.returncode == 2 and "train.storage_path 'runs' is relative" in relative.stderr
     assert "Traceback" not in local_file.stderr + relative.stderr
-    assert jobs() == before                                                     # nothing was submitted
+    assert jobs() == before  # nothing was submitted
 
 
 def run_by_name(uri, experiment, name):
     try:
         exp = rest(uri, f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")["experiment"]
     except urllib.error.HTTPError as err:
-        if err.code == 404:      # not created yet
+        if err.code == 404:  # not created yet
             return None
         raise
-    runs = rest(uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                                     "filter": f"attributes.run_name = '{name}'"}).get("runs", [])
+    runs = rest(
+        uri,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [exp["experiment_id"]], "filter": f"attributes.run_name = '{name}'"},
+    ).get("runs", [])
     return runs[0] if runs else None
 
 
@@ -177,8 +210,10 @@ def node_roles(local_cluster) -> dict[str, str]:
     from pipeline.cluster.local import role_resource
 
     token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
-    request = urllib.request.Request(f"{local_cluster['exports']['RAY_ADDRESS']}/api/v0/nodes?limit=100",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"{local_cluster['exports']['RAY_ADDRESS']}/api/v0/nodes?limit=100",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     with urllib.request.urlopen(request, timeout=30) as resp:
         nodes = json.loads(resp.read())["data"]["result"]["result"]
     procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
@@ -207,27 +242,52 @@ def test_submit_lose_a_node_stop_resume_and_find_everything_on_the_server(local_
     import signal
 
     env, uri = local_cluster["env"], local_cluster["exports"]["MLFLOW_TRACKING_URI"]
-    storage = local_cluster["state"] / "runs"        # one host: a local path every node sees
-    submit = ["submit", "train", "-c", "conf/smoke.yaml", "--set", f"train.storage_path={storage}",
-              "--set", "data.options.num_sequences=1000", "--set", "train.max_failures=1", "--name", "it-cluster"]
-    job = lstmpipe(*submit, "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-cluster-1", env=env, timeout=120)
+    storage = local_cluster["state"] / "runs"  # one host: a local path every node sees
+    submit = [
+        "submit",
+        "train",
+        "-c",
+        "conf/smoke.yaml",
+        "--set",
+        f"train.storage_path={storage}",
+        "--set",
+        "data.options.num_sequences=1000",
+        "--set",
+        "train.max_failures=1",
+        "--name",
+        "it-cluster",
+    ]
+    job = lstmpipe(
+        *submit, "--set", "train.epochs=50", "--no-wait", "--submission-id", "it-cluster-1", env=env, timeout=120
+    )
     assert job.returncode == 0 and "job it-cluster-1:" in job.stdout
-    run = wait_for("two epochs", lambda: (r := run_by_name(uri, "smoke", "it-cluster")) and len(val_steps(uri, r["info"]["run_id"])) >= 2 and r)
+    run = wait_for(
+        "two epochs",
+        lambda: (r := run_by_name(uri, "smoke", "it-cluster")) and len(val_steps(uri, r["info"]["run_id"])) >= 2 and r,
+    )
     run_id = run["info"]["run_id"]
 
     def tags():
-        return {t["key"]: t["value"] for t in rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["data"]["tags"]}
+        return {
+            t["key"]: t["value"] for t in rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["data"]["tags"]
+        }
 
     # 1. lose a node that runs a training worker
     roles = node_roles(local_cluster)
     used = tags()["lstmpipe.worker_nodes"].split(",")
-    assert len(set(used)) == 2                                        # two workers on two nodes
+    assert len(set(used)) == 2  # two workers on two nodes
     victim = next(node for node in used if roles[node].startswith("worker-"))
     procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
-    os.killpg(next(p["pid"] for p in procs if p["role"] == roles[victim]), signal.SIGKILL)   # raylet and workers at once
+    os.killpg(next(p["pid"] for p in procs if p["role"] == roles[victim]), signal.SIGKILL)  # raylet and workers at once
     lost_at = len(val_steps(uri, run_id))
-    wait_for("training to go on without the node", lambda: "lstmpipe.restored_from_epoch" in tags()
-             and victim not in tags()["lstmpipe.worker_nodes"] and len(val_steps(uri, run_id)) > lost_at + 1)
+    wait_for(
+        "training to go on without the node",
+        lambda: (
+            "lstmpipe.restored_from_epoch" in tags()
+            and victim not in tags()["lstmpipe.worker_nodes"]
+            and len(val_steps(uri, run_id)) > lost_at + 1
+        ),
+    )
     assert len(set(tags()["lstmpipe.worker_nodes"].split(","))) == 2  # both workers again, on the nodes left
 
     # 2. stop the job
@@ -237,16 +297,18 @@ def test_submit_lose_a_node_stop_resume_and_find_everything_on_the_server(local_
     assert status.returncode == 130 and "STOPPED" in status.stdout
     assert rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"] == "KILLED"
     done = val_steps(uri, run_id)
-    assert done == list(range(len(done)))                             # the node loss cost no epoch in MLflow
-    again = lstmpipe(*submit, "--set", "train.epochs=50", env=env)       # same name, no --resume
+    assert done == list(range(len(done)))  # the node loss cost no epoch in MLflow
+    again = lstmpipe(*submit, "--set", "train.epochs=50", env=env)  # same name, no --resume
     assert again.returncode == 1 and "--name it-cluster --resume" in again.stdout + again.stderr
 
     # 3. resume it, followed to the end
     epochs = len(done) + 2
-    job = lstmpipe(*submit, "--set", f"train.epochs={epochs}", "--set", "tracking.register_as=cluster-smoke", "--resume", env=env)
+    job = lstmpipe(
+        *submit, "--set", f"train.epochs={epochs}", "--set", "tracking.register_as=cluster-smoke", "--resume", env=env
+    )
     assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
-    assert "SUCCEEDED" in job.stdout and f"epoch {epochs}/{epochs}" in job.stdout        # followed the job's logs
-    assert int(tags()["lstmpipe.restored_from_epoch"]) >= len(done) - 2                # from its checkpoint, not from scratch
+    assert "SUCCEEDED" in job.stdout and f"epoch {epochs}/{epochs}" in job.stdout  # followed the job's logs
+    assert int(tags()["lstmpipe.restored_from_epoch"]) >= len(done) - 2  # from its checkpoint, not from scratch
     job_id = job.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
     status = lstmpipe("jobs", "status", job_id, env=env, timeout=60)
     assert status.returncode == 0 and f"{job_id}: SUCCEEDED" in status.stdout
@@ -257,7 +319,7 @@ def test_submit_lose_a_node_stop_resume_and_find_everything_on_the_server(local_
     run = rest(uri, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
     assert run["info"]["status"] == "FINISHED"
     assert tags()["lstmpipe.world_size"] == "2" and len(set(tags()["lstmpipe.worker_nodes"].split(","))) == 2
-    assert val_steps(uri, run_id) == list(range(epochs))              # one history: no duplicate, none missing
+    assert val_steps(uri, run_id) == list(range(epochs))  # one history: no duplicate, none missing
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert metrics["test_mse"] < metrics["baseline_test_mse"]
 
@@ -265,19 +327,31 @@ def test_submit_lose_a_node_stop_resume_and_find_everything_on_the_server(local_
     listed = rest(uri, f"/api/2.0/mlflow/artifacts/list?{urllib.parse.urlencode({'run_id': run_id})}")["files"]
     assert {"config.yaml", "checkpoint", "plots"} <= {f["path"] for f in listed}
     config_text = rest(uri, f"/get-artifact?{urllib.parse.urlencode({'path': 'config.yaml', 'run_uuid': run_id})}")
-    assert yaml.safe_load(config_text)["train"]["epochs"] == 50   # the config the run started with
-    version = rest(uri, "/api/2.0/mlflow/registered-models/get-latest-versions", {"name": "cluster-smoke"})["model_versions"][0]
+    assert yaml.safe_load(config_text)["train"]["epochs"] == 50  # the config the run started with
+    version = rest(uri, "/api/2.0/mlflow/registered-models/get-latest-versions", {"name": "cluster-smoke"})[
+        "model_versions"
+    ][0]
     assert version["run_id"] == run_id and version["source"].startswith("models:/")
 
-    evaluated = lstmpipe("submit", "evaluate", "--set", "data.options.num_sequences=300", "--model", "models:/cluster-smoke/1",
-                         "--data", "adding", "--log", env=env)
+    evaluated = lstmpipe(
+        "submit",
+        "evaluate",
+        "--set",
+        "data.options.num_sequences=300",
+        "--model",
+        "models:/cluster-smoke/1",
+        "--data",
+        "adding",
+        "--log",
+        env=env,
+    )
     assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
     assert "test_mse" in evaluated.stdout and "logged to mlflow run" in evaluated.stdout
 
     import numpy as np
     from helpers import load_served
 
-    model = load_served(uri, "models:/cluster-smoke/1")                      # downloaded from the server
+    model = load_served(uri, "models:/cluster-smoke/1")  # downloaded from the server
     assert np.isfinite(model.predict(model.input_example)).all()
 
 

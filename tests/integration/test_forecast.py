@@ -1,8 +1,8 @@
 """`forecast`: long-format CSV with two series and a covariate -> windows in Ray Data -> 2 workers."""
 
-from helpers import load_served, train_and_serve
 import numpy as np
 import pandas as pd
+from helpers import load_served, train_and_serve
 
 from pipeline import config
 from pipeline.data.ingest import load_splits
@@ -14,9 +14,16 @@ def _long_csv(path):
     frames = []
     for k, (level, amp) in enumerate([(100.0, 10.0), (50.0, 5.0)]):
         season = amp * np.sin(2 * np.pi * t / 12)
-        frames.append(pd.DataFrame({
-            "date": t, "store": f"s{k}", "sales": level + season + 0.1 * t, "promo": (t % 7 == 0).astype(float),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": t,
+                    "store": f"s{k}",
+                    "sales": level + season + 0.1 * t,
+                    "promo": (t % 7 == 0).astype(float),
+                }
+            )
+        )
     pd.concat(frames).sample(frac=1.0, random_state=0).to_csv(path, index=False)  # rows in any order
 
 
@@ -29,7 +36,8 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
             "source": str(tmp_path / "sales.csv"),
             "columns": {"time": "date", "target": "sales", "series": "store", "features": ["promo"]},
             "window": {"lookback": 12, "horizon": 3, "season": 12},
-            "val_fraction": 0.15, "test_fraction": 0.15,
+            "val_fraction": 0.15,
+            "test_fraction": 0.15,
         },
         "train": {**tiny_raw["train"], "epochs": 2},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-forecast"},
@@ -39,8 +47,12 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
     info = splits.info
     assert (info.input_size, info.output_size, info.max_len) == (2, 3, 12)
     # time cuts at t=84 and t=102: the scaler saw the training period (t < 84) only
-    train_sales = np.concatenate([100 + 10 * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84),
-                                  50 + 5 * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84)])
+    train_sales = np.concatenate(
+        [
+            100 + 10 * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84),
+            50 + 5 * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84),
+        ]
+    )
     assert abs(info.input_mean[0] - train_sales.mean()) < 1e-6
     # per series: train targets 12..83 -> 70 windows, val 84..101 -> 16, test 102..119 -> 16
     assert info.num_rows == {"train": 140, "val": 32, "test": 32}
@@ -73,7 +85,9 @@ def test_gaps_fail_by_default_and_fill_on_request(ray_session, tiny_raw, tmp_pat
         "columns": {"time": "date", "target": "sales", "series": "store"},
         "window": {"lookback": 12, "horizon": 3, "season": 12},
     }
-    with pytest.raises(DataError, match=r"gaps.csv: column 'sales' has 3 null value\(s\); drop or fill them \(or set data.missing"):
+    with pytest.raises(
+        DataError, match=r"gaps.csv: column 'sales' has 3 null value\(s\); drop or fill them \(or set data.missing"
+    ):
         load_splits(config.validate({**tiny_raw, "task": "forecast", "data": data}))
     filled = load_splits(config.validate({**tiny_raw, "task": "forecast", "data": {**data, "missing": "ffill"}}))
     assert np.isfinite(filled.info.input_mean[0]) and filled.info.num_rows["train"] > 100
@@ -92,10 +106,10 @@ def test_relative_windows_on_a_trend_beyond_the_training_range(ray_session, tiny
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-trend"},
     }
     trained = train_and_serve(raw, name="f-trend")
-    assert abs(trained.summary.metrics["baseline_test_mae"] - 1.5) < 1e-3    # the last value: off by 1 and 2
+    assert abs(trained.summary.metrics["baseline_test_mae"] - 1.5) < 1e-3  # the last value: off by 1 and 2
     assert trained.summary.metrics["test_mae"] < 1.0
     model = trained.served
-    x = np.arange(280, 288, dtype=np.float32).reshape(1, 8, 1) + 5.0                      # levels 285..292, never seen
+    x = np.arange(280, 288, dtype=np.float32).reshape(1, 8, 1) + 5.0  # levels 285..292, never seen
     pred = np.asarray(model.predict(x))
     # 6 tiny epochs leave ~1 unit of error; an absolute-level model could not leave the training range (< 260) at all
     assert np.allclose(pred, [[293.0, 294.0]], atol=2.0), pred

@@ -25,15 +25,31 @@ def registered(ray_session, tiny_raw):
 
 def _cli(*args, cwd):
     env = {**os.environ, "RAY_ADDRESS": ""}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
 
 
 def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_client):
     cfg, summary = registered
     uri = cfg.tracking.uri
-    out = _cli("evaluate", "-m", "models:/tiny-adding/1", "-d", "adding", "--set", f"data.cache_dir={cfg.data.cache_dir}",
-               "--set", "data.options={seq_len: 8, num_sequences: 300}", "--tracking-uri", uri, "--log",
-               "--summary-json", str(tmp_path / "e.json"), cwd=tmp_path)
+    out = _cli(
+        "evaluate",
+        "-m",
+        "models:/tiny-adding/1",
+        "-d",
+        "adding",
+        "--set",
+        f"data.cache_dir={cfg.data.cache_dir}",
+        "--set",
+        "data.options={seq_len: 8, num_sequences: 300}",
+        "--tracking-uri",
+        uri,
+        "--log",
+        "--summary-json",
+        str(tmp_path / "e.json"),
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "e.json").read_text())
     assert set(result["metrics"]) == {"test_mse", "baseline_test_mse"}
@@ -46,8 +62,18 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_cl
     x = np.stack([rng.uniform(size=(50, 8)), np.zeros((50, 8))], axis=2)
     x[:, 0, 1] = x[:, 3, 1] = 1.0
     pq.write_table(pa.table({"x": x.tolist()}), tmp_path / "new.parquet")
-    out = _cli("predict", "-m", f"runs:/{summary.run_id}/model", "-d", str(tmp_path / "new.parquet"), "-o", str(tmp_path / "pred"),
-               "--tracking-uri", uri, cwd=tmp_path)
+    out = _cli(
+        "predict",
+        "-m",
+        f"runs:/{summary.run_id}/model",
+        "-d",
+        str(tmp_path / "new.parquet"),
+        "-o",
+        str(tmp_path / "pred"),
+        "--tracking-uri",
+        uri,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     pred = pd.read_parquet(tmp_path / "pred")
     assert list(pred.columns) == ["prediction"] and len(pred) == 50
@@ -64,20 +90,52 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_cl
 
 def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path):
     cfg, _ = registered
-    out = _cli("evaluate", "-m", "models:/no-such-model/1", "-d", "adding", "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
-    assert out.returncode == 2 and "cannot load model models:/no-such-model/1" in out.stderr and "Traceback" not in out.stderr
+    out = _cli(
+        "evaluate", "-m", "models:/no-such-model/1", "-d", "adding", "--tracking-uri", cfg.tracking.uri, cwd=tmp_path
+    )
+    assert (
+        out.returncode == 2
+        and "cannot load model models:/no-such-model/1" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     pq.write_table(pa.table({"x": [[[0.5, 1.0]] * 8]}), tmp_path / "nolabel.parquet")
-    out = _cli("evaluate", "-m", "models:/tiny-adding/1", "-d", str(tmp_path / "nolabel.parquet"), "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    out = _cli(
+        "evaluate",
+        "-m",
+        "models:/tiny-adding/1",
+        "-d",
+        str(tmp_path / "nolabel.parquet"),
+        "--tracking-uri",
+        cfg.tracking.uri,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "evaluate needs the target column 'y'" in out.stderr
 
 
 def test_explain_one_sequence_through_the_cli(registered, tmp_path):
     cfg, _ = registered
-    out = _cli("explain", "-m", "models:/tiny-adding/1", "-d", "adding", "--row", "3", "-o", str(tmp_path / "ex"),
-               "--set", f"data.cache_dir={cfg.data.cache_dir}", "--set", "data.options={seq_len: 8, num_sequences: 300}",
-               "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    out = _cli(
+        "explain",
+        "-m",
+        "models:/tiny-adding/1",
+        "-d",
+        "adding",
+        "--row",
+        "3",
+        "-o",
+        str(tmp_path / "ex"),
+        "--set",
+        f"data.cache_dir={cfg.data.cache_dir}",
+        "--set",
+        "data.options={seq_len: 8, num_sequences: 300}",
+        "--tracking-uri",
+        cfg.tracking.uri,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
-    assert "input gate opened most at steps" in out.stdout and "forget gate" in out.stdout and "dloss/dh_t" in out.stdout
+    assert (
+        "input gate opened most at steps" in out.stdout and "forget gate" in out.stdout and "dloss/dh_t" in out.stdout
+    )
     files = {p.name: p.stat().st_size for p in (tmp_path / "ex").iterdir()}
     for kind in ("gate_heatmaps", "gate_bands", "state_norms", "gradient_flow"):
         assert files[f"row_3_{kind}.png"] > 5000
@@ -85,7 +143,22 @@ def test_explain_one_sequence_through_the_cli(registered, tmp_path):
     assert set(table.column("t").to_pylist()) == set(range(8)) and "grad_norm" in table.column("quantity").to_pylist()
     assert (tmp_path / "ex" / "reading.md").read_text().count("\n- ") >= 3
 
-    bad = _cli("explain", "-m", "models:/tiny-adding/1", "-d", "adding", "--row", "100000", "-o", str(tmp_path / "ex2"),
-               "--set", f"data.cache_dir={cfg.data.cache_dir}", "--set", "data.options={seq_len: 8, num_sequences: 300}",
-               "--tracking-uri", cfg.tracking.uri, cwd=tmp_path)
+    bad = _cli(
+        "explain",
+        "-m",
+        "models:/tiny-adding/1",
+        "-d",
+        "adding",
+        "--row",
+        "100000",
+        "-o",
+        str(tmp_path / "ex2"),
+        "--set",
+        f"data.cache_dir={cfg.data.cache_dir}",
+        "--set",
+        "data.options={seq_len: 8, num_sequences: 300}",
+        "--tracking-uri",
+        cfg.tracking.uri,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and "pick --row 0..299" in bad.stderr and "Traceback" not in bad.stderr

@@ -4,8 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import config
-from pipeline.errors import DataError
 from pipeline.data.ingest import load_splits, resolve_source
+from pipeline.errors import DataError
 
 
 def test_splits_cover_the_data_disjointly(splits):
@@ -24,7 +24,10 @@ def test_user_parquet_is_read_like_builtin(ray_session, splits, tmp_path, tiny_r
     # A user's own file with their own column names.
     table = pq.read_table(resolve_source(config.validate(tiny_raw).data)).rename_columns(["seq", "target"])
     pq.write_table(table, tmp_path / "mine.parquet")
-    raw = {**tiny_raw, "data": {"source": str(tmp_path / "mine.parquet"), "columns": {"sequence": "seq", "target": "target"}}}
+    raw = {
+        **tiny_raw,
+        "data": {"source": str(tmp_path / "mine.parquet"), "columns": {"sequence": "seq", "target": "target"}},
+    }
     mine = load_splits(config.validate(raw))
     assert mine.info.num_rows == splits.info.num_rows and mine.info.input_size == 2
 

@@ -5,10 +5,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline import config
+from pipeline.data.ingest import load_splits
 from pipeline.serve.evaluate import evaluate
 from pipeline.serve.inputs import DataChoice
 from pipeline.serve.predict import predict
-from pipeline.data.ingest import load_splits
 from pipeline.train.driver import run_training
 
 
@@ -17,9 +17,12 @@ def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflo
         **tiny_raw,
         "task": "anomaly",
         "data": {
-            "source": "sensor_anomalies", "options": {"num_series": 2, "length": 1200, "anomalies_per_1000": 4},
+            "source": "sensor_anomalies",
+            "options": {"num_series": 2, "length": 1200, "anomalies_per_1000": 4},
             "columns": {"series": "series", "time": "time", "target": "value", "label": "label"},
-            "window": {"lookback": 24, "horizon": 12}, "val_fraction": 0.2, "test_fraction": 0.2,
+            "window": {"lookback": 24, "horizon": 12},
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
             "cache_dir": tiny_raw["data"]["cache_dir"],
         },
         "model": {"hidden_size": 16},
@@ -28,27 +31,35 @@ def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflo
     }
     cfg = config.validate(raw)
     splits = load_splits(cfg)
-    assert splits.info.num_rows["test"] == 2 * (240 - 12 + 1)   # windows with all 12 targets in the test period
+    assert splits.info.num_rows["test"] == 2 * (240 - 12 + 1)  # windows with all 12 targets in the test period
     summary = run_training(cfg, name="a-sensors", splits=splits)
     m = summary.metrics
     for name in ("auroc", "precision", "recall", "f1"):
         assert f"test_{name}" in m and f"baseline_test_{name}" in m
-    assert m["test_auroc"] > m["baseline_test_auroc"]          # forecast error beats the raw z-score
+    assert m["test_auroc"] > m["baseline_test_auroc"]  # forecast error beats the raw z-score
     artifacts = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id)}
     assert artifacts["test_anomaly.parquet"] > 0
     assert "plots/anomaly_flags.png" in [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")]
-    flags = pq.read_table(mlflow_client.download_artifacts(summary.run_id, "test_anomaly.parquet", str(tmp_path))).to_pandas()
-    assert {"series", "time", "value", "forecast", "forecasts", "score", "flag", "label"} <= set(flags.columns) and flags["flag"].any()
-    assert len(flags) == 2 * 240 and flags["forecasts"].max() == 12      # every test step, scored by up to 12 forecasts
+    flags = pq.read_table(
+        mlflow_client.download_artifacts(summary.run_id, "test_anomaly.parquet", str(tmp_path))
+    ).to_pandas()
+    assert {"series", "time", "value", "forecast", "forecasts", "score", "flag", "label"} <= set(
+        flags.columns
+    ) and flags["flag"].any()
+    assert len(flags) == 2 * 240 and flags["forecasts"].max() == 12  # every test step, scored by up to 12 forecasts
 
     # predict on the user's own long CSV without labels: flags with the threshold chosen at training
     data = pd.read_parquet(cfg.data.cache_dir + "/sensor_anomalies")
     data[data["series"] == "sensor_0"].drop(columns="label").to_csv(tmp_path / "new.csv", index=False)
-    rows = predict("models:/tiny-anomaly/1", DataChoice(source=str(tmp_path / "new.csv")), out=tmp_path / "flags",
-                   tracking_uri=cfg.tracking.uri)
+    rows = predict(
+        "models:/tiny-anomaly/1",
+        DataChoice(source=str(tmp_path / "new.csv")),
+        out=tmp_path / "flags",
+        tracking_uri=cfg.tracking.uri,
+    )
     out = pd.read_parquet(tmp_path / "flags")
     assert rows == len(out) == 1200 - 24 and "label" not in out.columns
-    assert out["time"].tolist() == list(range(24, 1200))       # in the rows' order
+    assert out["time"].tolist() == list(range(24, 1200))  # in the rows' order
     assert np.allclose(out["value"], data[data["series"] == "sensor_0"]["value"].to_numpy()[24:], atol=1e-4)
     ev = evaluate("models:/tiny-anomaly/1", DataChoice(source=str(tmp_path / "new.csv")), tracking_uri=cfg.tracking.uri)
     assert set(ev.metrics) == {"test_flagged_fraction", "baseline_test_flagged_fraction"}

@@ -19,8 +19,12 @@ def test_character_model_trains_samples_and_evaluates(ray_session, tiny_raw, tmp
     raw = {
         **tiny_raw,
         "task": "generate",
-        "data": {"source": "lady_susan", "options": {"chunk_chars": 100}, "columns": {"sequence": "text"},
-                 "cache_dir": tiny_raw["data"]["cache_dir"]},
+        "data": {
+            "source": "lady_susan",
+            "options": {"chunk_chars": 100},
+            "columns": {"sequence": "text"},
+            "cache_dir": tiny_raw["data"]["cache_dir"],
+        },
         "model": {"hidden_size": 32},
         "train": {**tiny_raw["train"], "epochs": 2, "batch_size": 16, "lr": 0.01},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-chars"},
@@ -33,20 +37,36 @@ def test_character_model_trains_samples_and_evaluates(ray_session, tiny_raw, tmp
 
     summary = run_training(cfg, name="g-chars", splits=splits)
     m = summary.metrics
-    assert {"val_nll", "val_accuracy", "test_nll", "test_perplexity", "baseline_test_nll", "baseline_test_perplexity"} <= set(m)
-    assert m["test_nll"] < m["baseline_test_nll"]            # beats character frequencies after 2 epochs
+    assert {
+        "val_nll",
+        "val_accuracy",
+        "test_nll",
+        "test_perplexity",
+        "baseline_test_nll",
+        "baseline_test_perplexity",
+    } <= set(m)
+    assert m["test_nll"] < m["baseline_test_nll"]  # beats character frequencies after 2 epochs
     assert np.isclose(m["test_perplexity"], np.exp(m["test_nll"]))
     assert "checkpoint/meta.json" in [a.path for a in mlflow_client.list_artifacts(summary.run_id, "checkpoint")]
 
-    out = run_generate("models:/tiny-chars/1", GenerateOptions(length=50, prime="My dear", temperature=0.8),
-                       out=tmp_path / "s.txt", tracking_uri=cfg.tracking.uri)
+    out = run_generate(
+        "models:/tiny-chars/1",
+        GenerateOptions(length=50, prime="My dear", temperature=0.8),
+        out=tmp_path / "s.txt",
+        tracking_uri=cfg.tracking.uri,
+    )
     text = out.read_text()
     assert text.startswith("My dear") and len(text) == len("My dear") + 50 and set(text) <= set(info.task_info.vocab)
 
     # the same text scored by URI: per-step NLL over all rows, near the test split's
-    ev = evaluate(f"runs:/{summary.run_id}/model", DataChoice(source="lady_susan", overrides=(f"data.cache_dir={tiny_raw['data']['cache_dir']}",)),
-                  tracking_uri=cfg.tracking.uri)
-    assert abs(ev.metrics["test_nll"] - m["test_nll"]) < 0.3 and ev.metrics["baseline_test_nll"] > ev.metrics["test_nll"]
+    ev = evaluate(
+        f"runs:/{summary.run_id}/model",
+        DataChoice(source="lady_susan", overrides=(f"data.cache_dir={tiny_raw['data']['cache_dir']}",)),
+        tracking_uri=cfg.tracking.uri,
+    )
+    assert (
+        abs(ev.metrics["test_nll"] - m["test_nll"]) < 0.3 and ev.metrics["baseline_test_nll"] > ev.metrics["test_nll"]
+    )
 
 
 def test_piano_roll_model_writes_midi(ray_session, tiny_raw, tmp_path):
@@ -63,8 +83,23 @@ def test_piano_roll_model_writes_midi(ray_session, tiny_raw, tmp_path):
     assert m["baseline_test_nll"] > 5 and np.isfinite(m["test_nll"]) and "test_perplexity" not in m
 
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "generate", "--model", summary.checkpoint, "-n", "16", "--top-k", "4",
-         "--out", str(tmp_path / "c.mid")], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "generate",
+            "--model",
+            summary.checkpoint,
+            "-n",
+            "16",
+            "--top-k",
+            "4",
+            "--out",
+            str(tmp_path / "c.mid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     from music21 import converter
@@ -75,7 +110,11 @@ def test_piano_roll_model_writes_midi(ray_session, tiny_raw, tmp_path):
 def test_int_tokens_and_short_sequences(ray_session, tiny_raw, tmp_path):
     rows = [[1, 5, 9, 5, 1, 5, 9, 5][: 2 + i % 6] for i in range(60)] + [[7]]
     pq.write_table(pa.table({"notes": rows}), tmp_path / "t.parquet")
-    raw = {**tiny_raw, "task": "generate", "data": {"source": str(tmp_path / "t.parquet"), "columns": {"sequence": "notes"}}}
+    raw = {
+        **tiny_raw,
+        "task": "generate",
+        "data": {"source": str(tmp_path / "t.parquet"), "columns": {"sequence": "notes"}},
+    }
     import pytest
 
     from pipeline.errors import DataError

@@ -29,7 +29,7 @@ def _check_telemetry(client, run_id, tmp_path):
     plots = {a.path.rsplit("/", 1)[1]: a.file_size for a in client.list_artifacts(run_id, "plots/telemetry")}
     for epoch in ("0000", "0001"):
         for kind in ("gate_heatmaps", "gate_bands", "state_norms", "gradient_flow"):
-            assert plots[f"epoch_{epoch}_{kind}.png"] > 5000               # non-empty PNGs
+            assert plots[f"epoch_{epoch}_{kind}.png"] > 5000  # non-empty PNGs
     steps = [m.step for m in client.get_metric_history(run_id, "telemetry_s")]
     assert sorted(steps) == [0, 1]
 
@@ -37,9 +37,14 @@ def _check_telemetry(client, run_id, tmp_path):
 def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tmp_path):
     # bf16 autocast: the GPU's mixed-precision path (train.precision), run on CPU through real workers
     # where the CPU has bf16 kernels; elsewhere `auto`, which picks fp32 there
-    cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": PRECISION},
-                           "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"},
-                           "telemetry": {"enabled": True, "probe_size": 8}})
+    cfg = config.validate(
+        {
+            **tiny_raw,
+            "train": {**tiny_raw["train"], "precision": PRECISION},
+            "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"},
+            "telemetry": {"enabled": True, "probe_size": 8},
+        }
+    )
     summary = run_training(cfg, name="t-basic", splits=splits)
 
     assert summary.status == "FINISHED"
@@ -56,7 +61,10 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     assert summary.metrics["baseline_test_mse"] > 0.05
     artifacts = [a.path for a in mlflow_client.list_artifacts(summary.run_id)]
     assert "config.yaml" in artifacts
-    assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == ["plots/learning_curves.png", "plots/telemetry"]
+    assert [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")] == [
+        "plots/learning_curves.png",
+        "plots/telemetry",
+    ]
     _check_telemetry(mlflow_client, summary.run_id, tmp_path)
 
     model = load_served(cfg.tracking.uri, "models:/tiny-train/1")
@@ -70,7 +78,7 @@ def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
     from pathlib import Path
 
     first = run_training(tiny_cfg, name="t-resume", splits=splits)
-    partial = Path(tiny_cfg.train.storage_path) / "t-resume" / "epoch_0007"     # a writer killed mid-save
+    partial = Path(tiny_cfg.train.storage_path) / "t-resume" / "epoch_0007"  # a writer killed mid-save
     partial.mkdir()
     (partial / "model.pt").write_bytes(b"\x80\x02half a checkpoint")
     longer = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "epochs": 3}})
@@ -86,7 +94,7 @@ def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
 def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):
     from pipeline.train import run_state as runs
 
-    storage = runs.resolve_storage(tiny_cfg.train.storage_path)                 # a run named t-taken exists
+    storage = runs.resolve_storage(tiny_cfg.train.storage_path)  # a run named t-taken exists
     runs.write_state(storage, "t-taken", runs.RunState(run_id="0" * 32, config_hash=tiny_cfg.hash(), kind="train"))
     with pytest.raises(RunStateError, match="--name t-taken --resume"):
         run_training(tiny_cfg, name="t-taken", splits=splits)
@@ -96,7 +104,9 @@ def test_cli_train_writes_summary_json(tiny_raw, workdir, ray_session, tmp_path)
     conf = tmp_path / "tiny.yaml"
     conf.write_text(json.dumps(tiny_raw))  # JSON is YAML
     out = tmp_path / "summary.json"
-    result = CliRunner().invoke(app, ["train", "-c", str(conf), "--set", "train.epochs=1", "--name", "t-cli", "--summary-json", str(out)])
+    result = CliRunner().invoke(
+        app, ["train", "-c", str(conf), "--set", "train.epochs=1", "--name", "t-cli", "--summary-json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
     assert summary["status"] == "FINISHED" and summary["experiment"] == "it"
@@ -115,8 +125,11 @@ def test_greff_variant_bidirectional_on_two_workers(ray_session, tiny_raw, tmp_p
     """A custom cell (CIFG), stacked and bidirectional, through DDP on 2 workers, served from pt2."""
     import numpy as np
 
-    raw = {**tiny_raw, "model": {"cell": "cifg", "hidden_size": 8, "num_layers": 2, "bidirectional": True},
-           "tracking": {**tiny_raw["tracking"], "register_as": "tiny-cifg"}}
+    raw = {
+        **tiny_raw,
+        "model": {"cell": "cifg", "hidden_size": 8, "num_layers": 2, "bidirectional": True},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-cifg"},
+    }
     trained = train_and_serve(raw, name="t-cifg")
     assert np.isfinite(trained.summary.metrics["test_mse"]) and trained.summary.metrics["best_epoch"] in (0, 1)
     assert np.asarray(trained.served.predict(trained.served.input_example)).shape == (4, 1)
@@ -126,7 +139,9 @@ def test_greff_variant_bidirectional_on_two_workers(ray_session, tiny_raw, tmp_p
 def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_by_the_worker(tiny_raw, splits, mlflow_client):
     """The check runs where the model runs (a worker), before its first step: one sentence, exit 2, run FAILED."""
     cfg = config.validate({**tiny_raw, "train": {**tiny_raw["train"], "precision": "bf16", "workers": 1}})
-    with pytest.raises(ConfigError, match=r"train.precision=bf16 needs bf16 kernels .* use train.precision: fp32 or auto"):
+    with pytest.raises(
+        ConfigError, match=r"train.precision=bf16 needs bf16 kernels .* use train.precision: fp32 or auto"
+    ):
         run_training(cfg, name="t-bf16", splits=splits)
     exp = mlflow_client.get_experiment_by_name("it")
     run = mlflow_client.search_runs([exp.experiment_id], "attributes.run_name = 't-bf16'")[0]
@@ -137,7 +152,7 @@ def test_the_data_order_is_seeded_and_a_resume_continues_it(tiny_raw, splits, ml
     """Training on CPU is bitwise deterministic for a seed, so the losses fingerprint the order the
     sequences were seen in (a new order every epoch: tests/unit/test_shuffle.py). A run resumed after
     epoch 1 must see epochs 2 and 3 in the same order as a run that was never interrupted."""
-    raw = {**tiny_raw, "train": {**tiny_raw["train"], "epochs": 4, "shard_cache_mb": 0}}   # the streamed path
+    raw = {**tiny_raw, "train": {**tiny_raw["train"], "epochs": 4, "shard_cache_mb": 0}}  # the streamed path
     whole = run_training(config.validate(raw), name="t-order-whole", splits=splits)
     short = {**raw, "train": {**raw["train"], "epochs": 2}}
     first = run_training(config.validate(short), name="t-order-resumed", splits=splits)

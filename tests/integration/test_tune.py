@@ -1,7 +1,7 @@
 """`tune`: a sweep of TorchTrainer trials, one MLflow parent run with nested child runs, champion alias."""
 
-from helpers import load_served
 import numpy as np
+from helpers import load_served
 
 from pipeline import config
 from pipeline.tune.sweep import run_sweep
@@ -25,7 +25,7 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
     assert set(summary.best_config) == {"model.hidden_size", "model.cell"}
     parent = mlflow_client.get_run(summary.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["lstmpipe.kind"] == "sweep"
-    assert len(summary.child_run_ids) == 4                                  # the grid: 2 cells x 2 sizes
+    assert len(summary.child_run_ids) == 4  # the grid: 2 cells x 2 sizes
     for child_id in summary.child_run_ids:
         child = mlflow_client.get_run(child_id)
         assert child.data.tags["mlflow.parentRunId"] == summary.run_id
@@ -39,8 +39,12 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
     assert {"plots/learning_curves.png", "plots/metric_by_cell.png", "plots/importance.png"} == set(plots)
     assert min(plots.values()) > 1000
     reports = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "report")}
-    assert {"report/trials.csv", "report/trials.md", "report/importance.json"} == set(reports) and min(reports.values()) > 20
-    table = mlflow_client.download_artifacts(summary.run_id, "report/trials.csv", str(tiny_raw["train"]["storage_path"]))
+    assert {"report/trials.csv", "report/trials.md", "report/importance.json"} == set(reports) and min(
+        reports.values()
+    ) > 20
+    table = mlflow_client.download_artifacts(
+        summary.run_id, "report/trials.csv", str(tiny_raw["train"]["storage_path"])
+    )
     import pandas as pd
 
     trials = pd.read_csv(table)
@@ -59,25 +63,41 @@ def test_optuna_search_over_data_variants_tests_every_trial(tiny_raw, mlflow_cli
     child run carries its test metrics, and the report pivots them by cell and data variant."""
     raw = {
         **tiny_raw,
-        "tune": {"num_samples": 2, "search": "optuna", "seed": 0, "scheduler": "fifo", "trial_workers": 1, "solved_below": 0.05,
-                 "space": {"train.lr": {"loguniform": [0.001, 0.05]}, "model.cell": {"choice": ["lstm"]},
-                           "data.options.seq_len": {"choice": [6, 10]}}},
+        "tune": {
+            "num_samples": 2,
+            "search": "optuna",
+            "seed": 0,
+            "scheduler": "fifo",
+            "trial_workers": 1,
+            "solved_below": 0.05,
+            "space": {
+                "train.lr": {"loguniform": [0.001, 0.05]},
+                "model.cell": {"choice": ["lstm"]},
+                "data.options.seq_len": {"choice": [6, 10]},
+            },
+        },
         "telemetry": {"enabled": True, "epochs": [1], "probe_size": 4},
     }
     summary = run_sweep(config.validate(raw), name="s-optuna")
     assert summary.status == "FINISHED" and len(summary.child_run_ids) == 2
     assert 0.001 <= summary.best_config["train.lr"] <= 0.05
     trials = [mlflow_client.get_run(c) for c in summary.child_run_ids]
-    assert len({t.data.params["train.lr"] for t in trials}) == 2                 # TPE proposed two values
-    for t in trials:                                                             # each trained on its own variant
-        assert t.data.params["data.options.seq_len"] in {"6", "10"} and {"test_mse", "baseline_test_mse"} <= set(t.data.metrics)
-    pivot = mlflow_client.download_artifacts(summary.run_id, "report/cells_by_data.md", str(tiny_raw["train"]["storage_path"]))
+    assert len({t.data.params["train.lr"] for t in trials}) == 2  # TPE proposed two values
+    for t in trials:  # each trained on its own variant
+        assert t.data.params["data.options.seq_len"] in {"6", "10"} and {"test_mse", "baseline_test_mse"} <= set(
+            t.data.metrics
+        )
+    pivot = mlflow_client.download_artifacts(
+        summary.run_id, "report/cells_by_data.md", str(tiny_raw["train"]["storage_path"])
+    )
     text = open(pivot).read()
     assert text.startswith("| model.cell |") and "| lstm |" in text and "| (baseline) |" in text
     assert "plots/cells_by_data.png" in {a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
     # telemetry: each trial recorded its epoch 1; the parent compares the cells' gradient flow
     for t in trials:
-        assert [a.path for a in mlflow_client.list_artifacts(t.info.run_id, "telemetry")] == ["telemetry/epoch_0001.parquet"]
+        assert [a.path for a in mlflow_client.list_artifacts(t.info.run_id, "telemetry")] == [
+            "telemetry/epoch_0001.parquet"
+        ]
     plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
     assert plots["plots/telemetry_by_cell.png"] > 5000
 
@@ -95,19 +115,31 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
     raw = {
         **tiny_raw,
         "train": {**tiny_raw["train"], "epochs": 2, "storage_path": str(tmp_path / "runs")},
-        "tune": {"num_samples": 1, "search": "grid", "scheduler": "fifo", "trial_workers": 1, "max_concurrent": 1,
-                 "space": {"model.hidden_size": {"choice": [4, 6]}}},
+        "tune": {
+            "num_samples": 1,
+            "search": "grid",
+            "scheduler": "fifo",
+            "trial_workers": 1,
+            "max_concurrent": 1,
+            "space": {"model.hidden_size": {"choice": [4, 6]}},
+        },
         "tracking": {**tiny_raw["tracking"], "experiment": "it-resume"},
     }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, "-m", "pipeline.cli", "tune", "-c", str(tmp_path / "sweep.yaml"), "--name", "s-resume"]
     env = {**os.environ, "RAY_ADDRESS": ""}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     exp = None
     deadline = time.time() + 240
-    while time.time() < deadline:                                # wait for the first finished trial
+    while time.time() < deadline:  # wait for the first finished trial
         exp = exp or mlflow_client.get_experiment_by_name("it-resume")
-        finished = exp and [r for r in mlflow_client.search_runs([exp.experiment_id], "tags.`lstmpipe.kind` = 'trial'") if r.info.status == "FINISHED"]
+        finished = exp and [
+            r
+            for r in mlflow_client.search_runs([exp.experiment_id], "tags.`lstmpipe.kind` = 'trial'")
+            if r.info.status == "FINISHED"
+        ]
         if finished:
             break
         time.sleep(1)
@@ -121,8 +153,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
     summary = run_sweep(config.validate(raw), name="s-resume", resume=True)
     assert summary.status == "FINISHED"
     trials = mlflow_client.search_runs([exp.experiment_id], "tags.`lstmpipe.kind` = 'trial'")
-    assert len(trials) == 2 and len({t.data.tags["lstmpipe.trial_id"] for t in trials}) == 2   # no duplicate child runs
+    assert len(trials) == 2 and len({t.data.tags["lstmpipe.trial_id"] for t in trials}) == 2  # no duplicate child runs
     kept = next(t for t in trials if t.data.tags["lstmpipe.trial_id"] == done_trial)
-    assert "lstmpipe.resumed" not in kept.data.tags                                    # the finished trial did not run again
+    assert "lstmpipe.resumed" not in kept.data.tags  # the finished trial did not run again
     assert sorted(m.step for m in mlflow_client.get_metric_history(kept.info.run_id, "val_loss")) == [0, 1]
     assert mlflow_client.get_run(summary.run_id).data.tags["lstmpipe.resumed"] == "true"

@@ -17,11 +17,15 @@ CASES = yaml.safe_load((BAD / "cases.yaml").read_text())
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     conf = root / "base.yaml"
-    conf.write_text(yaml.safe_dump({
-        "model": {"hidden_size": 4},
-        "train": {"epochs": 1, "workers": 1, "storage_path": str(root / "runs")},
-        "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "experiment": "bad-input"},
-    }))
+    conf.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"hidden_size": 4},
+                "train": {"epochs": 1, "workers": 1, "storage_path": str(root / "runs")},
+                "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "experiment": "bad-input"},
+            }
+        )
+    )
     return conf
 
 

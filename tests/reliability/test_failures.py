@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
 from mlflow.tracking import MlflowClient
 
 from pipeline import config
-from pipeline.errors import TrainingFailed
+from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.train.driver import run_training
+
+pytestmark = pytest.mark.slow
 
 EPOCHS = 5
 
@@ -76,24 +76,24 @@ def test_killed_worker_restarts_from_the_last_checkpoint_into_the_same_run(ray_s
     cfg = config.validate({**raw, "train": {**raw["train"], "max_failures": 1}})
     uri = cfg.tracking.uri
     job = Background(cfg, "w-kill")
-    run_id = wait_for_epochs(uri, "w-kill", 2)        # checkpoints 0 and 1 reported
+    run_id = wait_for_epochs(uri, "w-kill", 2)  # checkpoints 0 and 1 reported
     kill_one_worker()
     job.join()
 
     assert job.error is None, job.error
-    assert job.result.run_id == run_id                 # the same MLflow run throughout
+    assert job.result.run_id == run_id  # the same MLflow run throughout
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "val_loss")]
-    assert sorted(steps) == list(range(EPOCHS))        # no duplicate, none missing
-    restored = int(run.data.tags["lstmpipe.restored_from_epoch"])   # resumed from a checkpoint, not from scratch
+    assert sorted(steps) == list(range(EPOCHS))  # no duplicate, none missing
+    restored = int(run.data.tags["lstmpipe.restored_from_epoch"])  # resumed from a checkpoint, not from scratch
     rerun = [int(e) for e in run.data.tags.get("lstmpipe.rerun_epochs", "").split(",") if e]
-    assert all(e > restored for e in rerun) and len(rerun) <= 1   # at most one checkpoint interval lost
+    assert all(e > restored for e in rerun) and len(rerun) <= 1  # at most one checkpoint interval lost
 
 
 def test_killed_worker_without_retries_fails_the_run_naming_the_worker(ray_session, raw):
-    cfg = config.validate(raw)                         # train.max_failures: 0 (the default)
+    cfg = config.validate(raw)  # train.max_failures: 0 (the default)
     job = Background(cfg, "w-fail")
     run_id = wait_for_epochs(cfg.tracking.uri, "w-fail", 1)
     pid = kill_one_worker()
@@ -112,9 +112,24 @@ def _start_mlflow(state, port):
 
     mlflow = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{state}/mlflow.db", "--serve-artifacts", "--artifacts-destination", str(state / "art")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(mlflow),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{state}/mlflow.db",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(state / "art"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     from pipeline.track import check_reachable
 
@@ -123,7 +138,7 @@ def _start_mlflow(state, port):
         try:
             check_reachable(f"http://127.0.0.1:{port}")
             return proc
-        except Exception:
+        except ConfigError:
             assert time.monotonic() < deadline and proc.poll() is None, "mlflow server did not start"
             time.sleep(0.5)
 
@@ -134,20 +149,20 @@ def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_pat
     port, state = free_port(), tmp_path / "server"
     state.mkdir()
     server = _start_mlflow(state, port)
-    uri = f"http://lstm:{PLANTED}@127.0.0.1:{port}"      # credentials in the URI: a secret to find nowhere
+    uri = f"http://lstm:{PLANTED}@127.0.0.1:{port}"  # credentials in the URI: a secret to find nowhere
     cfg = config.validate({**raw, "train": {**raw["train"], "epochs": 6}, "tracking": {**raw["tracking"], "uri": uri}})
     job = Background(cfg, "outage")
     try:
         run_id = wait_for_epochs(uri, "outage", 1)
-        os.killpg(server.pid, signal.SIGKILL)                       # the server goes away mid-run
+        os.killpg(server.pid, signal.SIGKILL)  # the server goes away mid-run
         server.wait()
         run_dir = tmp_path / "runs" / "outage"
         deadline = time.monotonic() + 120
-        while len(list(run_dir.glob("epoch_*"))) < 3 and job.thread.is_alive():   # training goes on
+        while len(list(run_dir.glob("epoch_*"))) < 3 and job.thread.is_alive():  # training goes on
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert job.thread.is_alive(), job.error                    # nothing failed while it was down
-        server = _start_mlflow(state, port)                         # and comes back
+        assert job.thread.is_alive(), job.error  # nothing failed while it was down
+        server = _start_mlflow(state, port)  # and comes back
         job.join()
         assert job.error is None, job.error
         client = MlflowClient(uri)
@@ -169,12 +184,18 @@ def assert_no_secret_logged(client, run_id, run_dir, secret):
     assert run.data.params["tracking.uri"].startswith("http://lstm:***@")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(client.download_artifacts(run_id, "", tmp))
-        texts += [f.read_text(errors="ignore") for f in local.rglob("*") if f.is_file() and f.suffix in {".json", ".yaml", ".md", ".txt", ".csv", ""}]
+        texts += [
+            f.read_text(errors="ignore")
+            for f in local.rglob("*")
+            if f.is_file() and f.suffix in {".json", ".yaml", ".md", ".txt", ".csv", ""}
+        ]
     texts += [f.read_text(errors="ignore") for f in Path(run_dir).rglob("*.json")]
     import ray
 
-    logs = Path(ray._private.worker._global_node.get_logs_dir_path())   # every Ray process's stdout/stderr
-    texts += [f.read_text(errors="ignore") for f in logs.glob("*") if f.is_file() and f.suffix in {".out", ".err", ".log"}]
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())  # every Ray process's stdout/stderr
+    texts += [
+        f.read_text(errors="ignore") for f in logs.glob("*") if f.is_file() and f.suffix in {".out", ".err", ".log"}
+    ]
     assert len(texts) > 20 and not [t[:200] for t in texts if secret in t]
 
 
@@ -188,7 +209,11 @@ def test_unreachable_tracking_server_fails_before_any_ray_work(tmp_path):
     (tmp_path / "c.yaml").write_text(f"tracking: {{uri: '{uri}'}}\ntrain: {{storage_path: {tmp_path}/runs}}\n")
     out = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "train", "-c", str(tmp_path / "c.yaml")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "RAY_ADDRESS": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "RAY_ADDRESS": ""},
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith(f"error: MLflow tracking server {uri} is unreachable")
@@ -203,10 +228,16 @@ def test_sigterm_marks_the_run_killed_and_exits_130(ray_session, raw, tmp_path):
 
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**raw, "train": {**raw["train"], "epochs": 30}}))
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "train", "-c", str(tmp_path / "c.yaml"), "--name", "term"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "train", "-c", str(tmp_path / "c.yaml"), "--name", "term"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_id = wait_for_epochs(raw["tracking"]["uri"], "term", 1, proc=proc)
-    proc.send_signal(signal.SIGTERM)                     # what `ray job stop`, `kill` and Kubernetes send
+    proc.send_signal(signal.SIGTERM)  # what `ray job stop`, `kill` and Kubernetes send
     assert proc.wait(timeout=60) == 130, proc.stderr.read()[-3000:]
     assert "marked KILLED" in proc.stderr.read()
     assert MlflowClient(raw["tracking"]["uri"]).get_run(run_id).info.status == "KILLED"

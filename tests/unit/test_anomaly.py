@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.tasks import DataInfo
-from pipeline.tasks import anomaly
+from pipeline.tasks import DataInfo, anomaly
 from pipeline.tasks.anomaly import AnomalyInfo, best_f1_threshold, calibrate, detection_metrics, flags_table
 
 
@@ -19,26 +18,37 @@ def test_best_f1_threshold_separates_when_it_can():
 def test_detection_metrics_by_hand():
     score = np.array([0.9, 0.8, 0.7, 0.1])
     labels = np.array([1, 0, 1, 0])
-    m = detection_metrics(score, labels, threshold=0.75)      # flags 0.9 (TP) and 0.8 (FP); misses 0.7
+    m = detection_metrics(score, labels, threshold=0.75)  # flags 0.9 (TP) and 0.8 (FP); misses 0.7
     assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
-    assert m["auroc"] == pytest.approx(0.75)                   # 3 of 4 (pos, neg) pairs ranked right
+    assert m["auroc"] == pytest.approx(0.75)  # 3 of 4 (pos, neg) pairs ranked right
 
 
 def _out(pred, y, label=None):
-    out = {"pred": np.asarray(pred, float)[:, None], "y": np.asarray(y, float)[:, None],
-           "series": np.array(["a"] * len(y)), "time": np.arange(len(y)), "pos": np.arange(len(y))}
+    out = {
+        "pred": np.asarray(pred, float)[:, None],
+        "y": np.asarray(y, float)[:, None],
+        "series": np.array(["a"] * len(y)),
+        "time": np.arange(len(y)),
+        "pos": np.arange(len(y)),
+    }
     if label is not None:
         out["label"] = np.asarray(label, float)[:, None]
     return out
 
 
 def test_calibrate_by_labels_or_by_quantile():
-    info = DataInfo(task="anomaly", input_size=1, output_size=1, target="float", max_len=4,
-                    task_info=AnomalyInfo(scaler={"mean": [10.0], "std": [2.0]}, flag_quantile=0.5))
+    info = DataInfo(
+        task="anomaly",
+        input_size=1,
+        output_size=1,
+        target="float",
+        max_len=4,
+        task_info=AnomalyInfo(scaler={"mean": [10.0], "std": [2.0]}, flag_quantile=0.5),
+    )
     val = _out(pred=[0, 0, 0, 0], y=[0.1, 3.0, 0.2, 0.1], label=[0, 1, 0, 0])
     assert 0.2 < calibrate(val, info).task_info.threshold < 3.0
     unlabelled = {k: v for k, v in val.items() if k != "label"}
-    assert calibrate(unlabelled, info).task_info.threshold == pytest.approx(0.15)      # the median score
+    assert calibrate(unlabelled, info).task_info.threshold == pytest.approx(0.15)  # the median score
     cal = calibrate(val, info)
     test = _out(pred=[0, 0, 0], y=[0.1, 5.0, -0.1], label=[0, 1, 0])
     m = anomaly.test_metrics(test, cal)
@@ -49,8 +59,13 @@ def test_calibrate_by_labels_or_by_quantile():
 
 def test_a_step_is_scored_by_every_forecast_covering_it():
     """Horizon 2: step 1 is forecast by window 0 (2 ahead) and window 1 (1 ahead); its score is the mean."""
-    out = {"pred": np.array([[0.0, 1.0], [3.0, 0.0]]), "y": np.array([[0.0, 2.0], [2.0, 0.5]]),
-           "series": np.array(["a", "a"]), "time": np.array([[10, 11], [11, 12]]), "pos": np.array([[0, 1], [1, 2]])}
+    out = {
+        "pred": np.array([[0.0, 1.0], [3.0, 0.0]]),
+        "y": np.array([[0.0, 2.0], [2.0, 0.5]]),
+        "series": np.array(["a", "a"]),
+        "time": np.array([[10, 11], [11, 12]]),
+        "pos": np.array([[0, 1], [1, 2]]),
+    }
     steps = anomaly.scored(out)
     assert steps["time"].tolist() == [10, 11, 12] and steps["forecasts"].tolist() == [1, 2, 1]
     assert steps["score"].tolist() == [0.0, 1.0, 0.5] and steps["baseline_score"].tolist() == [0.0, 2.0, 0.5]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.results import Result, Stat, render  # noqa: E402
+from benchmarks.results import Result, Stat, render
 
 
 def test_stat_is_median_min_max():

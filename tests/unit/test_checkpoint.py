@@ -5,10 +5,10 @@ import pickle
 import pytest
 import torch
 
-from pipeline.train import checkpoint
 from pipeline.config import ModelConfig
 from pipeline.errors import RunStateError
 from pipeline.model.sequence_model import build_model
+from pipeline.train import checkpoint
 
 
 def test_round_trip(tmp_path):

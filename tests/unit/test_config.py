@@ -74,7 +74,9 @@ def test_options_rejected_for_user_parquet():
 
 
 def test_set_values_are_typed_as_yaml():
-    cfg = config.load(None, ["model.hidden_size=128", "train.use_gpu=true", "train.grad_clip=null", "tracking.register_as=m"])
+    cfg = config.load(
+        None, ["model.hidden_size=128", "train.use_gpu=true", "train.grad_clip=null", "tracking.register_as=m"]
+    )
     assert cfg.model.hidden_size == 128 and cfg.train.use_gpu is True
     assert cfg.train.grad_clip is None and cfg.tracking.register_as == "m"
 
@@ -142,7 +144,10 @@ def test_task_specific_keys_are_refused_elsewhere():
 
 
 def test_missing_policy_is_for_forecast_only():
-    assert config.validate({"task": "forecast", "data": {"source": "sunspots", "missing": "ffill"}}).data.missing == "ffill"
+    assert (
+        config.validate({"task": "forecast", "data": {"source": "sunspots", "missing": "ffill"}}).data.missing
+        == "ffill"
+    )
     with pytest.raises(ConfigError, match="data.missing is only for task: forecast"):
         config.validate({"data": {"missing": "drop"}})
 
@@ -160,10 +165,18 @@ def test_generate_and_anomaly_configs():
 
 def test_data_keys_are_searched_as_choice_lists_only():
     """The sweep prepares each data variant before the trials: choices, never ranges, and real keys."""
-    ok = config.validate({"data": {"source": "adding"}, "tune": {"space": {"data.options.seq_len": {"choice": [50, 100]}}}})
+    ok = config.validate(
+        {"data": {"source": "adding"}, "tune": {"space": {"data.options.seq_len": {"choice": [50, 100]}}}}
+    )
     assert ok.tune.space["data.options.seq_len"].choice == [50, 100]
     with pytest.raises(ConfigError, match=r"tune.space\['data.window.lookback'\] must be a choice list"):
-        config.validate({"task": "forecast", "data": {"source": "sunspots"}, "tune": {"space": {"data.window.lookback": {"randint": [12, 24]}}}})
+        config.validate(
+            {
+                "task": "forecast",
+                "data": {"source": "sunspots"},
+                "tune": {"space": {"data.window.lookback": {"randint": [12, 24]}}},
+            }
+        )
     with pytest.raises(ConfigError, match="'data.val_fractoin' is not a config key; did you mean 'data.val_fraction'"):
         config.validate({"tune": {"space": {"data.val_fractoin": {"choice": [0.1]}}}})
     with pytest.raises(ConfigError, match="seq_lne"):
@@ -171,38 +184,96 @@ def test_data_keys_are_searched_as_choice_lists_only():
 
 
 def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
-    from pipeline.tune.space import objective
-
-    from pipeline.tune.space import search_space
+    from pipeline.tune.space import objective, search_space
 
     with pytest.raises(ConfigError, match="grid crosses the choice lists of tune.space and there are none"):
         config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
-    mixed = config.validate({"tune": {"search": "grid", "space": {"train.lr": {"loguniform": [0.001, 0.01]}, "model.cell": {"choice": ["lstm", "nfg"]}}}})
+    mixed = config.validate(
+        {
+            "tune": {
+                "search": "grid",
+                "space": {"train.lr": {"loguniform": [0.001, 0.01]}, "model.cell": {"choice": ["lstm", "nfg"]}},
+            }
+        }
+    )
     space = search_space(mixed.tune)
-    assert space["model.cell"] == {"grid_search": ["lstm", "nfg"]} and space["train.lr"].lower == 0.001   # crossed, sampled
-    assert objective(config.validate({"task": "classify", "data": {"source": "digits"}})) .__dict__ == {"metric": "val_accuracy", "mode": "max"}
-    assert objective(config.validate({"task": "generate", "data": {"source": "chorales"}})).__dict__ == {"metric": "val_nll", "mode": "min"}
-    assert objective(config.validate({"tune": {"metric": "val_loss"}})).__dict__ == {"metric": "val_loss", "mode": "min"}
-    with pytest.raises(ConfigError, match="tune.metric 'val_acuracy' is not reported by task classify; use one of train_loss, val_loss, val_accuracy"):
-        objective(config.validate({"task": "classify", "data": {"source": "digits"}, "tune": {"metric": "val_acuracy"}}))
+    assert (
+        space["model.cell"] == {"grid_search": ["lstm", "nfg"]} and space["train.lr"].lower == 0.001
+    )  # crossed, sampled
+    assert objective(config.validate({"task": "classify", "data": {"source": "digits"}})).__dict__ == {
+        "metric": "val_accuracy",
+        "mode": "max",
+    }
+    assert objective(config.validate({"task": "generate", "data": {"source": "chorales"}})).__dict__ == {
+        "metric": "val_nll",
+        "mode": "min",
+    }
+    assert objective(config.validate({"tune": {"metric": "val_loss"}})).__dict__ == {
+        "metric": "val_loss",
+        "mode": "min",
+    }
+    with pytest.raises(
+        ConfigError,
+        match=(
+            "tune.metric 'val_acuracy' is not reported by task classify; use one of train_loss, val_loss, val_accuracy"
+        ),
+    ):
+        objective(
+            config.validate({"task": "classify", "data": {"source": "digits"}, "tune": {"metric": "val_acuracy"}})
+        )
 
 
-@pytest.mark.parametrize(("raw", "named"), [
-    ({"task": "forecast", "data": {"source": "sunspots", "input_scaling": "none"}}, "data.input_scaling does not apply to forecast"),
-    ({"task": "anomaly", "data": {"source": "sensor_anomalies", "input_scaling": "none"}}, "data.input_scaling does not apply to anomaly"),
-    ({"task": "generate", "data": {"source": "chorales", "input_scaling": "none"}}, "data.input_scaling does not apply to task: generate"),
-    ({"model": {"dropout": 0.2}}, "model.dropout 0.2 applies between stacked layers and model.num_layers is 1"),
-    ({"tune": {"scheduler": "fifo", "grace_period": 3}}, "tune.grace_period and tune.reduction_factor are ASHA's"),
-    ({"tune": {"scheduler": "fifo", "reduction_factor": 3}}, "tune.grace_period and tune.reduction_factor are ASHA's"),
-    ({"data": {"columns": {"series": "store"}}}, "data.columns.series is for task: forecast or anomaly"),
-    ({"data": {"columns": {"features": ["promo"], "time": "day"}}}, "data.columns.features, data.columns.time are for task"),
-    ({"task": "forecast", "data": {"source": "sunspots", "columns": {"sequence": "seq"}}}, "data.columns.sequence is for row-per-sequence"),
-    ({"task": "generate", "data": {"source": "chorales", "columns": {"target": "next"}}}, "data.columns.target is not read by task: generate"),
-    ({"task": "anomaly", "data": {"source": "sensor_anomalies", "window": {"season": 24}}}, "data.window.season is for task: forecast"),
-    ({"task": "anomaly", "data": {"source": "sensor_anomalies", "anomaly_quantile": 0.9, "columns": {"label": "label"}}},
-     "data.anomaly_quantile is not read when data.columns.label is set"),
-    ({"telemetry": {"probe_size": 8}}, "telemetry.epochs and telemetry.probe_size are read only with telemetry.enabled"),
-])
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        (
+            {"task": "forecast", "data": {"source": "sunspots", "input_scaling": "none"}},
+            "data.input_scaling does not apply to forecast",
+        ),
+        (
+            {"task": "anomaly", "data": {"source": "sensor_anomalies", "input_scaling": "none"}},
+            "data.input_scaling does not apply to anomaly",
+        ),
+        (
+            {"task": "generate", "data": {"source": "chorales", "input_scaling": "none"}},
+            "data.input_scaling does not apply to task: generate",
+        ),
+        ({"model": {"dropout": 0.2}}, "model.dropout 0.2 applies between stacked layers and model.num_layers is 1"),
+        ({"tune": {"scheduler": "fifo", "grace_period": 3}}, "tune.grace_period and tune.reduction_factor are ASHA's"),
+        (
+            {"tune": {"scheduler": "fifo", "reduction_factor": 3}},
+            "tune.grace_period and tune.reduction_factor are ASHA's",
+        ),
+        ({"data": {"columns": {"series": "store"}}}, "data.columns.series is for task: forecast or anomaly"),
+        (
+            {"data": {"columns": {"features": ["promo"], "time": "day"}}},
+            "data.columns.features, data.columns.time are for task",
+        ),
+        (
+            {"task": "forecast", "data": {"source": "sunspots", "columns": {"sequence": "seq"}}},
+            "data.columns.sequence is for row-per-sequence",
+        ),
+        (
+            {"task": "generate", "data": {"source": "chorales", "columns": {"target": "next"}}},
+            "data.columns.target is not read by task: generate",
+        ),
+        (
+            {"task": "anomaly", "data": {"source": "sensor_anomalies", "window": {"season": 24}}},
+            "data.window.season is for task: forecast",
+        ),
+        (
+            {
+                "task": "anomaly",
+                "data": {"source": "sensor_anomalies", "anomaly_quantile": 0.9, "columns": {"label": "label"}},
+            },
+            "data.anomaly_quantile is not read when data.columns.label is set",
+        ),
+        (
+            {"telemetry": {"probe_size": 8}},
+            "telemetry.epochs and telemetry.probe_size are read only with telemetry.enabled",
+        ),
+    ],
+)
 def test_a_key_nothing_would_read_is_refused_naming_it(raw, named):
     with pytest.raises(ConfigError) as err:
         config.validate(raw)
@@ -211,23 +282,24 @@ def test_a_key_nothing_would_read_is_refused_naming_it(raw, named):
 
 def test_what_the_rules_leave_alone():
     """Defaults, and a config dumped whole (a sweep trial's), pass as their source did."""
-    for raw in ({"task": "forecast", "data": {"source": "sunspots"}}, {"model": {"dropout": 0.2, "num_layers": 2}},
-                {"task": "anomaly", "data": {"source": "sensor_anomalies", "columns": {"label": "label"}}},
-                {"telemetry": {"enabled": True, "probe_size": 8}}):
+    for raw in (
+        {"task": "forecast", "data": {"source": "sunspots"}},
+        {"model": {"dropout": 0.2, "num_layers": 2}},
+        {"task": "anomaly", "data": {"source": "sensor_anomalies", "columns": {"label": "label"}}},
+        {"telemetry": {"enabled": True, "probe_size": 8}},
+    ):
         cfg = config.validate(raw)
         assert config.validate(cfg.model_dump(mode="json")) == cfg
 
 
 def test_random_search_is_seeded():
-    from pipeline.tune.space import objective, searcher
-
     from ray.tune.search.variant_generator import generate_variants
 
-    from pipeline.tune.space import search_space
+    from pipeline.tune.space import objective, search_space, searcher
 
     def draws(seed):
         cfg = config.validate({"tune": {"seed": seed, "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
-        rng = searcher(cfg.tune, objective(cfg))._random_state          # what Tune's variant generator samples with
+        rng = searcher(cfg.tune, objective(cfg))._random_state  # what Tune's variant generator samples with
         return [v["train.lr"] for _ in range(3) for _, v in generate_variants(search_space(cfg.tune), random_state=rng)]
 
     assert draws(5) == draws(5) != draws(6) and config.validate({}).tune.seed == 0

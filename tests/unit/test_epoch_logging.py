@@ -57,10 +57,14 @@ def test_fast_http_limits_hold_for_the_loggers_own_calls_only(tmp_path, monkeypa
     run = TrackedRun.start(f"sqlite:///{tmp_path}/m.db", experiment="e", run_name="r", params={})
     seen = []
     send = run.client.log_batch
-    monkeypatch.setattr(run.client, "log_batch", lambda *a, **k: seen.append(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")) or send(*a, **k))
+    monkeypatch.setattr(
+        run.client,
+        "log_batch",
+        lambda *a, **k: seen.append(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")) or send(*a, **k),
+    )
     assert sync_epochs(run, [{"epoch": 0, "val_loss": 1.0}], wait_s=0)
     assert seen == ["1"]
     assert not [key for key in FAST_HTTP if key in os.environ]
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")              # a user's own setting wins, and stays
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # a user's own setting wins, and stays
     assert RunLogger(run).log_epoch({"val_loss": 0.5}, epoch=1)
     assert seen[-1] == "3" and os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"

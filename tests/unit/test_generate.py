@@ -5,14 +5,23 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline.data.batches import SequenceBatch
 from pipeline.config import ModelConfig
+from pipeline.data.batches import SequenceBatch
+from pipeline.data.transforms import PAD
 from pipeline.errors import ConfigError, DataError
 from pipeline.model.sequence_model import build_model
 from pipeline.serve.sampling import encode_prime, sample, write_sample
 from pipeline.tasks import DataInfo
-from pipeline.data.transforms import PAD
-from pipeline.tasks.generate import GenerateInfo, baseline_nll, encode_tokens, loss_terms, outputs, sequence_kind, step_nll, token_codes
+from pipeline.tasks.generate import (
+    GenerateInfo,
+    baseline_nll,
+    encode_tokens,
+    loss_terms,
+    outputs,
+    sequence_kind,
+    step_nll,
+    token_codes,
+)
 
 
 def test_sequence_kind_by_column_type():
@@ -40,8 +49,8 @@ def test_next_step_batch_for_tokens_shifts_and_masks():
     batch = SequenceBatch("tokens", vocab_size=3)(rows)
     assert batch["x"].shape == (2, 3, 3) and batch["lengths"].tolist() == [3, 1]
     assert batch["y"].tolist() == [[1, 2, 1], [0, PAD, PAD]]
-    assert batch["x"][0].argmax(-1).tolist() == [0, 1, 2]     # one-hot of the inputs 0..T-2
-    assert batch["x"][1, 1:].abs().sum() == 0                  # nothing past the end
+    assert batch["x"][0].argmax(-1).tolist() == [0, 1, 2]  # one-hot of the inputs 0..T-2
+    assert batch["x"][1, 1:].abs().sum() == 0  # nothing past the end
 
 
 def test_next_step_batch_for_frames_pads_targets_with_nan():
@@ -53,7 +62,7 @@ def test_next_step_batch_for_frames_pads_targets_with_nan():
 
 
 def test_token_nll_matches_hand_computation_and_loss():
-    pred = torch.tensor([[[0.0, np.log(3.0)], [0.0, 0.0]]])        # (1, 2, V=2)
+    pred = torch.tensor([[[0.0, np.log(3.0)], [0.0, 0.0]]])  # (1, 2, V=2)
     y = torch.tensor([[1, PAD]])
     nll, n = loss_terms(pred, y)["nll"]
     assert n == 1 and float(nll) == pytest.approx(-np.log(3 / 4))
@@ -62,7 +71,7 @@ def test_token_nll_matches_hand_computation_and_loss():
 
 
 def test_frame_nll_sums_bernoulli_terms_over_keys():
-    pred = torch.zeros(1, 1, 3)                                   # p = 0.5 per key
+    pred = torch.zeros(1, 1, 3)  # p = 0.5 per key
     y = torch.tensor([[[1.0, 0.0, 1.0]]])
     nll, n = loss_terms(pred, y)["nll"]
     assert n == 1 and float(nll) == pytest.approx(3 * np.log(2))
@@ -90,9 +99,9 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy():
     a = sample(model, info, length=20, seed=3)
     assert len(a) == 21 and a[0] == 0 and np.array_equal(a, sample(model, info, length=20, seed=3))
     greedy = sample(model, info, length=10, top_k=1, seed=1)
-    assert np.array_equal(greedy, sample(model, info, length=10, top_k=1, seed=2))   # no randomness left
+    assert np.array_equal(greedy, sample(model, info, length=10, top_k=1, seed=2))  # no randomness left
     # the step-by-step recurrence agrees with the full forward pass
-    x = torch.eye(3)[torch.from_numpy(greedy[:-1])].unsqueeze(0)               # (1, T, V)
+    x = torch.eye(3)[torch.from_numpy(greedy[:-1])].unsqueeze(0)  # (1, T, V)
     assert model(x).argmax(-1)[0].tolist() == greedy[1:].tolist()
 
 
@@ -110,11 +119,20 @@ def test_prime_encoding_and_output_formats(tmp_path):
 def test_piano_roll_frames_round_trip_through_midi(tmp_path):
     from music21 import converter
 
-    frames = DataInfo(task="generate", input_size=88, output_size=88, target="frames", max_len=4,
-                      task_info=GenerateInfo(marginal=[0.1] * 88, first_step=[0.1] * 88))
+    frames = DataInfo(
+        task="generate",
+        input_size=88,
+        output_size=88,
+        target="frames",
+        max_len=4,
+        task_info=GenerateInfo(marginal=[0.1] * 88, first_step=[0.1] * 88),
+    )
     roll = np.zeros((4, 88), np.float32)
-    roll[0:2, 39] = 1     # C4 held for two quarters
-    roll[2, 43] = 1       # E4
+    roll[0:2, 39] = 1  # C4 held for two quarters
+    roll[2, 43] = 1  # E4
     write_sample(roll, frames, out=tmp_path / "m.mid")
-    notes = sorted((float(n.offset), n.pitch.midi, float(n.quarterLength)) for n in converter.parse(tmp_path / "m.mid").flatten().notes)
+    notes = sorted(
+        (float(n.offset), n.pitch.midi, float(n.quarterLength))
+        for n in converter.parse(tmp_path / "m.mid").flatten().notes
+    )
     assert notes == [(0.0, 60, 2.0), (2.0, 64, 1.0)]

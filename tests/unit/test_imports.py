@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeline"
 MODULES = sorted(
     ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
-    for p in PACKAGE.rglob("*.py") if p.name != "__main__.py"
+    for p in PACKAGE.rglob("*.py")
+    if p.name != "__main__.py"
 )
 
 # Third-party libraries are imported first: what they do to the environment (Ray sets RAY_CLIENT_MODE)
@@ -30,15 +31,19 @@ print(json.dumps({"env": changed, "pyplot": "matplotlib.pyplot" in sys.modules})
 
 def test_no_module_writes_the_environment_or_selects_a_plot_backend():
     assert len(MODULES) > 40
-    out = subprocess.run([sys.executable, "-c", PROBE, *MODULES], capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *MODULES], capture_output=True, text=True, timeout=300, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["env"] == {}                   # e.g. no RAY_DATA_LOGGING_CONFIG pointing into this checkout
-    assert result["pyplot"] is False             # figures are matplotlib.figure.Figure: no pyplot state, no backend
+    assert result["env"] == {}  # e.g. no RAY_DATA_LOGGING_CONFIG pointing into this checkout
+    assert result["pyplot"] is False  # figures are matplotlib.figure.Figure: no pyplot state, no backend
 
 
 def test_task_modules_import_without_ray_or_torch():
     """Config validation runs every task's rules: importing them must stay light."""
-    probe = "import sys, pipeline.config, pipeline.tasks; [pipeline.tasks.get_task(t) for t in pipeline.tasks.TASKS]; " \
-            "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
+    probe = (
+        "import sys, pipeline.config, pipeline.tasks; [pipeline.tasks.get_task(t) for t in pipeline.tasks.TASKS]; "
+        "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

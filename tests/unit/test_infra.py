@@ -14,10 +14,18 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 VERSION = PROJECT["version"]
 RAY_PIN = next(re.search(r"==([\d.]+)", d).group(1) for d in PROJECT["dependencies"] if d.startswith("ray["))  # "2.60."
 TORCH = re.search(r"^TORCH\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M).group(1)
-IMAGE = re.compile(rf"^ghcr\.io/lstm-pipeline/(lstm-pipeline:{re.escape(VERSION)}-(cpu|cu128)|mlflow-server:{re.escape(VERSION)})$")
+IMAGE = re.compile(
+    rf"^ghcr\.io/lstm-pipeline/(lstm-pipeline:{re.escape(VERSION)}-(cpu|cu128)|mlflow-server:{re.escape(VERSION)})$"
+)
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|BACKEND_STORE_URI", re.I)
-K8S_KINDS = {("v1", "Namespace"), ("v1", "Service"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
-             ("ray.io/v1", "RayCluster"), ("ray.io/v1", "RayJob")}
+K8S_KINDS = {
+    ("v1", "Namespace"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("ray.io/v1", "RayCluster"),
+    ("ray.io/v1", "RayJob"),
+}
 
 
 def docs(path):
@@ -54,7 +62,12 @@ def ray_cluster_specs(doc):
 def test_every_infra_yaml_parses_and_k8s_kinds_are_known():
     files = sorted(INFRA.rglob("*.yaml"))
     assert {f.relative_to(INFRA).as_posix() for f in files} >= {
-        "k8s/raycluster.yaml", "k8s/rayjob.yaml", "k8s/mlflow.yaml", "compose/docker-compose.yaml", "ray-cluster.yaml"}
+        "k8s/raycluster.yaml",
+        "k8s/rayjob.yaml",
+        "k8s/mlflow.yaml",
+        "compose/docker-compose.yaml",
+        "ray-cluster.yaml",
+    }
     for f in files:
         assert docs(f), f
     kinds = [(d["apiVersion"], d["kind"]) for _, d in k8s_docs()]
@@ -90,7 +103,7 @@ def test_rayjob_entrypoint_runs_a_job_and_config_of_this_repo():
     conf = words[words.index("-c") + 1]
     overrides = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     cfg = config.load(ROOT / conf, overrides=overrides)
-    assert cfg.train.storage_path.startswith("s3://")           # multi-node: shared storage
+    assert cfg.train.storage_path.startswith("s3://")  # multi-node: shared storage
 
 
 def test_ray_is_token_authenticated_and_dashboards_stay_private():
@@ -156,5 +169,7 @@ def test_dependency_floors_are_declared_and_installed():
 
     reqs = {Requirement(d).name: Requirement(d) for d in PROJECT["dependencies"]}
     for name, below_floor, floor in [("mlflow", "3.9.99", "3.10"), ("ray", "2.51.99", "2.52")]:
-        assert not reqs[name].specifier.contains(below_floor, prereleases=True), f"{name}: {reqs[name]} admits {below_floor}"
+        assert not reqs[name].specifier.contains(below_floor, prereleases=True), (
+            f"{name}: {reqs[name]} admits {below_floor}"
+        )
         assert Version(version(name)) >= Version(floor)

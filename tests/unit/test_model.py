@@ -6,14 +6,15 @@ import torch
 from pipeline.config import ModelConfig
 from pipeline.model.sequence_model import build_model
 
-
 ALL_CELLS = ["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"]
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)])
 def test_output_shape(cell, layers, bidirectional):
-    cfg = ModelConfig(cell=cell, hidden_size=8, num_layers=layers, dropout=0.1 if layers > 1 else 0.0, bidirectional=bidirectional)
+    cfg = ModelConfig(
+        cell=cell, hidden_size=8, num_layers=layers, dropout=0.1 if layers > 1 else 0.0, bidirectional=bidirectional
+    )
     model = build_model(cfg, input_size=3, output_size=2)
     assert model(torch.randn(5, 7, 3), torch.tensor([7, 3, 5, 1, 7])).shape == (5, 2)
     assert model.head.in_features == 8 * (2 if bidirectional else 1)
@@ -22,7 +23,9 @@ def test_output_shape(cell, layers, bidirectional):
 
 
 def test_lstm_projection_and_forget_bias():
-    model = build_model(ModelConfig(hidden_size=16, proj_size=4, num_layers=2, forget_bias=2.0), input_size=3, output_size=1)
+    model = build_model(
+        ModelConfig(hidden_size=16, proj_size=4, num_layers=2, forget_bias=2.0), input_size=3, output_size=1
+    )
     assert model.head.in_features == 4 and model(torch.randn(2, 5, 3)).shape == (2, 1)
     cell = model.rnn.layers[0][0]
     assert torch.equal(cell.bias_ih_l0[16:32] + cell.bias_hh_l0[16:32], torch.full((16,), 2.0))
@@ -44,10 +47,10 @@ def test_packed_padded_batch_equals_sequences_one_by_one(cell, bidirectional):
     model = build_model(cfg, input_size=3, output_size=2).eval()
     seqs = [torch.randn(n, 3) for n in (5, 2, 7, 1)]
     lengths = torch.tensor([len(s) for s in seqs])
-    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)       # (4, 7, 3), zeros after each end
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)  # (4, 7, 3), zeros after each end
     padded_garbage = padded.clone()
     for i, n in enumerate(lengths):
-        padded_garbage[i, n:] = 1e3                                          # padding must not leak in
+        padded_garbage[i, n:] = 1e3  # padding must not leak in
     with torch.no_grad():
         one_by_one = torch.cat([model(s.unsqueeze(0)) for s in seqs])
         assert torch.allclose(model(padded, lengths), one_by_one, atol=1e-6)
@@ -77,12 +80,12 @@ def test_every_step_readout_packed_equals_one_by_one(cell):
     lengths = torch.tensor([len(s) for s in seqs])
     padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=1e3)
     with torch.no_grad():
-        out = model(padded, lengths)                                        # (3, 7, 4)
+        out = model(padded, lengths)  # (3, 7, 4)
         assert out.shape == (3, 7, 4)
         for i, s in enumerate(seqs):
             assert torch.allclose(out[i, : len(s)], model(s.unsqueeze(0))[0], atol=1e-6)
         state, steps = None, []
-        for t in range(len(seqs[2])):                                       # step() == the full pass
+        for t in range(len(seqs[2])):  # step() == the full pass
             logits, state = model.step(seqs[2][t].unsqueeze(0), state)
             steps.append(logits)
         assert torch.allclose(torch.cat(steps), out[2], atol=1e-5)
@@ -99,7 +102,7 @@ def test_serving_model_relative_to_last_value():
     lengths = torch.tensor([4, 2])
     padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
     serving = ServingModel(model, out_scale=[2.0] * 3, out_shift=[0.0] * 3, reference="last").eval()
-    ref = torch.stack([s[-1, 0] for s in seqs]).unsqueeze(1)                # (B, 1)
+    ref = torch.stack([s[-1, 0] for s in seqs]).unsqueeze(1)  # (B, 1)
     relative = [torch.cat([s[:, :1] - s[-1, 0], s[:, 1:]], dim=1) for s in seqs]
     with torch.no_grad():
         expected = model(torch.nn.utils.rnn.pad_sequence(relative, batch_first=True), lengths) * 2.0 + ref
@@ -115,11 +118,15 @@ def test_served_model_matches_and_exports_for_variants_and_both_directions(cell,
     from pipeline.model.sequence_model import ServingModel
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional), input_size=3, output_size=2).eval()
+    model = build_model(
+        ModelConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional), input_size=3, output_size=2
+    ).eval()
     seqs = [torch.randn(n, 3) for n in (5, 2, 7)]
     padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = model(torch.nan_to_num(padded), torch.tensor([5, 2, 7]))
-        exported = torch.export.export(ServingModel(model).eval(), (padded,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]).module()
+        exported = torch.export.export(
+            ServingModel(model).eval(), (padded,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]
+        ).module()
         assert torch.allclose(exported(padded), expected, atol=1e-5)

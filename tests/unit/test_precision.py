@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pipeline.config import ModelConfig
-from pipeline.model.sequence_model import build_model
 from pipeline.errors import ConfigError
+from pipeline.model.sequence_model import build_model
 from pipeline.train import precision
 from pipeline.train.precision import MixedPrecision, cpu_supports_bf16, mixed_precision, resolve
 
@@ -22,7 +22,9 @@ def test_auto_picks_bf16_on_a_cpu_with_bf16_kernels_and_explicit_choices_stay(mo
 def test_a_cpu_without_bf16_kernels_refuses_bf16_and_auto_picks_fp32(monkeypatch):
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     assert resolve("auto", device=CPU) == "fp32"
-    with pytest.raises(ConfigError, match=r"train.precision=bf16 needs bf16 kernels .* use train.precision: fp32 or auto"):
+    with pytest.raises(
+        ConfigError, match=r"train.precision=bf16 needs bf16 kernels .* use train.precision: fp32 or auto"
+    ):
         mixed_precision("bf16", device=CPU)
 
 
@@ -37,23 +39,25 @@ def _train(amp: MixedPrecision, steps: int = 30) -> tuple[list[float], torch.dty
     torch.manual_seed(0)
     model = build_model(ModelConfig(cell="lstm", hidden_size=16), input_size=2, output_size=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    x = torch.randn(32, 12, 2)                                  # (B, T, C)
-    y = x[:, :, 0].sum(dim=1, keepdim=True)                     # (B, 1)
+    x = torch.randn(32, 12, 2)  # (B, T, C)
+    y = x[:, :, 0].sum(dim=1, keepdim=True)  # (B, 1)
     lengths = torch.full((32,), 12)
     losses = []
     for _ in range(steps):
         with amp.autocast():
-            pred = model(x, lengths)                             # (B, 1), in the autocast dtype
+            pred = model(x, lengths)  # (B, 1), in the autocast dtype
             loss = ((pred.float() - y) ** 2).mean()
         amp.step(loss, model=model, optimizer=optimizer, grad_clip=1.0)
         losses.append(float(loss.detach()))
     return losses, pred.dtype
 
 
-@pytest.mark.parametrize("name, dtype", [("fp32", torch.float32), pytest.param("bf16", torch.bfloat16, marks=needs_bf16)])
+@pytest.mark.parametrize(
+    "name, dtype", [("fp32", torch.float32), pytest.param("bf16", torch.bfloat16, marks=needs_bf16)]
+)
 def test_each_precision_computes_in_its_dtype_and_learns(name, dtype):
     losses, out_dtype = _train(mixed_precision(name, device=CPU))
-    assert out_dtype == dtype                                    # autocast really ran the head in that dtype
+    assert out_dtype == dtype  # autocast really ran the head in that dtype
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -65,7 +69,7 @@ def test_the_scaled_step_fp16_uses_learns():
     dtype = "bf16" if cpu_supports_bf16() else "fp32"
     losses, _ = _train(MixedPrecision(precision=dtype, device_type="cpu", scaler=scaler))
     assert losses[-1] < 0.5 * losses[0]
-    assert scaler.get_scale() >= 2.0**10                         # no overflow made it back off
+    assert scaler.get_scale() >= 2.0**10  # no overflow made it back off
 
 
 def test_fp16_without_a_gpu_is_a_config_error():
@@ -73,7 +77,10 @@ def test_fp16_without_a_gpu_is_a_config_error():
 
     with pytest.raises(config.ConfigError, match=r"train.precision=fp16 needs train.use_gpu=true.*use bf16"):
         config.validate({"data": {"source": "adding"}, "train": {"precision": "fp16"}})
-    assert config.validate({"data": {"source": "adding"}, "train": {"precision": "fp16", "use_gpu": True}}).train.precision == "fp16"
+    assert (
+        config.validate({"data": {"source": "adding"}, "train": {"precision": "fp16", "use_gpu": True}}).train.precision
+        == "fp16"
+    )
 
 
 def test_fp16_uses_a_grad_scaler_and_bf16_does_not(monkeypatch):

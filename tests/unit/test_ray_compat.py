@@ -22,8 +22,15 @@ def test_a_dead_worker_is_told_apart_from_a_worker_that_raised():
     from ray.exceptions import ActorDiedError
     from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
 
-    died = ActorDiedError(ActorDiedErrorContext(pid=4242, node_ip_address="10.1.2.3", class_name="RayTrainWorker",
-                                                actor_id=os.urandom(16), error_message="killed"))
+    died = ActorDiedError(
+        ActorDiedErrorContext(
+            pid=4242,
+            node_ip_address="10.1.2.3",
+            class_name="RayTrainWorker",
+            actor_id=os.urandom(16),
+            error_message="killed",
+        )
+    )
     found = ray_compat.dead_worker(WorkerHealthCheckFailedError("health check failed", failure=died))
     assert (found.pid, found.ip) == ("4242", "10.1.2.3")
     assert ray_compat.dead_worker(died) == found
@@ -37,7 +44,7 @@ def test_an_unknown_job_is_recognized_from_the_jobs_api_error():
         status_code, text = 404, "Job no-such-job does not exist"
 
     with pytest.raises(RuntimeError) as missing:
-        SubmissionClient._raise_error(None, Response())          # what JobSubmissionClient raises
+        SubmissionClient._raise_error(None, Response())  # what JobSubmissionClient raises
     assert ray_compat.job_not_found(missing.value)
     Response.status_code = 500
     with pytest.raises(RuntimeError) as broken:
@@ -75,14 +82,24 @@ def test_setup_process_points_ray_data_at_a_config_this_node_resolves():
         "print(os.environ['RAY_DATA_LOGGING_CONFIG']); print(logging.getLevelName(h.level))"
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_DATA_LOGGING_CONFIG"}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env, check=True
+    )
     path, level = out.stdout.split()
     assert os.path.isfile(path) and path.endswith("pipeline/ray_data_logging.yaml") and level == "CRITICAL"
-    mine = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          env=env | {"RAY_DATA_LOGGING_CONFIG": path + ".mine"}, check=False)
-    assert ".mine" in mine.stderr                                 # a user's own config is kept (and read)
+    mine = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env | {"RAY_DATA_LOGGING_CONFIG": path + ".mine"},
+        check=False,
+    )
+    assert ".mine" in mine.stderr  # a user's own config is kept (and read)
 
 
 def test_setup_hook_is_a_module_path_not_a_file_path():
     module, _, func = ray_compat.SETUP_HOOK.rpartition(".")
-    assert "/" not in ray_compat.SETUP_HOOK and getattr(importlib.import_module(module), func) is ray_compat.setup_process
+    assert (
+        "/" not in ray_compat.SETUP_HOOK and getattr(importlib.import_module(module), func) is ray_compat.setup_process
+    )

@@ -6,26 +6,35 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
-from pipeline.track import reconcile
-from pipeline.track import TrackedRun
+from pipeline.track import TrackedRun, reconcile
 
 
 def test_owner_is_alive_for_this_process_and_dead_for_an_exited_one():
     assert reconcile.owner_alive(reconcile.owner()) is True
-    done = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert reconcile.owner_alive(done.stdout.strip()) is False
     host, pid, ticks = reconcile.owner().rsplit(":", 2)
-    assert reconcile.owner_alive(f"{host}:{pid}:{int(ticks) + 1}") is False   # same pid, another process
+    assert reconcile.owner_alive(f"{host}:{pid}:{int(ticks) + 1}") is False  # same pid, another process
     assert reconcile.owner_alive(f"elsewhere:{pid}:{ticks}") is None
 
 
 def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
-    dead = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ids = {
-        label: TrackedRun.start(uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner}).run_id
+        label: TrackedRun.start(
+            uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner}
+        ).run_id
         for label, owner in [("dead", dead), ("alive", reconcile.owner()), ("foreign", f"otherhost:{os.getpid()}:1")]
     }
     done = reconcile.reconcile(uri, "e")
@@ -43,8 +52,12 @@ def test_runs_reconcile_command_reports_what_it_marked(tmp_path):
     from pipeline.cli.main import app
 
     uri = f"sqlite:///{tmp_path}/m.db"
-    dead = subprocess.run([sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     run_id = TrackedRun.start(uri, experiment="e", run_name="r", params={}, tags={reconcile.OWNER_TAG: dead}).run_id
     out = CliRunner().invoke(app, ["runs", "reconcile", "-e", "e", "--tracking-uri", uri])
     assert out.exit_code == 0 and f"{run_id} KILLED" in out.output

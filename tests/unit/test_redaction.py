@@ -10,7 +10,10 @@ from pipeline.redaction import MASK, has_secret, redact, redact_tree
     [
         ("http://alice:hunter2pw@mlflow:5000", "http://alice:***@mlflow:5000"),
         ("postgresql://mlflow:pg-pass@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
-        ("s3://bucket/runs?access_key=AKIA1&secret_key=abc%2Fdef&region=eu", "s3://bucket/runs?access_key=***&secret_key=***&region=eu"),
+        (
+            "s3://bucket/runs?access_key=AKIA1&secret_key=abc%2Fdef&region=eu",
+            "s3://bucket/runs?access_key=***&secret_key=***&region=eu",
+        ),
         ("https://x/y?X-Amz-Signature=deadbeef&X-Amz-Date=1", "https://x/y?X-Amz-Signature=***&X-Amz-Date=1"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
         ("s3://bucket/runs", "s3://bucket/runs"),
@@ -28,4 +31,7 @@ def test_environment_secrets_are_masked_wherever_they_appear(monkeypatch):
 
 def test_config_trees_mask_secret_keys_and_values():
     tree = {"tracking": {"uri": "http://u:pw123@h", "experiment": "e"}, "data": {"options": {"api_key": "k1", "n": 3}}}
-    assert redact_tree(tree) == {"tracking": {"uri": "http://u:***@h", "experiment": "e"}, "data": {"options": {"api_key": MASK, "n": 3}}}
+    assert redact_tree(tree) == {
+        "tracking": {"uri": "http://u:***@h", "experiment": "e"},
+        "data": {"options": {"api_key": MASK, "n": 3}},
+    }

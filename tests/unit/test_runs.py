@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.train import run_state as runs
 from pipeline.errors import RunStateError
+from pipeline.train import run_state as runs
 
 
 def test_unique_names_differ():

@@ -25,8 +25,8 @@ def test_fits_streams_once_and_replays_in_order():
 
 
 def test_over_budget_streams_every_epoch_and_keeps_nothing():
-    stream, passes = _counting_stream(5, rows=1000)          # 1000 x 4 floats x 4 bytes = 16 kB per batch
-    cache = ShardCache(stream, budget_mb=40_000 / 2**20)     # fits two batches, not five
+    stream, passes = _counting_stream(5, rows=1000)  # 1000 x 4 floats x 4 bytes = 16 kB per batch
+    cache = ShardCache(stream, budget_mb=40_000 / 2**20)  # fits two batches, not five
     for _ in range(3):
         assert len(list(cache)) == 5
     assert len(passes) == 3 and cache.batches is None
@@ -39,7 +39,7 @@ def test_zero_budget_disables_and_a_partial_pass_is_not_kept():
     assert len(passes) == 2
     stream, passes = _counting_stream(3)
     cache = ShardCache(stream, budget_mb=1)
-    next(iter(cache))                                        # a consumer that stops early
+    next(iter(cache))  # a consumer that stops early
     assert cache.batches is None
     assert len(list(cache)) == 3 and len(list(cache)) == 3 and len(passes) == 2
 

@@ -31,7 +31,7 @@ def test_workers_split_each_epoch_exactly_and_positions_invert_the_rows():
 def test_windows_are_mixed_across_series_and_time():
     """Forecast windows arrive series by series, in time order: an epoch's first batch must draw
     from all of them, not from the first series' first stretch."""
-    series = np.repeat(np.arange(4), N // 4)                   # rows 0..74 series 0, 75..149 series 1, ...
+    series = np.repeat(np.arange(4), N // 4)  # rows 0..74 series 0, 75..149 series 1, ...
     first_batch = worker_rows(N, seed=0, epoch=0, rank=0, world=1)[:32]
     assert len(set(series[first_batch])) == 4 and np.ptp(first_batch) > N // 2
 
@@ -46,7 +46,7 @@ class Split:
     def iter_batches(self, *, batch_size, batch_format, prefetch_batches):
         assert batch_format == "pyarrow"
         self.passes += 1
-        for start in range(0, self.table.num_rows, 37):        # blocks of another size than the batches
+        for start in range(0, self.table.num_rows, 37):  # blocks of another size than the batches
             yield self.table.slice(start, 37)
 
 
@@ -62,18 +62,24 @@ def test_train_batches_follow_the_epoch_order_on_both_paths(budget_mb):
     per_worker = []
     for rank in range(2):
         split = Split(N)
-        batches = TrainBatches(split, info=INFO, batch_size=16, seed=7, rank=rank, world=2, budget_mb=budget_mb, window_batches=4)
+        batches = TrainBatches(
+            split, info=INFO, batch_size=16, seed=7, rank=rank, world=2, budget_mb=budget_mb, window_batches=4
+        )
         epochs = [_epoch_rows(batches, e) for e in range(3)]
-        assert split.passes == (1 if budget_mb else 3)         # cached: Ray Data is read once
-        assert epochs[0] != epochs[1] != epochs[2]             # a new order every epoch
+        assert split.passes == (1 if budget_mb else 3)  # cached: Ray Data is read once
+        assert epochs[0] != epochs[1] != epochs[2]  # a new order every epoch
         per_worker.append(epochs)
-    for e in range(3):                                         # each row once per epoch, on one worker
+    for e in range(3):  # each row once per epoch, on one worker
         assert sorted(per_worker[0][e] + per_worker[1][e]) == list(range(N))
         assert set(per_worker[0][e]) == set(worker_rows(N, seed=7, epoch=e, rank=0, world=2).tolist())
-    resumed = TrainBatches(Split(N), info=INFO, batch_size=16, seed=7, rank=0, world=2, budget_mb=budget_mb, window_batches=4)
-    assert _epoch_rows(resumed, 2) == per_worker[0][2]         # a resumed run starts at epoch 2: the same order
+    resumed = TrainBatches(
+        Split(N), info=INFO, batch_size=16, seed=7, rank=0, world=2, budget_mb=budget_mb, window_batches=4
+    )
+    assert _epoch_rows(resumed, 2) == per_worker[0][2]  # a resumed run starts at epoch 2: the same order
     if budget_mb:
-        assert per_worker[0][1] == worker_rows(N, seed=7, epoch=1, rank=0, world=2).tolist()   # exactly the epoch's order
+        assert (
+            per_worker[0][1] == worker_rows(N, seed=7, epoch=1, rank=0, world=2).tolist()
+        )  # exactly the epoch's order
 
 
 def test_a_split_over_budget_falls_back_to_streaming():

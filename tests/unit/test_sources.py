@@ -77,7 +77,7 @@ def test_chorales_become_piano_rolls_in_c():
 
     s = stream.Stream()
     s.append(key.Key("D"))
-    for name in ("D4", "F#4", "A4", "D5"):                 # a D major arpeggio, one quarter each
+    for name in ("D4", "F#4", "A4", "D5"):  # a D major arpeggio, one quarter each
         s.append(note.Note(name, quarterLength=1.0))
     roll = piano_roll(s, steps_per_quarter=2)
     assert roll.shape == (8, 88)

@@ -22,11 +22,22 @@ def make_tree(root: Path, files: dict[str, int]) -> None:
 
 
 def test_upload_leaves_out_venvs_stores_data_and_checkpoints(tmp_path):
-    make_tree(tmp_path, {
-        "pipeline/a.py": 10, "conf/x.yaml": 5, "jobs/train.py": 7,
-        ".venv/lib/torch.so": 1000, ".git/objects/x": 100, "mlruns/1/meta.yaml": 50, "mlflow.db": 500,
-        "data/adding/x.parquet": 300, "runs/r/ckpt.pt": 400, "pkg/__pycache__/a.pyc": 30, "my_cache/big.parquet": 900,
-    })
+    make_tree(
+        tmp_path,
+        {
+            "pipeline/a.py": 10,
+            "conf/x.yaml": 5,
+            "jobs/train.py": 7,
+            ".venv/lib/torch.so": 1000,
+            ".git/objects/x": 100,
+            "mlruns/1/meta.yaml": 50,
+            "mlflow.db": 500,
+            "data/adding/x.parquet": 300,
+            "runs/r/ckpt.pt": 400,
+            "pkg/__pycache__/a.pyc": 30,
+            "my_cache/big.parquet": 900,
+        },
+    )
     plan = submission.upload_plan(tmp_path, extra_excludes=["my_cache"])
     assert (plan.files, plan.bytes) == (3, 22)
     assert {".venv", "mlruns", "mlflow.db", "data", "runs", "my_cache"} <= set(plan.excludes)
@@ -56,19 +67,24 @@ tmpfs /tmp tmpfs rw 0 0
 """
 
 
-@pytest.mark.parametrize("storage, hosts, ok", [
-    ("/home/u/runs", ["10.0.0.1", "10.0.0.1"], True),          # one host: its disk is shared by its nodes
-    ("/home/u/runs", ["10.0.0.1", "10.0.0.2"], False),         # two hosts, node-local disk
-    ("/tmp/runs", ["10.0.0.1", "10.0.0.2"], False),
-    ("/mnt/shared/runs", ["10.0.0.1", "10.0.0.2"], True),      # NFS
-    ("s3://bucket/runs", ["10.0.0.1", "10.0.0.2"], True),
-    ("file:///home/u/runs", ["10.0.0.1", "10.0.0.2"], False),
-])
+@pytest.mark.parametrize(
+    "storage, hosts, ok",
+    [
+        ("/home/u/runs", ["10.0.0.1", "10.0.0.1"], True),  # one host: its disk is shared by its nodes
+        ("/home/u/runs", ["10.0.0.1", "10.0.0.2"], False),  # two hosts, node-local disk
+        ("/tmp/runs", ["10.0.0.1", "10.0.0.2"], False),
+        ("/mnt/shared/runs", ["10.0.0.1", "10.0.0.2"], True),  # NFS
+        ("s3://bucket/runs", ["10.0.0.1", "10.0.0.2"], True),
+        ("file:///home/u/runs", ["10.0.0.1", "10.0.0.2"], False),
+    ],
+)
 def test_multi_host_runs_need_shared_storage(storage, hosts, ok):
     if ok:
         cluster.check_shared_storage(storage, hosts=hosts, mounts=MOUNTS)
     else:
-        with pytest.raises(ConfigError, match=r"train.storage_path .* node-local .* 2 hosts \(10.0.0.1, 10.0.0.2\).*s3://"):
+        with pytest.raises(
+            ConfigError, match=r"train.storage_path .* node-local .* 2 hosts \(10.0.0.1, 10.0.0.2\).*s3://"
+        ):
             cluster.check_shared_storage(storage, hosts=hosts, mounts=MOUNTS)
 
 
@@ -78,9 +94,13 @@ def run_cli(*args, env_extra=None, cwd=ROOT):
 
 
 def test_submit_fails_before_any_upload():
-    bad_key = run_cli("submit", "train", "-c", "conf/smoke.yaml", "--set", "model.hiden_size=3", "--address", "http://127.0.0.1:9")
+    bad_key = run_cli(
+        "submit", "train", "-c", "conf/smoke.yaml", "--set", "model.hiden_size=3", "--address", "http://127.0.0.1:9"
+    )
     assert bad_key.returncode == 2 and "did you mean 'model.hidden_size'" in bad_key.stderr
-    no_address = run_cli("submit", "train", "-c", "conf/smoke.yaml", env_extra={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    no_address = run_cli(
+        "submit", "train", "-c", "conf/smoke.yaml", env_extra={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    )
     assert no_address.returncode == 2
     assert "unreachable" in no_address.stderr or "no Ray cluster address" in no_address.stderr
     no_conf = run_cli("submit", "tune", "--address", "http://127.0.0.1:9")
@@ -103,11 +123,18 @@ def test_a_jobs_env_and_entrypoint_name_no_path_of_this_machine(tmp_path, monkey
     monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
     make_tree(tmp_path, {"jobs/train.py": 10, "pipeline/__init__.py": 1, "conf/x.yaml": 5})
     cfg = config.validate({"train": {"storage_path": "s3://bucket/runs"}})
-    request = submission.job_request("train", cfg, config_given=True, overrides=[], args=["--name", "r1"],
-                                     workdir=tmp_path, tracking_uri="http://mlflow.internal:5000")
+    request = submission.job_request(
+        "train",
+        cfg,
+        config_given=True,
+        overrides=[],
+        args=["--name", "r1"],
+        workdir=tmp_path,
+        tracking_uri="http://mlflow.internal:5000",
+    )
     env = request.runtime_env
     assert env["worker_process_setup_hook"] == "pipeline.ray_compat.setup_process"
-    assert env["working_dir"] == str(tmp_path)                   # uploaded by Ray, replaced by a gcs:// URI
+    assert env["working_dir"] == str(tmp_path)  # uploaded by Ray, replaced by a gcs:// URI
     shipped = [request.entrypoint, *env["env_vars"].values()]
     for local in (str(tmp_path), str(ROOT), sys.prefix, os.path.expanduser("~")):
         assert not [text for text in shipped if local in text], local

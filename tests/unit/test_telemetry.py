@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.model.cells import NO_PEEPHOLES, VariantLayer
 from pipeline.config import ModelConfig
+from pipeline.model.cells import NO_PEEPHOLES, VariantLayer
 from pipeline.model.sequence_model import build_model
 from pipeline.telemetry import column, probe, summarize, trace_model
 from pipeline.telemetry.trace import trace_cell
@@ -21,7 +21,7 @@ def _batch(b=4, t=9, c=2, seed=0):
 def test_gates_recomputed_from_nn_lstm_weights_equal_the_custom_cells_internal_gates():
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(2, 8, batch_first=True)
-    custom = VariantLayer(2, 8, NO_PEEPHOLES)                    # all gates, no peepholes: nn.LSTM's equations
+    custom = VariantLayer(2, 8, NO_PEEPHOLES)  # all gates, no peepholes: nn.LSTM's equations
     with torch.no_grad():
         custom.w.weight.copy_(lstm.weight_ih_l0)
         custom.w.bias.copy_(lstm.bias_ih_l0 + lstm.bias_hh_l0)
@@ -40,8 +40,19 @@ def test_gates_recomputed_from_nn_lstm_weights_equal_the_custom_cells_internal_g
         assert torch.allclose(steps[b, :n], out[b, :n], atol=1e-6)
 
 
-@pytest.mark.parametrize("cell, extra", [("lstm", {}), ("lstm", {"proj_size": 3}), ("gru", {}), ("rnn", {}), ("cifg", {}),
-                                         ("nog", {}), ("fgr", {}), ("lstm", {"num_layers": 2, "bidirectional": True})])
+@pytest.mark.parametrize(
+    "cell, extra",
+    [
+        ("lstm", {}),
+        ("lstm", {"proj_size": 3}),
+        ("gru", {}),
+        ("rnn", {}),
+        ("cifg", {}),
+        ("nog", {}),
+        ("fgr", {}),
+        ("lstm", {"num_layers": 2, "bidirectional": True}),
+    ],
+)
 def test_the_traced_model_computes_the_models_output(cell, extra):
     torch.manual_seed(0)
     model = build_model(ModelConfig(cell=cell, hidden_size=6, **extra), input_size=2, output_size=1).eval()
@@ -50,8 +61,14 @@ def test_the_traced_model_computes_the_models_output(cell, extra):
         expected = model(x, lengths)
     trace = trace_model(model, x, lengths)
     assert torch.allclose(trace.output, expected, atol=1e-5)
-    names = {"lstm": {"input", "forget", "output"}, "gru": {"update", "reset"}, "rnn": set(),
-             "cifg": {"input", "forget", "output"}, "nog": {"input", "forget"}, "fgr": {"input", "forget", "output"}}[cell]
+    names = {
+        "lstm": {"input", "forget", "output"},
+        "gru": {"update", "reset"},
+        "rnn": set(),
+        "cifg": {"input", "forget", "output"},
+        "nog": {"input", "forget"},
+        "fgr": {"input", "forget", "output"},
+    }[cell]
     assert set(trace.layers[0].gates) == names
     assert len(trace.layers) == (4 if extra.get("bidirectional") else 1)
 
@@ -63,12 +80,19 @@ def test_summary_counts_real_steps_only_and_bounds_gates():
     y = torch.randn(4, 1)
     table = summarize(probe(model, x, lengths, y, loss=lambda p, t: ((p - t) ** 2).sum()))
     assert set(table.column_names) == {"layer", "direction", "quantity", "t", "mean", "p5", "p50", "p95", "saturated"}
-    assert set(table.column("quantity").to_pylist()) == {"gate:input", "gate:forget", "gate:output", "cell_norm", "hidden_norm", "grad_norm"}
+    assert set(table.column("quantity").to_pylist()) == {
+        "gate:input",
+        "gate:forget",
+        "gate:output",
+        "cell_norm",
+        "hidden_norm",
+        "grad_norm",
+    }
     forget = column(table, quantity="gate:forget")
     assert forget.shape == (9,) and np.all((forget > 0) & (forget < 1))
     lo, hi = column(table, quantity="gate:input", stat="p5"), column(table, quantity="gate:input", stat="p95")
     assert np.all(lo <= hi)
-    assert all(p.grad is None for p in model.parameters())           # no parameter gradient: safe beside DDP
+    assert all(p.grad is None for p in model.parameters())  # no parameter gradient: safe beside DDP
 
 
 def test_gradient_flow_vanishes_with_distance_in_a_small_weight_rnn():
@@ -84,8 +108,8 @@ def test_gradient_flow_vanishes_with_distance_in_a_small_weight_rnn():
     flow = column(table, quantity="grad_norm")
     assert flow.shape == (t,)
     assert np.all(flow > 0) and math.isfinite(flow[0])
-    assert flow[-1] > 100 * flow[t // 2] > 100 * 100 * flow[0]     # decays by orders of magnitude
-    assert np.all(np.diff(np.log(flow)) > 0)                        # monotone towards the loss
+    assert flow[-1] > 100 * flow[t // 2] > 100 * 100 * flow[0]  # decays by orders of magnitude
+    assert np.all(np.diff(np.log(flow)) > 0)  # monotone towards the loss
 
 
 def test_without_a_target_gates_and_states_only_and_the_reading_says_what_happened():
@@ -100,5 +124,5 @@ def test_without_a_target_gates_and_states_only_and_the_reading_says_what_happen
     assert set(recorded.figures) == {"row_0_gate_heatmaps.png", "row_0_gate_bands.png", "row_0_state_norms.png"}
     reading = read_trace(recorded.table, length=9)
     assert reading[0].startswith("input gate opened most at steps") and reading[1].startswith("forget gate")
-    assert len(reading) == 3                                         # no gradient line without a target
+    assert len(reading) == 3  # no gradient line without a target
     assert all(p.grad is None for p in model.parameters())

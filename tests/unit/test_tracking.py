@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import track as tracking
-from pipeline.track import TrackedRun
 from pipeline.config import TrackingConfig
 from pipeline.errors import ConfigError
+from pipeline.track import TrackedRun
 
 
 def test_default_is_mlflows_sqlite_made_absolute(tmp_path, monkeypatch):
@@ -50,7 +50,9 @@ def test_one_client_per_run_and_nested_trials(tmp_path):
 
     uri = f"sqlite:///{tmp_path}/m.db"
     parent = SweepRun.start(uri, experiment="e", run_name="sweep", params={"tune.space": {"x": 1}})
-    child = tracking.TrackedRun.start(uri, experiment="e", run_name="t", params={}, tags={tracking.TRIAL_TAG: "t1"}, parent=parent)
+    child = tracking.TrackedRun.start(
+        uri, experiment="e", run_name="t", params={}, tags={tracking.TRIAL_TAG: "t1"}, parent=parent
+    )
     assert parent.trial("t1").run.run_id == child.run_id and parent.trial("t2") is None
     child.log_metrics({"val_loss": 0.5, "test_mse": 0.1}, step=0)
     assert parent.trial_test_metrics() == {"t1": {"test_mse": 0.1}}
@@ -74,3 +76,6 @@ def test_logging_a_model_leaves_the_tracking_uri_as_it_was(tmp_path, monkeypatch
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     tracking.log_model(run, torch.nn.Linear(2, 1), input_example=np.zeros((1, 2), np.float32))
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
+    from mlflow.tracking._tracking_service import utils
+
+    assert utils._tracking_uri is None  # nor MLflow's own global

@@ -4,7 +4,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.errors import DataError
 from pipeline.data.sources.table import sequence_table
 from pipeline.data.transforms import (
     encode_labels,
@@ -14,6 +13,7 @@ from pipeline.data.transforms import (
     sequence_values,
     sequences_to_arrays,
 )
+from pipeline.errors import DataError
 
 
 def test_round_trip_shapes_and_values():
@@ -42,11 +42,13 @@ def test_pad_sequences_matches_a_loop():
     padded = pad_sequences(np.concatenate(seqs).ravel(), lengths, 3)
     for i, s in enumerate(seqs):
         np.testing.assert_array_equal(padded[i, : len(s)], s)
-        assert not padded[i, len(s):].any()
+        assert not padded[i, len(s) :].any()
 
 
 def test_python_lists_doubles_and_univariate():
-    assert sequences_to_arrays(pa.table({"x": [[[0.5, 1.0], [2.0, 3.0]]]}), sequence_column="x")["x"].dtype == np.float32
+    assert (
+        sequences_to_arrays(pa.table({"x": [[[0.5, 1.0], [2.0, 3.0]]]}), sequence_column="x")["x"].dtype == np.float32
+    )
     assert sequences_to_arrays(pa.table({"x": [[1.0, 2.0, 3.0]]}), sequence_column="x")["x"].shape == (1, 3, 1)
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
 from pipeline.data.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.errors import DataError
 
 
 def test_time_cuts_and_labels():
@@ -22,8 +22,8 @@ def test_windows_never_straddle_splits():
     win = cut_windows(np.stack([t, -t], axis=1), t, splits, lookback=3, horizon=2)
     assert win["x"].shape[1:] == (3, 2) and win["y"].shape[1] == 2
     for x, y, s in zip(win["x"], win["y"], win["split"]):
-        np.testing.assert_array_equal(y, [x[-1, 0] + 1, x[-1, 0] + 2])    # targets follow the inputs
-        assert set(splits[y.astype(int)]) == {s}                          # all targets in its split
+        np.testing.assert_array_equal(y, [x[-1, 0] + 1, x[-1, 0] + 2])  # targets follow the inputs
+        assert set(splits[y.astype(int)]) == {s}  # all targets in its split
     # train targets 3..11 -> 8 windows; val 12..15 -> 3; test 16..19 -> 3
     assert list(win["split"]).count("train") == 8 and list(win["split"]).count("val") == 3
     assert list(win["split"]).count("test") == 3
@@ -61,7 +61,7 @@ def test_fill_missing_policies():
     kept_values, kept = fill_missing(v, policy="drop")
     assert list(kept) == [False, False, True, False]
     filled, kept = fill_missing(v, policy="ffill")
-    assert list(kept) == [False, True, True, True]                      # leading gap has nothing to carry
+    assert list(kept) == [False, True, True, True]  # leading gap has nothing to carry
     np.testing.assert_array_equal(filled[1:], [[2.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
     zeroed, kept = fill_missing(v, policy="zero")
     assert kept.all() and zeroed[0, 0] == 0.0 and zeroed[3, 1] == 4.0
@@ -77,8 +77,8 @@ def test_relative_windows_subtract_the_last_value():
     group = pd.DataFrame({"time": range(6), "y": [10.0, 11, 12, 13, 14, 15], "split": ["train"] * 6, "series": "a"})
     t = _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([2.0]), at="first")
     assert t.column("ref").to_pylist() == [12.0, 13.0]
-    assert t.column("x")[0].as_py() == [[-2.0], [-1.0], [0.0]]            # inputs relative to 12
-    assert t.column("y").to_pylist() == [[0.5, 1.0], [0.5, 1.0]]          # (13-12)/2, (14-12)/2
+    assert t.column("x")[0].as_py() == [[-2.0], [-1.0], [0.0]]  # inputs relative to 12
+    assert t.column("y").to_pylist() == [[0.5, 1.0], [0.5, 1.0]]  # (13-12)/2, (14-12)/2
 
 
 @pytest.mark.parametrize("normalize", ["none", "last"])
@@ -96,11 +96,13 @@ def test_target_scaler_round_trip(normalize):
     mean, std = np.array([0.0 if normalize == "last" else values.mean()]), np.array([values.std()])
     t = _windows(group, cfg=cfg, mean=mean, std=std, at="first")
     y = np.array(t.column("y").to_pylist())
-    own = ForecastInfo(scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3}, season=1, window_normalize=normalize)
+    own = ForecastInfo(
+        scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3}, season=1, window_normalize=normalize
+    )
     info = DataInfo(task="forecast", input_size=1, output_size=3, target="float", max_len=4, task_info=own)
     out = {"pred": y, "y": y, "ref": np.array(t.column("ref").to_pylist())}
     pred, actual = in_data_units(out, info)
-    expected = np.stack([values[i + 4: i + 7] for i in range(len(y))])
+    expected = np.stack([values[i + 4 : i + 7] for i in range(len(y))])
     assert np.allclose(pred, expected, atol=1e-4) and np.allclose(actual, expected, atol=1e-4)
     if normalize == "none":
-        assert abs(y.mean()) < 0.2                                  # standardized around 0
+        assert abs(y.mean()) < 0.2  # standardized around 0

@@ -54,7 +54,9 @@ SOURCES: dict[str, Source] = {
         name="japanese_vowels",
         size="640 sequences (270 train / 370 test) x 7-29 steps x 12",
         task="classify",
-        description="JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes",
+        description=(
+            "JapaneseVowels (aeon): speaker of an /ae/ utterance from 12 LPC coefficients, 7-29 frames; 9 classes"
+        ),
         options_model=japanese_vowels.JapaneseVowelsOptions,
         generate=japanese_vowels.generate,
     ),
@@ -102,7 +104,9 @@ SOURCES: dict[str, Source] = {
         name="chorales",
         size="371 chorales x 24-300 frames x 88 keys",
         task="generate",
-        description="Bach chorales (music21 corpus) as piano rolls: transposed to C, one frame per quarter note, 88 keys",
+        description=(
+            "Bach chorales (music21 corpus) as piano rolls: transposed to C, one frame per quarter note, 88 keys"
+        ),
         options_model=chorales.ChoralesOptions,
         generate=chorales.generate,
     ),

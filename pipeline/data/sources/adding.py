@@ -27,14 +27,14 @@ class AddingOptions(BaseModel):
 def generate(opts: AddingOptions) -> pa.Table:
     rng = np.random.default_rng(opts.seed)
     n, t = opts.num_sequences, opts.seq_len
-    values = rng.random((n, t), dtype=np.float32)                    # (N, T)
+    values = rng.random((n, t), dtype=np.float32)  # (N, T)
     half = t // 2
-    first = rng.integers(0, half, size=n)                            # (N,) marker in the first half
-    second = rng.integers(half, t, size=n)                           # (N,) marker in the second half
-    markers = np.zeros((n, t), dtype=np.float32)                     # (N, T)
+    first = rng.integers(0, half, size=n)  # (N,) marker in the first half
+    second = rng.integers(half, t, size=n)  # (N,) marker in the second half
+    markers = np.zeros((n, t), dtype=np.float32)  # (N, T)
     rows = np.arange(n)
     markers[rows, first] = 1.0
     markers[rows, second] = 1.0
-    x = np.stack([values, markers], axis=-1)                         # (N, T, 2)
-    y = values[rows, first] + values[rows, second]                   # (N,)
+    x = np.stack([values, markers], axis=-1)  # (N, T, 2)
+    y = values[rows, first] + values[rows, second]  # (N,)
     return sequence_table(x, y.astype(np.float32))  # float targets

@@ -18,10 +18,10 @@ PERIOD = 48
 class AnomalyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_series: int = Field(4, ge=1, le=1000)
+    num_series: int = Field(4, ge=1, le=1000, description="sensor series")
     length: int = Field(3000, ge=200, description="time steps per series")
     anomalies_per_1000: float = Field(2.0, ge=0, description="anomaly events per 1000 steps")
-    seed: int = 0
+    seed: int = Field(0, description="generator seed")
 
 
 def _series(rng: np.random.Generator, *, length: int) -> np.ndarray:
@@ -31,7 +31,7 @@ def _series(rng: np.random.Generator, *, length: int) -> np.ndarray:
     weekly = 1.0 + 0.3 * np.sin(2 * np.pi * t / (7 * PERIOD) + rng.uniform(0, 2 * np.pi))
     noise = np.zeros(length)
     eps = rng.normal(0, 0.08, length)
-    for i in range(1, length):                       # AR(1) noise, phi = 0.6
+    for i in range(1, length):  # AR(1) noise, phi = 0.6
         noise[i] = 0.6 * noise[i - 1] + eps[i]
     return 10.0 + 2.0 * cycle * weekly + noise
 
@@ -44,8 +44,8 @@ def inject(values: np.ndarray, rng: np.random.Generator, *, events: int) -> tupl
         kind = rng.choice(["spike", "level_shift", "drift"])
         width = {"spike": rng.integers(1, 3), "level_shift": rng.integers(8, 25), "drift": rng.integers(16, 41)}[kind]
         start = int(rng.integers(PERIOD, len(values) - width))
-        if labels[max(0, start - PERIOD // 2): start + width + PERIOD // 2].any():
-            continue                                  # keep events apart
+        if labels[max(0, start - PERIOD // 2) : start + width + PERIOD // 2].any():
+            continue  # keep events apart
         sign = rng.choice([-1.0, 1.0])
         if kind == "spike":
             bump = np.full(width, sign * rng.uniform(1.2, 2.0) * scale)
@@ -53,8 +53,8 @@ def inject(values: np.ndarray, rng: np.random.Generator, *, events: int) -> tupl
             bump = np.full(width, sign * rng.uniform(0.6, 1.0) * scale)
         else:
             bump = sign * np.linspace(0, rng.uniform(0.8, 1.2) * scale, width)
-        out[start:start + width] += bump
-        labels[start:start + width] = 1
+        out[start : start + width] += bump
+        labels[start : start + width] = 1
     return out, labels
 
 
@@ -68,9 +68,11 @@ def generate(opts: AnomalyOptions) -> pa.Table:
         time.append(np.arange(opts.length))
         value.append(v)
         label.append(lab)
-    return pa.table({
-        "series": pa.array(series, pa.string()),
-        "time": pa.array(np.concatenate(time).astype(np.int64)),
-        "value": pa.array(np.concatenate(value)),
-        "label": pa.array(np.concatenate(label)),
-    })
+    return pa.table(
+        {
+            "series": pa.array(series, pa.string()),
+            "time": pa.array(np.concatenate(time).astype(np.int64)),
+            "value": pa.array(np.concatenate(value)),
+            "label": pa.array(np.concatenate(label)),
+        }
+    )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.data.sources.table import ragged_sequence_table
 
-LOWEST_KEY = 21   # MIDI number of A0, the piano's lowest key
+LOWEST_KEY = 21  # MIDI number of A0, the piano's lowest key
 KEYS = 88
 
 
@@ -30,9 +30,9 @@ class ChoralesOptions(BaseModel):
 def piano_roll(score, *, steps_per_quarter: int) -> np.ndarray:
     """A music21 score -> (T, 88) float32 multi-hot frames, transposed to tonic C."""
     key = score.analyze("key")
-    shift = -((key.tonic.pitchClass + 6) % 12 - 6)            # nearest transposition to C: -5..+6
+    shift = -((key.tonic.pitchClass + 6) % 12 - 6)  # nearest transposition to C: -5..+6
     frames = int(np.ceil(float(score.highestTime) * steps_per_quarter))
-    roll = np.zeros((frames, KEYS), np.float32)              # (T, 88)
+    roll = np.zeros((frames, KEYS), np.float32)  # (T, 88)
     for note in score.flatten().notes:
         start = int(round(float(note.offset) * steps_per_quarter))
         end = max(start + 1, int(round(float(note.offset + note.quarterLength) * steps_per_quarter)))
@@ -54,7 +54,9 @@ def generate(opts: ChoralesOptions) -> pa.Table:
             titles.append(str(score.metadata.title if score.metadata else ""))
         if opts.limit is not None and len(rolls) >= opts.limit:
             break
-    return ragged_sequence_table(rolls, np.zeros(len(rolls), np.float32), extra={"title": np.array(titles, dtype=object)})
+    return ragged_sequence_table(
+        rolls, np.zeros(len(rolls), np.float32), extra={"title": np.array(titles, dtype=object)}
+    )
 
 
 def write_midi(roll: np.ndarray, path: str | Path, *, steps_per_quarter: int = 1) -> None:
@@ -63,7 +65,7 @@ def write_midi(roll: np.ndarray, path: str | Path, *, steps_per_quarter: int = 1
 
     part = stream.Part()
     step = 1.0 / steps_per_quarter
-    active = roll > 0.5                                       # (T, 88)
+    active = roll > 0.5  # (T, 88)
     for k in range(KEYS):
         t = 0
         while t < len(active):

@@ -21,5 +21,5 @@ def generate(opts: DigitsOptions) -> pa.Table:
     from sklearn.datasets import load_digits  # ships the data in its wheel
 
     digits = load_digits()
-    x = digits.images.astype(np.float32) / 16.0        # (N, 8, 8): rows as time steps, pixels in [0, 1]
+    x = digits.images.astype(np.float32) / 16.0  # (N, 8, 8): rows as time steps, pixels in [0, 1]
     return sequence_table(x, digits.target.astype(np.int64))

@@ -23,7 +23,7 @@ def generate(opts: JapaneseVowelsOptions) -> pa.Table:
 
     seqs, labels, splits = [], [], []
     for split in ("train", "test"):
-        x, y = load_japanese_vowels(split=split)       # list of (12, T_i) arrays, labels "1".."9"
+        x, y = load_japanese_vowels(split=split)  # list of (12, T_i) arrays, labels "1".."9"
         seqs += [np.asarray(s, dtype=np.float32).T for s in x]  # (T_i, 12)
         labels += [str(v) for v in y]
         splits += [split] * len(x)

@@ -25,7 +25,9 @@ def sunspots(opts: NoOptions) -> pa.Table:
     import statsmodels.api as sm
 
     data = sm.datasets.sunspots.load_pandas().data
-    return pa.table({"time": pa.array(data["YEAR"].to_numpy(np.int64)), "y": pa.array(data["SUNACTIVITY"].to_numpy(np.float64))})
+    return pa.table(
+        {"time": pa.array(data["YEAR"].to_numpy(np.int64)), "y": pa.array(data["SUNACTIVITY"].to_numpy(np.float64))}
+    )
 
 
 def airline(opts: NoOptions) -> pa.Table:
@@ -42,4 +44,6 @@ def nile(opts: NoOptions) -> pa.Table:
     import statsmodels.api as sm
 
     data = sm.datasets.nile.load_pandas().data
-    return pa.table({"time": pa.array(data["year"].to_numpy(np.int64)), "y": pa.array(data["volume"].to_numpy(np.float64))})
+    return pa.table(
+        {"time": pa.array(data["year"].to_numpy(np.int64)), "y": pa.array(data["volume"].to_numpy(np.float64))}
+    )

@@ -22,12 +22,12 @@ class TextOptions(BaseModel):
 def lady_susan_text() -> str:
     raw = resources.files("music21").joinpath("languageExcerpts/trainingData/en.txt").read_text(encoding="utf-8")
     lines = raw.splitlines()
-    body = [line for line in lines if "Project Gutenberg Etext" not in line]   # drop the header and footer lines
+    body = [line for line in lines if "Project Gutenberg Etext" not in line]  # drop the header and footer lines
     return "\n".join(body).strip() + "\n"
 
 
 def generate(opts: TextOptions) -> pa.Table:
     text = lady_susan_text()
     n = opts.chunk_chars
-    chunks = [text[i:i + n] for i in range(0, len(text) - n + 1, n)]
+    chunks = [text[i : i + n] for i in range(0, len(text) - n + 1, n)]
     return pa.table({"text": pa.array(chunks, pa.string())})

@@ -21,8 +21,8 @@ class UcrOptions(BaseModel):
 def _published(loader) -> pa.Table:
     seqs, labels, splits = [], [], []
     for split in ("train", "test"):
-        x, y = loader(split=split)                         # (N, 1, T), labels "1", "2"
-        seqs += [np.asarray(s, np.float32).T for s in x]   # (T, 1)
+        x, y = loader(split=split)  # (N, 1, T), labels "1", "2"
+        seqs += [np.asarray(s, np.float32).T for s in x]  # (T, 1)
         labels += [str(v) for v in y]
         splits += [split] * len(x)
     return ragged_sequence_table(seqs, np.array(labels, dtype=object), extra={"split": np.array(splits, dtype=object)})

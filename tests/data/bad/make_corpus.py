@@ -31,7 +31,9 @@ def main() -> None:
     pq.write_table(pa.table({"x": seqs(20), "y": ["one"] * 20}), HERE / "conflicting_schemas" / "part-1.parquet")
     pq.write_table(pa.table({"x": seqs(40), "target": [1.0] * 40}), HERE / "missing_target.parquet")
     pq.write_table(pa.table({"x": seqs(40), "y": ["1.5"] * 40}), HERE / "string_target.parquet")
-    pq.write_table(pa.table({"x": seqs(37) + [[[float("nan"), 1.0]] * 6] * 3, "y": [1.0] * 40}), HERE / "nan_values.parquet")
+    pq.write_table(
+        pa.table({"x": seqs(37) + [[[float("nan"), 1.0]] * 6] * 3, "y": [1.0] * 40}), HERE / "nan_values.parquet"
+    )
     pq.write_table(pa.table({"x": seqs(40), "y": [1.0] * 38 + [float("inf")] * 2}), HERE / "inf_target.parquet")
     pq.write_table(pa.table({"x": seqs(36) + [[]] * 4, "y": [1.0] * 40}), HERE / "zero_length.parquet")
     (HERE / "short_series.csv").write_text("time,value\n" + "".join(f"{t},{t % 5}\n" for t in range(10)))

@@ -1,0 +1,115 @@
+"""`data`: where the sequences come from, which columns hold what, how they are split and windowed."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from pipeline.config.base import Section, suggest
+from pipeline.data.sources import SOURCES
+
+
+class ColumnsConfig(Section):
+    """Which of the user's columns hold what: one row per sequence (regression, classify, generate),
+    or one row per series and time step (forecast, anomaly)."""
+
+    sequence: str = Field(
+        "x",
+        description=(
+            "list of time steps (each a list of features or one number); generate: also a string or list of int tokens"
+        ),
+    )
+    target: str = Field(
+        "y", description="value(s) to predict, the class label, or the series' value (forecast, anomaly)"
+    )
+    time: str = Field("time", description="forecast, anomaly: the time column (numbers or timestamps)")
+    series: str | None = Field(None, description="forecast, anomaly: the series id column, for many series")
+    features: list[str] = Field(default_factory=list, description="forecast, anomaly: extra input columns (covariates)")
+    label: str | None = Field(None, description="anomaly: 0/1 column marking anomalous steps (optional)")
+
+
+class WindowConfig(Section):
+    lookback: int = Field(24, ge=1, description="input steps per window")
+    horizon: int = Field(1, ge=1, description="steps forecast at once")
+    season: int = Field(1, ge=1, description="seasonal-naive period (12 for monthly data with a yearly cycle)")
+    normalize: Literal["none", "last"] = Field(
+        "none",
+        description="forecast: inputs and targets relative to each window's last value (trending series: prices, CO2)",
+    )
+
+    @model_validator(mode="after")
+    def _season_fits(self) -> WindowConfig:
+        if self.season > self.lookback:
+            raise ValueError(
+                f"season {self.season} is longer than lookback {self.lookback}; the baseline needs a full season of "
+                "history"
+            )
+        return self
+
+
+class DataConfig(Section):
+    source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet or CSV")
+    options: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="built-in dataset parameters"
+    )
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share of the rows (forecast, anomaly: of the time steps) for validation"
+    )
+    test_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share for the test split, after validation in time for series tasks"
+    )
+    split_seed: int = Field(0, description="seed of the random row split (row-per-sequence tasks)")
+    split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
+    window: WindowConfig | None = Field(None, description="forecast, anomaly: windows of the series")
+    missing: Literal["error", "drop", "ffill", "zero"] = Field(
+        "error",
+        description=(
+            "forecast, anomaly: null/NaN/inf values fail (error), or are dropped, forward-filled or zeroed per series"
+        ),
+    )
+    anomaly_quantile: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "anomaly without labels: flag steps scoring above this quantile of validation scores (default 0.99)"
+        ),
+    )
+    input_scaling: Literal["standard", "none"] = Field(
+        "standard", description="standardize each input feature by the training split"
+    )
+    cache_dir: str = Field("data", description="where built-in datasets are written as Parquet")
+
+    @field_validator("options")
+    @classmethod
+    def _source_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        source = SOURCES.get(info.data.get("source", ""))
+        if source is None:
+            if options:
+                raise ValueError(f"options are only for built-in sources ({', '.join(SOURCES)})")
+            return options
+        try:
+            return source.options_model.model_validate(options).model_dump()
+        except ValidationError as err:
+            raise ValueError(describe_options_error(err, source.options_model)) from err
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.source in SOURCES
+
+
+def describe_options_error(err: ValidationError, options_model: type[BaseModel]) -> str:
+    e = err.errors()[0]
+    key = "data.options." + ".".join(str(p) for p in e["loc"])
+    if e["type"] == "extra_forbidden":
+        valid = [f"data.options.{name}" for name in options_model.model_fields]
+        return f"unknown key '{key}'{suggest(key, valid) or f'; valid keys: {valid}'}"
+    return f"'{key}' = {e.get('input')!r}: {e['msg']}"

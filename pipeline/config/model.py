@@ -1,0 +1,57 @@
+"""`model`: the recurrent cell, its size and shape, and its initialization."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.config.base import Section
+
+LSTM_VARIANTS = ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")  # Greff et al. 2017
+
+
+class ModelConfig(Section):
+    cell: Literal["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"] = Field(
+        "lstm",
+        description="lstm: torch's fused LSTM (Greff's NP); gru; rnn (tanh); or a Greff variant (pipeline/cells.py)",
+    )
+    hidden_size: int = Field(64, ge=1, description="units per layer and direction")
+    num_layers: int = Field(1, ge=1, description="stacked recurrent layers")
+    dropout: float = Field(0.0, ge=0, lt=1, description="between stacked layers")
+    bidirectional: bool = Field(
+        False, description="a second direction reads each sequence backwards (not for generate)"
+    )
+    proj_size: int = Field(
+        0, ge=0, description="lstm only: LSTMP projection of the output, smaller than hidden_size; 0 = none"
+    )
+    forget_bias: float | None = Field(
+        None, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
+    )
+
+    @model_validator(mode="after")
+    def _cell_options(self) -> ModelConfig:
+        if self.proj_size and self.cell != "lstm":
+            raise ValueError(
+                f"model.proj_size is for cell: lstm (cell is {self.cell}); remove it or set model.cell: lstm"
+            )
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"model.proj_size {self.proj_size} must be smaller than model.hidden_size {self.hidden_size}"
+            )
+        if self.forget_bias is not None and self.cell in ("gru", "rnn"):
+            raise ValueError(f"model.forget_bias is for LSTM cells; a {self.cell} has no forget gate: remove it")
+        if self.forget_bias is not None and self.cell in ("nfg", "cifg"):
+            raise ValueError(
+                f"model.forget_bias does not apply to {self.cell}, which has no forget gate of its own: remove it"
+            )
+        if self.dropout > 0 and self.num_layers == 1:
+            raise ValueError(
+                f"model.dropout {self.dropout:g} applies between stacked layers and model.num_layers is 1; "
+                "set model.num_layers: 2 (or more) or remove model.dropout"
+            )
+        return self
+
+    @property
+    def lstm_forget_bias(self) -> float:
+        return 1.0 if self.forget_bias is None else self.forget_bias

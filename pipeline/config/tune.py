@@ -1,0 +1,105 @@
+"""`tune`: the search space, the searcher and scheduler, the objective, and the report."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.config.base import Section
+
+
+class SpaceSpec(Section):
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SpaceSpec:
+        given = [k for k in ("choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice, uniform, loguniform, randint")
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice needs at least one value")
+        for kind in ("uniform", "loguniform", "randint"):
+            bounds = getattr(self, kind)
+            if bounds is not None and not bounds[0] < bounds[1]:
+                raise ValueError(f"{kind} needs [low, high] with low < high, got {list(bounds)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        return self
+
+    def candidate_values(self) -> list[Any]:
+        """Values that must each form a valid config (the choices, or the range's ends)."""
+        if self.choice is not None:
+            return list(self.choice)
+        if self.randint is not None:
+            return [self.randint[0], self.randint[1] - 1]  # tune.randint's upper bound is exclusive
+        return list(self.uniform or self.loguniform or ())
+
+
+class TuneConfig(Section):
+    num_samples: int = Field(2, ge=1, description="trials (grid: repetitions of the whole grid)")
+    max_concurrent: int = Field(0, ge=0, description="0 = as many trials as the cluster's CPUs/GPUs fit")
+    trial_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial; default train.workers")
+    search: Literal["random", "grid", "optuna"] = Field(
+        "random",
+        description=(
+            "random sampling; grid: every combination of the choice lists (x num_samples), ranges sampled "
+            "per trial; optuna: TPE"
+        ),
+    )
+    scheduler: Literal["asha", "fifo"] = Field(
+        "asha",
+        description="asha stops poor trials early (grace_period, reduction_factor); fifo runs every trial to the end",
+    )
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
+    metric: str | None = Field(None, description="what the sweep optimizes; default the task's validation metric")
+    mode: Literal["min", "max"] | None = Field(None, description="default: max for accuracy, else min")
+    seed: int = Field(
+        0, description="seed of the search: random and grid sampling (Tune's variant generator), optuna's TPE"
+    )
+    solved_below: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "report: the line under which a trial's test metric counts as solved (e.g. 0.01 MSE on the adding problem)"
+        ),
+    )
+    space: dict[str, SpaceSpec] = Field(
+        default_factory=dict,
+        description=(
+            "dotted model.*/train.* key -> {choice: [...]}, {uniform: [a, b]}, {loguniform: [a, b]} or "
+            "{randint: [a, b]} (upper bound exclusive); data.* keys take choice lists only (each data variant is "
+            "prepared once, before the trials)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _solved_needs_cells_by_data(self) -> TuneConfig:
+        if self.solved_below is not None and (
+            "model.cell" not in self.space or not any(k.startswith("data.") for k in self.space)
+        ):
+            raise ValueError(
+                "tune.solved_below marks the cells-by-data report: search model.cell and a data.* key, or remove it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _asha_keys_need_asha(self) -> TuneConfig:
+        if self.scheduler == "fifo" and (self.grace_period != 1 or self.reduction_factor != 2):
+            raise ValueError(
+                "tune.grace_period and tune.reduction_factor are ASHA's and tune.scheduler is fifo; "
+                "remove them or set tune.scheduler: asha"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _grid_needs_choices(self) -> TuneConfig:
+        if self.search == "grid" and not any(spec.choice is not None for spec in self.space.values()):
+            raise ValueError(
+                "tune.search: grid crosses the choice lists of tune.space and there are none; add one or use random"
+            )
+        return self
