@@ -137,6 +137,8 @@ class TrainBatches:
         return pa.concat_tables(parts).combine_chunks()
 
     def _streamed(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Only full batches leave a window (its remainder waits for the next one), so every worker
+        makes ceil(rows / batch_size) batches whatever its windows: DDP ranks step together."""
         places = worker_positions(self.rows_total, epoch=epoch, **self.order)  # (N,) place in my order, -1: not mine
         window: list[tuple[np.ndarray, pa.Table]] = []
         held, seen = 0, 0
@@ -147,19 +149,21 @@ class TrainBatches:
             window.append((where[keep], part.take(keep)))
             held += len(keep)
             if held >= self.window:
-                yield from self._flush(window)
-                window, held = [], 0
+                rest = yield from self._flush(window, full_only=True)
+                window, held = [rest], rest[1].num_rows
         if seen != self.rows_total:
             raise RuntimeError(f"the training split streamed {seen} rows, {self.rows_total} expected")
-        yield from self._flush(window)
+        yield from self._flush(window, full_only=False)
 
-    def _flush(self, window: list[tuple[np.ndarray, pa.Table]]) -> Iterator[dict[str, torch.Tensor]]:
-        if not window:
-            return
+    def _flush(self, window: list[tuple[np.ndarray, pa.Table]], *, full_only: bool):
+        """The window's rows in their order, as batches; returns the rows of an unfilled last batch."""
         places = np.concatenate([w for w, _ in window])
-        rows = pa.concat_tables([t for _, t in window]).take(np.argsort(places, kind="stable"))
-        for start in range(0, rows.num_rows, self.batch_size):
-            yield _pinned(self.collate(rows.slice(start, self.batch_size)), self.pin)
+        order = np.argsort(places, kind="stable")
+        rows, places = pa.concat_tables([t for _, t in window]).take(order), places[order]
+        end = rows.num_rows - rows.num_rows % self.batch_size if full_only else rows.num_rows
+        for start in range(0, end, self.batch_size):
+            yield _pinned(self.collate(rows.slice(start, min(self.batch_size, end - start))), self.pin)
+        return places[end:], rows.slice(end)
 
 
 class ShardCache:

@@ -1,10 +1,12 @@
 """The order in which the training sequences are seen: new every epoch, the same for the same seed.
 
 Epoch e's order is one permutation of all N training sequences, drawn from (train.seed, e); worker r
-of W trains on positions r, r+W, r+2W, ... of it. So every epoch mixes sequences across the whole
-split (forecast windows across time and series, not series by series), each sequence is seen once
-per epoch by exactly one worker, and a resumed run, which knows only the epoch it starts at, sees
-the same orders as an uninterrupted one. Pure numpy, no Ray.
+of W trains on positions r, r+W, r+2W, ... of its first W * (N // W). So every epoch mixes sequences
+across the whole split (forecast windows across time and series, not series by series), every
+worker takes the same number of sequences (DDP needs the same number of steps on every rank, or
+its all-reduce waits forever), the N % W left over are a different few each epoch, and a resumed
+run, which knows only the epoch it starts at, sees the same orders as an uninterrupted one.
+Pure numpy, no Ray.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ def epoch_permutation(n: int, *, seed: int, epoch: int) -> np.ndarray:
 
 
 def worker_rows(n: int, *, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:
-    """The rows worker `rank` of `world` trains on in `epoch`, in the order it sees them."""
-    return epoch_permutation(n, seed=seed, epoch=epoch)[rank::world]
+    """The rows worker `rank` of `world` trains on in `epoch`, in the order it sees them: n // world of them."""
+    order = epoch_permutation(n, seed=seed, epoch=epoch)
+    return order[: n - n % world][rank::world]
 
 
 def worker_positions(n: int, *, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:

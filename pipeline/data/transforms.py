@@ -1,4 +1,4 @@
-"""Pure batch transforms on Arrow/numpy, wrapped into Ray Data by `pipeline.ingest` and the tasks.
+"""Pure batch transforms on Arrow/numpy, wrapped into Ray Data by `pipeline.data.ingest` and the tasks.
 
 No Ray here: every function takes a batch and returns a batch, so it is unit-tested directly.
 The row format is one sequence per row: a list column (time steps, each a list of features or a

@@ -1,4 +1,4 @@
-"""The sequence model: a recurrent stack (`pipeline.cells`: fused LSTM/GRU/RNN or a Greff LSTM
+"""The sequence model: a recurrent stack (`pipeline.model.cells`: fused LSTM/GRU/RNN or a Greff LSTM
 variant, stacked, optionally bidirectional) and a linear head on its final output.
 
 Training feeds zero-padded batches with their lengths; fused cells pack them with

@@ -28,6 +28,15 @@ def test_workers_split_each_epoch_exactly_and_positions_invert_the_rows():
     assert np.array_equal(np.flatnonzero(places >= 0)[np.argsort(places[places >= 0])], mine[1])
 
 
+def test_every_worker_gets_the_same_number_of_rows_and_the_leftovers_change():
+    """DDP steps all ranks together: one extra batch on one rank would hang the all-reduce."""
+    n = 129  # with batch 32: 65 rows = 3 batches, 64 = 2
+    mine = [worker_rows(n, seed=0, epoch=e, rank=r, world=2) for e in range(3) for r in range(2)]
+    assert {len(m) for m in mine} == {64}
+    left = [set(range(n)) - set(mine[2 * e]) - set(mine[2 * e + 1]) for e in range(3)]
+    assert all(len(x) == 1 for x in left) and len(set.union(*left)) > 1
+
+
 def test_windows_are_mixed_across_series_and_time():
     """Forecast windows arrive series by series, in time order: an epoch's first batch must draw
     from all of them, not from the first series' first stretch."""
@@ -86,3 +95,18 @@ def test_a_split_over_budget_falls_back_to_streaming():
     split = Split(N)
     batches = TrainBatches(split, info=INFO, batch_size=16, seed=0, rank=0, world=1, budget_mb=1e-4)
     assert sorted(_epoch_rows(batches, 0)) == list(range(N)) and batches.rows is None and batches.streaming
+
+
+@pytest.mark.parametrize("budget_mb", [64, 0], ids=["cached", "streamed"])
+def test_every_worker_makes_the_same_number_of_batches(budget_mb):
+    """Rows 129 on 2 workers (64 each), batch 7, windows of 2 batches: the same count on both ranks."""
+    info = DataInfo(task="regression", input_size=1, output_size=1, target="float", max_len=1, num_rows={"train": 129})
+    counts = set()
+    for rank in range(2):
+        batches = TrainBatches(
+            Split(129), info=info, batch_size=7, seed=1, rank=rank, world=2, budget_mb=budget_mb, window_batches=2
+        )
+        sizes = [len(b["y"]) for b in batches.epoch(0)]
+        assert sum(sizes) == 64 and all(s == 7 for s in sizes[:-1])
+        counts.add(len(sizes))
+    assert counts == {10}
