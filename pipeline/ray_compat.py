@@ -88,15 +88,15 @@ def job_not_found(err: BaseException) -> bool:
 def remote_exception_message(err: BaseException, exc_type: type[BaseException]) -> str | None:
     """The message of an `exc_type` raised inside a Ray task. Ray Data re-raises it as
     RayTaskError(UserCodeException), and the original object is not kept (not in `.cause`, not in
-    `__cause__`): only the remote traceback's text names it."""
+    `__cause__`): only the remote traceback's text names it, after the causes it was raised from."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, exc_type):
             return str(err)
         seen.add(id(err))
         pattern = re.compile(rf"{re.escape(exc_type.__module__)}\.{exc_type.__name__}: (.+)")
-        match = pattern.search(str(err))
-        if match:
-            return match.group(1).strip()
+        found = pattern.findall(str(err))
+        if found:   # a chained traceback prints the causes first: the raised one is the last
+            return found[-1].strip()
         err = getattr(err, "cause", None) or err.__cause__
     return None

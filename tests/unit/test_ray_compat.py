@@ -56,6 +56,11 @@ def test_a_remote_exception_is_found_by_type_first_then_in_the_remote_traceback(
     assert ray_compat.remote_exception_message(DataError("column 'x' is bad"), DataError) == "column 'x' is bad"
     remote = RuntimeError("Traceback ...\npipeline.errors.DataError: column 'y' has 3 null value(s)\n")
     assert ray_compat.remote_exception_message(remote, DataError) == "column 'y' has 3 null value(s)"
+    chained = RuntimeError(  # raise ... from err: the cause first, then the error raised from it
+        "pipeline.errors.DataError: column 'y' has 3 null value(s)\n\nThe above exception was the direct cause of the "
+        "following exception:\n\npipeline.errors.DataError: column 'y' has 3 null value(s) (or set data.missing)\n"
+    )
+    assert ray_compat.remote_exception_message(chained, DataError).endswith("(or set data.missing)")
     assert ray_compat.remote_exception_message(ValueError("unrelated"), DataError) is None
 
 
