@@ -31,18 +31,22 @@ from pipeline.track.store import check_reachable, resolve_uri
 Command = Literal["train", "tune", "evaluate"]
 Follow = Literal["follow", "detach"]
 CONFIG_ENV = config_mod.CONFIG_ENV
+# gitignore syntax, as Ray reads runtime_env["excludes"]: a leading "/" anchors a pattern at the
+# working directory's top, so /data (the built-in datasets' cache) is left out and pipeline/data,
+# the package's data step, is not.
 EXCLUDES = [
-    ".venv",
-    "venv",
-    ".git",
-    "mlruns",
-    "mlartifacts",
-    "mlflow.db",
-    "data",
-    "runs",
-    ".lstmpipe",
+    "/.venv",
+    "/venv",
+    "/.git",
+    "/mlruns",
+    "/mlartifacts",
+    "/mlflow.db",
+    "/data",
+    "/runs",
+    "/.lstmpipe",
     "__pycache__",
     ".pytest_cache",
+    ".ruff_cache",
     "*.egg-info",
     "*.pt",
     "*.ckpt",
@@ -112,9 +116,15 @@ def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
 
 
 def _excluded(rel: Path, excludes: list[str]) -> bool:
-    return any(fnmatch.fnmatch(part, pattern) for part in rel.parts for pattern in excludes) or any(
-        fnmatch.fnmatch(rel.as_posix(), pattern) for pattern in excludes
-    )
+    """Whether `rel` (relative to the working directory) matches an exclude: "/x" the path from the
+    top, anything else any one path part (as gitignore, and so Ray, reads them)."""
+    for pattern in excludes:
+        if pattern.startswith("/"):
+            if fnmatch.fnmatch(rel.as_posix(), pattern[1:]):
+                return True
+        elif any(fnmatch.fnmatch(part, pattern) for part in rel.parts):
+            return True
+    return False
 
 
 def _relative_dirs(cfg: config_mod.Config, workdir: Path) -> list[str]:
@@ -123,7 +133,7 @@ def _relative_dirs(cfg: config_mod.Config, workdir: Path) -> list[str]:
     for path in (cfg.data.cache_dir, cfg.train.storage_path):
         if "://" not in path:
             try:
-                out.append(Path(path).expanduser().resolve().relative_to(workdir).as_posix())
+                out.append("/" + Path(path).expanduser().resolve().relative_to(workdir).as_posix())
             except ValueError:
                 pass
     return out

@@ -123,6 +123,33 @@ def test_the_nodes_cannot_see_the_submitters_checkout(local_cluster):
         assert Path(f"/proc/{p['pid']}/root{sys.executable}").exists(), p["role"]
 
 
+JOB_WITH_A_HOST_PATH = """
+import sys, time
+from pipeline.cluster.submit import job_client
+client = job_client(None)
+job = client.submit_job(entrypoint="python -c 'import ray.data'", runtime_env={"env_vars": {"RAY_DATA_LOGGING_CONFIG": sys.argv[1]}})
+deadline = time.monotonic() + 120
+while str(client.get_job_status(job).value) not in ("SUCCEEDED", "FAILED", "STOPPED") and time.monotonic() < deadline:
+    time.sleep(1)
+print(client.get_job_status(job).value, "FileNotFoundError" in client.get_job_logs(job))
+"""
+
+
+def test_a_job_env_naming_the_submitters_checkout_fails_there(local_cluster):
+    """What the nodes' hidden checkout is for: until 2026-12, `submit` shipped RAY_DATA_LOGGING_CONFIG as
+    a path inside the submitting checkout, and every job died at `import ray.data` on such nodes."""
+    host_path = str(ROOT / "pipeline" / "ray_data_logging.yaml")
+    out = subprocess.run(
+        [sys.executable, "-c", JOB_WITH_A_HOST_PATH, host_path],
+        env=local_cluster["env"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert out.stdout.split()[-2:] == ["FAILED", "True"], out.stdout + out.stderr[-2000:]
+
+
 def test_cluster_status_sees_three_nodes_and_mlflow(local_cluster):
     st = lstmpipe("cluster", "status", "--state-dir", str(local_cluster["state"]), env=local_cluster["env"], timeout=60)
     assert st.returncode == 0, st.stdout + st.stderr

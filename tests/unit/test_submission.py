@@ -26,6 +26,8 @@ def test_upload_leaves_out_venvs_stores_data_and_checkpoints(tmp_path):
         tmp_path,
         {
             "pipeline/a.py": 10,
+            "pipeline/data/ingest.py": 4,  # the package's data step, not the datasets' cache
+            "pipeline/train/runs.py": 2,
             "conf/x.yaml": 5,
             "jobs/train.py": 7,
             ".venv/lib/torch.so": 1000,
@@ -38,9 +40,31 @@ def test_upload_leaves_out_venvs_stores_data_and_checkpoints(tmp_path):
             "my_cache/big.parquet": 900,
         },
     )
-    plan = submission.upload_plan(tmp_path, extra_excludes=["my_cache"])
-    assert (plan.files, plan.bytes) == (3, 22)
-    assert {".venv", "mlruns", "mlflow.db", "data", "runs", "my_cache"} <= set(plan.excludes)
+    plan = submission.upload_plan(tmp_path, extra_excludes=["/my_cache"])
+    assert (plan.files, plan.bytes) == (5, 28)
+    assert {"/.venv", "/mlruns", "/mlflow.db", "/data", "/runs", "/my_cache"} <= set(plan.excludes)
+
+
+def test_excludes_read_as_ray_reads_them(tmp_path):
+    """What upload_plan counts is what Ray uploads: its own packaging, with the same excludes."""
+    from ray._private.runtime_env.packaging import _dir_travel
+    from ray._private.runtime_env.packaging import _get_excludes as ray_excludes
+
+    make_tree(
+        tmp_path,
+        {
+            "pipeline/data/ingest.py": 4,
+            "data/adding/x.parquet": 300,
+            "runs/r/a.json": 3,
+            "conf/x.yaml": 5,
+            "pkg/__pycache__/a.pyc": 30,
+        },
+    )
+    uploaded = []
+    keep = lambda p: p.is_file() and uploaded.append(p.relative_to(tmp_path).as_posix())
+    _dir_travel(tmp_path, [ray_excludes(tmp_path, submission.EXCLUDES)], keep, include_gitignore=True)
+    plan = submission.upload_plan(tmp_path, extra_excludes=[])
+    assert sorted(uploaded) == ["conf/x.yaml", "pipeline/data/ingest.py"] and plan.files == 2
 
 
 def test_upload_over_the_limit_is_refused_naming_the_largest_file(tmp_path, monkeypatch):
@@ -55,7 +79,7 @@ def test_config_dirs_inside_the_working_directory_are_excluded(tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)
     cfg = config.validate({"data": {"cache_dir": "cache/d"}, "train": {"storage_path": str(tmp_path / "ckpts")}})
-    assert submission._relative_dirs(cfg, tmp_path) == ["cache/d", "ckpts"]
+    assert submission._relative_dirs(cfg, tmp_path) == ["/cache/d", "/ckpts"]
     cfg = config.validate({"train": {"storage_path": "s3://bucket/runs"}, "data": {"cache_dir": "/elsewhere"}})
     assert submission._relative_dirs(cfg, tmp_path) == []
 
