@@ -127,7 +127,8 @@ JOB_WITH_A_HOST_PATH = """
 import sys, time
 from pipeline.cluster.submit import job_client
 client = job_client(None)
-job = client.submit_job(entrypoint="python -c 'import ray.data'", runtime_env={"env_vars": {"RAY_DATA_LOGGING_CONFIG": sys.argv[1]}})
+env = {"env_vars": {"RAY_DATA_LOGGING_CONFIG": sys.argv[1]}}
+job = client.submit_job(entrypoint="python -c 'import ray.data'", runtime_env=env)
 deadline = time.monotonic() + 120
 while str(client.get_job_status(job).value) not in ("SUCCEEDED", "FAILED", "STOPPED") and time.monotonic() < deadline:
     time.sleep(1)
