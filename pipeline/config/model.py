@@ -14,7 +14,7 @@ LSTM_VARIANTS = ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")
 class ModelConfig(Section):
     cell: Literal["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"] = Field(
         "lstm",
-        description="lstm: torch's fused LSTM (Greff's NP); gru; rnn (tanh); or a Greff variant (pipeline/model/cells.py)",
+        description="lstm: torch's fused LSTM (Greff's NP); gru; rnn (tanh); or a Greff variant (model/cells.py)",
     )
     hidden_size: int = Field(64, ge=1, description="units per layer and direction")
     num_layers: int = Field(1, ge=1, description="stacked recurrent layers")
