@@ -96,7 +96,7 @@ def remote_exception_message(err: BaseException, exc_type: type[BaseException]) 
         seen.add(id(err))
         pattern = re.compile(rf"{re.escape(exc_type.__module__)}\.{exc_type.__name__}: (.+)")
         found = pattern.findall(str(err))
-        if found:   # a chained traceback prints the causes first: the raised one is the last
+        if found:  # a chained traceback prints the causes first: the raised one is the last
             return found[-1].strip()
         err = getattr(err, "cause", None) or err.__cause__
     return None
