@@ -1,8 +1,8 @@
 """`lstmpipe submit` and `lstmpipe jobs`: run a command as a Ray job through the cluster's Jobs API.
 
-The config is validated here, before anything is uploaded. The job gets the working directory
-(without venvs, MLflow stores, data caches and checkpoints, and within a size limit), the resolved
-config and the tracking URI through its runtime environment, and runs `python jobs/<command>.py`.
+The config is validated here, before anything is uploaded. The job gets the project's code and
+configs and the local files it reads (an allow-list, see `upload`), the resolved config and the
+tracking URI through its runtime environment, and runs `python jobs/<command>.py`.
 Credentials are never put in the runtime environment (Ray shows it in the dashboard): the nodes'
 own environment carries MLFLOW_TRACKING_USERNAME/PASSWORD (see infra/k8s).
 """
@@ -10,7 +10,6 @@ own environment carries MLFLOW_TRACKING_USERNAME/PASSWORD (see infra/k8s).
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import os
 import shlex
 import sys
@@ -23,6 +22,7 @@ import yaml
 
 from pipeline import config as config_mod
 from pipeline import ray_compat
+from pipeline.cluster import upload
 from pipeline.cluster.connect import worker_runtime_env
 from pipeline.errors import ConfigError, PipelineError, RunStateError
 from pipeline.redaction import has_secret, redact
@@ -31,36 +31,8 @@ from pipeline.track.store import check_reachable, resolve_uri
 Command = Literal["train", "tune", "evaluate"]
 Follow = Literal["follow", "detach"]
 CONFIG_ENV = config_mod.CONFIG_ENV
-# gitignore syntax, as Ray reads runtime_env["excludes"]: a leading "/" anchors a pattern at the
-# working directory's top, so /data (the built-in datasets' cache) is left out and pipeline/data,
-# the package's data step, is not.
-EXCLUDES = [
-    "/.venv",
-    "/venv",
-    "/.git",
-    "/mlruns",
-    "/mlartifacts",
-    "/mlflow.db",
-    "/data",
-    "/runs",
-    "/.lstmpipe",
-    "__pycache__",
-    ".pytest_cache",
-    ".ruff_cache",
-    "*.egg-info",
-    "*.pt",
-    "*.ckpt",
-]
-MAX_UPLOAD_MB = 100  # Ray's limit for a working_dir package is 512 MiB; ours is code and configs
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
-
-
-@dataclass(frozen=True)
-class Upload:
-    files: int
-    bytes: int
-    excludes: list[str]
 
 
 @dataclass(frozen=True)
@@ -95,65 +67,31 @@ def job_client(address: str | None):
         ) from err
 
 
-def upload_plan(workdir: Path, *, extra_excludes: list[str]) -> Upload:
-    """What the job's working_dir upload holds; refuses one over MAX_UPLOAD_MB, naming the biggest files."""
-    excludes = EXCLUDES + extra_excludes
-    files: list[tuple[int, Path]] = []
-    for root, dirs, names in os.walk(workdir):
-        rel_root = Path(root).relative_to(workdir)
-        dirs[:] = [d for d in dirs if not _excluded(rel_root / d, excludes)]
-        files += [
-            ((Path(root) / n).stat().st_size, rel_root / n) for n in names if not _excluded(rel_root / n, excludes)
-        ]
-    total = sum(size for size, _ in files)
-    if total > MAX_UPLOAD_MB * 2**20:
-        biggest = ", ".join(f"{p} ({size / 2**20:.0f} MB)" for size, p in sorted(files, reverse=True)[:3])
-        raise ConfigError(
-            f"the working directory {workdir} would upload {total / 2**20:.0f} MB (limit {MAX_UPLOAD_MB} MB), largest: "
-            f"{biggest}; move data to data.source (a path or URI the cluster reads) or submit from a smaller directory"
-        )
-    return Upload(files=len(files), bytes=total, excludes=excludes)
-
-
-def _excluded(rel: Path, excludes: list[str]) -> bool:
-    """Whether `rel` (relative to the working directory) matches an exclude: "/x" the path from the
-    top, anything else any one path part (as gitignore, and so Ray, reads them)."""
-    for pattern in excludes:
-        if pattern.startswith("/"):
-            if fnmatch.fnmatch(rel.as_posix(), pattern[1:]):
-                return True
-        elif any(fnmatch.fnmatch(part, pattern) for part in rel.parts):
-            return True
-    return False
-
-
-def _relative_dirs(cfg: config_mod.Config, workdir: Path) -> list[str]:
-    """The config's data cache and checkpoint dirs, when they sit inside the working directory."""
-    out = []
-    for path in (cfg.data.cache_dir, cfg.train.storage_path):
-        if "://" not in path:
-            try:
-                out.append("/" + Path(path).expanduser().resolve().relative_to(workdir).as_posix())
-            except ValueError:
-                pass
-    return out
+def needed_files(cfg: config_mod.Config, args: list[str], *, workdir: Path) -> list[Path]:
+    """Local files the job reads: a file source of the config, and arguments that name a path here
+    (`--data my.parquet`, `--model runs/r/epoch_0009`)."""
+    candidates = [] if cfg.data.is_builtin or "://" in cfg.data.source else [cfg.data.source]
+    candidates += [a.split("=", 1)[-1] for a in args if not a.startswith("-") or "=" in a]
+    return [Path(c) for c in candidates if c and "://" not in c and (workdir / c).exists()]
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What `submit_job` is sent: the entrypoint, and the runtime env (working_dir is uploaded by Ray
-    and replaced by a gcs:// URI; nothing else in it names a path of this machine)."""
+    """What `submit_job` is sent: the entrypoint, the runtime env (without working_dir, which is the
+    staged upload, packaged by Ray and replaced by a gcs:// URI), and the upload's plan. Nothing in
+    it names a path of this machine."""
 
     entrypoint: str
     runtime_env: dict
-    upload: Upload
+    metadata: dict[str, str]
+    upload: upload.Upload
 
 
 def job_request(
     command: Command,
     cfg: config_mod.Config,
     *,
-    config_given: bool,
+    config_name: str,
     overrides: list[str],
     args: list[str],
     workdir: Path,
@@ -161,10 +99,10 @@ def job_request(
 ) -> JobRequest:
     """The job for `command` on `cfg`, refused (ConfigError) if its env or entrypoint would carry a credential."""
     workdir = workdir.resolve()
-    plan = upload_plan(workdir, extra_excludes=_relative_dirs(cfg, workdir))
+    plan = upload.plan_upload(workdir, needed=needed_files(cfg, args, workdir=workdir))
     runtime_env = worker_runtime_env()
     env_vars = {"MLFLOW_TRACKING_URI": tracking_uri, **runtime_env["env_vars"]}
-    if config_given or command != "evaluate":
+    if config_name or command != "evaluate":
         env_vars[CONFIG_ENV] = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         args = ["-c", f"env:{CONFIG_ENV}", *args]
     else:  # evaluate without -c takes the model's own data section; --set edits it, in the job
@@ -173,8 +111,9 @@ def job_request(
     program = f"jobs/{command}.py" if (workdir / "jobs" / f"{command}.py").is_file() else f"-m pipeline.cli {command}"
     entrypoint = " ".join(["python", program, *(shlex.quote(a) for a in args)])
     _refuse_secrets(entrypoint, env_vars)
-    runtime_env |= {"working_dir": str(workdir), "excludes": plan.excludes, "env_vars": env_vars}
-    return JobRequest(entrypoint=entrypoint, runtime_env=runtime_env, upload=plan)
+    runtime_env["env_vars"] = env_vars
+    metadata = {"lstmpipe.command": command, "lstmpipe.config": config_name}
+    return JobRequest(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata, upload=plan)
 
 
 def submit(
@@ -207,23 +146,23 @@ def submit(
     request = job_request(
         command,
         cfg,
-        config_given=config_path is not None,
+        config_name=config_path.name if config_path else "",
         overrides=overrides,
         args=args,
         workdir=workdir,
         tracking_uri=uri,
     )
     client = job_client(address)
-    job_id = client.submit_job(
-        entrypoint=request.entrypoint,
-        runtime_env=request.runtime_env,
-        submission_id=submission_id,
-        metadata={"lstmpipe.command": command, "lstmpipe.config": str(config_path)},
-    )
-    plan = request.upload
-    print(
-        f"submitted {job_id}: {request.entrypoint} ({plan.files} files, {plan.bytes / 2**20:.1f} MB)", file=sys.stderr
-    )
+    print(f"uploading {request.upload.describe()}", file=sys.stderr)
+    with upload.staged(request.upload) as staging:
+        runtime_env = request.runtime_env | ({"working_dir": str(staging)} if staging else {})
+        job_id = client.submit_job(
+            entrypoint=request.entrypoint,
+            runtime_env=runtime_env,
+            submission_id=submission_id,
+            metadata=request.metadata,
+        )
+    print(f"submitted {job_id}: {request.entrypoint}", file=sys.stderr)
     if follow == "detach":
         return JobOutcome(job_id=job_id, status=str(client.get_job_status(job_id).value), exit_code=0)
     return follow_job(client, job_id)

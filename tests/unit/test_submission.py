@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.cluster import connect as cluster
 from pipeline.cluster import submit as submission
+from pipeline.cluster import upload
 from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,67 +22,116 @@ def make_tree(root: Path, files: dict[str, int]) -> None:
         (root / rel).write_bytes(b"x" * size)
 
 
-def test_upload_leaves_out_venvs_stores_data_and_checkpoints(tmp_path):
+CODE = {"pipeline/a.py": 10, "pipeline/data/ingest.py": 4, "jobs/train.py": 7, "conf/x.yaml": 5, "pyproject.toml": 3}
+# every kind of secret a working directory was seen to hold; the local cluster's state dir is .lstmpipe
+PLANTED = [
+    ".env",
+    ".aws/credentials",
+    ".ssh/id_rsa",
+    ".netrc",
+    ".git-credentials",
+    "service-account.json",
+    "results.sqlite",
+    "mlflow.db",
+    ".lstmpipe/auth_token",
+    ".lstmpipe/cluster.json",
+]
+
+
+def test_only_the_projects_code_and_configs_are_uploaded(tmp_path):
     make_tree(
         tmp_path,
         {
-            "pipeline/a.py": 10,
-            "pipeline/data/ingest.py": 4,  # the package's data step, not the datasets' cache
-            "pipeline/train/runs.py": 2,
-            "conf/x.yaml": 5,
-            "jobs/train.py": 7,
+            **CODE,
+            **dict.fromkeys(PLANTED, 40),
             ".venv/lib/torch.so": 1000,
             ".git/objects/x": 100,
             "mlruns/1/meta.yaml": 50,
-            "mlflow.db": 500,
             "data/adding/x.parquet": 300,
             "runs/r/ckpt.pt": 400,
-            "pkg/__pycache__/a.pyc": 30,
-            "my_cache/big.parquet": 900,
+            "notes/todo.md": 9,
+            "pipeline/__pycache__/a.cpython-311.pyc": 30,
         },
     )
-    plan = submission.upload_plan(tmp_path, extra_excludes=["/my_cache"])
-    assert (plan.files, plan.bytes) == (5, 28)
-    assert {"/.venv", "/mlruns", "/mlflow.db", "/data", "/runs", "/my_cache"} <= set(plan.excludes)
+    plan = upload.plan_upload(tmp_path, needed=[])
+    assert plan.paths == tuple(sorted(CODE)) and plan.bytes == sum(CODE.values())
+    assert plan.describe() == f"5 files, 0.0 MB from {tmp_path}"
 
 
-def test_excludes_read_as_ray_reads_them(tmp_path):
-    """What upload_plan counts is what Ray uploads: its own packaging, with the same excludes."""
-    from ray._private.runtime_env.packaging import _dir_travel
-    from ray._private.runtime_env.packaging import _get_excludes as ray_excludes
+@pytest.mark.parametrize("secret", PLANTED + ["conf/.env.prod", "jobs/deploy.pem", "conf/kubeconfig"])
+def test_a_credential_inside_the_uploaded_folders_is_refused_by_name(tmp_path, secret):
+    make_tree(tmp_path, {**CODE, f"conf/{secret}" if not secret.startswith(("conf/", "jobs/")) else secret: 40})
+    with pytest.raises(ConfigError, match=r"look like credentials \(.*" + Path(secret).name.replace(".", r"\.")):
+        upload.plan_upload(tmp_path, needed=[])
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("conf/prod.yaml", "tracking:\n  password: hunter22\n"),
+        ("conf/prod.yaml", "tracking: {uri: 'https://alice:s3cr3t@mlflow.example.com'}\n"),
+        ("conf/keys.json", '{"aws": {"secret_access_key": "abc/def+ghi"}}'),
+        ("conf/hosts.txt", "postgresql://mlflow:pa55word@db:5432/mlflow\n"),
+    ],
+)
+def test_a_config_file_with_a_secret_in_its_text_is_refused(tmp_path, name, text):
+    make_tree(tmp_path, CODE)
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=f"look like credentials \\({name}"):
+        upload.plan_upload(tmp_path, needed=[])
+
+
+def test_gitignore_and_rayignore_are_honoured_at_every_level(tmp_path):
+    make_tree(tmp_path, {**CODE, "conf/local/mine.yaml": 4, "pipeline/scratch.py": 2, "jobs/big.npy": 9})
+    (tmp_path / ".gitignore").write_text("conf/local/\n")
+    (tmp_path / ".rayignore").write_text("*.npy\n")
+    (tmp_path / "pipeline" / ".gitignore").write_text("scratch.py\n")
+    plan = upload.plan_upload(tmp_path, needed=[])
+    assert set(plan.paths) == set(CODE) | {"pipeline/.gitignore"}
+
+
+def test_the_files_a_job_reads_go_along_even_when_ignored(tmp_path):
+    """A config's file source and a path argument (--data, --model) are uploaded; others stay here."""
+    from pipeline import config
 
     make_tree(
         tmp_path,
-        {
-            "pipeline/data/ingest.py": 4,
-            "data/adding/x.parquet": 300,
-            "runs/r/a.json": 3,
-            "conf/x.yaml": 5,
-            "pkg/__pycache__/a.pyc": 30,
-        },
+        {**CODE, "mydata/train.parquet": 20, "runs/r/epoch_0009/model.pt": 30, "runs/r/epoch_0009/meta.json": 2},
     )
-    uploaded = []
-    keep = lambda p: p.is_file() and uploaded.append(p.relative_to(tmp_path).as_posix())
-    _dir_travel(tmp_path, [ray_excludes(tmp_path, submission.EXCLUDES)], keep, include_gitignore=True)
-    plan = submission.upload_plan(tmp_path, extra_excludes=[])
-    assert sorted(uploaded) == ["conf/x.yaml", "pipeline/data/ingest.py"] and plan.files == 2
+    (tmp_path / ".gitignore").write_text("mydata/\nruns/\n")
+    cfg = config.validate({"data": {"source": "mydata/train.parquet"}})
+    needed = submission.needed_files(cfg, ["--model", "runs/r/epoch_0009", "--data=nothere.csv"], workdir=tmp_path)
+    assert needed == [Path("mydata/train.parquet"), Path("runs/r/epoch_0009")]
+    plan = upload.plan_upload(tmp_path, needed=[*needed, Path("/etc/hostname")])
+    assert set(plan.paths) == set(CODE) | {
+        "mydata/train.parquet",
+        "runs/r/epoch_0009/model.pt",
+        "runs/r/epoch_0009/meta.json",
+    }
+
+
+def test_what_ray_packages_is_exactly_the_plan(tmp_path):
+    """The staged folder holds the planned files and nothing else, and Ray's own packaging (which
+    reads .gitignore files) takes all of them."""
+    from ray._private.runtime_env.packaging import _dir_travel
+
+    make_tree(tmp_path, {**CODE, ".env": 5, "data/x.parquet": 9})
+    (tmp_path / "conf" / ".gitignore").write_text("*.tmp\n")
+    plan = upload.plan_upload(tmp_path, needed=[])
+    with upload.staged(plan) as staging:
+        packaged = []
+        keep = lambda p: p.is_file() and packaged.append(p.relative_to(staging).as_posix())
+        _dir_travel(staging, [], keep, include_gitignore=True)
+    assert sorted(packaged) == list(plan.paths) and not staging.exists()
+    with upload.staged(upload.plan_upload(tmp_path / "data", needed=[])) as nothing:
+        assert nothing is None
 
 
 def test_upload_over_the_limit_is_refused_naming_the_largest_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(submission, "MAX_UPLOAD_MB", 1)
-    make_tree(tmp_path, {"conf/x.yaml": 10, "scratch/huge.bin": 3 * 2**20})
-    with pytest.raises(ConfigError, match=r"would upload 3 MB \(limit 1 MB\).*scratch/huge.bin"):
-        submission.upload_plan(tmp_path, extra_excludes=[])
-
-
-def test_config_dirs_inside_the_working_directory_are_excluded(tmp_path, monkeypatch):
-    from pipeline import config
-
-    monkeypatch.chdir(tmp_path)
-    cfg = config.validate({"data": {"cache_dir": "cache/d"}, "train": {"storage_path": str(tmp_path / "ckpts")}})
-    assert submission._relative_dirs(cfg, tmp_path) == ["/cache/d", "/ckpts"]
-    cfg = config.validate({"train": {"storage_path": "s3://bucket/runs"}, "data": {"cache_dir": "/elsewhere"}})
-    assert submission._relative_dirs(cfg, tmp_path) == []
+    monkeypatch.setattr(upload, "MAX_UPLOAD_MB", 1)
+    make_tree(tmp_path, {"conf/x.yaml": 10, "conf/huge.bin": 3 * 2**20})
+    with pytest.raises(ConfigError, match=r"would upload 3 MB from .* \(limit 1 MB\).*conf/huge.bin"):
+        upload.plan_upload(tmp_path, needed=[])
 
 
 MOUNTS = """\
@@ -150,7 +200,7 @@ def test_a_jobs_env_and_entrypoint_name_no_path_of_this_machine(tmp_path, monkey
     request = submission.job_request(
         "train",
         cfg,
-        config_given=True,
+        config_name="x.yaml",
         overrides=[],
         args=["--name", "r1"],
         workdir=tmp_path,
@@ -158,8 +208,9 @@ def test_a_jobs_env_and_entrypoint_name_no_path_of_this_machine(tmp_path, monkey
     )
     env = request.runtime_env
     assert env["worker_process_setup_hook"] == "pipeline.ray_compat.setup_process"
-    assert env["working_dir"] == str(tmp_path)  # uploaded by Ray, replaced by a gcs:// URI
-    shipped = [request.entrypoint, *env["env_vars"].values()]
+    assert "working_dir" not in env  # the staged upload is added at submit, then Ray's gcs:// URI replaces it
+    assert request.metadata == {"lstmpipe.command": "train", "lstmpipe.config": "x.yaml"}
+    shipped = [request.entrypoint, *env["env_vars"].values(), *request.metadata.values()]
     for local in (str(tmp_path), str(ROOT), sys.prefix, os.path.expanduser("~")):
         assert not [text for text in shipped if local in text], local
     assert "RAY_DATA_LOGGING_CONFIG" not in env["env_vars"]
