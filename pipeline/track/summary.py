@@ -41,7 +41,8 @@ def render(summary: RunSummary, *, title: str) -> str:
     m = summary.metrics
     lines = [f"== {title}: {summary.name} ({summary.status}) =="]
     if summary.best_config:
-        lines.append("best config: " + ", ".join(f"{k}={v}" for k, v in summary.best_config.items()))
+        best = redact_tree(summary.best_config)
+        lines.append("best config: " + ", ".join(f"{k}={v}" for k, v in best.items()))
     val = [f"{k.removeprefix('val_')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
     if val:
         lines.append(f"best epoch {int(m.get('best_epoch', 0)) + 1}: val " + ", ".join(val))

@@ -35,3 +35,89 @@ def test_config_trees_mask_secret_keys_and_values():
         "tracking": {"uri": "http://u:***@h", "experiment": "e"},
         "data": {"options": {"api_key": MASK, "n": 3}},
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a token used as the URI's user
+        ("https://ghp_abcdefghijklmnopqrstuvwx12@github.com/o/r.git", "https://***@github.com/o/r.git"),
+        (
+            "https://dapi0123456789abcdef0123456789abcdef@adb-1.azuredatabricks.net",
+            "https://***@adb-1.azuredatabricks.net",
+        ),
+        ("ssh://git@github.com/o/r", "ssh://git@github.com/o/r"),  # a user name, not a secret
+        # a password holding "@" or "/"
+        ("postgresql://mlflow:p@ss@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
+        ("s3://AKIAXYZ:wJalr/K7MDENG+bPx@bucket/runs", "s3://AKIAXYZ:***@bucket/runs"),
+        # query values and fragments
+        (
+            "https://acct.blob.core.windows.net/c?sv=2024&sig=abc%2Bdef&se=1",
+            "https://acct.blob.core.windows.net/c?sv=2024&sig=***&se=1",
+        ),
+        ("https://h/api?key=k123&pwd=p&auth=a&code=c&n=1", "https://h/api?key=***&pwd=***&auth=***&code=***&n=1"),
+        ("https://app/cb#access_token=eyJhbGc&state=1", "https://app/cb#***"),
+        # headers, connection strings, assignments, token shapes
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "Authorization: Bearer ***"),
+        (
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=bXlrZXk=;EndpointSuffix=core.windows.net",
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=core.windows.net",
+        ),
+        ("DATABRICKS_TOKEN=dapi1 HF_TOKEN: x1", "DATABRICKS_TOKEN=*** HF_TOKEN: ***"),
+        ("used hf_abcdefghijklmnopqrstuvwxyz0 here", "used *** here"),
+        ("model.tokenizer=char max_tokens=3", "model.tokenizer=char max_tokens=3"),
+    ],
+)
+def test_tokens_passwords_and_signatures_past_the_uri_user_are_masked(text, expected):
+    assert redact(text) == expected
+    assert has_secret(text) == (text != expected)
+
+
+@pytest.mark.parametrize(
+    "name", ["DATABRICKS_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_KEY", "HF_TOKEN", "GITHUB_TOKEN"]
+)
+def test_every_credential_variable_is_masked_even_when_short(monkeypatch, name):
+    monkeypatch.setenv(name, "q9z")
+    assert redact("failed with q9z, not q9zz") == f"failed with {MASK}, not q9zz"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=a;AccountKey=zz")
+    assert redact("conn AccountName=a;AccountKey=zz") == f"conn {MASK}"
+
+
+def test_everything_below_a_secret_key_and_inside_lists_is_masked():
+    """tune.space's choice lists are descended into (they were logged in plain text as the param)."""
+    space = {
+        "data.options.secret_key": {"choice": ["s1", "s2"]},
+        "data.source": {"choice": ["s3://k:sekrit@b/x", "s3://b/y"]},
+        "model.hidden_size": {"choice": [16, 32]},
+    }
+    assert redact_tree({"tune": {"space": space}}) == {
+        "tune": {
+            "space": {
+                "data.options.secret_key": MASK,
+                "data.source": {"choice": ["s3://k:***@b/x", "s3://b/y"]},
+                "model.hidden_size": {"choice": [16, 32]},
+            }
+        }
+    }
+    from pipeline.redaction import redact_value
+
+    assert redact_value("tune.space", space) == redact_tree(space)
+
+
+def test_the_printed_summary_masks_the_best_config(tmp_path):
+    from pipeline.track.summary import RunSummary, render, write_json
+
+    summary = RunSummary(
+        status="FINISHED",
+        tracking_uri="http://u:pw12345@mlflow:5000",
+        experiment="e",
+        run_id="r",
+        name="n",
+        best_config={"data.source": "s3://k:sekrit@b/x", "data.options.secret_key": "s1"},
+        child_run_ids=[],
+    )
+    text = render(summary, title="tune")
+    write_json(tmp_path / "s.json", summary.as_dict())
+    for shown in (text, (tmp_path / "s.json").read_text()):
+        assert "sekrit" not in shown and "s1" not in shown and "pw12345" not in shown
+    assert "best config: data.source=s3://k:***@b/x, data.options.secret_key=***" in text

@@ -215,3 +215,23 @@ def test_a_jobs_env_and_entrypoint_name_no_path_of_this_machine(tmp_path, monkey
         assert not [text for text in shipped if local in text], local
     assert "RAY_DATA_LOGGING_CONFIG" not in env["env_vars"]
     assert request.entrypoint == "python jobs/train.py -c env:LSTMPIPE_CONFIG --name r1"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://ghp_abcdefghijklmnopqrstuvwx12@mlflow.example.com",  # a token as the URI's user
+        "https://alice:p@ss@mlflow.example.com",  # a password holding "@"
+        "https://AKIAXYZ:wJalr/K7MDENG+bPx@mlflow.example.com",  # a secret holding "/"
+        "https://mlflow.example.com/?sig=abc123",
+    ],
+)
+def test_a_job_whose_env_would_carry_a_credential_is_refused(tmp_path, uri):
+    from pipeline import config
+
+    make_tree(tmp_path, CODE)
+    cfg = config.validate({"train": {"storage_path": "s3://bucket/runs"}})
+    with pytest.raises(ConfigError, match="env var MLFLOW_TRACKING_URI of this job would carry a credential"):
+        submission.job_request(
+            "train", cfg, config_name="x.yaml", overrides=[], args=[], workdir=tmp_path, tracking_uri=uri
+        )

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -79,3 +80,38 @@ def test_logging_a_model_leaves_the_tracking_uri_as_it_was(tmp_path, monkeypatch
     from mlflow.tracking._tracking_service import utils
 
     assert utils._tracking_uri is None  # nor MLflow's own global
+
+
+def test_a_sweeps_params_tags_and_texts_carry_no_planted_secret(tmp_path, monkeypatch):
+    """Every exit of TrackedRun (params, tags, dict and text artifacts) is redacted, tune.space's
+    choice lists included (they were logged in plain text as the param `tune.space`)."""
+    from pipeline import config
+
+    monkeypatch.setenv("HF_TOKEN", "hf-plant")
+    cfg = config.validate(
+        {
+            "data": {"source": "b.parquet"},
+            "tune": {
+                "space": {
+                    "model.hidden_size": {"choice": [4, 8]},
+                    "data.source": {"choice": ["b.parquet", "https://u:plant-pw@h/x.parquet"]},
+                }
+            },
+        }
+    )
+    uri = f"sqlite:///{tmp_path}/m.db"
+    parent = TrackedRun.start(uri, experiment="e", run_name="p", params=cfg.flat(), tags={"note": "hf-plant"})
+    child = TrackedRun.start(
+        uri, experiment="e", run_name="c", params={"data.source": "https://u:plant-pw@h/x.parquet"}, parent=parent
+    )
+    parent.log_dict({"best": {"token": "abc123", "uri": "https://ghp_abcdefghijklmnopqrstuvwx@h"}}, "b.json")
+    child.log_text("failed with hf-plant at https://u:plant-pw@h", "err.txt")
+    client = MlflowClient(uri)
+    shown = []
+    for run in (parent, child):
+        data = client.get_run(run.run_id).data
+        shown += [*data.params.values(), *data.tags.values()]
+        local = client.download_artifacts(run.run_id, "", str(tmp_path / run.run_id))
+        shown += [p.read_text() for p in Path(local).rglob("*") if p.is_file()]
+    assert "https://u:***@h/x.parquet" in client.get_run(parent.run_id).data.params["tune.space"]
+    assert not [s for s in shown if "plant" in s or "abc123" in s or "ghp_" in s]
