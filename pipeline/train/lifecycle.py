@@ -5,7 +5,8 @@
         run = life.open()                  # the MLflow run: started, or reopened on resume
         ...                                # train; the block's outcome ends the run
 
-Before the block: the tracking server answers, the name and storage are checked (`check_start`),
+Before the block: the tracking server answers, the name is claimed for this process (released when
+the block ends) and checked with the storage and the data (`check_start`),
 runs a dead driver left RUNNING are reconciled, Ray is connected and has the resources. `open` starts
 the MLflow run (params, config, owner, kind) and writes the run state beside the checkpoints, or on
 resume reopens the same run. Leaving the block ends the run FINISHED, KILLED (Ctrl-C, SIGTERM; a
@@ -21,10 +22,20 @@ from typing import Literal
 
 from pipeline.cluster.connect import available, check_storage, connect
 from pipeline.config import Config
+from pipeline.data.fingerprint import source_fingerprint
 from pipeline.errors import ConfigError
 from pipeline.track import KIND_TAG, SweepRun, TrackedRun, check_reachable, resolve_uri
 from pipeline.track.reconcile import OWNER_TAG, owner, reconcile_and_report
-from pipeline.train.run_state import RunState, check_start, resolve_storage, unique_name, write_state
+from pipeline.train.run_state import (
+    RunState,
+    check_name,
+    check_start,
+    check_writable,
+    claim,
+    resolve_storage,
+    unique_name,
+    write_state,
+)
 
 Kind = Literal["train", "tune"]
 RUN_KIND = {"train": "train", "tune": "sweep"}  # the lstmpipe.kind tag of the MLflow run
@@ -51,6 +62,7 @@ class Lifecycle:
     name: str
     storage: str
     config_hash: str
+    data: dict[str, str]  # the source's fingerprint, stored in the run state
     previous: RunState | None  # the run state of the run being resumed
     run: TrackedRun | None = None  # once open
 
@@ -68,7 +80,9 @@ class Lifecycle:
             )
             self.run.log_config(self.cfg.model_dump(mode="json"))
             write_state(
-                self.storage, self.name, RunState(run_id=self.run.run_id, config_hash=self.config_hash, kind=self.kind)
+                self.storage,
+                self.name,
+                RunState(run_id=self.run.run_id, config_hash=self.config_hash, kind=self.kind, data=self.data),
             )
         else:
             self.run = cls(self.uri, self.previous.run_id)
@@ -84,14 +98,33 @@ def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, co
     uri = resolve_uri(cfg.tracking)
     check_reachable(uri)
     name = name or unique_name(kind)
+    check_name(name)
     storage = resolve_storage(cfg.train.storage_path)
-    previous = check_start(storage, name, kind=kind, resume=resume, config_hash=config_hash)
-    reconcile_and_report(uri, cfg.tracking.experiment)
-    connect()
-    check_resources(cfg)
-    life = Lifecycle(
-        cfg=cfg, kind=kind, uri=uri, name=name, storage=storage, config_hash=config_hash, previous=previous
-    )
+    check_writable(storage)
+    held = claim(storage, name)  # before any work: a second process of this name is refused
+    try:
+        data = source_fingerprint(cfg.data)
+        previous = check_start(storage, name, kind=kind, resume=resume, config_hash=config_hash, data=data)
+        reconcile_and_report(uri, cfg.tracking.experiment)
+        connect()
+        check_resources(cfg)
+        life = Lifecycle(
+            cfg=cfg,
+            kind=kind,
+            uri=uri,
+            name=name,
+            storage=storage,
+            config_hash=config_hash,
+            data=data,
+            previous=previous,
+        )
+        yield from _tracked(life)
+    finally:
+        held.release()
+
+
+def _tracked(life: Lifecycle) -> Iterator[Lifecycle]:
+    """The block's outcome ends the MLflow run: FINISHED, KILLED or FAILED."""
     try:
         yield life
     except KeyboardInterrupt:

@@ -1,24 +1,36 @@
 """Run names and the state file that ties a Ray run directory to its MLflow run.
 
-`{storage_path}/{name}/lstmpipe_run.json` holds the MLflow run id and the config hash, written
-before training starts, so `--name N --resume` continues the same MLflow run and refuses a
-changed config, and a fresh run never silently reuses an old name.
+`{storage_path}/{name}/lstmpipe_run.json` holds the MLflow run id, the config hash and the data's
+fingerprint, written before training starts, so `--name N --resume` continues the same MLflow run
+and refuses a changed config or changed data, and a fresh run never silently reuses an old name.
+
+A name is one path segment of a safe alphabet. A process claims it before any work: it creates
+`{storage_path}/{name}/.lstmpipe.lock` exclusively (O_EXCL), holding its owner (host, pid, process
+start time), and removes it when the command ends. A second run of the same name, started or
+resumed while the first lives, is refused; a lock whose owner died on this host is taken over.
+On object stores (s3://, gs://) the claim is written and read back, which narrows the race but
+cannot close it: give concurrent runs distinct names there.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.fs
 
+from pipeline.data.fingerprint import changes
 from pipeline.errors import ConfigError, RunStateError
+from pipeline.track.reconcile import owner, owner_alive
 
 STATE_FILE = "lstmpipe_run.json"
+LOCK_FILE = ".lstmpipe.lock"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,16 @@ class RunState:
     run_id: str
     config_hash: str
     kind: str  # "train" or "tune"
+    data: dict[str, str] = field(default_factory=dict)  # the source's fingerprint (data.fingerprint)
+
+
+def check_name(name: str) -> None:
+    """A run name is one path segment: letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    if not NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"--name {name!r} is not a run name: use up to 100 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (it names one directory under train.storage_path)"
+        )
 
 
 def unique_name(kind: str) -> str:
@@ -48,7 +70,13 @@ def read_state(storage: str, name: str) -> RunState | None:
     if info.type == pyarrow.fs.FileType.NotFound:
         return None
     with fs.open_input_stream(info.path) as f:
-        return RunState(**json.loads(f.read()))
+        raw = f.read()
+    try:
+        return RunState(**json.loads(raw))
+    except (ValueError, TypeError) as err:
+        raise RunStateError(
+            f"{info.path} is not a run state lstmpipe wrote; move that directory away or pick another --name"
+        ) from err
 
 
 def write_state(storage: str, name: str, state: RunState) -> None:
@@ -76,12 +104,77 @@ def check_writable(storage: str) -> None:
         ) from err
 
 
-def check_start(storage: str, name: str, *, kind: str, resume: bool, config_hash: str) -> RunState | None:
-    """Validate a start/resume request; return the existing state when resuming."""
+@dataclass
+class Claim:
+    """This process's hold on a run name (see the module docstring); `release` ends it."""
+
+    storage: str
+    name: str
+    token: str
+
+    def release(self) -> None:
+        fs, run_dir = _fs(self.storage, self.name)
+        try:
+            if _read_lock(fs, f"{run_dir}/{LOCK_FILE}") == self.token:
+                fs.delete_file(f"{run_dir}/{LOCK_FILE}")
+        except (OSError, pyarrow.ArrowException):
+            pass  # a lock left behind names a dead owner: the next run takes it over
+
+
+def claim(storage: str, name: str) -> Claim:
+    """Claim `name` under `storage` for this process, or refuse (RunStateError) while another holds it."""
+    fs, run_dir = _fs(storage, name)
+    fs.create_dir(run_dir, recursive=True)
+    lock, token = f"{run_dir}/{LOCK_FILE}", f"{owner()}:{secrets.token_hex(4)}"
+    for _ in range(2):
+        if _create_exclusive(fs, lock, token):
+            return Claim(storage=storage, name=name, token=token)
+        holder = _read_lock(fs, lock)
+        alive = owner_alive(holder.rsplit(":", 1)[0]) if holder else False
+        if alive is not False:
+            raise RunStateError(
+                f"run '{name}' in {storage} is in use by another process ({holder or 'unknown owner'}); wait for it to "
+                "end or pick another --name"
+            )
+        fs.delete_file(lock)  # its owner died on this host: take the name over
+    raise RunStateError(f"could not claim run '{name}' in {storage}: another process took it; pick another --name")
+
+
+def _create_exclusive(fs: pyarrow.fs.FileSystem, path: str, token: str) -> bool:
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        return True
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        return False
+    with fs.open_output_stream(path) as f:  # object stores: write, then check that ours is the one kept
+        f.write(token.encode())
+    return _read_lock(fs, path) == token
+
+
+def _read_lock(fs: pyarrow.fs.FileSystem, path: str) -> str:
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read().decode(errors="replace").strip()
+    except (OSError, pyarrow.ArrowException):
+        return ""
+
+
+def check_start(
+    storage: str, name: str, *, kind: str, resume: bool, config_hash: str, data: dict[str, str] | None = None
+) -> RunState | None:
+    """Validate a start/resume request (the caller holds the name's claim); return the existing
+    state when resuming. `data` is the source's fingerprint now, compared with the stored one."""
+    check_name(name)
     check_writable(storage)
     state = read_state(storage, name)
     fs, run_dir = _fs(storage, name)
-    exists = fs.get_file_info(run_dir).type != pyarrow.fs.FileType.NotFound
+    entries = fs.get_file_info(pyarrow.fs.FileSelector(run_dir, allow_not_found=True))
+    exists = any(e.base_name != LOCK_FILE for e in entries)
     if not resume:
         if exists:
             raise RunStateError(
@@ -99,5 +192,10 @@ def check_start(storage: str, name: str, *, kind: str, resume: bool, config_hash
         raise RunStateError(
             f"cannot resume '{name}': its config changed (hash {state.config_hash} -> {config_hash}); "
             "only train.epochs may change on resume, start a new run for other changes"
+        )
+    if data is not None and state.data and data != state.data:
+        raise RunStateError(
+            f"cannot resume '{name}': its data changed since it started ({'; '.join(changes(state.data, data))}); "
+            "restore the data or start a new run"
         )
     return state

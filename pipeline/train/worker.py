@@ -63,7 +63,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     info = DataInfo.from_dict(spec.info)
     raw_model = model_for(model_cfg, info)
     optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
-    restored = _restore(raw_model, optimizer)
+    restored = _restore(raw_model, optimizer, spec=spec)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
     device = ray.train.torch.get_device()
     amp = mixed_precision(train_cfg.precision, device=device)
@@ -154,14 +154,15 @@ class Restored:
     history: list[dict[str, float]]  # metrics of the epochs before start_epoch
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> Restored:
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, *, spec: WorkerSpec) -> Restored:
     """Load the latest checkpoint Ray Train registered for this run (after a worker failure or a
-    --resume); Ray never hands out a checkpoint whose upload did not complete."""
+    --resume), verified against its manifest and checked to be this run's (run id, config hash)."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return Restored(start_epoch=0, history=[])
     with ckpt.as_directory() as directory:
         state = checkpoint.load(directory)
+    checkpoint.check_belongs(state.meta, run_id=spec.run_id, config_hash=spec.config_hash, where=ckpt.path)
     model.load_state_dict(state.model)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)

@@ -1,8 +1,13 @@
 """Run names and the state file guarding --resume."""
 
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
-from pipeline.errors import RunStateError
+from pipeline.errors import ConfigError, RunStateError
 from pipeline.train import run_state as runs
 
 
@@ -39,3 +44,73 @@ def test_storage_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runs.resolve_storage("runs") == str(tmp_path / "runs")
     assert runs.resolve_storage("s3://bucket/x") == "s3://bucket/x"
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs/run", "a/b", "", ".hidden", "-x", "a..b", "x" * 101, "ä"])
+def test_a_name_that_is_not_one_safe_path_segment_is_refused(tmp_path, name):
+    with pytest.raises(ConfigError, match="is not a run name"):
+        runs.check_start(str(tmp_path), name, kind="train", resume=False, config_hash="h")
+    assert list(tmp_path.iterdir()) == []  # nothing written anywhere
+
+
+def test_a_claimed_name_is_refused_to_a_second_claim_and_a_dead_owners_lock_is_taken_over(tmp_path):
+    held = runs.claim(str(tmp_path), "a")
+    with pytest.raises(RunStateError, match="run 'a' .* is in use by another process"):
+        runs.claim(str(tmp_path), "a")
+    held.release()
+    assert not (tmp_path / "a" / runs.LOCK_FILE).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "a" / runs.LOCK_FILE).write_text(f"{socket.gethostname()}:{dead.stdout.strip()}:123:abcd")
+    runs.claim(str(tmp_path), "a").release()  # its owner is gone: taken over
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from pipeline.errors import RunStateError
+from pipeline.train import run_state
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+try:
+    held = run_state.claim(sys.argv[1], "race")
+except RunStateError as err:
+    print("refused", err)
+else:
+    print("claimed")
+    time.sleep(3)
+    held.release()
+"""
+
+
+def test_two_processes_racing_for_one_name_one_wins(tmp_path):
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(tmp_path / "runs"), str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    time.sleep(3)  # all three are waiting for the start signal (they import the package first)
+    go.touch()
+    outs = sorted(p.communicate(timeout=60)[0].split()[0] for p in procs)
+    assert outs == ["claimed", "refused", "refused"]
+
+
+def test_a_resume_whose_data_changed_is_refused_naming_what_changed(tmp_path):
+    from pipeline.config import DataConfig
+    from pipeline.data.fingerprint import source_fingerprint
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "a.parquet").write_bytes(b"x" * 10)
+    (data / "b.parquet").write_bytes(b"y" * 10)
+    cfg = DataConfig(source=str(data), columns={"sequence": "s", "target": "t"})
+    before = source_fingerprint(cfg)
+    assert sorted(before) == ["a.parquet", "b.parquet"]
+    runs.write_state(str(tmp_path), "r", runs.RunState(run_id="r", config_hash="h", kind="train", data=before))
+    (data / "a.parquet").write_bytes(b"x" * 12)
+    (data / "c.parquet").write_bytes(b"z")
+    with pytest.raises(RunStateError, match=r"its data changed .*c.parquet added; a.parquet changed \(size 10 -> 12\)"):
+        runs.check_start(str(tmp_path), "r", kind="train", resume=True, config_hash="h", data=source_fingerprint(cfg))
+    assert runs.check_start(str(tmp_path), "r", kind="train", resume=True, config_hash="h", data=before)
