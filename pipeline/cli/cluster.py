@@ -127,8 +127,8 @@ cluster_app = typer.Typer(
 def cluster_up(
     workers: Annotated[int, typer.Option("--workers", min=0, help="Worker nodes besides the head.")] = 1,
     cpus_per_node: Annotated[int, typer.Option("--cpus-per-node", min=1)] = 1,
-    dashboard_port: Annotated[int, typer.Option("--dashboard-port")] = 8265,
-    mlflow_port: Annotated[int, typer.Option("--mlflow-port")] = 5000,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port", min=1024, max=65535)] = 8265,
+    mlflow_port: Annotated[int, typer.Option("--mlflow-port", min=1024, max=65535)] = 5000,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Start the cluster and the MLflow server; print the environment a shell needs to use them."""

@@ -187,8 +187,17 @@ def read(state_dir: Path) -> LocalCluster | None:
     path = state_dir / STATE_FILE
     if not path.exists():
         return None
-    raw = json.loads(path.read_text())
-    return LocalCluster(**{**raw, "procs": [Proc(**p) for p in raw["procs"]]})
+    try:
+        raw = json.loads(path.read_text())
+        cluster = LocalCluster(**{**raw, "procs": [Proc(**p) for p in raw["procs"]]})
+        if not Path(cluster.token_path).is_file():
+            raise FileNotFoundError(cluster.token_path)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise RunStateError(
+            f"{path} is not a local cluster's state (unreadable, incomplete or its token file is gone); stop what is "
+            f"left by hand (`ray stop`) and remove {state_dir}, then `lstmpipe cluster up` again"
+        ) from err
+    return cluster
 
 
 def _node_env(token_path: Path) -> dict[str, str]:

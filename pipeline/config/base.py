@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import difflib
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from pipeline.data.sources.options import STRICT
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No unknown keys, strict types (`true` is not 1, `"8"` is not 8), finite numbers."""
+
+    model_config = STRICT
 
 
 def suggest(key: str, candidates: list[str]) -> str:

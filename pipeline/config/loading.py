@@ -4,16 +4,27 @@ that name the key, the value and the fix, before Ray starts."""
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 import os
+import random
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from pipeline.config import yaml_text
 from pipeline.config.base import suggest
 from pipeline.config.root import ALL_KEYS, SECTIONS, Config
 from pipeline.errors import ConfigError
+
+EXCERPT = 80  # characters of a value echoed in an error
+
+
+def excerpt(value: Any) -> str:
+    """A value as an error shows it: its repr, cut to EXCERPT characters."""
+    text = repr(value)
+    return text if len(text) <= EXCERPT else f"{text[: EXCERPT - 3]}..."
 
 
 def describe_validation_error(err: ValidationError, *, origin: str) -> str:
@@ -30,7 +41,7 @@ def describe_validation_error(err: ValidationError, *, origin: str) -> str:
         if isinstance(value, dict):  # a rule across a section's keys: the message names them
             sentences.append(f"invalid config in {origin}: {msg}")
             continue
-        sentences.append(f"config key '{key}' = {value!r} in {origin} is invalid: {msg}")
+        sentences.append(f"config key '{key}' = {excerpt(value)} in {origin} is invalid: {msg}")
     return "; ".join(sentences)
 
 
@@ -40,9 +51,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set '{text}' is not of the form key=value, e.g. --set model.hidden_size=128")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+        value = yaml_text.parse(raw, where=f"--set {key.strip()}") if raw.strip() else None
+    except ConfigError as err:
+        if "not valid YAML" not in str(err):
+            raise  # a recursive or exploding alias, a duplicate key
+        value = raw  # not YAML: the text itself
     return key.strip().split("."), value
 
 
@@ -59,8 +72,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
                 prefix = ".".join(parts[: i + 1])
                 raise ConfigError(f"cannot set '{'.'.join(parts)}': '{prefix}' is a value, not a section")
             node = child
-        node[parts[-1]] = value
+        node[parts[-1]] = _native(value)
     return out
+
+
+def _native(value: Any) -> Any:
+    """A numpy scalar from a searcher as the plain Python value the strict schema takes."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
 
 
 def validate(raw: dict[str, Any], *, origin: str = "config") -> Config:
@@ -72,16 +90,51 @@ def validate(raw: dict[str, Any], *, origin: str = "config") -> Config:
     return cfg
 
 
+SPACE_DRAWS = 8  # samples drawn from each range, besides its ends
+JOINT_SAMPLES = 64  # combinations checked when the space has more than MAX_COMBINATIONS
+MAX_COMBINATIONS = 256
+
+
 def _check_space_values(cfg: Config, *, origin: str) -> None:
-    """Every value a sweep can sample must itself form a valid config."""
+    """Every value a sweep can sample must form a valid config, alone and with the other keys'
+    values: all combinations of choices, range ends and draws, or a seeded sample of them."""
+    space = cfg.tune.space
+    if not space:
+        return
+    rng = random.Random(cfg.tune.seed)
+    values = {key: spec.candidate_values(rng, draws=SPACE_DRAWS) for key, spec in space.items()}
+    for key, spec in space.items():
+        if spec.uniform is not None or spec.loguniform is not None:
+            _refuse_floats_for_an_integer(cfg, key, values[key][-1], origin=origin)
     base = cfg.model_dump(mode="json")
-    for key, spec in cfg.tune.space.items():
-        for value in spec.candidate_values():
-            try:
-                Config.model_validate(apply_overrides(base, {key: value}))
-            except ValidationError as err:
-                detail = describe_validation_error(err, origin=f"tune.space['{key}']")
-                raise ConfigError(f"{detail} (searched value {value!r} from {origin})") from err
+    for combo in _combinations(values, rng):
+        try:
+            Config.model_validate(apply_overrides(base, combo))
+        except ValidationError as err:
+            searched = ", ".join(f"{k}={excerpt(v)}" for k, v in combo.items())
+            detail = describe_validation_error(err, origin="tune.space")
+            raise ConfigError(f"{detail} (a sweep can sample {searched}; from {origin}): narrow tune.space") from err
+
+
+def _combinations(values: dict[str, list[Any]], rng: random.Random) -> list[dict[str, Any]]:
+    keys = list(values)
+    if math.prod(len(v) for v in values.values()) <= MAX_COMBINATIONS:
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
+    first = {k: v[0] for k, v in values.items()}
+    singles = [first | {k: value} for k, v in values.items() for value in v]  # each value once
+    joint = [{k: rng.choice(v) for k, v in values.items()} for _ in range(JOINT_SAMPLES)]
+    return singles + joint
+
+
+def _refuse_floats_for_an_integer(cfg: Config, key: str, sample: float, *, origin: str) -> None:
+    try:
+        Config.model_validate(apply_overrides(cfg.model_dump(mode="json"), {key: sample}))
+    except ValidationError as err:
+        if any(e["type"].startswith("int") and ".".join(map(str, e["loc"])) == key for e in err.errors()):
+            raise ConfigError(
+                f"tune.space['{key}'] draws floats (e.g. {sample:.4g}) but {key} is an integer, so every trial would "
+                f"fail (in {origin}); use randint: [low, high] or a choice list"
+            ) from err
 
 
 CONFIG_ENV = "LSTMPIPE_CONFIG"  # `lstmpipe submit` ships the resolved config to its job in this variable
@@ -96,16 +149,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
                 f"config env:{name} names an unset environment variable; set {name} to the YAML text or pass a file "
                 "with -c"
             )
-        text = os.environ[name]
+        text = yaml_text.decode(os.environ[name].encode("utf-8", "surrogateescape"), where=str(path))
     else:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a directory; pass a YAML file with -c (e.g. {path}/smoke.yaml)")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass an existing YAML file with -c")
-        text = path.read_text()
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML ({err.__class__.__name__}): fix the syntax") from err
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"config file {path} cannot be read ({err.strerror}); check its permissions") from err
+        text = yaml_text.decode(data, where=str(path))
+    raw = yaml_text.parse(text, where=str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     return raw

@@ -16,17 +16,17 @@ class ModelConfig(Section):
         "lstm",
         description="lstm: torch's fused LSTM (Greff's NP); gru; rnn (tanh); or a Greff variant (model/cells.py)",
     )
-    hidden_size: int = Field(64, ge=1, description="units per layer and direction")
-    num_layers: int = Field(1, ge=1, description="stacked recurrent layers")
+    hidden_size: int = Field(64, ge=1, le=8192, description="units per layer and direction")
+    num_layers: int = Field(1, ge=1, le=16, description="stacked recurrent layers")
     dropout: float = Field(0.0, ge=0, lt=1, description="between stacked layers")
     bidirectional: bool = Field(
         False, description="a second direction reads each sequence backwards (not for generate)"
     )
     proj_size: int = Field(
-        0, ge=0, description="lstm only: LSTMP projection of the output, smaller than hidden_size; 0 = none"
+        0, ge=0, le=8192, description="lstm only: LSTMP projection of the output, smaller than hidden_size; 0 = none"
     )
     forget_bias: float | None = Field(
-        None, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
+        None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
 
     @model_validator(mode="after")

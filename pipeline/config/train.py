@@ -7,21 +7,23 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipeline.config.base import Section
+from pipeline.data.sources.options import SEED_MAX
 
 
 class TrainConfig(Section):
     epochs: int = Field(
         10,
         ge=1,
+        le=100_000,
         description=(
             "passes over the training split, each in a new order (from seed and epoch); the only key "
             "--resume may change"
         ),
     )
-    batch_size: int = Field(64, ge=1, description="sequences per batch, per worker")
-    lr: float = Field(1e-3, gt=0, description="Adam's learning rate")
-    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null disables")
-    workers: int = Field(2, ge=1, description="Ray Train workers (data-parallel, DDP)")
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="sequences per batch, per worker")
+    lr: float = Field(1e-3, gt=0, le=10, description="Adam's learning rate")
+    grad_clip: float | None = Field(1.0, gt=0, le=1e6, description="max gradient norm; null disables")
+    workers: int = Field(2, ge=1, le=1024, description="Ray Train workers (data-parallel, DDP)")
     use_gpu: bool = Field(
         False,
         description="one GPU per worker: NCCL instead of gloo, cuDNN's LSTM, pinned batches copied asynchronously",
@@ -32,20 +34,24 @@ class TrainConfig(Section):
     shard_cache_mb: float = Field(
         1024,
         ge=0,
+        le=1_048_576,
         description="each worker keeps the training split's rows (and its validation shard) in memory after "
         "the first epoch if each fits this many MB; 0 streams every epoch",
     )
     seed: int = Field(
         0,
+        ge=0,
+        le=SEED_MAX,
         description="seeds the weights (plus the worker's rank) and the order of the training sequences in every epoch",
     )
     storage_path: str = Field("runs", description="Ray Train run state and checkpoints")
     max_failures: int = Field(
         0,
         ge=-1,
+        le=1000,
         description="worker-group restarts from the last checkpoint after a worker or node dies (-1: unlimited)",
     )
-    checkpoints_to_keep: int = Field(2, ge=1, description="best checkpoints kept, by val_loss")
+    checkpoints_to_keep: int = Field(2, ge=1, le=1000, description="best checkpoints kept, by val_loss")
 
     @model_validator(mode="after")
     def _fp16_needs_gpu(self) -> TrainConfig:

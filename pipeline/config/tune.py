@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -11,9 +13,10 @@ from pipeline.config.base import Section
 
 class SpaceSpec(Section):
     choice: list[Any] | None = None
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None
+    choice: list[Any] | None = Field(None, max_length=1000)
+    uniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    loguniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    randint: list[int] | None = Field(None, min_length=2, max_length=2)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SpaceSpec:
@@ -30,19 +33,28 @@ class SpaceSpec(Section):
             raise ValueError("loguniform bounds must be positive")
         return self
 
-    def candidate_values(self) -> list[Any]:
-        """Values that must each form a valid config (the choices, or the range's ends)."""
+    def candidate_values(self, rng: random.Random | None = None, *, draws: int = 0) -> list[Any]:
+        """Values that must each form a valid config: the choices, or the range's ends and `draws`
+        samples drawn as Tune draws them."""
         if self.choice is not None:
             return list(self.choice)
+        rng = rng or random.Random(0)
         if self.randint is not None:
-            return [self.randint[0], self.randint[1] - 1]  # tune.randint's upper bound is exclusive
-        return list(self.uniform or self.loguniform or ())
+            low, high = self.randint  # tune.randint's upper bound is exclusive
+            return [low, high - 1, *(rng.randrange(low, high) for _ in range(draws))]
+        if self.uniform is not None:
+            low, high = self.uniform
+            return [low, high, *(rng.uniform(low, high) for _ in range(draws))]
+        low, high = self.loguniform
+        return [low, high, *(math.exp(rng.uniform(math.log(low), math.log(high))) for _ in range(draws))]
 
 
 class TuneConfig(Section):
-    num_samples: int = Field(2, ge=1, description="trials (grid: repetitions of the whole grid)")
-    max_concurrent: int = Field(0, ge=0, description="0 = as many trials as the cluster's CPUs/GPUs fit")
-    trial_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial; default train.workers")
+    num_samples: int = Field(2, ge=1, le=10_000, description="trials (grid: repetitions of the whole grid)")
+    max_concurrent: int = Field(0, ge=0, le=1024, description="0 = as many trials as the cluster's CPUs/GPUs fit")
+    trial_workers: int | None = Field(
+        None, ge=1, le=1024, description="Ray Train workers per trial; default train.workers"
+    )
     search: Literal["random", "grid", "optuna"] = Field(
         "random",
         description=(
@@ -54,12 +66,15 @@ class TuneConfig(Section):
         "asha",
         description="asha stops poor trials early (grace_period, reduction_factor); fifo runs every trial to the end",
     )
-    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
-    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
+    grace_period: int = Field(1, ge=1, le=100_000, description="ASHA: epochs before a trial can be stopped")
+    reduction_factor: int = Field(2, ge=2, le=100, description="ASHA: keep 1/reduction_factor per rung")
     metric: str | None = Field(None, description="what the sweep optimizes; default the task's validation metric")
     mode: Literal["min", "max"] | None = Field(None, description="default: max for accuracy, else min")
     seed: int = Field(
-        0, description="seed of the search: random and grid sampling (Tune's variant generator), optuna's TPE"
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="seed of the search: random and grid sampling (Tune's variant generator), optuna's TPE",
     )
     solved_below: float | None = Field(
         None,

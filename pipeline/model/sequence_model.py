@@ -41,8 +41,10 @@ class SequenceModel(nn.Module):
         super().__init__()
         self.readout = readout
         # Input standardization fitted on the training split; buffers, so it travels with the weights.
-        self.register_buffer("in_mean", torch.tensor(input_mean or [0.0] * input_size, dtype=torch.float32))
-        self.register_buffer("in_std", torch.tensor(input_std or [1.0] * input_size, dtype=torch.float32))
+        mean = torch.tensor(input_mean, dtype=torch.float32) if input_mean else torch.zeros(input_size)  # (I,)
+        std = torch.tensor(input_std, dtype=torch.float32) if input_std else torch.ones(input_size)  # (I,)
+        self.register_buffer("in_mean", mean)
+        self.register_buffer("in_std", std)
         self.rnn = Recurrent(cfg, input_size=input_size)
         self.head = nn.Linear(self.rnn.output_size, output_size)
 

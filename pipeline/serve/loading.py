@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from pipeline.config import Config, validate
 from pipeline.errors import ConfigError
 from pipeline.model.sequence_model import SequenceModel, model_for
@@ -46,10 +48,39 @@ def load_dir(directory: str | Path) -> Trained:
             f"checkpoint {directory} has no config/data info (written by an older version); retrain to load it by URI"
         )
     cfg = validate(state.meta.config, origin=f"{directory}/{checkpoint.META_FILE}")
-    info = DataInfo.from_dict(state.meta.info)
+    try:
+        info = DataInfo.from_dict(state.meta.info)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"checkpoint {directory}: its data info is not one lstmpipe wrote ({err!r:.120}); use a checkpoint of a run"
+        ) from err
+    _check_fits(directory, cfg, info, state.model)
     model = model_for(cfg.model, info)
     model.load_state_dict(state.model)
     return Trained(model=model.eval(), info=info, config=cfg, directory=directory)
+
+
+def _check_fits(directory: Path, cfg, info: DataInfo, weights: dict) -> None:
+    """The weights have the shapes the checkpoint's own config and data info build, checked on the
+    meta device first (no memory: an `input_size` of 1e9 in a hostile meta.json allocates nothing)."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in model_for(cfg.model, info).state_dict().items()}
+    except (RuntimeError, ValueError, TypeError) as err:
+        expected, problem = {}, f"its config builds no model ({err!s:.120})"
+    else:
+        found = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        problem = (
+            f"{wrong[0]} is {found.get(wrong[0], 'missing')} in {checkpoint.MODEL_FILE} but "
+            f"{expected.get(wrong[0], 'absent')} by its config"
+            if wrong
+            else ""
+        )
+    if problem:
+        raise ConfigError(
+            f"checkpoint {directory} does not fit its own config ({problem}); use a checkpoint directory lstmpipe wrote"
+        )
 
 
 def load(model_uri: str, *, tracking_uri: str) -> Trained:

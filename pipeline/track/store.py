@@ -31,9 +31,30 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+TRACKING_SCHEMES = {
+    "",
+    "file",
+    "http",
+    "https",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+}
+
+
 def check_reachable(uri: str) -> None:
     """Fail before any Ray work if a tracking server does not answer (credentials in the URI are
     sent as basic auth, as MLflow's client does)."""
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(
+            f"tracking URI {redact(uri)} has the scheme '{scheme}', which MLflow cannot track to; use http(s)://HOST, "
+            "sqlite:///PATH, postgresql://..., databricks or a local path"
+        )
     if not uri.startswith(("http://", "https://")):
         return
     parts = urllib.parse.urlsplit(uri)

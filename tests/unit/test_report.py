@@ -8,7 +8,7 @@ import pandas as pd
 from pipeline.config import SpaceSpec
 from pipeline.tune import report
 
-SPACE = {"model.cell": SpaceSpec(choice=["lstm", "nfg"]), "train.lr": SpaceSpec(loguniform=(1e-3, 1e-1))}
+SPACE = {"model.cell": SpaceSpec(choice=["lstm", "nfg"]), "train.lr": SpaceSpec(loguniform=[1e-3, 1e-1])}
 
 
 def _results():

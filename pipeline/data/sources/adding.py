@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from pipeline.data.sources.options import SEED_MAX, STRICT
 from pipeline.data.sources.table import sequence_table
 
 
 class AddingOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    seq_len: int = Field(100, ge=2, description="time steps per sequence")
-    num_sequences: int = Field(10_000, ge=10, description="sequences to generate")
-    seed: int = Field(0, description="generator seed")
+    seq_len: int = Field(100, ge=2, le=100_000, description="time steps per sequence")
+    num_sequences: int = Field(10_000, ge=10, le=10_000_000, description="sequences to generate")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="generator seed")
 
 
 def generate(opts: AddingOptions) -> pa.Table:

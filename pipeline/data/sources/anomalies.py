@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from pipeline.data.sources.options import SEED_MAX, STRICT
 
 PERIOD = 48
 
 
 class AnomalyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     num_series: int = Field(4, ge=1, le=1000, description="sensor series")
-    length: int = Field(3000, ge=200, description="time steps per series")
+    length: int = Field(3000, ge=200, le=10_000_000, description="time steps per series")
     anomalies_per_1000: float = Field(2.0, ge=0, description="anomaly events per 1000 steps")
-    seed: int = Field(0, description="generator seed")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="generator seed")
 
 
 def _series(rng: np.random.Generator, *, length: int) -> np.ndarray:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from pipeline.data.sources.options import STRICT
 from pipeline.data.sources.table import ragged_sequence_table
 
 LOWEST_KEY = 21  # MIDI number of A0, the piano's lowest key
@@ -21,7 +22,7 @@ KEYS = 88
 
 
 class ChoralesOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     steps_per_quarter: int = Field(1, ge=1, le=4, description="frames per quarter note")
     limit: int | None = Field(None, ge=1, description="only the first N chorales (tests)")

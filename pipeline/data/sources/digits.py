@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from pipeline.data.sources.options import STRICT
 from pipeline.data.sources.table import sequence_table
 
 
 class DigitsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 def generate(opts: DigitsOptions) -> pa.Table:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from pipeline.data.sources.options import STRICT
 from pipeline.data.sources.table import ragged_sequence_table
 
 
 class JapaneseVowelsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 def generate(opts: JapaneseVowelsOptions) -> pa.Table:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from importlib import resources
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from pipeline.data.sources.options import STRICT
 
 
 class TextOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     chunk_chars: int = Field(200, ge=8, description="characters per sequence (row)")
 
