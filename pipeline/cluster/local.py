@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.errors import RunStateError
+from pipeline.owner import start_ticks
 
 STATE_FILE = "cluster.json"
 BIN = Path(sys.executable).parent
@@ -36,6 +37,7 @@ class Proc:
     role: str  # "head", "worker-1", ..., "mlflow"
     pid: int
     log: str
+    started: str = ""  # its start time (pipeline.owner.start_ticks): a reused pid is not this process
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,7 @@ def up(
             raise RunStateError(f"port {port} on 127.0.0.1 is in use; pick another with {flag}")
     state_dir.mkdir(parents=True, exist_ok=True)
     token_path = state_dir / "auth_token"
-    token_path.write_text(secrets.token_hex(32))
-    token_path.chmod(0o600)
+    write_token(token_path)
     env = _node_env(token_path)
     gcs = f"127.0.0.1:{free_port()}"
     # Short (Ray's socket paths must stay under 108 bytes) and outside the state dir.
@@ -266,7 +267,7 @@ def _spawn(role: str, cmd: list[str], *, env: dict[str, str], state_dir: Path) -
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )  # its own process group: `down` stops exactly it
-    return Proc(role=role, pid=proc.pid, log=str(log))
+    return Proc(role=role, pid=proc.pid, log=str(log), started=start_ticks(proc.pid) or "")
 
 
 def _wait(ready, procs: list[Proc], *, what: str, timeout_s: float) -> None:
@@ -284,6 +285,7 @@ def _wait(ready, procs: list[Proc], *, what: str, timeout_s: float) -> None:
 
 def _stop(procs: list[Proc], *, grace_s: float = 10.0) -> None:
     """SIGTERM the worker nodes' process groups, then the head's and MLflow's; SIGKILL what stays."""
+    procs = [p for p in procs if _is_ours(p)]  # a pid the system gave to another process is left alone
     workers = [p for p in procs if p.role.startswith("worker")]
     for wave in (workers, [p for p in procs if p not in workers]):
         for p in wave:
@@ -293,6 +295,20 @@ def _stop(procs: list[Proc], *, grace_s: float = 10.0) -> None:
             time.sleep(0.2)
         for p in wave:
             _signal_group(p.pid, signal.SIGKILL)
+
+
+def _is_ours(proc: Proc) -> bool:
+    """The stored pid is still the process `cluster up` started (same start time), not a reuse."""
+    now = start_ticks(proc.pid)
+    return now is not None and (not proc.started or now == proc.started or "?" in (now, proc.started))
+
+
+def write_token(path: Path) -> None:
+    """A fresh 256-bit token, in a file only its owner can read from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that already existed keeps its old mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
 
 
 def _signal_group(pid: int, sig: int) -> None:

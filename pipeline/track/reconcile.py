@@ -10,49 +10,15 @@ the driver runs on the cluster's head node, where the next job of the experiment
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from pipeline.owner import owner_alive
 from pipeline.track.run import TrackedRun
 from pipeline.track.store import running_runs
 
 OWNER_TAG = "lstmpipe.owner"
 RECONCILED_TAG = "lstmpipe.reconciled"
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), None if there is no such process."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        text = stat.read_text()
-    except OSError:
-        if stat.parent.parent.is_dir() and Path("/proc/self/stat").exists():
-            return None  # Linux: no /proc entry, no process
-        try:
-            os.kill(pid, 0)  # elsewhere: existence only
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "?"
-    return text.rsplit(")", 1)[1].split()[19]  # field 22, counted after the parenthesised command
-
-
-def owner() -> str:
-    """This process as a run owner: host:pid:start-ticks (the start time tells a reused pid apart)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
-
-
-def owner_alive(value: str, *, host: str | None = None) -> bool | None:
-    """True/False for an owner on this host; None (unknown) for another host's or a malformed value."""
-    parts = value.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != (host or socket.gethostname()) or not parts[1].isdigit():
-        return None
-    ticks = _start_ticks(int(parts[1]))
-    return ticks is not None and (ticks == parts[2] or "?" in (ticks, parts[2]))
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from pipeline.cluster.connect import available, check_storage, connect
 from pipeline.config import Config
 from pipeline.data.fingerprint import source_fingerprint
 from pipeline.errors import ConfigError
+from pipeline.owner import owner
 from pipeline.track import KIND_TAG, SweepRun, TrackedRun, check_reachable, resolve_uri
-from pipeline.track.reconcile import OWNER_TAG, owner, reconcile_and_report
+from pipeline.track.reconcile import OWNER_TAG, reconcile_and_report
 from pipeline.train.run_state import (
     RunState,
     check_name,

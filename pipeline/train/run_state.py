@@ -26,7 +26,7 @@ import pyarrow.fs
 
 from pipeline.data.fingerprint import changes
 from pipeline.errors import ConfigError, RunStateError
-from pipeline.track.reconcile import owner, owner_alive
+from pipeline.owner import owner, owner_alive
 
 STATE_FILE = "lstmpipe_run.json"
 LOCK_FILE = ".lstmpipe.lock"

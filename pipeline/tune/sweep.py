@@ -17,9 +17,9 @@ import ray.tune
 from pipeline.config import Config, apply_overrides, validate
 from pipeline.data.ingest import load_splits
 from pipeline.errors import TrainingFailed
+from pipeline.owner import owner
 from pipeline.tasks import Prepared
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
-from pipeline.track.reconcile import owner
 from pipeline.track.summary import RunSummary
 from pipeline.train.driver import FitOutcome, outcome_of
 from pipeline.train.finish import finish_model

@@ -6,27 +6,28 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
+from pipeline.owner import owner, owner_alive
 from pipeline.track import TrackedRun, reconcile
 
 
 def test_owner_is_alive_for_this_process_and_dead_for_an_exited_one():
-    assert reconcile.owner_alive(reconcile.owner()) is True
+    assert owner_alive(owner()) is True
     done = subprocess.run(
-        [sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
+        [sys.executable, "-c", "from pipeline.owner import owner; print(owner())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert reconcile.owner_alive(done.stdout.strip()) is False
-    host, pid, ticks = reconcile.owner().rsplit(":", 2)
-    assert reconcile.owner_alive(f"{host}:{pid}:{int(ticks) + 1}") is False  # same pid, another process
-    assert reconcile.owner_alive(f"elsewhere:{pid}:{ticks}") is None
+    assert owner_alive(done.stdout.strip()) is False
+    host, pid, ticks = owner().rsplit(":", 2)
+    assert owner_alive(f"{host}:{pid}:{int(ticks) + 1}") is False  # same pid, another process
+    assert owner_alive(f"elsewhere:{pid}:{ticks}") is None
 
 
 def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
     dead = subprocess.run(
-        [sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
+        [sys.executable, "-c", "from pipeline.owner import owner; print(owner())"],
         capture_output=True,
         text=True,
         check=True,
@@ -35,7 +36,7 @@ def test_reconcile_marks_only_dead_owners_runs_killed(tmp_path):
         label: TrackedRun.start(
             uri, experiment="e", run_name=label, params={}, tags={reconcile.OWNER_TAG: owner}
         ).run_id
-        for label, owner in [("dead", dead), ("alive", reconcile.owner()), ("foreign", f"otherhost:{os.getpid()}:1")]
+        for label, owner in [("dead", dead), ("alive", owner()), ("foreign", f"otherhost:{os.getpid()}:1")]
     }
     done = reconcile.reconcile(uri, "e")
     assert done.killed == [ids["dead"]] and done.unknown == [ids["foreign"]]
@@ -53,7 +54,7 @@ def test_runs_reconcile_command_reports_what_it_marked(tmp_path):
 
     uri = f"sqlite:///{tmp_path}/m.db"
     dead = subprocess.run(
-        [sys.executable, "-c", "from pipeline.track.reconcile import owner; print(owner())"],
+        [sys.executable, "-c", "from pipeline.owner import owner; print(owner())"],
         capture_output=True,
         text=True,
         check=True,

@@ -235,3 +235,34 @@ def test_a_job_whose_env_would_carry_a_credential_is_refused(tmp_path, uri):
         submission.job_request(
             "train", cfg, config_name="x.yaml", overrides=[], args=[], workdir=tmp_path, tracking_uri=uri
         )
+
+
+def test_cluster_down_signals_only_the_processes_it_started(tmp_path):
+    """A pid in cluster.json that the system has since given to another process is left alone."""
+    from pipeline.cluster import local
+    from pipeline.owner import start_ticks
+
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        reused = local.Proc(role="head", pid=other.pid, log="x", started=str(int(start_ticks(other.pid)) - 5))
+        local._stop([reused], grace_s=0.5)
+        assert other.poll() is None  # not the process `cluster up` started: untouched
+        local._stop([local.Proc(role="head", pid=other.pid, log="x", started=start_ticks(other.pid))], grace_s=5)
+        assert start_ticks(other.pid) is None  # ours: stopped (and reaped)
+    finally:
+        other.kill()
+
+
+def test_the_clusters_token_file_is_private_from_its_creation(tmp_path, monkeypatch):
+    from pipeline.cluster import local
+
+    created = []
+    real_open = os.open
+    monkeypatch.setattr(
+        local.os, "open", lambda p, flags, mode=0o777: created.append(mode) or real_open(p, flags, mode)
+    )
+    old = tmp_path / "auth_token"
+    old.write_text("old")
+    old.chmod(0o644)
+    local.write_token(old)
+    assert created == [0o600] and old.stat().st_mode & 0o777 == 0o600 and len(old.read_text()) == 64
