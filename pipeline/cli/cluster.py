@@ -143,6 +143,10 @@ def cluster_up(
             mlflow_port=mlflow_port,
         )
     typer.echo(f"# {cluster.nodes} Ray nodes, Jobs API {cluster.dashboard_url}, MLflow {cluster.tracking_uri}")
+    typer.echo(
+        "# the MLflow server has no authentication: anyone who can reach 127.0.0.1 here can read and write it"
+        " (for a shared machine use infra/, with MLflow basic-auth)"
+    )
     for key, value in cluster.client_env().items():
         typer.echo(f"export {key}={value}")
 

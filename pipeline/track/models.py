@@ -15,10 +15,10 @@ import mlflow
 import numpy as np
 import torch
 from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 
 from pipeline.errors import ConfigError
 from pipeline.track.run import TrackedRun
+from pipeline.track.store import client_for
 
 CHECKPOINT_ARTIFACT = "checkpoint"
 
@@ -42,7 +42,7 @@ def log_checkpoint(run: TrackedRun, directory: str | Path) -> None:
 
 def download_checkpoint(uri: str, model_uri: str, *, dst: str | Path) -> Path:
     """runs:/RUN_ID[/...] or models:/NAME@ALIAS | models:/NAME/VERSION -> the run's checkpoint, downloaded."""
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)
     try:
         if model_uri.startswith("runs:/"):
             run_id = model_uri.removeprefix("runs:/").strip("/").split("/")[0]

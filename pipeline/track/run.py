@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.redaction import redact, redact_tree, redact_value
-from pipeline.track.store import experiment_id
+from pipeline.track.store import client_for, experiment_id
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED", "RUNNING"]
 PARENT_TAG = "mlflow.parentRunId"
@@ -46,7 +46,7 @@ class TrackedRun:
     def __init__(self, uri: str, run_id: str, *, client: MlflowClient | None = None):
         self.uri = uri
         self.run_id = run_id
-        self.client = client or MlflowClient(tracking_uri=uri)
+        self.client = client or client_for(uri)
 
     @classmethod
     def start(
@@ -60,7 +60,7 @@ class TrackedRun:
         parent: TrackedRun | None = None,
     ):
         """A new run in `experiment` (created if needed), nested under `parent` if given."""
-        client = MlflowClient(tracking_uri=uri)
+        client = client_for(uri)
         tags = dict(tags or {}) | ({PARENT_TAG: parent.run_id} if parent else {})
         info = client.create_run(
             experiment_id(client, uri, experiment), run_name=run_name, tags={k: redact(v) for k, v in tags.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,7 +13,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import TrackingConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.redaction import redact
 
 
@@ -90,9 +91,51 @@ def _artifact_root(uri: str, name: str) -> str | None:
     return (db.parent / "mlruns" / name).as_uri()
 
 
+LOCK_RETRY_S = 30.0  # how long a call waits out "database is locked" (each attempt already waits 5 s)
+
+
+class LockRetrying:
+    """An MlflowClient whose calls wait out a SQLite store that another process holds locked (an
+    `mlflow ui` reading it, another run writing): "database is locked" is contention, not an outage.
+    Past LOCK_RETRY_S the call fails with one sentence; the run's checkpoints stay resumable."""
+
+    def __init__(self, client: MlflowClient, *, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            deadline, delay = time.monotonic() + LOCK_RETRY_S, 0.2
+            while True:
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as err:
+                    if "database is locked" not in str(err):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise PipelineError(
+                            f"the MLflow store {redact(self._uri)} stayed locked by another process for "
+                            f"{LOCK_RETRY_S:.0f} s ({name}); close the other writer (another run, a busy `mlflow ui`) "
+                            "and finish with --resume (the checkpoints are kept), or use a tracking server"
+                        ) from err
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+        return call
+
+
+def client_for(uri: str) -> MlflowClient:
+    """The MLflow client for `uri`; for SQLite stores one that waits out a locked database."""
+    client = MlflowClient(tracking_uri=uri)
+    return LockRetrying(client, uri=uri) if uri.startswith("sqlite:") else client  # type: ignore[return-value]
+
+
 def running_runs(uri: str, experiment: str) -> list:
     """The experiment's runs whose status is RUNNING (for `reconcile`)."""
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []

@@ -161,14 +161,19 @@ def test_helper_scripts_are_executable_and_strict(script):
 
 
 def test_dependency_floors_are_declared_and_installed():
-    """mlflow>=3.10 (CVE-2026-2614 and -2651 fixed) and ray>=2.52 (token authentication)."""
+    """mlflow>=3.10 (CVE-2026-2614 and -2651 fixed), ray>=2.52 (token authentication) and torch>=2.10
+    (torch.load(weights_only=True) without the memory-safety bugs of earlier versions)."""
     from importlib.metadata import version
 
     from packaging.requirements import Requirement
     from packaging.version import Version
 
     reqs = {Requirement(d).name: Requirement(d) for d in PROJECT["dependencies"]}
-    for name, below_floor, floor in [("mlflow", "3.9.99", "3.10"), ("ray", "2.51.99", "2.52")]:
+    for name, below_floor, floor in [
+        ("mlflow", "3.9.99", "3.10"),
+        ("ray", "2.51.99", "2.52"),
+        ("torch", "2.9.99", "2.10"),
+    ]:
         assert not reqs[name].specifier.contains(below_floor, prereleases=True), (
             f"{name}: {reqs[name]} admits {below_floor}"
         )

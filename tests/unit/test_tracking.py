@@ -115,3 +115,35 @@ def test_a_sweeps_params_tags_and_texts_carry_no_planted_secret(tmp_path, monkey
         shown += [p.read_text() for p in Path(local).rglob("*") if p.is_file()]
     assert "https://u:***@h/x.parquet" in client.get_run(parent.run_id).data.params["tune.space"]
     assert not [s for s in shown if "plant" in s or "abc123" in s or "ghp_" in s]
+
+
+class Locked:
+    """A client whose store answers "database is locked" `times` times (MLflow's SQLite engine has
+    already waited its 20 s busy timeout each time), then works."""
+
+    def __init__(self, times):
+        self.times, self.calls = times, 0
+
+    def set_tag(self, run_id, key, value):
+        self.calls += 1
+        if self.calls <= self.times:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return key
+
+
+def test_a_locked_sqlite_store_is_waited_out_then_one_sentence(monkeypatch):
+    """ "database is locked" (another writer, a busy `mlflow ui`) is contention, not an outage."""
+    from pipeline.errors import PipelineError
+    from pipeline.track import store
+
+    monkeypatch.setattr(store.time, "sleep", lambda s: None)
+    fake = Locked(times=3)
+    assert store.LockRetrying(fake, uri="sqlite:////x/m.db").set_tag("r", "k", "v") == "k" and fake.calls == 4
+    monkeypatch.setattr(store, "LOCK_RETRY_S", 0.0)
+    with pytest.raises(PipelineError, match=r"m.db stayed locked by another process .*\(set_tag\).*--resume"):
+        store.LockRetrying(Locked(times=99), uri="sqlite:////x/m.db").set_tag("r", "k", "v")
+    other = Locked(times=0)
+    other.set_tag = lambda *a: (_ for _ in ()).throw(RuntimeError("no such table"))
+    with pytest.raises(RuntimeError, match="no such table"):  # anything else is not retried
+        store.LockRetrying(other, uri="sqlite:////x/m.db").set_tag("r", "k", "v")
+    assert isinstance(TrackedRun("sqlite:////x/m.db", "r").client, store.LockRetrying)
