@@ -93,4 +93,4 @@ def test_errors_keep_their_cause_and_debug_shows_it(tmp_path):
         )
         assert loud.returncode == 2 and "Traceback" in loud.stderr
         assert "yaml.parser.ParserError" in loud.stderr  # the cause, kept with `raise ... from err`
-        assert loud.stderr.strip().splitlines()[-1].startswith("error: config file")
+        assert loud.stderr.strip().splitlines()[-1].startswith("error: config ")
