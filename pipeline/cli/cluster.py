@@ -118,6 +118,11 @@ def jobs_stop(job_id: str, address: AddressOpt = None) -> None:
     typer.echo(f"{job_id}: {outcome.status}")
 
 
+class MlflowAuth(StrEnum):
+    none = "none"
+    basic = "basic"
+
+
 cluster_app = typer.Typer(
     help="A Ray cluster (head + worker nodes) and an MLflow server on 127.0.0.1, for development.", no_args_is_help=True
 )
@@ -129,6 +134,9 @@ def cluster_up(
     cpus_per_node: Annotated[int, typer.Option("--cpus-per-node", min=1)] = 1,
     dashboard_port: Annotated[int, typer.Option("--dashboard-port", min=1024, max=65535)] = 8265,
     mlflow_port: Annotated[int, typer.Option("--mlflow-port", min=1024, max=65535)] = 5000,
+    auth: Annotated[
+        MlflowAuth, typer.Option("--auth", help="basic: MLflow's basic-auth app (admin password in the state dir)")
+    ] = MlflowAuth.none,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Start the cluster and the MLflow server; print the environment a shell needs to use them."""
@@ -141,14 +149,18 @@ def cluster_up(
             cpus_per_node=cpus_per_node,
             dashboard_port=dashboard_port,
             mlflow_port=mlflow_port,
+            auth=MlflowAuth(auth).value,
         )
     typer.echo(f"# {cluster.nodes} Ray nodes, Jobs API {cluster.dashboard_url}, MLflow {cluster.tracking_uri}")
-    typer.echo(
-        "# the MLflow server has no authentication: anyone who can reach 127.0.0.1 here can read and write it"
-        " (for a shared machine use infra/, with MLflow basic-auth)"
-    )
+    if cluster.auth == "none":
+        typer.echo(
+            "# the MLflow server has no authentication: anyone who can reach 127.0.0.1 here can read and write it"
+            " (on a shared machine: --auth basic, or infra/)"
+        )
     for key, value in cluster.client_env().items():
         typer.echo(f"export {key}={value}")
+    if (password := cluster.password_path()) is not None:  # never printed itself: read from its 0600 file
+        typer.echo(f'export MLFLOW_TRACKING_PASSWORD="$(cat {password})"')
 
 
 @cluster_app.command("down")

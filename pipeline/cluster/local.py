@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.cluster import mlflow_auth
 from pipeline.errors import RunStateError
 from pipeline.owner import start_ticks
 
@@ -50,6 +51,7 @@ class LocalCluster:
     nodes: int
     ray_temp_dir: str  # one Ray temp dir per node below it (see _ray_start)
     procs: list[Proc] = field(default_factory=list)
+    auth: str = "none"  # the MLflow server's: "none" or "basic" (mlflow_auth.py)
 
     def client_env(self) -> dict[str, str]:
         """What a shell needs to submit jobs to this cluster and read its MLflow server."""
@@ -58,7 +60,10 @@ class LocalCluster:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": self.token_path,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
-        }
+        } | ({"MLFLOW_TRACKING_USERNAME": mlflow_auth.ADMIN} if self.auth == "basic" else {})
+
+    def password_path(self) -> Path | None:
+        return Path(self.state_dir) / "mlflow_password" if self.auth == "basic" else None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ def up(
     cpus_per_node: int = 1,
     dashboard_port: int = 8265,
     mlflow_port: int = 5000,
+    auth: mlflow_auth.Auth = "none",
     timeout_s: float = 120.0,
 ) -> LocalCluster:
     state_dir = state_dir.resolve()
@@ -97,6 +103,12 @@ def up(
     token_path = state_dir / "auth_token"
     write_token(token_path)
     env = _node_env(token_path)
+    mlflow_env = dict(env)
+    if auth == "basic":
+        files = mlflow_auth.write_auth(state_dir)
+        mlflow_env |= files.server_env()
+        # the nodes log as the admin: a job's driver and rank 0 read these from their node's environment
+        env |= {"MLFLOW_TRACKING_USERNAME": mlflow_auth.ADMIN, "MLFLOW_TRACKING_PASSWORD": files.password.read_text()}
     gcs = f"127.0.0.1:{free_port()}"
     # Short (Ray's socket paths must stay under 108 bytes) and outside the state dir.
     ray_temp = Path(tempfile.mkdtemp(prefix="lstmpipe-"))
@@ -108,6 +120,7 @@ def up(
         token_path=str(token_path),
         nodes=1 + workers,
         ray_temp_dir=str(ray_temp),
+        auth=auth,
     )
     procs: list[Proc] = []
     try:
@@ -145,7 +158,8 @@ def up(
                     state_dir=state_dir,
                 )
             )
-        procs.append(_spawn("mlflow", _mlflow_server(state_dir, mlflow_port), env=env, state_dir=state_dir))
+        server = _mlflow_server(state_dir, mlflow_port) + (["--app-name", "basic-auth"] if auth == "basic" else [])
+        procs.append(_spawn("mlflow", server, env=mlflow_env, state_dir=state_dir))
         _wait(
             lambda: _nodes_alive(cluster) >= cluster.nodes,
             procs,
