@@ -5,20 +5,25 @@ fingerprint, written before training starts, so `--name N --resume` continues th
 and refuses a changed config or changed data, and a fresh run never silently reuses an old name.
 
 A name is one path segment of a safe alphabet. A process claims it before any work: it creates
-`{storage_path}/{name}/.lstmpipe.lock` exclusively (O_EXCL), holding its owner (host, pid, process
-start time), and removes it when the command ends. A second run of the same name, started or
-resumed while the first lives, is refused; a lock whose owner died on this host is taken over.
+`{storage_path}/{name}/.lstmpipe.lock`, holding its owner (host, pid, process start time), and
+removes it when the command ends. On a local or mounted filesystem the check and the write happen
+under an flock on `.lstmpipe.guard`, so two processes can never both take the name. A second run
+of the same name, started or resumed while the first lives, is refused; a lock whose owner died
+on this host is taken over.
 On object stores (s3://, gs://) the claim is written and read back, which narrows the race but
 cannot close it: give concurrent runs distinct names there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +35,7 @@ from pipeline.owner import owner, owner_alive
 
 STATE_FILE = "lstmpipe_run.json"
 LOCK_FILE = ".lstmpipe.lock"
+GUARD_FILE = ".lstmpipe.guard"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -115,10 +121,17 @@ class Claim:
     def release(self) -> None:
         fs, run_dir = _fs(self.storage, self.name)
         try:
-            if _read_lock(fs, f"{run_dir}/{LOCK_FILE}") == self.token:
-                fs.delete_file(f"{run_dir}/{LOCK_FILE}")
+            if isinstance(fs, pyarrow.fs.LocalFileSystem):
+                with _guard(run_dir):
+                    self._delete_if_ours(fs, f"{run_dir}/{LOCK_FILE}")
+            else:
+                self._delete_if_ours(fs, f"{run_dir}/{LOCK_FILE}")
         except (OSError, pyarrow.ArrowException):
             pass  # a lock left behind names a dead owner: the next run takes it over
+
+    def _delete_if_ours(self, fs: pyarrow.fs.FileSystem, lock: str) -> None:
+        if _read_lock(fs, lock) == self.token:
+            fs.delete_file(lock)
 
 
 def claim(storage: str, name: str) -> Claim:
@@ -126,34 +139,49 @@ def claim(storage: str, name: str) -> Claim:
     fs, run_dir = _fs(storage, name)
     fs.create_dir(run_dir, recursive=True)
     lock, token = f"{run_dir}/{LOCK_FILE}", f"{owner()}:{secrets.token_hex(4)}"
-    for _ in range(2):
-        if _create_exclusive(fs, lock, token):
-            return Claim(storage=storage, name=name, token=token)
-        holder = _read_lock(fs, lock)
-        alive = owner_alive(holder.rsplit(":", 1)[0]) if holder else False
-        if alive is not False:
-            raise RunStateError(
-                f"run '{name}' in {storage} is in use by another process ({holder or 'unknown owner'}); wait for it to "
-                "end or pick another --name"
-            )
-        fs.delete_file(lock)  # its owner died on this host: take the name over
-    raise RunStateError(f"could not claim run '{name}' in {storage}: another process took it; pick another --name")
-
-
-def _create_exclusive(fs: pyarrow.fs.FileSystem, path: str, token: str) -> bool:
     if isinstance(fs, pyarrow.fs.LocalFileSystem):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(token)
-        return True
-    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
-        return False
-    with fs.open_output_stream(path) as f:  # object stores: write, then check that ours is the one kept
+        with _guard(run_dir):  # check-then-take is one step for every process on this host
+            _refuse_if_held(fs, lock, name=name, storage=storage)
+            _write_atomic(lock, token)
+        return Claim(storage=storage, name=name, token=token)
+    if fs.get_file_info(lock).type != pyarrow.fs.FileType.NotFound:
+        _refuse_if_held(fs, lock, name=name, storage=storage)
+    with fs.open_output_stream(lock) as f:  # object stores: write, then check that ours is the one kept
         f.write(token.encode())
-    return _read_lock(fs, path) == token
+    if _read_lock(fs, lock) != token:
+        raise RunStateError(f"could not claim run '{name}' in {storage}: another process took it; pick another --name")
+    return Claim(storage=storage, name=name, token=token)
+
+
+def _refuse_if_held(fs: pyarrow.fs.FileSystem, lock: str, *, name: str, storage: str) -> None:
+    if fs.get_file_info(lock).type == pyarrow.fs.FileType.NotFound:
+        return
+    holder = _read_lock(fs, lock)
+    if holder and owner_alive(holder.rsplit(":", 1)[0]) is False:
+        return  # its owner died on this host: the name is taken over
+    raise RunStateError(
+        f"run '{name}' in {storage} is in use by another process ({holder or 'unknown owner'}); wait for it to "
+        "end or pick another --name"
+    )
+
+
+@contextlib.contextmanager
+def _guard(run_dir: str) -> Iterator[None]:
+    """An flock on `{run_dir}/.lstmpipe.guard`: the kernel drops it when its holder dies, so it never goes stale."""
+    fd = os.open(f"{run_dir}/{GUARD_FILE}", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Readers see the whole lock or none of it: never an empty file mid-write."""
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _read_lock(fs: pyarrow.fs.FileSystem, path: str) -> str:
@@ -174,7 +202,7 @@ def check_start(
     state = read_state(storage, name)
     fs, run_dir = _fs(storage, name)
     entries = fs.get_file_info(pyarrow.fs.FileSelector(run_dir, allow_not_found=True))
-    exists = any(e.base_name != LOCK_FILE for e in entries)
+    exists = any(not e.base_name.startswith((LOCK_FILE, GUARD_FILE)) for e in entries)
     if not resume:
         if exists:
             raise RunStateError(

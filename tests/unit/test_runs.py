@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,18 +84,24 @@ else:
 """
 
 
-def test_two_processes_racing_for_one_name_one_wins(tmp_path):
-    go = tmp_path / "go"
+def _race(runs_dir: Path, go: Path, racers: int) -> list[str]:
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACER, str(tmp_path / "runs"), str(go)], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", RACER, str(runs_dir), str(go)], stdout=subprocess.PIPE, text=True)
+        for _ in range(racers)
     ]
-    time.sleep(3)  # all three are waiting for the start signal (they import the package first)
+    time.sleep(4)  # all are waiting for the start signal (they import the package first)
     go.touch()
-    outs = sorted(p.communicate(timeout=60)[0].split()[0] for p in procs)
-    assert outs == ["claimed", "refused", "refused"]
+    return sorted(p.communicate(timeout=60)[0].split()[0] for p in procs)
+
+
+@pytest.mark.parametrize("stale", ["fresh name", "dead owner's lock"])
+def test_processes_racing_for_one_name_exactly_one_wins(tmp_path, stale):
+    runs_dir = tmp_path / "runs"
+    if stale == "dead owner's lock":  # every racer sees a lock to take over: still only one may
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        (runs_dir / "race").mkdir(parents=True)
+        (runs_dir / "race" / runs.LOCK_FILE).write_text(f"{socket.gethostname()}:{dead.stdout.strip()}:123:abcd")
+    assert _race(runs_dir, tmp_path / "go", racers=6) == ["claimed"] + ["refused"] * 5
 
 
 def test_a_resume_whose_data_changed_is_refused_naming_what_changed(tmp_path):
