@@ -19,6 +19,8 @@ from dataclasses import dataclass
 # (runtime_env["worker_process_setup_hook"]): a module path, which each node resolves itself.
 SETUP_HOOK = "pipeline.ray_compat.setup_process"
 RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
+# read by the Train V2 controller (ray.train.v2._internal.constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR)
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def ray_data_logging_config() -> str:

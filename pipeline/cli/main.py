@@ -19,6 +19,7 @@ import typer
 from pipeline import config as config_mod
 from pipeline.cli.cluster import cluster_app, jobs_app, submit
 from pipeline.cli.options import DEBUG_ENV, ConfOpt, ModelOpt, NameOpt, SetOpt, SummaryOpt, TrackingOpt, user_errors
+from pipeline.console import LOG_ENV, quiet_libraries
 
 app = typer.Typer(
     name="lstmpipe",
@@ -34,9 +35,18 @@ def _options(
     debug: Annotated[
         bool, typer.Option("--debug", help="On an error, print its whole traceback and causes (or LSTMPIPE_DEBUG=1).")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Also show Ray's and MLflow's INFO lines and set-up notices (or LSTMPIPE_LOG=debug)."
+        ),
+    ] = False,
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"  # this command and the processes it starts
+    if verbose:
+        os.environ[LOG_ENV] = "debug"
+    quiet_libraries()  # before anything opens an MLflow store or starts Ray
 
 
 def _report(summary, *, title: str, summary_json: Path | None, extra: dict | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -13,17 +12,22 @@ import ray
 import ray.data
 
 from pipeline import ray_compat
+from pipeline.console import quiet_libraries, ray_log_level
 from pipeline.errors import ConfigError
 
 
-def worker_runtime_env() -> dict[str, Any]:
+def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
     """What every Ray worker process of a driver or job of ours gets: our setup hook (a module path:
     each node resolves Ray Data's logging config itself) and quiet Python warnings. It names no path
-    of this machine, so it is the same for a local run and a job on a remote cluster."""
-    return {
-        "worker_process_setup_hook": ray_compat.SETUP_HOOK,
-        "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"},
-    }
+    of this machine, so it is the same for a local run and a job on a remote cluster.
+
+    A Ray instance this process starts for itself (`local`) lives on one machine that no cloud can
+    preempt: Ray Train's PreemptionWatcher (one more actor process per run, polling every node)
+    is left out there; on a cluster it stays."""
+    env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    if local:
+        env_vars[ray_compat.PREEMPTION_WATCHER_ENV] = "0"
+    return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": env_vars}
 
 
 def connect() -> None:
@@ -34,15 +38,19 @@ def connect() -> None:
     # Bad data fails in several Ray Data blocks at once: the first failure is raised as one DataError
     # sentence; its siblings would otherwise be logged as "Unhandled error" tracebacks on exit.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    quiet_libraries()  # Ray's notice that token auth is on (it stays on), MLflow's table set-up lines
     # In a submitted job the job's runtime env (working_dir, worker_runtime_env: see submit.py) is the
     # one to keep: a driver runtime env merged into it makes Ray set up a new one and garbage-collect
     # the job's working directory, the driver's own cwd.
     main_thread = threading.current_thread() is threading.main_thread()
     on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    # The dashboard stays, even for a Ray of our own: Ray Train's PlacementGroupCleaner asks its
+    # State API whether the controller lives (without it, it warns every second and cannot clean up).
+    address = os.environ.get("RAY_ADDRESS") or None
     ray.init(
-        address=os.environ.get("RAY_ADDRESS") or None,
-        runtime_env=None if ray_compat.in_ray_job() else worker_runtime_env(),
-        logging_level=logging.WARNING,
+        address=address,
+        runtime_env=None if ray_compat.in_ray_job() else worker_runtime_env(local=address is None),
+        logging_level=ray_log_level(),
     )
     if callable(on_sigterm):
         # Ray's core worker installs a C++ SIGTERM handler that aborts the process; the CLI's handler

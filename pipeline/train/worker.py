@@ -25,10 +25,19 @@ from pipeline.data.batches import ShardCache, TrainBatches, iter_batches, to_dev
 from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
-from pipeline.track import RunLogger, TrackedRun
 from pipeline.train import checkpoint
 from pipeline.train.precision import mixed_precision
 from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
+
+
+def _rank0_logger(spec: WorkerSpec):
+    """Rank 0's MLflow logger. mlflow is imported here, in rank 0 only: importing it costs every
+    other worker (and Ray's controller, which loads this module) seconds of CPU at start-up."""
+    if not spec.run_id:
+        return None
+    from pipeline.track import RunLogger, TrackedRun
+
+    return RunLogger(TrackedRun(spec.tracking_uri, spec.run_id))
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb
     )
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
-    logger = RunLogger(TrackedRun(spec.tracking_uri, spec.run_id)) if rank == 0 and spec.run_id else None
+    logger = _rank0_logger(spec) if rank == 0 else None
     if logger is not None:
         logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
         logger.log_history(restored.history)  # epochs a failed attempt trained but could not log

@@ -3,7 +3,6 @@
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -70,28 +69,39 @@ import sys, time
 from pathlib import Path
 from pipeline.errors import RunStateError
 from pipeline.train import run_state
-go = Path(sys.argv[2])
+go, release = Path(sys.argv[2]), Path(sys.argv[3])
+print("ready", flush=True)
 while not go.exists():
     time.sleep(0.001)
 try:
     held = run_state.claim(sys.argv[1], "race")
 except RunStateError as err:
-    print("refused", err)
+    print("refused", err, flush=True)
 else:
-    print("claimed")
-    time.sleep(3)
+    print("claimed", flush=True)
+    while not release.exists():  # hold the name until every racer has answered
+        time.sleep(0.01)
     held.release()
 """
 
 
-def _race(runs_dir: Path, go: Path, racers: int) -> list[str]:
+def _race(runs_dir: Path, tmp: Path, racers: int) -> list[str]:
+    """Start `racers` processes, let them claim at once, and return their answers. Nothing here
+    depends on timing: each racer says it is ready, and the winner holds the name until all answered."""
+    go, release = tmp / "go", tmp / "release"
     procs = [
-        subprocess.Popen([sys.executable, "-c", RACER, str(runs_dir), str(go)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(runs_dir), str(go), str(release)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(racers)
     ]
-    time.sleep(4)  # all are waiting for the start signal (they import the package first)
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * racers
     go.touch()
-    return sorted(p.communicate(timeout=60)[0].split()[0] for p in procs)
+    answers = sorted(p.stdout.readline().split()[0] for p in procs)
+    release.touch()
+    for p in procs:
+        p.communicate(timeout=60)
+    return answers
 
 
 @pytest.mark.parametrize("stale", ["fresh name", "dead owner's lock"])
@@ -101,7 +111,7 @@ def test_processes_racing_for_one_name_exactly_one_wins(tmp_path, stale):
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
         (runs_dir / "race").mkdir(parents=True)
         (runs_dir / "race" / runs.LOCK_FILE).write_text(f"{socket.gethostname()}:{dead.stdout.strip()}:123:abcd")
-    assert _race(runs_dir, tmp_path / "go", racers=6) == ["claimed"] + ["refused"] * 5
+    assert _race(runs_dir, tmp_path, racers=6) == ["claimed"] + ["refused"] * 5
 
 
 def test_a_resume_whose_data_changed_is_refused_naming_what_changed(tmp_path):

@@ -1,0 +1,48 @@
+"""What reaches the console: the product's own lines by default, the libraries' chatter with --verbose.
+
+Quiet (the default) drops three kinds of lines a user cannot act on: MLflow's INFO lines about
+creating and migrating its SQLite tables (every new store), and Ray's notice that token
+authentication is on (its default, kept on; the warning that it is *off* still shows). Ray's own
+warnings and errors (a dead node, an OOM kill) keep reaching stderr: they are WARNING and up, and
+nothing here filters those. `--verbose` or LSTMPIPE_LOG=debug keeps everything, Ray's INFO lines too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+LOG_ENV = "LSTMPIPE_LOG"
+# Loggers whose INFO lines are set up chatter, not news: MLflow's store creation and its migrations.
+CHATTY = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+def verbose() -> bool:
+    """`--verbose` or LSTMPIPE_LOG=debug (this command and the processes it starts)."""
+    return os.environ.get(LOG_ENV, "").strip().lower() in ("debug", "verbose", "info")
+
+
+def ray_log_level() -> int:
+    return logging.INFO if verbose() else logging.WARNING
+
+
+class _DropLine(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def quiet_libraries() -> None:
+    """The quiet default for this process (idempotent); nothing when verbose."""
+    if verbose():
+        return
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    notice = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    if not any(isinstance(f, _DropLine) for f in notice.filters):
+        notice.addFilter(_DropLine(TOKEN_NOTICE))
