@@ -1,5 +1,6 @@
 """Worker shard -> batches: the Arrow collate that pads each batch to its own longest sequence, the
-training split in a new order every epoch (`TrainBatches`), and the validation shard kept in memory."""
+training split in a new order every epoch (`TrainBatches`), and the validation rows of each worker
+(`strided_batches`) kept in memory."""
 
 from __future__ import annotations
 
@@ -164,6 +165,27 @@ class TrainBatches:
         for start in range(0, end, self.batch_size):
             yield _pinned(self.collate(rows.slice(start, min(self.batch_size, end - start))), self.pin)
         return places[end:], rows.slice(end)
+
+
+def strided_batches(iterator, *, info: DataInfo, batch_size: int, rank: int, world: int, pin_memory: bool = False):
+    """This worker's rows of a whole split (rows rank, rank + world, ... in stored order), collated.
+
+    Every worker reads the whole validation split (Ray Train does not split it, as for training:
+    a split dataset costs a SplitCoordinator actor, one more process per run); across the ranks
+    every row is evaluated exactly once."""
+    collate, seen, held = collate_for(info), 0, []
+    for part in iterator.iter_batches(batch_size=4096, batch_format="pyarrow", prefetch_batches=1):
+        first = (rank - seen) % world  # this part's first row that is mine
+        held.append(part.take(np.arange(first, part.num_rows, world)))
+        seen += part.num_rows
+        rows = pa.concat_tables(held)
+        end = rows.num_rows - rows.num_rows % batch_size
+        for start in range(0, end, batch_size):
+            yield _pinned(collate(rows.slice(start, batch_size)), pin_memory)
+        held = [rows.slice(end)]
+    rest = pa.concat_tables(held)
+    if rest.num_rows:
+        yield _pinned(collate(rest), pin_memory)
 
 
 class ShardCache:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ class RunSummary:
     checkpoint: str | None = None
     best_config: dict[str, Any] | None = None
     child_run_ids: list[str] | None = None
+    phase_s: dict[str, float] = field(default_factory=dict)  # where the command's time went (PhaseClock)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -31,6 +33,20 @@ class RunSummary:
             out.pop("best_config")
             out.pop("child_run_ids")
         return out
+
+
+class PhaseClock:
+    """Wall seconds per phase of a command, in order: `lap(name)` closes the phase since the last lap."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> dict[str, float]:
+        now = time.monotonic()
+        self.phases[name] = round(now - self._last, 3)
+        self._last = now
+        return self.phases
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

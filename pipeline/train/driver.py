@@ -18,7 +18,7 @@ from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.redaction import redact, redact_tree
 from pipeline.tasks import Prepared
 from pipeline.track import TrackedRun, sync_epochs
-from pipeline.track.summary import RunSummary
+from pipeline.track.summary import PhaseClock, RunSummary
 from pipeline.train import checkpoint
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
@@ -57,11 +57,15 @@ def build_trainer(
         train_loop_config=spec.as_loop_config(),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu),
         datasets={"train": splits.train, "val": splits.val},
-        # train is not split: each worker takes its own rows of every epoch's order (TrainBatches),
-        # reading the split in its stored order; val is split as Ray Train does by default
+        # Neither split is split by Ray Train (that costs a SplitCoordinator actor, a process, per
+        # run): each worker reads a split in its stored order and takes its own rows, of every epoch's
+        # order for train (TrainBatches), every world-th row for val (strided_batches)
         dataset_config=ray.train.DataConfig(
-            datasets_to_split=["val"],
-            execution_options={"train": ray.data.ExecutionOptions(preserve_order=True)},
+            datasets_to_split=[],
+            execution_options={
+                "train": ray.data.ExecutionOptions(preserve_order=True),
+                "val": ray.data.ExecutionOptions(preserve_order=True),
+            },
         ),
         run_config=ray.train.RunConfig(
             name=name,
@@ -135,12 +139,16 @@ def sync_history(cfg: Config, outcome: FitOutcome, *, run: TrackedRun, resume_hi
 def run_training(
     cfg: Config, *, name: str | None = None, resume: bool = False, splits: Prepared | None = None
 ) -> RunSummary:
+    clock = PhaseClock()
     with run_lifecycle(cfg, kind="train", name=name, resume=resume, config_hash=cfg.hash()) as life:
+        clock.lap("start")  # name claimed, MLflow reachable and reconciled, Ray started or joined
         splits = splits or load_splits(cfg)
+        clock.lap("data")  # read, split, scale, window, materialize (0 when the caller passed splits)
         run = life.open()
         spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri)
         trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
         outcome = fit(trainer, max_failures=cfg.train.max_failures)
+        clock.lap("fit")  # Ray Train: controller, worker group, shards, every epoch, checkpoints
         sync_history(cfg, outcome, run=run, resume_hint=life.resume_hint())
         final = finish_model(
             cfg,
@@ -161,4 +169,5 @@ def run_training(
         model_uri=final.logged.model_uri,
         registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,
+        phase_s=clock.lap("finish"),  # test split, plots, the MLflow model and its registration
     )

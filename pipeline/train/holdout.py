@@ -77,7 +77,8 @@ def served_length(info: DataInfo) -> int:
 
 def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.ndarray:
     """A few sequences as the served model takes them: (rows, T_served, C) float32, NaN after each end."""
-    batch = next(iter(iter_batches(ds.limit(rows), info=info, batch_size=rows)))
+    # the split's first batch: `ds.limit(rows)` would plan and run a new Ray Data job (seconds here)
+    batch = next(iter(iter_batches(ds, info=info, batch_size=rows)))
     x = batch["x"].numpy()  # (rows, T_batch, C)
     out = np.full((len(x), served_length(info), x.shape[2]), np.nan, np.float32)
     for i, n in enumerate(batch["lengths"].tolist()):

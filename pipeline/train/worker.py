@@ -21,7 +21,7 @@ from torch import nn
 
 from pipeline import ray_compat
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.data.batches import ShardCache, TrainBatches, iter_batches, to_device
+from pipeline.data.batches import ShardCache, TrainBatches, strided_batches, to_device
 from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
@@ -80,7 +80,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     # Training batches in a new order every epoch, from (train.seed, epoch): the whole split is read
     # by every worker and kept in memory if it fits; each worker trains on its own rows of the epoch.
-    # Validation: this worker's shard, collated, kept after the first epoch if it fits.
+    # Validation: this worker's rows of the split (every world-th), collated, kept after the first epoch if they fit.
     pin = device.type == "cuda"
     train_batches = TrainBatches(
         ray.train.get_dataset_shard("train"),
@@ -92,9 +92,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         budget_mb=train_cfg.shard_cache_mb,
         pin_memory=pin,
     )
-    val_shard = ray.train.get_dataset_shard("val")
+    val_split = ray.train.get_dataset_shard("val")  # the whole split; this worker's rows are strided out
     val_batches = ShardCache(
-        lambda: iter_batches(val_shard, info=info, batch_size=1024, pin_memory=pin), budget_mb=train_cfg.shard_cache_mb
+        lambda: strided_batches(
+            val_split, info=info, batch_size=1024, rank=rank, world=ctx.get_world_size(), pin_memory=pin
+        ),
+        budget_mb=train_cfg.shard_cache_mb,
     )
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
     logger = _rank0_logger(spec) if rank == 0 else None

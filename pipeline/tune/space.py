@@ -56,13 +56,17 @@ def objective(cfg: Config) -> Objective:
     return Objective(metric=metric, mode=cfg.tune.mode or task.metric_mode(metric))
 
 
-def searcher(cfg: TuneConfig, goal: Objective):
-    """random/grid: Tune's variant generator; optuna: TPE. All seeded by tune.seed."""
+def searcher(cfg: TuneConfig, goal: Objective, *, max_concurrent: int = 0):
+    """random/grid: Tune's variant generator; optuna: TPE. All seeded by tune.seed, and each limited
+    to `max_concurrent` trials at once (0: no limit) itself: Tune ignores TuneConfig's
+    max_concurrent_trials for a variant generator (it warns and runs them all at once)."""
     if cfg.search != "optuna":
-        return BasicVariantGenerator(random_state=cfg.seed)
+        return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=max_concurrent)
+    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(metric=goal.metric, mode=goal.mode, seed=cfg.seed)
+    optuna = OptunaSearch(metric=goal.metric, mode=goal.mode, seed=cfg.seed)
+    return ConcurrencyLimiter(optuna, max_concurrent=max_concurrent) if max_concurrent else optuna
 
 
 def scheduler(cfg: TuneConfig, *, max_epochs: int):

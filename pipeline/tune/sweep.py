@@ -88,10 +88,9 @@ def _tuner(cfg: Config, trainable, *, goal: Objective, ctx: SweepContext, restor
         tune_config=ray.tune.TuneConfig(
             metric=goal.metric,
             mode=goal.mode,
-            search_alg=searcher(cfg.tune, goal),
+            search_alg=searcher(cfg.tune, goal, max_concurrent=concurrency(cfg)),
             scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
             num_samples=cfg.tune.num_samples,
-            max_concurrent_trials=concurrency(cfg),
         ),
         run_config=ray.tune.RunConfig(name=ctx.sweep_name, storage_path=ctx.storage),
     )

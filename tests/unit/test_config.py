@@ -303,3 +303,13 @@ def test_random_search_is_seeded():
         return [v["train.lr"] for _ in range(3) for _, v in generate_variants(search_space(cfg.tune), random_state=rng)]
 
     assert draws(5) == draws(5) != draws(6) and config.validate({}).tune.seed == 0
+
+
+@pytest.mark.parametrize("search", ["random", "optuna"])
+def test_the_searcher_itself_limits_concurrent_trials(search):
+    """Tune ignores TuneConfig.max_concurrent_trials for a variant generator: the limit must be the searcher's."""
+    from pipeline.tune.space import objective, searcher
+
+    cfg = config.validate({"tune": {"search": search, "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
+    limited = searcher(cfg.tune, objective(cfg), max_concurrent=1)
+    assert limited.max_concurrent == 1

@@ -47,3 +47,38 @@ def test_zero_budget_disables_and_a_partial_pass_is_not_kept():
 def test_to_device_is_a_no_op_on_cpu():
     batch = {"x": torch.ones(2)}
     assert to_device(batch, torch.device("cpu")) is batch
+
+
+class _Split:
+    """A DataIterator stand-in: the split's rows in parts of uneven sizes, like Ray Data's blocks."""
+
+    def __init__(self, n: int, parts: list[int]):
+        import pyarrow as pa
+
+        assert sum(parts) == n
+        ids = list(range(n))
+        self.parts, start = [], 0
+        for size in parts:
+            chunk = ids[start : start + size]
+            self.parts.append(pa.table({"x": [[[float(i)]] for i in chunk], "y": [[float(i)] for i in chunk]}))
+            start += size
+
+    def iter_batches(self, **_):
+        yield from self.parts
+
+
+def test_strided_batches_give_every_validation_row_to_exactly_one_worker():
+    from pipeline.data.batches import strided_batches
+    from pipeline.tasks import DataInfo
+
+    info = DataInfo(task="regression", input_size=1, output_size=1, target="float", max_len=1, task_info={})
+    split = _Split(23, parts=[5, 1, 9, 8])
+    for world in (1, 2, 3, 5):
+        seen = []
+        for rank in range(world):
+            batches = list(strided_batches(split, info=info, batch_size=4, rank=rank, world=world))
+            assert all(len(b["y"]) == 4 for b in batches[:-1])  # full batches but the last
+            mine = [int(v) for b in batches for v in b["y"][:, 0]]
+            assert mine == list(range(rank, 23, world))  # every world-th row, in stored order
+            seen += mine
+        assert sorted(seen) == list(range(23))
