@@ -23,3 +23,24 @@ def test_render_lists_every_result_with_its_verdict_and_section():
     assert "| B1 | throughput | 0.97x | >= 0.95x | met |" in text
     assert "| B4 | cells | 0.27x | >= 0.5x | **missed** |" in text
     assert "## B4: cells" in text and "detail two" in text and "`make bench`" in text and "12.5 min" in text
+
+
+def test_startup_profile_names_each_process_by_its_role_and_reads_its_cpu():
+    from benchmarks.startup import TICKS, Proc, StartupProfile, cpu_seconds, role
+
+    assert role("ray::TrainController") == "ray::TrainController"
+    assert role("ray::FooterReader.__init__") == "ray::FooterReader"
+    assert role("/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x") == "raylet"
+    assert role("/venv/bin/python /venv/bin/lstmpipe train -c conf/smoke.yaml") == "driver (lstmpipe)"
+    assert role("/venv/bin/python -u /venv/lib/python3.11/site-packages/ray/_private/log_monitor.py") == "log_monitor"
+    assert role("ray-dashboard-NodeHead-0 (/venv/bin/python -B -c ...)") == "dashboard head modules"
+    # a command name with spaces and parentheses does not shift the fields
+    stat = "42 (ray::a (b) c) S 1 2 3 4 5 6 7 8 9 10 " + f"{3 * TICKS} {TICKS} 0 0"
+    assert cpu_seconds(stat) == 4.0
+    profile = StartupProfile(
+        wall_s=1.0,
+        phase_s={},
+        epochs=1,
+        procs=[Proc("ray::IDLE", 2.0, 1.0), Proc("ray::IDLE", 1.0, 0.5), Proc("raylet", 0.5, 0.25)],
+    )
+    assert profile.by_role() == {"ray::IDLE": (2, 1.5, 1.0), "raylet": (1, 0.25, 0.5)}
