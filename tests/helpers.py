@@ -4,6 +4,7 @@ load the served model back from MLflow by URI -> predict. One place, so each tes
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,3 +52,17 @@ def train_and_serve(raw: dict, *, name: str, splits: Prepared | None = None) -> 
     summary = run_training(cfg, name=name, splits=splits)
     model_uri = f"models:/{cfg.tracking.register_as}/1" if cfg.tracking.register_as else summary.model_uri
     return Trained(cfg=cfg, splits=splits, summary=summary, served=load_served(summary.tracking_uri, model_uri))
+
+
+# A line Ray forwards from one of its worker processes: "(ListFiles pid=587) ...", colored or not.
+_RAY_FORWARDED = re.compile(r"^(?:\x1b\[[\d;]*m)?\((?:[A-Za-z_][\w.]*|raylet) pid=\d+(?:, ip=[\d.]+)?\)")
+
+
+def own_output(text: str) -> str:
+    """What the command itself wrote, without the lines Ray forwards from its worker processes.
+
+    A command that fails on bad input must print one sentence and no traceback of its own. Ray
+    Data's ListFiles task (Ray 2.60) sometimes prints a traceback of its own thread when the
+    failed dataset's executor is torn down under it ("completion-signaler ... InterruptedError"):
+    Ray's noise on the worker channel, not the command's error output, so it is set aside here."""
+    return "\n".join(line for line in text.splitlines() if not _RAY_FORWARDED.match(line))

