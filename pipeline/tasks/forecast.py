@@ -141,6 +141,8 @@ class Windows:
 
 def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ...], at: Step = "first") -> Windows:
     """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns."""
+    from ray.data.aggregate import Mean, Std
+
     c, w = cfg.columns, cfg.window
     columns = [c.target, *c.features]
     with data_errors(path):
@@ -154,8 +156,9 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
         train_rows = labelled.map_batches(
             functools.partial(rows_in_split, name="train", keep=columns), batch_format="pyarrow"
         )
-        mean = np.array([train_rows.mean(col) for col in columns], np.float64)
-        std = np.array([train_rows.std(col, ddof=0) for col in columns], np.float64)
+        moments = train_rows.aggregate(*(Mean(col) for col in columns), *(Std(col, ddof=0) for col in columns))
+        mean = np.array([moments[f"mean({col})"] for col in columns], np.float64)  # (C,) one pass for all
+        std = np.array([moments[f"std({col})"] for col in columns], np.float64)
         std = np.where(std < 1e-8, 1.0, std)
         if w.normalize == "last":
             mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred

@@ -39,3 +39,17 @@ def test_missing_path_is_a_data_error(ray_session, tmp_path):
 
 
 # Malformed data of every kind: tests/reliability/test_bad_input.py runs the corpus in tests/data/bad.
+
+
+def test_the_splits_shuffle_with_tasks_and_leave_the_global_context_alone(ray_session, splits, monkeypatch):
+    # Ray Data's default shuffle starts aggregator actors (a new process each) for every mean/groupby
+    from ray.data.context import DataContext, ShuffleStrategy
+
+    from pipeline.data.ingest import SHUFFLE_ENV, with_task_shuffle
+
+    for name in ("train", "val", "test"):
+        assert getattr(splits, name).context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    assert DataContext.get_current().shuffle_strategy != ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    monkeypatch.setenv(SHUFFLE_ENV, "shuffle_v2")  # the user's own choice wins
+    ds = ray_session.data.range(3)
+    assert with_task_shuffle(ds).context.shuffle_strategy == DataContext.get_current().shuffle_strategy
