@@ -80,8 +80,8 @@ def with_task_shuffle(ds: ray.data.Dataset) -> ray.data.Dataset:
     tasks, not actors. Ray Data 2.60's default (SHUFFLE_V2) starts aggregator actors, each a new
     Python process, for every `mean`, `unique` or `groupby`: 5-7 s each on 2 cores, where the
     sort-based shuffle reuses warm task workers and takes 0.2-1 s on the splits this product
-    prepares (B9). Only this dataset's own context changes, not the process-wide one; a user's
-    RAY_DATA_DEFAULT_SHUFFLE_STRATEGY is kept."""
+    prepares (measured side by side on one Ray instance, 2 cores). Only this dataset's own
+    context changes, not the process-wide one; a user's RAY_DATA_DEFAULT_SHUFFLE_STRATEGY is kept."""
     if SHUFFLE_ENV not in os.environ:
         ds.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     return ds

@@ -133,6 +133,7 @@ def test_launcher_config_validates_against_rays_schema():
     import ray.autoscaler
 
     schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    # raises ValidationError naming the offending key when the launcher config drifts from Ray's schema
     jsonschema.validate(yaml.safe_load((INFRA / "ray-cluster.yaml").read_text()), schema)
 
 
