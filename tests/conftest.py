@@ -31,6 +31,14 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def join_env(ray_session):
+    """The environment for a CLI subprocess that joins the session's Ray instead of starting its own
+    (15-20 s saved per call on 2 cores; the session's auth token is found the way a user's shell finds it).
+    Tests of a first run, of a crash that takes Ray down, or of failing before Ray starts keep RAY_ADDRESS=''."""
+    return {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("work")

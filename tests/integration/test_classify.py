@@ -95,8 +95,8 @@ def test_builtin_digits_as_row_sequences(ray_session, tiny_raw):
     assert info.task_info.classes == [str(d) for d in range(10)]
 
 
-def test_cli_bad_data_exits_2_with_one_sentence(tmp_path):
-    """A fresh process (its own Ray): bad data ends in exit 2 and one sentence, no traceback."""
+def test_cli_bad_data_exits_2_with_one_sentence(tmp_path, join_env):
+    """A CLI process (joining the session's Ray): bad data ends in exit 2 and one sentence, no traceback."""
     import subprocess
     import sys
 
@@ -113,7 +113,7 @@ def test_cli_bad_data_exits_2_with_one_sentence(tmp_path):
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env={**__import__("os").environ, "RAY_ADDRESS": ""},
+        env=join_env,
     )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in own_output(out.stderr)

@@ -1,7 +1,6 @@
 """predict and evaluate round-trip on a registered model, by URI, through the CLI."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -24,14 +23,13 @@ def registered(ray_session, tiny_raw):
     return cfg, summary
 
 
-def _cli(*args, cwd):
-    env = {**os.environ, "RAY_ADDRESS": ""}
+def _cli(*args, cwd, env):
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
     )
 
 
-def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_client):
+def test_evaluate_and_predict_by_registered_name(registered, tmp_path, join_env, mlflow_client):
     cfg, summary = registered
     uri = cfg.tracking.uri
     out = _cli(
@@ -50,6 +48,7 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_cl
         "--summary-json",
         str(tmp_path / "e.json"),
         cwd=tmp_path,
+        env=join_env,
     )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "e.json").read_text())
@@ -74,6 +73,7 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_cl
         "--tracking-uri",
         uri,
         cwd=tmp_path,
+        env=join_env,
     )
     assert out.returncode == 0, out.stderr
     pred = pd.read_parquet(tmp_path / "pred")
@@ -89,10 +89,18 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, mlflow_cl
     assert np.allclose(pred["prediction"], expected, atol=1e-5)
 
 
-def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path):
+def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path, join_env):
     cfg, _ = registered
     out = _cli(
-        "evaluate", "-m", "models:/no-such-model/1", "-d", "adding", "--tracking-uri", cfg.tracking.uri, cwd=tmp_path
+        "evaluate",
+        "-m",
+        "models:/no-such-model/1",
+        "-d",
+        "adding",
+        "--tracking-uri",
+        cfg.tracking.uri,
+        cwd=tmp_path,
+        env=join_env,
     )
     assert (
         out.returncode == 2
@@ -109,11 +117,12 @@ def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path):
         "--tracking-uri",
         cfg.tracking.uri,
         cwd=tmp_path,
+        env=join_env,
     )
     assert out.returncode == 2 and "evaluate needs the target column 'y'" in out.stderr
 
 
-def test_explain_one_sequence_through_the_cli(registered, tmp_path):
+def test_explain_one_sequence_through_the_cli(registered, tmp_path, join_env):
     cfg, _ = registered
     out = _cli(
         "explain",
@@ -132,6 +141,7 @@ def test_explain_one_sequence_through_the_cli(registered, tmp_path):
         "--tracking-uri",
         cfg.tracking.uri,
         cwd=tmp_path,
+        env=join_env,
     )
     assert out.returncode == 0, out.stderr
     assert (
@@ -161,5 +171,6 @@ def test_explain_one_sequence_through_the_cli(registered, tmp_path):
         "--tracking-uri",
         cfg.tracking.uri,
         cwd=tmp_path,
+        env=join_env,
     )
     assert bad.returncode == 2 and "pick --row 0..299" in bad.stderr and "Traceback" not in own_output(bad.stderr)
