@@ -12,6 +12,7 @@ import ray.train
 import ray.train.torch
 
 from pipeline import ray_compat
+from pipeline.cluster.connect import placement_group_cleaner_needed
 from pipeline.config import Config
 from pipeline.data.ingest import load_splits
 from pipeline.errors import ConfigError, TrainingFailed
@@ -52,7 +53,7 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
 def build_trainer(
     cfg: Config, splits: Prepared, *, spec: WorkerSpec, name: str, storage: str, callbacks: list | None = None
 ) -> ray.train.torch.TorchTrainer:
-    return ray.train.torch.TorchTrainer(
+    trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config=spec.as_loop_config(),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu),
@@ -80,6 +81,9 @@ def build_trainer(
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # per-report INFO lines are noise
         ),
     )
+    if not placement_group_cleaner_needed():  # a Ray instance of this command's own, with no Tune trial
+        ray_compat.without_placement_group_cleaner(trainer)
+    return trainer
 
 
 def fit(trainer: ray.train.torch.TorchTrainer, *, max_failures: int) -> FitOutcome:

@@ -7,7 +7,7 @@
 
 Before the block: the tracking server answers, the name is claimed for this process (released when
 the block ends) and checked with the storage and the data (`check_start`),
-runs a dead driver left RUNNING are reconciled, Ray is connected and has the resources. `open` starts
+runs a dead driver left RUNNING are reconciled while Ray is connected and has the resources. `open` starts
 the MLflow run (params, config, owner, kind) and writes the run state beside the checkpoints, or on
 resume reopens the same run. Leaving the block ends the run FINISHED, KILLED (Ctrl-C, SIGTERM; a
 sweep's running trials too) or FAILED.
@@ -16,6 +16,7 @@ sweep's running trials too) or FAILED.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -106,8 +107,12 @@ def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, co
     try:
         data = source_fingerprint(cfg.data)
         previous = check_start(storage, name, kind=kind, resume=resume, config_hash=config_hash, data=data)
-        reconcile_and_report(uri, cfg.tracking.experiment)
-        connect()
+        # The tracking store is opened (a new SQLite store creates its tables: ~2 s here) while Ray
+        # starts: the driver mostly waits on Ray's processes then, and a core is idle.
+        with ThreadPoolExecutor(1, thread_name_prefix="lstmpipe-tracking") as pool:
+            reconciled = pool.submit(reconcile_and_report, uri, cfg.tracking.experiment)
+            connect(kind)
+            reconciled.result()
         check_resources(cfg)
         life = Lifecycle(
             cfg=cfg,
