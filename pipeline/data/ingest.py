@@ -58,7 +58,10 @@ UNREADABLE = (pa.ArrowException, OSError, ValueError)
 
 
 def _unreadable(path: str, fmt: str, err: BaseException) -> DataError:
-    reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+    """The reason pyarrow gives, without the wrappers it puts before it ("Error creating dataset.
+    Could not read schema from '<path>'. ...: Could not open Parquet input source '<path>': <reason>")."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    reason = text.rsplit("': ", 1)[-1].split(". ")[0]
     return DataError(f"{path}: cannot be read as {fmt} ({reason}); check that the file is complete and really {fmt}")
 
 
