@@ -5,7 +5,7 @@
 #     device run, carry [".gpu"]: bash benchmarks/gpu_check.sh
 #
 # 1. unpacks the bundle beside the image's own torch (no registry is reachable there);
-# 2. the GPU tests (tests/unit/test_gpu.py, tests/integration/test_gpu.py; skipped without CUDA);
+# 2. the GPU tests (tests/unit/test_gpu_step.py, tests/integration/test_gpu_training.py; skipped without CUDA);
 # 3. `lstmpipe train` on the smoke config with train.use_gpu=true on 1 GPU, in fp32 and in bf16;
 # 4. B1 on the GPU: the pipeline on 1 Ray Train worker vs a bare cuDNN loop (benchmarks/gpu.py).
 # Everything it measured lands in $OUT (summaries, logs, one results.md); a step that fails is
@@ -40,7 +40,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, note the 
 } >"$RESULTS" 2>&1
 cat "$RESULTS"
 WORK=$(mktemp -d)
-step gpu_tests 180 $PY -m pytest -q -p no:cacheprovider tests/unit/test_gpu.py tests/integration/test_gpu.py
+step gpu_tests 180 $PY -m pytest -q -p no:cacheprovider tests/unit/test_gpu_step.py tests/integration/test_gpu_training.py
 for precision in fp32 bf16; do
   step "train_$precision" 120 $PY -m pipeline.cli train -c conf/smoke.yaml \
     --set train.use_gpu=true --set train.workers=1 --set train.precision=$precision \

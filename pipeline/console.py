@@ -1,8 +1,10 @@
 """What reaches the console: the product's own lines by default, the libraries' chatter with --verbose.
 
 Quiet (the default) drops three kinds of lines a user cannot act on: MLflow's INFO lines about
-creating and migrating its SQLite tables (every new store), and Ray's notice that token
-authentication is on (its default, kept on; the warning that it is *off* still shows). Ray's own
+creating and migrating its SQLite tables (every new store), Ray's notice that token
+authentication is on (its default, kept on; the warning that it is *off* still shows), and, in
+every Ray worker of ours (`pipeline.ray_compat.setup_process`), Ray Train's PlacementGroupCleaner
+saying it cleaned up after a trial the Tune scheduler stopped. Ray's own
 warnings and errors (a dead node, an OOM kill) keep reaching stderr: they are WARNING and up, and
 nothing here filters those. `--verbose` or LSTMPIPE_LOG=debug keeps everything, Ray's INFO lines too.
 """
@@ -37,12 +39,17 @@ class _DropLine(logging.Filter):
         return not record.getMessage().startswith(self.prefix)
 
 
+def drop_line(logger: str, prefix: str) -> None:
+    """Drop the records of `logger` whose message starts with `prefix` (idempotent)."""
+    log = logging.getLogger(logger)
+    if not any(isinstance(f, _DropLine) and f.prefix == prefix for f in log.filters):
+        log.addFilter(_DropLine(prefix))
+
+
 def quiet_libraries() -> None:
     """The quiet default for this process (idempotent); nothing when verbose."""
     if verbose():
         return
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
-    notice = logging.getLogger(TOKEN_NOTICE_LOGGER)
-    if not any(isinstance(f, _DropLine) for f in notice.filters):
-        notice.addFilter(_DropLine(TOKEN_NOTICE))
+    drop_line(TOKEN_NOTICE_LOGGER, TOKEN_NOTICE)

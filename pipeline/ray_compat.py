@@ -36,11 +36,25 @@ def ray_data_logging_config() -> str:
     return str(importlib.resources.files("pipeline") / "ray_data_logging.yaml")
 
 
+# Ray Train's PlacementGroupCleaner warns when it finds its run's controller dead and removes the
+# workers' placement group. In a sweep that is its designed work whenever the scheduler stops a
+# trial (Tune ends the trial's actor, and the controller it owns with it): news to nobody, so the
+# quiet console drops that one line; a controller that dies for any other reason fails its trial or
+# run, which says so in the product's own error.
+PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+PG_CLEANER_NOTICE = "Detected that the Ray Train controller actor"
+
+
 def setup_process() -> None:
-    """Point Ray Data's logging at our config, resolved where this process runs (unless the user set
+    """Every Ray worker process of ours (and the driver), before any task: the quiet console, and
+    Ray Data's logging pointed at our config, resolved where this process runs (unless the user set
     their own). Ray Data reads the variable at `import ray.data` and again whenever a worker starts
     on a dataset, so setting it before the first task is enough; a process that already imported
     ray.data (the driver) is reconfigured at once."""
+    from pipeline.console import drop_line, verbose
+
+    if not verbose():
+        drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
     if RAY_DATA_LOGGING_ENV in os.environ:
         return
     os.environ[RAY_DATA_LOGGING_ENV] = ray_data_logging_config()

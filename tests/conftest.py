@@ -1,9 +1,21 @@
 import os
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from pipeline import config
+
+RAY_SUITES = ("integration", "reliability")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n 2 --dist loadgroup` (make test): the suites that need Ray run in one xdist
+    worker, one after another on the one session Ray instance they share, while the unit tests (no
+    Ray) run in the other worker beside them."""
+    for item in items:
+        if Path(str(item.path)).parent.name in RAY_SUITES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """Quiet by default: the set-up chatter is dropped, Ray's and MLflow's warnings are kept; --verbose keeps all."""
 
 import logging
+import os
 
 import pytest
 
@@ -9,7 +10,9 @@ from pipeline import console
 
 @pytest.fixture
 def fresh_loggers():
-    names = (*console.CHATTY, console.TOKEN_NOTICE_LOGGER)
+    from pipeline import ray_compat
+
+    names = (*console.CHATTY, console.TOKEN_NOTICE_LOGGER, ray_compat.PG_CLEANER_LOGGER)
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).filters)) for n in names}
     yield
     for n, (level, filters) in saved.items():
@@ -55,3 +58,24 @@ def test_the_cli_flag_turns_verbose_on(monkeypatch):
     monkeypatch.setenv(console.LOG_ENV, "")  # recorded, so the flag's setting is undone after the test
     result = CliRunner().invoke(app, ["--verbose", "train", "--help"])
     assert result.exit_code == 0 and console.verbose()
+
+
+def test_ray_workers_drop_the_cleaners_notice_after_a_stopped_trial_and_keep_its_other_warnings(
+    fresh_loggers, monkeypatch
+):
+    from pipeline import ray_compat
+
+    monkeypatch.setenv(ray_compat.RAY_DATA_LOGGING_ENV, "kept")  # the user's own: left as it is
+    monkeypatch.delenv(console.LOG_ENV, raising=False)
+    ray_compat.setup_process()
+    ray_compat.setup_process()  # idempotent
+    logger = ray_compat.PG_CLEANER_LOGGER
+    assert len(logging.getLogger(logger).filters) == 1
+    notice = "Detected that the Ray Train controller actor (6b0f65) is dead. Cleaning up placement group = [...]"
+    assert not _passes(logger, logging.WARNING, notice)
+    assert _passes(logger, logging.WARNING, "Failed to clean up placement group: boom")
+    logging.getLogger(logger).filters = []
+    monkeypatch.setenv(console.LOG_ENV, "debug")
+    ray_compat.setup_process()
+    assert _passes(logger, logging.WARNING, notice)
+    assert os.environ[ray_compat.RAY_DATA_LOGGING_ENV] == "kept"
