@@ -9,6 +9,7 @@ from pipeline import config
 RAY_SUITES = ("integration", "reliability")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Under `pytest -n 2 --dist loadgroup` (make test): the suites that need Ray run in one xdist
     worker, one after another on the one session Ray instance they share, while the unit tests (no
@@ -16,6 +17,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if Path(str(item.path)).parent.name in RAY_SUITES:
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+def pytest_collection_finish(session):
+    """Fail at once if the grouping did not take (each xdist worker would start its own Ray on the same
+    cores): pytest 9.2 silently breaks it (pytest-dev/pytest-xdist#1386), hence pytest<9.2."""
+    if getattr(session.config.option, "loadgroup", False):
+        loose = [i.nodeid for i in session.items if Path(str(i.path)).parent.name in RAY_SUITES and "@" not in i.nodeid]
+        if loose:
+            raise pytest.UsageError(f"--dist loadgroup did not group {loose[0]} with the Ray suites; use pytest<9.2")
 
 
 @pytest.fixture(autouse=True)
