@@ -39,26 +39,15 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
 
 # What a command starts Ray for. A local instance for `tune` gets Ray's dashboard: each Tune trial's
 # Ray Train run starts a PlacementGroupCleaner, which asks the dashboard's State API every second
-# whether its controller lives, and removes the workers' placement group when it does not (Tune
-# kills a trial the scheduler stops: without the cleaner its CPUs would stay reserved). `train` and
-# `data` start no trial: their own instance runs without the dashboard (its process and ten head
-# module processes, ~3 s of `ray.init` and ~6 CPU s here), and their Ray Train runs without the
-# cleaner (`placement_group_cleaner_needed`): if their controller dies, the command fails and its Ray
-# instance ends with it.
+# whether its controller lives (pipeline.train.driver.ControllerOwner). `train` and `data` start no
+# trial: their own instance runs without the dashboard (its process and ten head module processes,
+# ~3 s of `ray.init` and ~6 CPU s here).
 Workload = Literal["train", "tune", "data"]
-_started_for: Workload | None = None  # set when this process started its own Ray instance
-
-
-def placement_group_cleaner_needed() -> bool:
-    """False for a Ray instance this process started for `train` or `data`, True otherwise
-    (a cluster, a Tune trial, a local instance for `tune`)."""
-    return _started_for not in ("train", "data")
 
 
 def connect(workload: Workload = "tune") -> None:
     """Join RAY_ADDRESS if set, else start a local Ray instance for `workload` (token auth on, as
     Ray 2.60 does)."""
-    global _started_for
     if ray.is_initialized():
         return
     ray_compat.setup_process()  # this driver, as the hook does for every worker
@@ -78,7 +67,6 @@ def connect(workload: Workload = "tune") -> None:
         logging_level=ray_log_level(),
         include_dashboard=None if address else workload == "tune",
     )
-    _started_for = None if address else workload
     if callable(on_sigterm):
         # Ray's core worker installs a C++ SIGTERM handler that aborts the process; the CLI's handler
         # (SIGTERM -> KeyboardInterrupt -> runs marked KILLED, exit 130) must stay in charge.

@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import ray.data
 import ray.train
 import ray.train.torch
 
 from pipeline import ray_compat
-from pipeline.cluster.connect import placement_group_cleaner_needed
 from pipeline.config import Config
 from pipeline.data.ingest import load_splits
 from pipeline.errors import ConfigError, TrainingFailed
@@ -50,8 +50,22 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
     )
 
 
+# Who owns the run's TrainController actor. A driver's: if the controller dies, the driver's fit fails
+# and the command ends, and Ray removes the placement group the controller made with the job. A Tune
+# trial's: Tune ends the trial actor when its scheduler stops the trial, the controller dies with it,
+# and the sweep goes on, so Ray Train's PlacementGroupCleaner must free the workers' CPUs.
+ControllerOwner = Literal["driver", "trial"]
+
+
 def build_trainer(
-    cfg: Config, splits: Prepared, *, spec: WorkerSpec, name: str, storage: str, callbacks: list | None = None
+    cfg: Config,
+    splits: Prepared,
+    *,
+    spec: WorkerSpec,
+    name: str,
+    storage: str,
+    callbacks: list | None = None,
+    owner: ControllerOwner = "driver",
 ) -> ray.train.torch.TorchTrainer:
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
@@ -81,7 +95,7 @@ def build_trainer(
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # per-report INFO lines are noise
         ),
     )
-    if not placement_group_cleaner_needed():  # a Ray instance of this command's own, with no Tune trial
+    if owner == "driver":  # one actor process fewer per run, and no State API poll every second
         ray_compat.without_placement_group_cleaner(trainer)
     return trainer
 

@@ -92,6 +92,7 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         name=trial_name(ctx.sweep_name, trial_id),
         storage=trial_storage(ctx.storage, ctx.sweep_name),
         callbacks=[TuneReportCallback()],
+        owner="trial",
     )
     try:
         outcome = fit(trainer, max_failures=cfg.train.max_failures)

@@ -108,3 +108,73 @@ def test_setup_hook_is_a_module_path_not_a_file_path():
     assert (
         "/" not in ray_compat.SETUP_HOOK and getattr(importlib.import_module(module), func) is ray_compat.setup_process
     )
+
+
+def test_the_controller_reads_the_poll_interval_we_set_and_ray_propagates_it():
+    from ray.train.v2._internal import constants
+
+    assert constants.HEALTH_CHECK_INTERVAL_S_ENV_VAR == ray_compat.HEALTH_CHECK_INTERVAL_ENV
+    assert constants.HEALTH_CHECK_INTERVAL_S_ENV_VAR in constants.ENV_VARS_TO_PROPAGATE
+    assert constants.DEFAULT_HEALTH_CHECK_INTERVAL_S == 2.0  # what a run waits per epoch without ours
+    assert constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR == ray_compat.PREEMPTION_WATCHER_ENV
+
+
+def test_every_worker_of_ours_gets_the_short_poll_unless_the_user_set_one(monkeypatch):
+    from pipeline.cluster.connect import worker_runtime_env
+
+    monkeypatch.delenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, raising=False)
+    env = worker_runtime_env(local=True)["env_vars"]
+    assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "0.25" and env[ray_compat.PREEMPTION_WATCHER_ENV] == "0"
+    monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "1.5")
+    env = worker_runtime_env()["env_vars"]
+    assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "1.5" and ray_compat.PREEMPTION_WATCHER_ENV not in env
+
+
+def test_a_trainer_can_run_without_the_placement_group_cleaner():
+    import ray.train
+    import ray.train.torch
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    def trainer():
+        return ray.train.torch.TorchTrainer(
+            lambda config: None,
+            scaling_config=ray.train.ScalingConfig(num_workers=1),
+            run_config=ray.train.RunConfig(name="x", storage_path="/tmp/lstmpipe-unused"),
+        )
+
+    with_cleaner, without = trainer(), trainer()
+    ray_compat.without_placement_group_cleaner(without)
+    kinds = [type(c) for c in with_cleaner._create_default_callbacks()]
+    assert PlacementGroupCleanerCallback in kinds
+    assert [type(c) for c in without._create_default_callbacks()] == [
+        k for k in kinds if k is not PlacementGroupCleanerCallback
+    ]
+
+
+def test_the_parquet_reader_flag_exists_and_is_restored():
+    import ray.data
+
+    from pipeline.data import ingest
+
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.use_datasource_v2
+    with ingest._parquet_reader_v1():
+        assert ctx.use_datasource_v2 is False
+    assert ctx.use_datasource_v2 == before
+
+
+@pytest.mark.parametrize("owner, dropped", [("driver", True), ("trial", False)])
+def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, owner, dropped):
+    from types import SimpleNamespace
+
+    from pipeline import config
+    from pipeline.train import driver
+
+    calls = []
+    monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace())
+    monkeypatch.setattr(driver.ray_compat, "without_placement_group_cleaner", calls.append)
+    cfg = config.validate({"data": {"source": "adding"}})
+    splits = SimpleNamespace(train=None, val=None)
+    spec = SimpleNamespace(as_loop_config=dict)
+    trainer = driver.build_trainer(cfg, splits, spec=spec, name="n", storage="/tmp/s", owner=owner)
+    assert (calls == [trainer]) is dropped
