@@ -137,3 +137,31 @@ def without_placement_group_cleaner(trainer) -> None:
     trainer._create_default_callbacks = lambda: [
         c for c in default() if not isinstance(c, PlacementGroupCleanerCallback)
     ]
+
+
+def _add_pattern(current: re.Pattern | None, pattern: str) -> re.Pattern:
+    own = current.pattern if current is not None else None
+    if own is not None and pattern in own:
+        return current
+    return re.compile(f"{own}|{pattern}" if own else pattern)
+
+
+def drop_forwarded(pattern: str) -> None:
+    """Lines matching `pattern` that Ray forwards from its processes to this driver are not printed
+    (the deduplicators' skip-list, RAY_DEDUP_LOGS_SKIP_REGEX, extended in place like the allow-list)."""
+    from ray._private import ray_logging
+
+    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        dedup.skip_re = _add_pattern(dedup.skip_re, pattern)
+
+
+def never_deduplicate(pattern: str) -> None:
+    """Lines matching `pattern` that Ray forwards from worker processes to this driver are printed
+    every time. Ray 2.60 folds lines that differ only in numbers, from different processes, within
+    5 s into one "[repeated Nx across cluster]" line: two trials' epoch lines are such lines. Its
+    allow-list (RAY_DEDUP_LOGS_ALLOW_REGEX) is read when Ray is imported; the driver's two
+    deduplicators hold it compiled, so the pattern is added there (Ray's own, if any, is kept)."""
+    from ray._private import ray_logging
+
+    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        dedup.allow_re = _add_pattern(dedup.allow_re, pattern)

@@ -12,7 +12,7 @@ import ray
 import ray.data
 
 from pipeline import ray_compat
-from pipeline.console import quiet_libraries, ray_log_level
+from pipeline.console import EPOCH_LINE, RAYLET_STARTUP_WARNING, quiet_libraries, ray_log_level, verbose
 from pipeline.errors import ConfigError
 
 
@@ -74,6 +74,9 @@ def connect(workload: Workload = "tune") -> None:
     # The splits are small, materialized once: per-split progress bars in every worker would bury
     # the per-epoch lines (EpochProgress). Ray Data's console logging is quieted by
     # pipeline/ray_data_logging.yaml (see pipeline.ray_compat.setup_process).
+    ray_compat.never_deduplicate(EPOCH_LINE)  # two trials' epoch lines are not "repeated" lines
+    if not verbose():
+        ray_compat.drop_forwarded(RAYLET_STARTUP_WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

@@ -83,12 +83,23 @@ def log_model(
                 input_example=input_example,
                 pip_requirements=requirements,
                 metadata=metadata,
-                registered_model_name=register_as,
             )
-    version = str(info.registered_model_version) if register_as else None
+    version = _register(run, info, name=register_as) if register_as else None
     if register_as and alias:
         run.client.set_registered_model_alias(register_as, alias, version)
     return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+
+
+def _register(run: TrackedRun, info, *, name: str) -> str:
+    """A new version of registered model `name` for the logged model, through the client: what
+    `log_model(registered_model_name=...)` does, without the two lines it prints on stderr."""
+    try:
+        run.client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException as err:
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = run.client.create_model_version(name, source=info.model_uri, run_id=run.run_id, model_id=info.model_id)
+    return str(version.version)
 
 
 @contextmanager

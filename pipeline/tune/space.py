@@ -72,8 +72,15 @@ def searcher(cfg: TuneConfig, goal: Objective, *, max_concurrent: int = 0):
 def scheduler(cfg: TuneConfig, *, max_epochs: int):
     if cfg.scheduler == "fifo":
         return FIFOScheduler()
+    # stop_last_trials=False: a trial that reaches max_t ends by itself. Ray's default stops it there,
+    # i.e. Tune ends the trial's actor the moment its last epoch is reported, before the trial has
+    # tested its best checkpoint and closed its MLflow run (every full-length trial lost its test
+    # metrics, and its controller died mid-shutdown).
     return ASHAScheduler(
-        max_t=max_epochs, grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor
+        max_t=max_epochs,
+        grace_period=min(cfg.grace_period, max_epochs),
+        reduction_factor=cfg.reduction_factor,
+        stop_last_trials=False,
     )
 
 

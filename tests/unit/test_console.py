@@ -1,5 +1,7 @@
 """Quiet by default: the set-up chatter is dropped, Ray's and MLflow's warnings are kept; --verbose keeps all."""
 
+import contextlib
+import io
 import logging
 import os
 
@@ -79,3 +81,48 @@ def test_ray_workers_drop_the_cleaners_notice_after_a_stopped_trial_and_keep_its
     ray_compat.setup_process()
     assert _passes(logger, logging.WARNING, notice)
     assert os.environ[ray_compat.RAY_DATA_LOGGING_ENV] == "kept"
+
+
+def test_two_trials_epoch_lines_are_never_folded_into_a_repeated_line():
+    from ray._private import ray_logging
+
+    from pipeline import ray_compat
+    from pipeline.train.progress import EpochProgress
+
+    dedup = ray_logging.LogDeduplicator(5, None, None, _timesource=lambda: 0.0)
+    ray_compat.never_deduplicate(console.EPOCH_LINE)  # the driver's own two deduplicators
+    dedup.allow_re = ray_logging.stdout_deduplicator.allow_re
+    lines = []
+    for pid, trial in ((11, "sweep-a_00000"), (12, "sweep-a_00001")):
+        progress = EpochProgress(name=trial, epochs=5)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            progress.after_report(None, [{"epoch": 0, "train_loss": 0.1, "val_loss": 0.2}], None)
+        batch = {"ip": "1.2.3.4", "pid": pid, "lines": [out.getvalue().strip()]}
+        lines += [line for b in dedup.deduplicate(batch) for line in b["lines"]]
+    assert lines == [
+        "[sweep-a_00000] epoch 1/5  train_loss=0.1000  val_loss=0.2000",
+        "[sweep-a_00001] epoch 1/5  train_loss=0.1000  val_loss=0.2000",
+    ]
+    plain = ray_logging.LogDeduplicator(5, None, None, _timesource=lambda: 0.0)  # without: the second is folded
+    folded = [
+        line for p in (11, 12) for b in plain.deduplicate({"pid": p, "lines": [lines[p - 11]]}) for line in b["lines"]
+    ]
+    assert folded == lines[:1]
+
+
+def test_the_raylets_startup_count_is_dropped_and_its_other_lines_kept():
+    from ray._private import ray_logging
+
+    from pipeline import ray_compat
+
+    ray_compat.drop_forwarded(console.RAYLET_STARTUP_WARNING)
+    ray_compat.drop_forwarded(console.RAYLET_STARTUP_WARNING)  # idempotent
+    dedup = ray_logging.LogDeduplicator(5, None, None, _timesource=lambda: 0.0)
+    dedup.skip_re = ray_logging.stdout_deduplicator.skip_re
+    count = (
+        "WARNING: 8 PYTHON worker processes have been started on node: 7a9c with address: 192.0.2.2, which is "
+        "4x the maximum expected startup concurrency (2)."
+    )
+    oom = "(raylet) Task was killed due to the node running low on memory."
+    kept = [line for b in dedup.deduplicate({"pid": "raylet", "lines": [count, oom]}) for line in b["lines"]]
+    assert kept == [oom]
