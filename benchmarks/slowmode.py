@@ -1,14 +1,20 @@
-"""The slow mode probe: what a Ray Train worker shares its core (and its GIL) with, run by run.
+"""The slow mode probe: where a Ray Train worker's time goes, run by run, beside a bare loop.
 
-    .venv/bin/python -m benchmarks.slowmode [--runs 8] [--epochs 8] [--flush-denormal]
+    .venv/bin/python -m benchmarks.slowmode [--runs 8] [--epochs 8] [--flush-denormal on|alternate] [--dump]
 
 Each repetition trains B1's workload twice, side by side: a bare PyTorch loop in a fresh process,
 then the pipeline on 1 Ray Train worker. While each runs, a sampler thread reads /proc every 0.5 s:
-the CPU seconds of every thread of the training process (by thread name), of every other process on
-the machine, the machine's steal time, and the training process's context switches and migrations
-(/proc/<pid>/sched). In the middle of each pipeline run, `py-spy dump` prints every thread's stack.
-What it prints per run: the sequences/s of both sides, the training thread's CPU share, which other
-threads and processes ran and for how long, and the scheduler's counts per second.
+the CPU seconds of every thread of the training process, of every other process on the machine, the
+machine's steal time, the training process's context switches and migrations (/proc/<pid>/sched),
+its minor page faults and its user and system time. The training thread's floating-point mode (FTZ,
+DAZ, read from MXCSR) is noted; `--dump` prints every thread's stack mid-run (py-spy).
+
+What it found (docs/performance.md, "The slow mode"): slow runs were not short of CPU, GIL or cores
+(the training thread ran 92-95% of a core, no other thread or process took more than ~1 s) and not
+denormals (as slow with FTZ and DAZ on); they faulted 76,000-129,000 pages a second (2.9-5.0 s of
+system time) where fast runs fault ~6,000: glibc handing the training thread's freed memory back to
+the kernel every step. With the thresholds fixed (pipeline.train.host_memory, measured A/B with
+`--keep-freed alternate` at commit d4387f1) no run was slow.
 """
 
 from __future__ import annotations
@@ -187,10 +193,6 @@ def probed_loop(config: dict) -> None:
     from pipeline.train.worker import train_loop_per_worker
 
     probe = config.pop("probe")
-    if probe.get("keep_freed") == "on":
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD
     if probe["flush_denormal"] == "on":
         torch.set_flush_denormal(True)
     if probe["library"]:
@@ -241,7 +243,6 @@ def main(argv: list[str] | None = None) -> None:
         default="off",
         help="the Ray worker's training thread flushes denormals to zero (alternate: every other run)",
     )
-    parser.add_argument("--keep-freed", choices=["off", "alternate"], default="off")
     args = parser.parse_args(argv)
 
     from benchmarks import throughput
@@ -258,7 +259,6 @@ def main(argv: list[str] | None = None) -> None:
     for run in range(args.runs):
         flush = args.flush_denormal if args.flush_denormal != "alternate" else ("on" if run % 2 else "off")
         probe = {"flush_denormal": flush, "library": library, "out": f"{work}/mxcsr-{run}.txt"}
-        probe["keep_freed"] = "on" if args.keep_freed == "alternate" and run % 2 else "off"
         before = set(processes())
         with Sampler(_by_cmdline(sys.executable, exclude=before, holding="spawn_main")) as s:
             bare = throughput.spawned_epochs(cfg, splits.info, batches, epochs=args.epochs, world=1)[1:]

@@ -26,6 +26,7 @@ from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
 from pipeline.train import checkpoint
+from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
 from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
 
@@ -61,6 +62,7 @@ class WorkerSpec:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     ray_compat.quiet_train_report_lines()  # one line per epoch comes from EpochProgress instead
+    keep_freed_memory()  # every step's freed activations reused, not faulted in again (host_memory)
     spec: WorkerSpec = loop_config["spec"]
     model_cfg, train_cfg = ModelConfig(**spec.model), TrainConfig(**spec.train)
     ctx = ray.train.get_context()
