@@ -204,22 +204,24 @@ def b9(workdir: str) -> Result:
     cpu = sum(c for _, c, _ in roles.values())
     ray_procs = sum(n for name, (n, _, _) in roles.items() if name != "driver (lstmpipe)")
     phases = " + ".join(f"{k} {v:.1f}" for k, v in p.phase_s.items())
-    rest = p.wall_s - sum(p.phase_s.values())
+    before = p.summary_s - sum(p.phase_s.values())
     return Result(
         key="B9",
         title="fixed cost: one `lstmpipe train` on the smoke config, where the time goes",
-        figure=f"{p.wall_s:.1f} s wall, {cpu:.0f} CPU s, {ray_procs} processes besides the driver",
+        figure=f"{p.summary_s:.1f} s to the summary ({p.wall_s:.1f} s to exit), {cpu:.0f} CPU s, "
+        f"{ray_procs} processes besides the driver",
         goal="<= 25 s",
-        verdict="met" if p.wall_s <= 25 else "missed",
+        verdict="met" if p.summary_s <= 25 else "missed",
         section=f"""`lstmpipe train -c conf/smoke.yaml` ({p.epochs} epochs, 2 workers, 4,000 sequences) in a fresh
-process with its own Ray, timed from outside. The driver's phases (run summary `phase_s`, seconds):
-{phases}; the remaining {rest:.1f} s are Python imports, argument and config parsing before the run, and
-Ray's shutdown after it. Every process the command started, sampled from /proc every 0.2 s (CPU s is
-user + system; on 2 cores the machine offers 2 CPU s per second):
+process with its own Ray, timed from outside: {p.summary_s:.1f} s until the summary is printed, {p.wall_s:.1f} s until
+the process has exited (Ray's shutdown). The driver's phases (run summary `phase_s`, seconds): {phases};
+the other {before:.1f} s before the summary are Python imports and argument and config parsing. Every process
+the command started, sampled from /proc every 0.2 s (CPU s is user + system; on 2 cores the machine
+offers 2 CPU s per second):
 
 {startup.table(p)}
 """,
-        metrics={"wall_s": p.wall_s, "cpu_s": cpu, "processes": ray_procs}
+        metrics={"summary_s": p.summary_s, "wall_s": p.wall_s, "cpu_s": cpu, "processes": ray_procs}
         | {f"phase_{k}_s": v for k, v in p.phase_s.items()},
     )
 

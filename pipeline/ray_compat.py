@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 
 # Ray runs this in every worker process of our drivers and jobs before any task
@@ -43,6 +44,26 @@ def ray_data_logging_config() -> str:
 # run, which says so in the product's own error.
 PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
 PG_CLEANER_NOTICE = "Detected that the Ray Train controller actor"
+# The cleaner's monitor thread asks the dashboard's State API every second whether the controller
+# lives, and catches only RayStateApiException: when the command ends and Ray shuts down under a
+# cleaner still watching, the lookup of the dashboard's address raises, and the thread's traceback
+# went to the console at exit (seen in `lstmpipe smoke`). Quiet, that thread's end is logged at DEBUG.
+PG_CLEANER_THREAD = "PlacementGroupCleanerMonitor"
+
+
+def _quiet_cleaner_thread_end() -> None:
+    previous = threading.excepthook
+    if getattr(previous, "lstmpipe_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name == PG_CLEANER_THREAD:
+            logging.getLogger(PG_CLEANER_LOGGER).debug("monitor thread ended: %r", args.exc_value)
+            return
+        previous(args)
+
+    hook.lstmpipe_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def setup_process() -> None:
@@ -55,6 +76,7 @@ def setup_process() -> None:
 
     if not verbose():
         drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
+        _quiet_cleaner_thread_end()
     if RAY_DATA_LOGGING_ENV in os.environ:
         return
     os.environ[RAY_DATA_LOGGING_ENV] = ray_data_logging_config()

@@ -19,6 +19,7 @@ from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.redaction import redact, redact_tree
 from pipeline.tasks import Prepared
 from pipeline.track import TrackedRun, sync_epochs
+from pipeline.track.models import warm_export
 from pipeline.track.summary import PhaseClock, RunSummary
 from pipeline.train import checkpoint
 from pipeline.train.finish import finish_model
@@ -165,6 +166,7 @@ def run_training(
         run = life.open()
         spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri)
         trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
+        warm_export()  # the model's export imports load while the workers train
         outcome = fit(trainer, max_failures=cfg.train.max_failures)
         clock.lap("fit")  # Ray Train: controller, worker group, shards, every epoch, checkpoints
         sync_history(cfg, outcome, run=run, resume_hint=life.resume_hint())

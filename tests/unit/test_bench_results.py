@@ -39,6 +39,7 @@ def test_startup_profile_names_each_process_by_its_role_and_reads_its_cpu():
     assert cpu_seconds(stat) == 4.0
     profile = StartupProfile(
         wall_s=1.0,
+        summary_s=0.8,
         phase_s={},
         epochs=1,
         procs=[Proc("ray::IDLE", 2.0, 1.0), Proc("ray::IDLE", 1.0, 0.5), Proc("raylet", 0.5, 0.25)],

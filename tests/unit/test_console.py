@@ -126,3 +126,24 @@ def test_the_raylets_startup_count_is_dropped_and_its_other_lines_kept():
     oom = "(raylet) Task was killed due to the node running low on memory."
     kept = [line for b in dedup.deduplicate({"pid": "raylet", "lines": [count, oom]}) for line in b["lines"]]
     assert kept == [oom]
+
+
+def test_the_cleaners_monitor_thread_ending_with_ray_is_not_a_traceback_on_the_console(monkeypatch, capsys):
+    import threading
+
+    from pipeline import ray_compat
+
+    monkeypatch.delenv(console.LOG_ENV, raising=False)
+    monkeypatch.setenv(ray_compat.RAY_DATA_LOGGING_ENV, "kept")
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    ray_compat.setup_process()
+
+    def fail():
+        raise ConnectionError("Ray is shutting down")
+
+    for name in (ray_compat.PG_CLEANER_THREAD, "SomebodyElse"):
+        thread = threading.Thread(target=fail, name=name)
+        thread.start()
+        thread.join()
+    err = capsys.readouterr().err
+    assert "SomebodyElse" in err and ray_compat.PG_CLEANER_THREAD not in err  # other threads still print
