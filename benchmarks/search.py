@@ -45,8 +45,7 @@ def sweep_config(
                 "search": "grid",
                 "scheduler": scheduler,
                 "trial_workers": 1,
-                "grace_period": 1,
-                "reduction_factor": 3,
+                **({"grace_period": 1, "reduction_factor": 3} if scheduler == "asha" else {}),
                 "space": space
                 or {"model.hidden_size": {"choice": [8, 16, 32, 64]}, "train.lr": {"choice": [0.003, 0.03]}},
             },

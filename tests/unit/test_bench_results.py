@@ -45,3 +45,12 @@ def test_startup_profile_names_each_process_by_its_role_and_reads_its_cpu():
         procs=[Proc("ray::IDLE", 2.0, 1.0), Proc("ray::IDLE", 1.0, 0.5), Proc("raylet", 0.5, 0.25)],
     )
     assert profile.by_role() == {"ray::IDLE": (2, 1.5, 1.0), "raylet": (1, 0.25, 0.5)}
+
+
+def test_every_benchmark_config_validates(tmp_path):
+    """`make bench` must not stop on a config the schema refuses (B5's FIFO trial did)."""
+    from benchmarks import search, throughput
+
+    for scheduler in ("fifo", "asha"):
+        assert search.sweep_config(scheduler=scheduler, workdir=str(tmp_path)).tune.scheduler == scheduler
+    assert throughput.Workload().config(workers=2, workdir=str(tmp_path)).train.workers == 2
