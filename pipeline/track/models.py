@@ -66,7 +66,9 @@ def warm_export() -> threading.Thread:
     (Measured on the smoke config: `finish` 4.0 -> see docs/performance.md.)"""
 
     def load() -> None:
-        import torch.export  # noqa: F401
+        # torch.export imports its tracer and archive writer on first use: these are the heavy parts.
+        import torch.export._trace  # noqa: F401
+        import torch.export.pt2_archive._package  # noqa: F401
 
     thread = threading.Thread(target=load, name="lstmpipe-warm-export", daemon=True)
     thread.start()
