@@ -67,7 +67,7 @@ def warm_export() -> threading.Thread:
 
     def load() -> None:
         # torch.export imports its tracer and archive writer on first use: these are the heavy parts.
-        import torch.export._trace  # noqa: F401
+        import torch.export._trace
         import torch.export.pt2_archive._package  # noqa: F401
 
     thread = threading.Thread(target=load, name="lstmpipe-warm-export", daemon=True)
