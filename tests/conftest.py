@@ -7,9 +7,10 @@ import pytest
 from pipeline import config
 
 RAY_SUITES = ("integration", "reliability")
-# Integration modules that start servers of their own (a 3-node Ray cluster, an MLflow server) and
-# never the session's Ray instance: they run beside the Ray suites, not after them.
-OWN_SERVERS = ("test_cluster.py", "test_mlflow_auth.py")
+# Integration modules that start servers of their own (a 3-node Ray cluster, an MLflow server, the
+# smoke command's own Ray instance) and never the session's Ray instance: they run beside the Ray
+# suites, not after them.
+OWN_SERVERS = ("test_cluster.py", "test_mlflow_auth.py", "test_smoke.py")
 
 
 def xdist_group_of(path: Path) -> str | None:
