@@ -19,6 +19,9 @@ from dataclasses import dataclass
 # Ray runs this in every worker process of our drivers and jobs before any task
 # (runtime_env["worker_process_setup_hook"]): a module path, which each node resolves itself.
 SETUP_HOOK = "pipeline.ray_compat.setup_process"
+# Where Ray passes that hook to a worker (ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR): its
+# default_worker.py imports and runs the module path found there before the worker's first task.
+SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
 RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
 # read by the Train V2 controller (ray.train.v2._internal.constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR)
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"

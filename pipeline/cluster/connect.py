@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +39,27 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
     return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": env_vars}
 
 
+@contextmanager
+def inherited_by_ray(runtime_env: dict[str, Any]) -> Iterator[None]:
+    """`runtime_env` for every process of a Ray instance this process starts, given as the environment
+    its processes inherit while `ray.init` starts them, then this process's environment as it was.
+
+    A job runtime env, however small, makes each worker a runtime-env worker: the raylet asks its
+    agent to set it up and starts the worker through `setup_worker.py`, and workers Ray prestarts
+    without it cannot take the job's tasks (B9: Ray Data's first task waited ~1.4 s for a new
+    worker, beside two prestarted ones left idle). The setup hook reaches the workers the way Ray
+    itself passes it (ray_compat.SETUP_HOOK_ENV)."""
+    env = runtime_env["env_vars"] | {ray_compat.SETUP_HOOK_ENV: runtime_env["worker_process_setup_hook"]}
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update({key: value for key, value in env.items() if before[key] is None})  # a user's own wins
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
 # What a command starts Ray for. A local instance for `tune` gets Ray's dashboard: each Tune trial's
 # Ray Train run starts a PlacementGroupCleaner, which asks the dashboard's State API every second
 # whether its controller lives (pipeline.train.driver.ControllerOwner). `train` and `data` start no
@@ -61,12 +84,15 @@ def connect(workload: Workload = "tune") -> None:
     main_thread = threading.current_thread() is threading.main_thread()
     on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     address = os.environ.get("RAY_ADDRESS") or None
-    ray.init(
-        address=address,
-        runtime_env=None if ray_compat.in_ray_job() else worker_runtime_env(local=address is None),
-        logging_level=ray_log_level(),
-        include_dashboard=None if address else workload == "tune",
-    )
+    runtime_env = None if ray_compat.in_ray_job() else worker_runtime_env(local=address is None)
+    local = address is None and runtime_env is not None
+    with inherited_by_ray(runtime_env) if local else nullcontext():
+        ray.init(
+            address=address or "local",  # never a `ray start` instance found on this machine: RAY_ADDRESS says
+            runtime_env=None if local else runtime_env,
+            logging_level=ray_log_level(),
+            include_dashboard=None if address else workload == "tune",
+        )
     if callable(on_sigterm):
         # Ray's core worker installs a C++ SIGTERM handler that aborts the process; the CLI's handler
         # (SIGTERM -> KeyboardInterrupt -> runs marked KILLED, exit 130) must stay in charge.

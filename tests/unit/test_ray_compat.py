@@ -178,3 +178,23 @@ def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, o
     spec = SimpleNamespace(as_loop_config=dict)
     trainer = driver.build_trainer(cfg, splits, spec=spec, name="n", storage="/tmp/s", owner=owner)
     assert (calls == [trainer]) is dropped
+
+
+def test_a_local_ray_inherits_our_settings_and_the_driver_keeps_its_environment(monkeypatch):
+    from pipeline.cluster.connect import inherited_by_ray, worker_runtime_env
+
+    monkeypatch.delenv(ray_compat.SETUP_HOOK_ENV, raising=False)
+    monkeypatch.delenv(ray_compat.PREEMPTION_WATCHER_ENV, raising=False)
+    monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "1.5")  # a user's own value
+    with inherited_by_ray(worker_runtime_env(local=True)):
+        during = dict(os.environ)
+    assert during[ray_compat.SETUP_HOOK_ENV] == ray_compat.SETUP_HOOK
+    assert during[ray_compat.PREEMPTION_WATCHER_ENV] == "0" and during[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "1.5"
+    assert ray_compat.SETUP_HOOK_ENV not in os.environ and ray_compat.PREEMPTION_WATCHER_ENV not in os.environ
+    assert os.environ[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "1.5"
+
+
+def test_ray_passes_a_module_setup_hook_in_the_variable_we_set():
+    from ray._private import ray_constants
+
+    assert ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR == ray_compat.SETUP_HOOK_ENV

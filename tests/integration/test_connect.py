@@ -1,0 +1,26 @@
+"""A Ray instance of our own: every worker gets our setup hook and settings without a runtime env."""
+
+import os
+import threading
+
+import ray
+
+from pipeline import ray_compat
+
+
+@ray.remote(num_cpus=0)
+def worker_state() -> dict:
+    return {
+        "hook_ran": getattr(threading.excepthook, "lstmpipe_quiet", False),  # set by ray_compat.setup_process
+        "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
+        "poll": os.environ.get(ray_compat.HEALTH_CHECK_INTERVAL_ENV),
+        "preemption_watcher": os.environ.get(ray_compat.PREEMPTION_WATCHER_ENV),
+    }
+
+
+def test_local_workers_run_our_hook_and_settings_with_no_runtime_env(ray_session, monkeypatch):
+    monkeypatch.delenv("LSTMPIPE_LOG", raising=False)
+    state = ray.get(worker_state.remote(), timeout=120)
+    assert state == {"hook_ran": True, "runtime_env": "{}", "poll": "0.25", "preemption_watcher": "0"}
+    # the driver's own environment is as it was: the settings were for Ray's processes
+    assert ray_compat.SETUP_HOOK_ENV not in os.environ and ray_compat.PREEMPTION_WATCHER_ENV not in os.environ
