@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 bad config, bad data or a run that cannot start/resume;
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -325,7 +326,12 @@ def run_command(argv: list[str]) -> int:
 
 
 def main() -> None:
-    sys.exit(run_command(sys.argv[1:]))
+    code = run_command(sys.argv[1:])
+    # The command is done: the ~800,000 objects torch, Ray and MLflow hold need no cycle collection on
+    # the way out. Python's finalization collected them for ~2 s after the summary here (B9: 4.3 s
+    # from the summary to the exit, 2.1 s frozen); Ray's shutdown and every atexit hook still run.
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -94,3 +94,19 @@ def test_errors_keep_their_cause_and_debug_shows_it(tmp_path):
         assert loud.returncode == 2 and "Traceback" in loud.stderr
         assert "yaml.parser.ParserError" in loud.stderr  # the cause, kept with `raise ... from err`
         assert loud.stderr.strip().splitlines()[-1].startswith("error: config ")
+
+
+def test_the_command_exits_without_collecting_what_it_leaves(monkeypatch):
+    """Python's final cycle collection of torch's, Ray's and MLflow's objects cost ~2 s per command
+    (docs/performance.md, B9): main() freezes them once the command is done."""
+    import gc
+
+    from pipeline.cli import main as cli
+
+    monkeypatch.setattr(cli, "run_command", lambda argv: 3)
+    try:
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+        assert done.value.code == 3 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
