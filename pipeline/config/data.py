@@ -48,6 +48,22 @@ class WindowConfig(Section):
         return self
 
 
+class TextConfig(Section):
+    """The sequence column holds text: fitted on the training split, tokenized in Ray Data
+    (pipeline/data/tokenize.py); ids 0 and 1 are <pad> and <unk>."""
+
+    tokenizer: Literal["char", "word", "bpe"] = Field(
+        "word", description="char: every character; word: words and punctuation; bpe: byte-pair merges (HF tokenizers)"
+    )
+    vocab_size: int = Field(
+        20000, ge=4, le=1_000_000, description="most frequent tokens of the training split kept (<pad>, <unk> included)"
+    )
+    lowercase: bool = Field(True, description="lowercase before tokenizing (after NFKC normalization)")
+    max_tokens: int = Field(
+        256, ge=1, le=100_000, description="longer texts keep their first max_tokens tokens (counted in the run)"
+    )
+
+
 class DataConfig(Section):
     source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet or CSV")
     options: dict[str, Any] = Field(
@@ -63,6 +79,9 @@ class DataConfig(Section):
     split_seed: int = Field(0, description="seed of the random row split (row-per-sequence tasks)")
     split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
     window: WindowConfig | None = Field(None, description="forecast, anomaly: windows of the series")
+    text: TextConfig | None = Field(
+        None, description="classify: the sequence column is text, tokenized (built-in text sources set it)"
+    )
     missing: Literal["error", "drop", "ffill", "zero"] = Field(
         "error",
         description=(
@@ -94,6 +113,13 @@ class DataConfig(Section):
             return source.options_model.model_validate(options).model_dump()
         except ValidationError as err:
             raise ValueError(describe_options_error(err, source.options_model)) from err
+
+    @model_validator(mode="after")
+    def _text_sources_are_text(self) -> DataConfig:
+        source = SOURCES.get(self.source)
+        if source is not None and source.text and self.text is None:
+            self.text = TextConfig()
+        return self
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:

@@ -25,6 +25,9 @@ class ModelConfig(Section):
     proj_size: int = Field(
         0, ge=0, le=8192, description="lstm only: LSTMP projection of the output, smaller than hidden_size; 0 = none"
     )
+    embedding_dim: int | None = Field(
+        None, ge=1, le=8192, description="text inputs (data.text): size of the token embedding before the stack (64)"
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
@@ -51,6 +54,10 @@ class ModelConfig(Section):
                 "set model.num_layers: 2 (or more) or remove model.dropout"
             )
         return self
+
+    @property
+    def token_embedding_dim(self) -> int:
+        return 64 if self.embedding_dim is None else self.embedding_dim
 
     @property
     def lstm_forget_bias(self) -> float:

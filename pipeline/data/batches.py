@@ -18,7 +18,9 @@ from pipeline.data.transforms import float_targets, next_step, sequences_to_arra
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo, TargetKind
 
-EXTRA_COLUMNS = ("baseline", "scale", "ref", "label")
+# evaluation-only columns: forecast's seasonal-naive baseline, MASE scale and last value; anomaly's
+# labels; text classification's baselines' class ids
+EXTRA_COLUMNS = ("baseline", "scale", "ref", "label", "baseline_tfidf", "baseline_lexicon")
 
 
 class SequenceBatch(ArrowBatchCollateFn):

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import DataConfig
+from pipeline.data.tokenize import texts_of
 from pipeline.data.transforms import float_targets, label_strings, sequence_values
 from pipeline.errors import DataError
 from pipeline.ray_compat import remote_exception_message
@@ -24,9 +25,11 @@ CANONICAL = ("x", "y")
 SPLITS = ("train", "val", "test")
 
 
-def _canonical(batch: pa.Table, *, sequence: str, target: str | None, kind: str, split: str | None) -> pa.Table:
+def _canonical(
+    batch: pa.Table, *, sequence: str, target: str | None, kind: str, split: str | None, text: bool = False
+) -> pa.Table:
     """Select and rename the user's columns to (x[, y][, split]), checking every value on the way."""
-    sequence_values(batch, column=sequence)
+    texts_of(batch, column=sequence) if text else sequence_values(batch, column=sequence)
     columns = {"x": batch.column(sequence)}
     if target is not None:
         float_targets(batch, column=target) if kind == "float" else label_strings(batch, column=target)
@@ -52,10 +55,11 @@ def rows_in_split(batch: pa.Table, *, name: str, keep: tuple[str, ...] | list[st
 
 
 def canonical_rows(
-    ds: ray.data.Dataset, cfg: DataConfig, *, kind: str, mode: Literal["train", "infer"] = "train"
+    ds: ray.data.Dataset, cfg: DataConfig, *, kind: str, mode: Literal["train", "infer"] = "train", text: bool = False
 ) -> ray.data.Dataset:
     """The user's rows -> (x, y[, split]). For inference (predict, evaluate) the split column is
-    ignored and the target is optional: rows without it get predictions but no metrics."""
+    ignored and the target is optional: rows without it get predictions but no metrics. `text`: x
+    holds strings (tokenized later), not steps."""
     has_target = mode == "train" or cfg.columns.target in ds.schema().names
     fn = functools.partial(
         _canonical,
@@ -63,6 +67,7 @@ def canonical_rows(
         target=cfg.columns.target if has_target else None,
         kind=kind,
         split=cfg.split_column if mode == "train" else None,
+        text=text,
     )
     return ds.map_batches(fn, batch_format="pyarrow", zero_copy_batch=True)
 

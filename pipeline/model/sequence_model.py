@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pipeline.config import ModelConfig
+from pipeline.data.tokenize import PAD_ID
 from pipeline.model.cells import Recurrent
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class SequenceModel(nn.Module):
         input_mean: list[float] | None = None,
         input_std: list[float] | None = None,
         readout: Readout = "last",
+        vocab_size: int | None = None,
     ):
         super().__init__()
         self.readout = readout
@@ -45,11 +47,19 @@ class SequenceModel(nn.Module):
         std = torch.tensor(input_std, dtype=torch.float32) if input_std else torch.ones(input_size)  # (I,)
         self.register_buffer("in_mean", mean)
         self.register_buffer("in_std", std)
-        self.rnn = Recurrent(cfg, input_size=input_size)
+        # Token inputs (x[..., 0] holds ids; 0 pads): a learned embedding instead of standardization.
+        self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=PAD_ID) if vocab_size else None
+        self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
         self.head = nn.Linear(self.rnn.output_size, output_size)
 
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the recurrent stack reads: x (B, T, C) standardized, or token ids x (B, T, 1) embedded."""
+        if self.embed is not None:
+            return self.embed(x[..., 0].long())  # (B, T) ids -> (B, T, E)
+        return (x - self.in_mean) / self.in_std  # (B, T, C)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        x = (x - self.in_mean) / self.in_std  # (B, T, C)
+        x = self.inputs(x)  # (B, T, C) or (B, T, E)
         out, last = self.rnn(x, lengths)  # (B, T, D), (B, D)
         return self.head(out) if self.readout == "every" else self.head(last)  # (B, T, O) or (B, O)
 
@@ -79,6 +89,7 @@ class ServingModel(nn.Module):
     ):
         super().__init__()
         self.rnn, self.head, self.readout, self.reference = model.rnn, model.head, model.readout, reference
+        self.embed = model.embed  # token models: x holds ids (as floats, NaN-padded)
         self.register_buffer("in_mean", model.in_mean.clone())
         self.register_buffer("in_std", model.in_std.clone())
         size = model.head.out_features
@@ -92,8 +103,11 @@ class ServingModel(nn.Module):
         if self.reference == "last":  # forecast relative to the last value
             ref = x[..., 0].gather(1, last.view(-1, 1))  # (B, 1) last observed target
             x = torch.cat([x[..., :1] - ref.unsqueeze(-1), x[..., 1:]], dim=-1)
-        x = (x - self.in_mean) / self.in_std  # NaN stays NaN
-        out, h = self.rnn(torch.nan_to_num(x, nan=0.0), real.sum(dim=1), padding="mask")  # (B, T, D), (B, D)
+        if self.embed is not None:
+            x = self.embed(torch.nan_to_num(x[..., 0], nan=0.0).long())  # (B, T) ids -> (B, T, E), padding id 0
+        else:
+            x = torch.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0)  # (B, T, C)
+        out, h = self.rnn(x, real.sum(dim=1), padding="mask")  # (B, T, D), (B, D)
         if self.readout == "every":
             logits = self.head(out)  # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
@@ -108,9 +122,16 @@ def build_model(
     input_mean: list[float] | None = None,
     input_std: list[float] | None = None,
     readout: Readout = "last",
+    vocab_size: int | None = None,
 ) -> SequenceModel:
     return SequenceModel(
-        cfg, input_size=input_size, output_size=output_size, input_mean=input_mean, input_std=input_std, readout=readout
+        cfg,
+        input_size=input_size,
+        output_size=output_size,
+        input_mean=input_mean,
+        input_std=input_std,
+        readout=readout,
+        vocab_size=vocab_size,
     )
 
 
@@ -119,9 +140,10 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> SequenceModel:
     per step for next-step targets (generate)."""
     return build_model(
         cfg,
-        input_size=info.input_size,
+        input_size=1 if info.tokens_in else info.input_size,  # token ids: one column of ids
         output_size=info.output_size,
         input_mean=info.input_mean,
         input_std=info.input_std,
         readout="every" if info.target in ("tokens", "frames") else "last",
+        vocab_size=info.input_size if info.tokens_in else None,
     )

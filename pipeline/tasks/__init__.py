@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pipeline.data.tokenize import TextInfo
+
 if TYPE_CHECKING:
     import numpy as np
     import ray.data
@@ -63,6 +65,12 @@ class DataInfo:
     input_mean: list[float] | None = None  # per feature, over the training split's time steps
     input_std: list[float] | None = None
     task_info: TaskInfo = field(default_factory=TaskInfo)  # the task's own, e.g. ClassifyInfo
+    text: TextInfo | None = None  # text inputs: x holds token ids, input_size is the vocabulary's size
+
+    @property
+    def tokens_in(self) -> bool:
+        """Inputs are token ids (embedded by the model), not values (standardized)."""
+        return self.text is not None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,11 +78,12 @@ class DataInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataInfo:
         info_type = get_task(data["task"]).info_type
-        shared = {f.name for f in dataclasses.fields(cls)} - {"task_info"}
+        shared = {f.name for f in dataclasses.fields(cls)} - {"task_info", "text"}
         own = data.get("task_info")
         if own is None:  # written before task infos existed: the task's fields sit beside the shared ones
             own = {f.name: data[f.name] for f in dataclasses.fields(info_type) if f.name in data}
-        return cls(**{k: v for k, v in data.items() if k in shared}, task_info=info_type(**own))
+        text = TextInfo(**data["text"]) if data.get("text") else None
+        return cls(**{k: v for k, v in data.items() if k in shared}, task_info=info_type(**own), text=text)
 
     def with_task_info(self, **changes: Any) -> DataInfo:
         """A copy with some of the task's own values replaced (e.g. thresholds chosen on validation)."""

@@ -2,6 +2,11 @@
 
 Labels may be ints or strings; they are mapped to class ids by the training split's sorted
 labels (the mapping is saved with the model), and a label seen only in val/test is an error.
+
+Text (`data.text`): the sequence column holds strings, tokenized in Ray Data by a tokenizer fitted
+on the training split (pipeline/data/tokenize.py; the model embeds the ids). Two more baselines
+are scored on the same test rows: TF-IDF + logistic regression, and the source's own scorer if it
+has one (`pipeline.tasks.text_baselines`).
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.data.scaling import fit_input_stats
-from pipeline.data.splitting import canonical_rows, data_errors, split_rows
+from pipeline.data.splitting import SPLITS, canonical_rows, data_errors, split_rows
+from pipeline.data.tokenize import TextInfo, fit_tokenizer, texts_of, tokenize_batch
 from pipeline.data.transforms import encode_labels, label_strings
 from pipeline.errors import DataError
-from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo, text_baselines
 from pipeline.tasks.rules import check_layout
 
 if TYPE_CHECKING:
@@ -39,8 +45,46 @@ def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:
     return batch.set_column(1, "y", pa.array(ids, pa.int64()))
 
 
+def _with_baselines(batch: pa.Table, *, tfidf, scorer, classes: list[str]) -> pa.Table:
+    """Test rows + the text baselines' class ids (`baseline_tfidf`, `baseline_lexicon`)."""
+    texts = texts_of(batch, column="x")
+    batch = batch.append_column("baseline_tfidf", pa.array(tfidf.predict(texts).astype(np.int64)))
+    if scorer is not None:
+        ids = encode_labels(np.asarray(scorer(texts), dtype=object), classes=classes, column="the lexicon baseline")
+        batch = batch.append_column("baseline_lexicon", pa.array(ids))
+    return batch
+
+
+def _tokenized(
+    splits: tuple[ray.data.Dataset, ...], cfg: DataConfig, *, classes: list[str], path: str
+) -> tuple[tuple[ray.data.Dataset, ...], TextInfo]:
+    """Fit the tokenizer and the TF-IDF baseline on the training texts, then tokenize every split in
+    Ray Data (the test split also gets the baselines' predictions); truncations are counted."""
+    text = cfg.text
+    blocks = splits[0].select_columns(["x", "y"]).iter_batches(batch_format="pyarrow", batch_size=None)
+    train = pa.concat_tables(list(blocks))  # the training texts, on the driver: the tokenizer and TF-IDF fit here
+    texts = texts_of(train, column="x")
+    info = fit_tokenizer(
+        [texts], kind=text.tokenizer, vocab_size=text.vocab_size, lowercase=text.lowercase, max_tokens=text.max_tokens
+    )
+    tfidf = text_baselines.tfidf_logreg(texts, train.column("y").to_numpy())
+    baselines = functools.partial(
+        _with_baselines, tfidf=tfidf, scorer=text_baselines.source_scorer(cfg.source), classes=classes
+    )
+    tokenize = functools.partial(tokenize_batch, column="x", info=info)
+    with data_errors(path):
+        out = []
+        for name, split in zip(SPLITS, splits):
+            if name == "test":
+                split = split.map_batches(baselines, batch_format="pyarrow")
+            out.append(split.map_batches(tokenize, batch_format="pyarrow").materialize())
+        info.truncated = {name: int(split.sum("truncated") or 0) for name, split in zip(SPLITS, out)}
+    return tuple(out), info
+
+
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
-    train, val, test = split_rows(canonical_rows(ds, cfg, kind="class"), cfg, path=path)
+    text = cfg.text is not None
+    train, val, test = split_rows(canonical_rows(ds, cfg, kind="class", text=text), cfg, path=path)
     labels = np.concatenate(
         [label_strings(b, column="y") for b in train.select_columns(["y"]).iter_batches(batch_format="pyarrow")]
     )
@@ -53,23 +97,29 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
     with data_errors(path):
         train, val, test = (d.map_batches(encode, batch_format="pyarrow").materialize() for d in (train, val, test))
     counts = np.bincount(encode_labels(labels, classes=classes, column="y"), minlength=len(classes))
-    stats = fit_input_stats(train, standardize=cfg.input_scaling == "standard")
+    text_info = None
+    if text:
+        (train, val, test), text_info = _tokenized((train, val, test), cfg, classes=classes, path=path)
+    stats = fit_input_stats(train, standardize=cfg.input_scaling == "standard" and not text)
     info = DataInfo(
         task="classify",
         target="class",
-        input_size=stats.channels,
+        input_size=text_info.vocab_size if text_info else stats.channels,
         output_size=len(classes),
         max_len=stats.max_len,
         input_mean=stats.mean,
         input_std=stats.std,
         num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
         task_info=ClassifyInfo(classes=classes, majority_class=int(counts.argmax())),
+        text=text_info,
     )
     return Prepared(train=train, val=val, test=test, info=info)
 
 
 def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
-    rows = canonical_rows(ds, cfg, kind="class", mode="infer")
+    rows = canonical_rows(ds, cfg, kind="class", mode="infer", text=info.tokens_in)
+    if info.text is not None:  # the model's own tokenizer
+        rows = rows.map_batches(functools.partial(tokenize_batch, column="x", info=info.text), batch_format="pyarrow")
     if "y" not in rows.schema().names:
         return rows
     return rows.map_batches(
@@ -109,12 +159,21 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     k = info.output_size
     y_hat = pred.argmax(axis=1)  # (N,)
     majority = np.full_like(y, info.task_info.majority_class)
-    return {
+    metrics = {
         "test_accuracy": accuracy(y_hat, y),
         "test_macro_f1": macro_f1(y_hat, y, num_classes=k),
         "baseline_test_accuracy": accuracy(majority, y),
         "baseline_test_macro_f1": macro_f1(majority, y, num_classes=k),
     }
+    for name in TEXT_BASELINES:  # text: the baselines' predictions of the same rows
+        if f"baseline_{name}" in out:
+            ids = out[f"baseline_{name}"].reshape(len(y), -1)[:, 0].astype(np.int64)  # (N,)
+            metrics[f"baseline_{name}_test_accuracy"] = accuracy(ids, y)
+            metrics[f"baseline_{name}_test_macro_f1"] = macro_f1(ids, y, num_classes=k)
+    return metrics
+
+
+TEXT_BASELINES = ("tfidf", "lexicon")
 
 
 def accuracy(y_hat: np.ndarray, y: np.ndarray) -> float:

@@ -17,7 +17,29 @@ if TYPE_CHECKING:
 ANOMALY_ONLY = "data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {task}); remove them"
 
 
+TEXT_TASKS = ("classify",)
+
+
+def check_text(cfg: Config, *, task: str) -> None:
+    """data.text is for the tasks that tokenize text; model.embedding_dim is read only for text inputs."""
+    if cfg.data.text is not None and task not in TEXT_TASKS:
+        raise ValueError(
+            f"data.text is for task: {' or '.join(TEXT_TASKS)} (task is {task}); remove it"
+            + (" (generate reads a string column as characters by itself)" if task == "generate" else "")
+        )
+    if cfg.data.text is not None and cfg.data.input_scaling != "standard":
+        raise ValueError(
+            "data.input_scaling does not apply to text inputs (token ids are embedded, not scaled); remove it"
+        )
+    if cfg.model.embedding_dim is not None and cfg.data.text is None:
+        raise ValueError(
+            "model.embedding_dim applies to text inputs only; set data.text (the sequence column holds text) "
+            "or remove it"
+        )
+
+
 def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
+    check_text(cfg, task=task)
     data, columns = cfg.data, cfg.data.columns
     if task != "anomaly" and (data.anomaly_quantile is not None or columns.label is not None):
         raise ValueError(ANOMALY_ONLY.format(task=task))

@@ -43,7 +43,7 @@ def trace_model(model: nn.Module, x: Tensor, lengths: Tensor) -> ModelTrace:
     """x (B, T, C), lengths (B,) through a `SequenceModel` in eval mode, step by step."""
     model.eval()
     rnn = model.rnn
-    inp = (x - model.in_mean) / model.in_std  # (B, T, C)
+    inp = model.inputs(x)  # (B, T, C), or (B, T, E) embedded tokens
     traces = []
     for k, layer in enumerate(rnn.layers):
         outs = []

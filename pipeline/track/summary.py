@@ -66,6 +66,12 @@ def render(summary: RunSummary, *, title: str) -> str:
         if key.startswith("test_"):
             base = m.get(f"baseline_{key}")
             vs = f"   naive baseline {base:.4f}" if base is not None else ""
+            others = {  # further baselines of the same metric: baseline_<name>_<key> (text: tfidf, lexicon)
+                k.removeprefix("baseline_").removesuffix(f"_{key}"): v
+                for k, v in m.items()
+                if k.startswith("baseline_") and k.endswith(f"_{key}") and k != f"baseline_{key}"
+            }
+            vs += "".join(f"   {name} {v:.4f}" for name, v in others.items())
             lines.append(f"{key:<16} {value:.4f}{vs}")
     lines.append(f"mlflow run {summary.run_id} in experiment '{summary.experiment}'")
     if summary.child_run_ids:

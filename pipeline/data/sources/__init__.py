@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipeline.data.sources import adding, anomalies, chorales, digits, japanese_vowels, series, text, ucr
+from pipeline.data.sources import adding, anomalies, chorales, digits, japanese_vowels, sentiment, series, text, ucr
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Source:
     description: str
     options_model: type[BaseModel]
     generate: Callable[[Any], pa.Table]
+    text: bool = False  # the sequence column holds text (data.text applies, with its defaults)
+    fetched: bool = False  # generate(options, cache_dir=...) fetches a package into data.cache_dir once
 
 
 SOURCES: dict[str, Source] = {
@@ -126,6 +128,19 @@ SOURCES: dict[str, Source] = {
         options_model=anomalies.AnomalyOptions,
         generate=anomalies.generate,
     ),
+    "sentiment": Source(
+        name="sentiment",
+        size="10,568 movie snippets (data.options.domain: tweets 4,196, amazon 3,610, nyt 4,946)",
+        task="classify",
+        description=(
+            "Human-rated sentiment snippets (Hutto & Gilbert 2014, from the vadersentiment sdist): text -> "
+            "positive/negative"
+        ),
+        options_model=sentiment.SentimentOptions,
+        generate=sentiment.generate,
+        text=True,
+        fetched=True,
+    ),
     "sunspots": Source(
         name="sunspots",
         size="309 yearly steps, 1 series",
@@ -148,7 +163,8 @@ def materialize(name: str, options: dict[str, Any], *, cache_dir: str | Path) ->
     path = cache_path(name, options, cache_dir=cache_dir)
     if path.is_file():
         return path
-    table = source.generate(source.options_model.model_validate(options))
+    opts = source.options_model.model_validate(options)
+    table = source.generate(opts, cache_dir=cache_dir) if source.fetched else source.generate(opts)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, row_group_size=max(1, table.num_rows // 8))
