@@ -313,3 +313,14 @@ def test_the_searcher_itself_limits_concurrent_trials(search):
     cfg = config.validate({"tune": {"search": search, "space": {"train.lr": {"loguniform": [0.001, 0.01]}}}})
     limited = searcher(cfg.tune, objective(cfg), max_concurrent=1)
     assert limited.max_concurrent == 1
+
+
+def test_text_keys_are_read_only_where_text_is():
+    with pytest.raises(ConfigError, match="data.text is for task: classify"):
+        config.load(None, ["data.text.tokenizer=char"])  # the default task is regression
+    with pytest.raises(ConfigError, match="model.embedding_dim applies to text inputs only"):
+        config.load(None, ["model.embedding_dim=32"])
+    with pytest.raises(ConfigError, match="data.text.tokenizer.*'char', 'word' or 'bpe'"):
+        config.load(None, ["task=classify", "data.source=sentiment", "data.text.tokenizer=sentencepiece"])
+    cfg = config.load(None, ["task=classify", "data.source=sentiment", "model.embedding_dim=32"])
+    assert cfg.data.text is not None and cfg.data.text.tokenizer == "word"  # a text source is text by default

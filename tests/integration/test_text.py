@@ -1,0 +1,74 @@
+"""Text classification through the same path: tokenized in Ray Data, embedded, 2 workers, baselines, predict."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from helpers import load_served
+
+from pipeline import config
+from pipeline.data.ingest import load_splits
+from pipeline.data.tokenize import UNK_ID
+from pipeline.serve.inputs import DataChoice
+from pipeline.serve.predict import predict
+from pipeline.train.driver import run_training
+
+FILLER = "the a film story plot with and of it this".split()
+
+
+def _reviews(path, *, n=240, seed=0):
+    """Positive or negative by one word up front, then 2..13 filler words; a split column."""
+    rng = np.random.default_rng(seed)
+    texts, labels, parts = [], [], []
+    for i in range(n):
+        cls = i % 2
+        word = rng.choice(["great", "lovely"] if cls else ["awful", "dull"])
+        texts.append(" ".join([str(word).capitalize(), *rng.choice(FILLER, size=int(rng.integers(2, 14)))]) + ".")
+        labels.append("pos" if cls else "neg")
+        parts.append("test" if i % 5 == 0 else "train")
+    pq.write_table(pa.table({"review": texts, "label": labels, "part": parts}), path)
+    return texts
+
+
+def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw, tmp_path, mlflow_client):
+    texts = _reviews(tmp_path / "reviews.parquet")
+    raw = {
+        **tiny_raw,
+        "task": "classify",
+        "data": {
+            "source": str(tmp_path / "reviews.parquet"),
+            "columns": {"sequence": "review", "target": "label"},
+            "split_column": "part",
+            "text": {"tokenizer": "word", "max_tokens": 8},
+        },
+        "model": {"hidden_size": 8, "embedding_dim": 8},
+        "train": {**tiny_raw["train"], "epochs": 6, "batch_size": 8, "lr": 0.02},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-text"},
+    }
+    cfg = config.validate(raw)
+    splits = load_splits(cfg)
+    text = splits.info.text
+    assert splits.info.tokens_in and text.tokenizer == "word" and splits.info.input_size == text.vocab_size
+    assert splits.info.max_len == 8  # cut at max_tokens, and counted per split
+    long = sum(len(t.split()) + 1 > 8 for t in texts)  # words + the final "."
+    assert sum(text.truncated.values()) == long > 0
+    assert {"baseline_tfidf"} <= set(splits.test.schema().names)
+
+    summary = run_training(cfg, name="t-text", splits=splits)
+    m = summary.metrics
+    assert m["test_accuracy"] > 0.9 > m["baseline_test_accuracy"]
+    assert m["baseline_tfidf_test_accuracy"] > 0.9  # the honest comparison, on the same rows
+    assert "baseline_lexicon_test_accuracy" not in m  # only the built-in sentiment set has a lexicon
+
+    model = load_served(cfg.tracking.uri, "models:/tiny-text/1")
+    assert model.metadata.metadata["data_info"]["text"]["tokenizer"] == "word"
+    ids = model.input_example  # (rows, T, 1) token ids, NaN after each end
+    assert np.nanmin(ids) >= UNK_ID and np.isnan(ids).any()
+    assert np.asarray(model.predict(ids)).shape == (len(ids), 2)
+
+    new = tmp_path / "new.parquet"
+    pq.write_table(pa.table({"review": ["Lovely plot and story.", "Dull film, zzz qqq."]}), new)
+    written = predict(
+        "models:/tiny-text/1", DataChoice(source=str(new)), out=tmp_path / "out", tracking_uri=cfg.tracking.uri
+    )
+    got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
+    assert written == 2 and got.column("predicted").to_pylist() == ["pos", "neg"]
