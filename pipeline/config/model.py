@@ -28,6 +28,9 @@ class ModelConfig(Section):
     embedding_dim: int | None = Field(
         None, ge=1, le=8192, description="text inputs (data.text): size of the token embedding before the stack (64)"
     )
+    embedding_dropout: float = Field(
+        0.0, ge=0, lt=1, description="text inputs: dropout on the token embeddings while training"
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )

@@ -49,13 +49,14 @@ class SequenceModel(nn.Module):
         self.register_buffer("in_std", std)
         # Token inputs (x[..., 0] holds ids; 0 pads): a learned embedding instead of standardization.
         self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=PAD_ID) if vocab_size else None
+        self.embed_dropout = nn.Dropout(cfg.embedding_dropout)  # identity in eval, and at 0
         self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
         self.head = nn.Linear(self.rnn.output_size, output_size)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the recurrent stack reads: x (B, T, C) standardized, or token ids x (B, T, 1) embedded."""
         if self.embed is not None:
-            return self.embed(x[..., 0].long())  # (B, T) ids -> (B, T, E)
+            return self.embed_dropout(self.embed(x[..., 0].long()))  # (B, T) ids -> (B, T, E)
         return (x - self.in_mean) / self.in_std  # (B, T, C)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

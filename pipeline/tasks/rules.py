@@ -31,6 +31,8 @@ def check_text(cfg: Config, *, task: str) -> None:
         raise ValueError(
             "data.input_scaling does not apply to text inputs (token ids are embedded, not scaled); remove it"
         )
+    if cfg.model.embedding_dropout and cfg.data.text is None:
+        raise ValueError("model.embedding_dropout applies to text inputs only; set data.text or remove it")
     if cfg.model.embedding_dim is not None and cfg.data.text is None:
         raise ValueError(
             "model.embedding_dim applies to text inputs only; set data.text (the sequence column holds text) "

@@ -320,6 +320,8 @@ def test_text_keys_are_read_only_where_text_is():
         config.load(None, ["data.text.tokenizer=char"])  # the default task is regression
     with pytest.raises(ConfigError, match="model.embedding_dim applies to text inputs only"):
         config.load(None, ["model.embedding_dim=32"])
+    with pytest.raises(ConfigError, match="model.embedding_dropout applies to text inputs only"):
+        config.load(None, ["model.embedding_dropout=0.3"])
     with pytest.raises(ConfigError, match="data.text.tokenizer.*'char', 'word' or 'bpe'"):
         config.load(None, ["task=classify", "data.source=sentiment", "data.text.tokenizer=sentencepiece"])
     cfg = config.load(None, ["task=classify", "data.source=sentiment", "model.embedding_dim=32"])

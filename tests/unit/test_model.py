@@ -150,3 +150,14 @@ def test_token_model_embeds_ids_and_the_served_model_reads_nan_padded_ids(cell, 
         alone = model(ids[1:, :2], lengths[1:])
         assert torch.allclose(expected[1:], alone, atol=1e-5)  # padding changes nothing
         assert torch.allclose(ServingModel(model).eval()(nan_padded), expected, atol=1e-5)
+
+
+def test_embedding_dropout_acts_in_training_only():
+    model = build_model(
+        ModelConfig(hidden_size=4, embedding_dim=8, embedding_dropout=0.5), input_size=1, output_size=1, vocab_size=9
+    )
+    ids = torch.tensor([[1.0, 2, 3, 4, 5, 6]]).unsqueeze(-1)  # (1, 6, 1)
+    model.train()
+    assert not torch.equal(model.inputs(ids), model.inputs(ids))
+    model.eval()
+    assert torch.equal(model.inputs(ids), model.embed(ids[..., 0].long()))
