@@ -25,6 +25,10 @@ class ModelConfig(Section):
     proj_size: int = Field(
         0, ge=0, le=8192, description="lstm only: LSTMP projection of the output, smaller than hidden_size; 0 = none"
     )
+    pooling: Literal["last", "mean", "max"] = Field(
+        "last",
+        description="one output per sequence from the last step, or the mean or max over its steps (not generate)",
+    )
     embedding_dim: int | None = Field(
         None, ge=1, le=8192, description="text inputs (data.text): size of the token embedding before the stack (64)"
     )

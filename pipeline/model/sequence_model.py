@@ -22,6 +22,21 @@ if TYPE_CHECKING:
     from pipeline.tasks import DataInfo
 
 Readout = Literal["last", "every"]  # one output per sequence (its last step), or one per step (generate)
+Pooling = Literal["last", "mean", "max"]  # readout "last": which vector of the outputs the head reads
+
+
+def pool_steps(out: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor | None, *, how: Pooling) -> torch.Tensor:
+    """One vector per sequence from the stack's outputs out (B, T, D): its last step (`last`, (B, D),
+    as the stack gives it: a backward direction's last is its first step), or the mean or max over
+    the real steps (padding excluded)."""
+    if how == "last":
+        return last
+    t = out.shape[1]
+    lengths = torch.full((out.shape[0],), t, device=out.device) if lengths is None else lengths.to(out.device)
+    real = (torch.arange(t, device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+    if how == "mean":
+        return (out * real).sum(dim=1) / lengths.clamp(min=1).unsqueeze(-1).to(out.dtype)  # (B, D)
+    return out.masked_fill(~real, float("-inf")).amax(dim=1)  # (B, D)
 
 
 class SequenceModel(nn.Module):
@@ -42,6 +57,7 @@ class SequenceModel(nn.Module):
     ):
         super().__init__()
         self.readout = readout
+        self.pooling = cfg.pooling
         # Input standardization fitted on the training split; buffers, so it travels with the weights.
         mean = torch.tensor(input_mean, dtype=torch.float32) if input_mean else torch.zeros(input_size)  # (I,)
         std = torch.tensor(input_std, dtype=torch.float32) if input_std else torch.ones(input_size)  # (I,)
@@ -62,7 +78,9 @@ class SequenceModel(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         x = self.inputs(x)  # (B, T, C) or (B, T, E)
         out, last = self.rnn(x, lengths)  # (B, T, D), (B, D)
-        return self.head(out) if self.readout == "every" else self.head(last)  # (B, T, O) or (B, O)
+        if self.readout == "every":
+            return self.head(out)  # (B, T, O)
+        return self.head(pool_steps(out, last, lengths, how=self.pooling))  # (B, O)
 
     def step(self, x_t: torch.Tensor, state=None):
         """One step of the recurrence for sampling: x_t (B, C) -> logits (B, O) and the new state."""
@@ -90,6 +108,7 @@ class ServingModel(nn.Module):
     ):
         super().__init__()
         self.rnn, self.head, self.readout, self.reference = model.rnn, model.head, model.readout, reference
+        self.pooling = model.pooling
         self.embed = model.embed  # token models: x holds ids (as floats, NaN-padded)
         self.register_buffer("in_mean", model.in_mean.clone())
         self.register_buffer("in_std", model.in_std.clone())
@@ -112,7 +131,8 @@ class ServingModel(nn.Module):
         if self.readout == "every":
             logits = self.head(out)  # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
-        return self.head(h) * self.out_scale + self.out_shift + ref  # (B, O)
+        pooled = pool_steps(out, h, real.sum(dim=1), how=self.pooling)  # (B, D)
+        return self.head(pooled) * self.out_scale + self.out_shift + ref  # (B, O)
 
 
 def build_model(

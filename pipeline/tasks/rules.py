@@ -42,6 +42,8 @@ def check_text(cfg: Config, *, task: str) -> None:
 
 def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
     check_text(cfg, task=task)
+    if task == "generate" and cfg.model.pooling != "last":
+        raise ValueError("model.pooling does not apply to generate, which reads out every step; remove it")
     data, columns = cfg.data, cfg.data.columns
     if task != "anomaly" and (data.anomaly_quantile is not None or columns.label is not None):
         raise ValueError(ANOMALY_ONLY.format(task=task))

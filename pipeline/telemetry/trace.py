@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from pipeline.model.cells import VariantLayer, reverse_padded
 from pipeline.model.scan import reference_scan
+from pipeline.model.sequence_model import pool_steps
 
 
 @dataclass
@@ -61,7 +62,9 @@ def trace_model(model: nn.Module, x: Tensor, lengths: Tensor) -> ModelTrace:
     last = inp[..., :width].gather(1, last_step).squeeze(1)  # (B, width)
     if len(rnn.layers[0]) == 2:
         last = torch.cat([last, inp[:, 0, width:]], dim=-1)
-    output = model.head(inp) if model.readout == "every" else model.head(last)
+    output = (
+        model.head(inp) if model.readout == "every" else model.head(pool_steps(inp, last, lengths, how=model.pooling))
+    )
     return ModelTrace(layers=traces, output=output, lengths=lengths)
 
 

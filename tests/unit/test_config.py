@@ -315,6 +315,11 @@ def test_the_searcher_itself_limits_concurrent_trials(search):
     assert limited.max_concurrent == 1
 
 
+def test_pooling_is_refused_where_every_step_is_read_out():
+    with pytest.raises(ConfigError, match="model.pooling does not apply to generate"):
+        config.load(None, ["task=generate", "data.source=lady_susan", "model.pooling=max"])
+
+
 def test_text_keys_are_read_only_where_text_is():
     with pytest.raises(ConfigError, match="data.text is for task: classify"):
         config.load(None, ["data.text.tokenizer=char"])  # the default task is regression

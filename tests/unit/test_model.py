@@ -161,3 +161,24 @@ def test_embedding_dropout_acts_in_training_only():
     assert not torch.equal(model.inputs(ids), model.inputs(ids))
     model.eval()
     assert torch.equal(model.inputs(ids), model.embed(ids[..., 0].long()))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_pooled_readout_reads_only_real_steps_and_serves_the_same(pooling, bidirectional):
+    from pipeline.model.sequence_model import ServingModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="gru", hidden_size=5, bidirectional=bidirectional, pooling=pooling)
+    model = build_model(cfg, input_size=2, output_size=3).eval()
+    seqs = [torch.randn(n, 2) for n in (6, 3)]
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)  # (2, 6, 2), zeros after the second's end
+    with torch.no_grad():
+        both = model(padded, torch.tensor([6, 3]))
+        alone = torch.cat([model(s.unsqueeze(0), torch.tensor([len(s)])) for s in seqs])
+        assert torch.allclose(both, alone, atol=1e-5)  # padding never pooled
+        out, _ = model.rnn(model.inputs(seqs[1].unsqueeze(0)), torch.tensor([3]))  # (1, 3, D)
+        pooled = out.mean(dim=1) if pooling == "mean" else out.amax(dim=1)
+        assert torch.allclose(alone[1:], model.head(pooled), atol=1e-5)
+        nan_padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
+        assert torch.allclose(ServingModel(model).eval()(nan_padded), both, atol=1e-5)
