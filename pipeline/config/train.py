@@ -21,6 +21,13 @@ class TrainConfig(Section):
         ),
     )
     batch_size: int = Field(64, ge=1, le=1_000_000, description="sequences per batch, per worker")
+    batching: Literal["shuffled", "by_length"] = Field(
+        "shuffled",
+        description=(
+            "by_length: batches of sequences of similar length (each pool of 50 batches of the epoch's order sorted "
+            "by length, the batches shuffled), so ragged data pads less"
+        ),
+    )
     lr: float = Field(1e-3, gt=0, le=10, description="Adam's learning rate")
     grad_clip: float | None = Field(1.0, gt=0, le=1e6, description="max gradient norm; null disables")
     workers: int = Field(2, ge=1, le=1024, description="Ray Train workers (data-parallel, DDP)")

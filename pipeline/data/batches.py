@@ -5,18 +5,21 @@ training split in a new order every epoch (`TrainBatches`), and the validation r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
-from pipeline.data.shuffle import worker_positions, worker_rows
+from pipeline.data.shuffle import length_batches, worker_positions, worker_rows
 from pipeline.data.transforms import float_targets, next_step, sequences_to_arrays
 
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo, TargetKind
+
+Batching = Literal["shuffled", "by_length"]
 
 # evaluation-only columns: forecast's seasonal-naive baseline, MASE scale and last value; anomaly's
 # labels; text classification's baselines' class ids
@@ -105,6 +108,7 @@ class TrainBatches:
         budget_mb: float,
         window_batches: int = 64,
         pin_memory: bool = False,
+        batching: Batching = "shuffled",
     ):
         self.iterator = iterator  # a DataIterator over the whole training split, in order
         self.collate = collate_for(info)
@@ -115,6 +119,7 @@ class TrainBatches:
         self.pin = pin_memory
         self.rows: pa.Table | None = None  # the split, once read, if it fits the budget
         self.streaming = budget_mb == 0
+        self.batching = batching
 
     def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         if self.rows is None and not self.streaming:
@@ -123,8 +128,16 @@ class TrainBatches:
             yield from self._streamed(epoch)
             return
         mine = worker_rows(self.rows.num_rows, epoch=epoch, **self.order)
-        for start in range(0, len(mine), self.batch_size):
-            yield _pinned(self.collate(self.rows.take(mine[start : start + self.batch_size])), self.pin)
+        for batch in self._cut(mine, lengths=_lengths(self.rows), epoch=epoch, window=0):
+            yield _pinned(self.collate(self.rows.take(batch)), self.pin)
+
+    def _cut(self, rows: np.ndarray, *, lengths: np.ndarray, epoch: int, window: int) -> list[np.ndarray]:
+        """Rows (indices, in this worker's order) -> batches: consecutive, or by length (`batching`)."""
+        if self.batching == "shuffled":
+            return [rows[start : start + self.batch_size] for start in range(0, len(rows), self.batch_size)]
+        o = self.order
+        rng = np.random.default_rng([o["seed"], epoch, o["rank"], window, 1])  # new every epoch and window
+        return [rows[b] for b in length_batches(lengths[rows], batch_size=self.batch_size, rng=rng)]
 
     def _batches(self):
         return self.iterator.iter_batches(batch_size=4096, batch_format="pyarrow", prefetch_batches=1)
@@ -144,7 +157,7 @@ class TrainBatches:
         makes ceil(rows / batch_size) batches whatever its windows: DDP ranks step together."""
         places = worker_positions(self.rows_total, epoch=epoch, **self.order)  # (N,) place in my order, -1: not mine
         window: list[tuple[np.ndarray, pa.Table]] = []
-        held, seen = 0, 0
+        held, seen, flushed = 0, 0, 0
         for part in self._batches():
             where = places[seen : seen + part.num_rows]
             seen += part.num_rows
@@ -152,21 +165,27 @@ class TrainBatches:
             window.append((where[keep], part.take(keep)))
             held += len(keep)
             if held >= self.window:
-                rest = yield from self._flush(window, full_only=True)
-                window, held = [rest], rest[1].num_rows
+                rest = yield from self._flush(window, full_only=True, epoch=epoch, index=flushed)
+                window, held, flushed = [rest], rest[1].num_rows, flushed + 1
         if seen != self.rows_total:
             raise RuntimeError(f"the training split streamed {seen} rows, {self.rows_total} expected")
-        yield from self._flush(window, full_only=False)
+        yield from self._flush(window, full_only=False, epoch=epoch, index=flushed)
 
-    def _flush(self, window: list[tuple[np.ndarray, pa.Table]], *, full_only: bool):
-        """The window's rows in their order, as batches; returns the rows of an unfilled last batch."""
+    def _flush(self, window: list[tuple[np.ndarray, pa.Table]], *, full_only: bool, epoch: int, index: int):
+        """The window's rows in their order (or by length), as batches; returns the rows of an
+        unfilled last batch."""
         places = np.concatenate([w for w, _ in window])
         order = np.argsort(places, kind="stable")
         rows, places = pa.concat_tables([t for _, t in window]).take(order), places[order]
         end = rows.num_rows - rows.num_rows % self.batch_size if full_only else rows.num_rows
-        for start in range(0, end, self.batch_size):
-            yield _pinned(self.collate(rows.slice(start, min(self.batch_size, end - start))), self.pin)
+        for batch in self._cut(np.arange(end), lengths=_lengths(rows), epoch=epoch, window=index):
+            yield _pinned(self.collate(rows.take(batch)), self.pin)
         return places[end:], rows.slice(end)
+
+
+def _lengths(rows: pa.Table) -> np.ndarray:
+    """(N,) steps (or tokens) of each row's sequence."""
+    return pc.list_value_length(rows.column("x")).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def strided_batches(iterator, *, info: DataInfo, batch_size: int, rank: int, world: int, pin_memory: bool = False):

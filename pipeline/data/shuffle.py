@@ -32,3 +32,19 @@ def worker_positions(n: int, *, seed: int, epoch: int, rank: int, world: int) ->
     mine = worker_rows(n, seed=seed, epoch=epoch, rank=rank, world=world)
     out[mine] = np.arange(len(mine))
     return out
+
+
+POOL_BATCHES = 50  # by_length: batches per pool sorted by length (torchtext's BucketIterator uses 100)
+
+
+def length_batches(lengths: np.ndarray, *, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Positions 0..n-1 of a worker's order, grouped into batches of similar length: each pool of
+    POOL_BATCHES consecutive batches is sorted by length and cut into batches, then all batches are
+    shuffled. The number of batches stays ceil(n / batch_size) (DDP ranks step together), a pool
+    only mixes rows of nearby order, and every row is in exactly one batch."""
+    pool = batch_size * POOL_BATCHES
+    batches = []
+    for start in range(0, len(lengths), pool):
+        chunk = start + np.argsort(lengths[start : start + pool], kind="stable")  # (<= pool,) by length
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]

@@ -93,6 +93,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         world=ctx.get_world_size(),
         budget_mb=train_cfg.shard_cache_mb,
         pin_memory=pin,
+        batching=train_cfg.batching,
     )
     val_split = ray.train.get_dataset_shard("val")  # the whole split; this worker's rows are strided out
     val_batches = ShardCache(

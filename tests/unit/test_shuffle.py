@@ -110,3 +110,51 @@ def test_every_worker_makes_the_same_number_of_batches(budget_mb):
         assert sum(sizes) == 64 and all(s == 7 for s in sizes[:-1])
         counts.add(len(sizes))
     assert counts == {10}
+
+
+class RaggedSplit(Split):
+    """Row i has 1 + (i * 7) % 23 steps, its value i in every step."""
+
+    def __init__(self, rows: int):
+        self.table = pa.table(
+            {"x": [[[float(i)]] * (1 + (i * 7) % 23) for i in range(rows)], "y": [float(i) for i in range(rows)]}
+        )
+        self.passes = 0
+
+
+def test_length_batches_group_similar_lengths_keep_the_count_and_change_every_epoch():
+    from pipeline.data.shuffle import POOL_BATCHES, length_batches
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=2000)
+    runs = [length_batches(lengths, batch_size=8, rng=np.random.default_rng(s)) for s in (0, 0, 1)]
+    assert [b.tolist() for b in runs[0]] == [b.tolist() for b in runs[1]]  # seeded
+    assert [b.tolist() for b in runs[0]] != [b.tolist() for b in runs[2]]
+    assert len(runs[0]) == 250 and sorted(np.concatenate(runs[0]).tolist()) == list(range(2000))
+    spread = np.mean([np.ptp(lengths[b]) for b in runs[0]])  # within a batch
+    assert spread < 0.1 * np.ptp(lengths)
+    pool = 8 * POOL_BATCHES
+    assert all(b.min() // pool == b.max() // pool for b in runs[0])  # a batch never mixes pools (rows far apart)
+
+
+@pytest.mark.parametrize("budget_mb", [64, 0], ids=["cached", "streamed"])
+def test_by_length_batches_pad_less_and_still_take_each_row_once(budget_mb):
+    def padding(batching):
+        batches = TrainBatches(
+            RaggedSplit(N),
+            info=INFO,
+            batch_size=10,
+            seed=3,
+            rank=0,
+            world=1,
+            budget_mb=budget_mb,
+            window_batches=10,
+            batching=batching,
+        )
+        rows, padded = [], 0
+        for batch in batches.epoch(1):
+            rows += [int(v) for v in batch["y"][:, 0].tolist()]
+            padded += int((batch["lengths"].max() - batch["lengths"]).sum())
+        assert sorted(rows) == list(range(N))
+        return padded
+
+    assert padding("by_length") < 0.3 * padding("shuffled")
