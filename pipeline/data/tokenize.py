@@ -130,6 +130,12 @@ def tokens(text: str, info: TextInfo) -> list[str]:
     return load_tokenizer(info.tokenizer_json).encode(text).tokens[: info.max_tokens]
 
 
+def id_tokens(ids: Iterable[int], info: TextInfo) -> list[str]:
+    """Each id's token, as the model saw it (padding left out)."""
+    tok = load_tokenizer(info.tokenizer_json)
+    return [tok.id_to_token(int(i)) or UNK_TOKEN for i in ids if int(i) != PAD_ID]
+
+
 def text_batches(batches: Iterator[pa.Table], *, column: str) -> Iterator[list[str]]:
     for batch in batches:
         yield texts_of(batch, column=column)

@@ -2,7 +2,9 @@
 
 Which steps opened the input gate, when the forget gate closed, how the cell state grew, and how
 far back the loss's gradient reaches: the same table and plots a run records with
-`telemetry.enabled`, for one sequence, written to a directory with a short text reading.
+`telemetry.enabled`, for one sequence, written to a directory with a short text reading. For a
+text model the steps are its tokens: the reading names them, and `tokens.png` shows each token's
+input gate and how much it moved the cell state, the words on the axis.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.data.batches import collate_for
+from pipeline.data.tokenize import id_tokens
 from pipeline.errors import DataError
 from pipeline.serve.inputs import DataChoice, prepared_inputs
 from pipeline.tasks import get_task
+from pipeline.telemetry.plots import per_token
 from pipeline.telemetry.record import record
 from pipeline.telemetry.stats import column
 
@@ -51,25 +55,38 @@ def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_u
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(recorded.table.drop_columns(["epoch"]), out / "telemetry.parquet")
     files = ["telemetry.parquet"]
-    for name, fig in recorded.figures.items():
+    length = int(batch["lengths"][0])
+    figures = dict(recorded.figures)
+    tokens = None
+    if trained.info.text is not None:
+        tokens = id_tokens(batch["x"][0, :length, 0].long().tolist(), trained.info.text)
+        fig = per_token(recorded.table, tokens=tokens, title=f"{model_uri}, row {row}: per token")
+        if fig is not None:
+            figures["tokens.png"] = fig
+    for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
         files.append(name)
-    reading = read_trace(recorded.table, length=int(batch["lengths"][0]))
+    reading = read_trace(recorded.table, length=length, tokens=tokens)
     if not has_target:
         reading.append("no target in the data: gates and states only, no gradient flow")
     (out / "reading.md").write_text("\n".join(f"- {line}" for line in reading) + "\n")
     return Explained(out=out, files=files + ["reading.md"], reading=reading)
 
 
-def read_trace(table, *, length: int, top: int = 3) -> list[str]:
-    """Plain-language findings for the first layer (forward direction) of one sequence."""
+def read_trace(table, *, length: int, top: int = 3, tokens: list[str] | None = None) -> list[str]:
+    """Plain-language findings for the first layer (forward direction) of one sequence; a text's
+    steps are named by their tokens."""
     quantities = set(table.column("quantity").to_pylist())
     lines = []
+
+    def step(t) -> str:
+        return f"{tokens[int(t)]!r} ({int(t)})" if tokens is not None and int(t) < len(tokens) else str(int(t))
+
     if "gate:input" in quantities:
         gate = column(table, quantity="gate:input")[:length]
         opened = np.argsort(gate)[::-1][:top]
         lines.append(
-            f"input gate opened most at steps {', '.join(str(int(t)) for t in sorted(opened))} "
+            f"input gate opened most at {'tokens' if tokens else 'steps'} {', '.join(step(t) for t in sorted(opened))} "
             f"(mean over units {', '.join(f'{gate[t]:.2f}' for t in sorted(opened))}; median over the sequence "
             f"{np.median(gate):.2f})"
         )
@@ -84,7 +101,7 @@ def read_trace(table, *, length: int, top: int = 3) -> list[str]:
     if "cell_norm" in quantities:
         norm = column(table, quantity="cell_norm")[:length]
         lines.append(
-            f"cell state norm {norm[0]:.2f} at step 0, largest {norm.max():.2f} at step {int(norm.argmax())}, "
+            f"cell state norm {norm[0]:.2f} at step 0, largest {norm.max():.2f} at step {step(norm.argmax())}, "
             f"{norm[-1]:.2f} at the end"
         )
     if "grad_norm" in quantities:

@@ -42,7 +42,7 @@ class ClassifyInfo(TaskInfo):
 
 def _encode(batch: pa.Table, *, classes: list[str], column: str) -> pa.Table:
     ids = encode_labels(label_strings(batch, column="y"), classes=classes, column=column)
-    return batch.set_column(1, "y", pa.array(ids, pa.int64()))
+    return batch.set_column(batch.schema.get_field_index("y"), "y", pa.array(ids, pa.int64()))
 
 
 def _with_baselines(batch: pa.Table, *, tfidf, scorer, classes: list[str]) -> pa.Table:

@@ -94,6 +94,24 @@ def state_norms(table: pa.Table, *, title: str):
     return fig
 
 
+def per_token(table: pa.Table, *, tokens: list[str], title: str):
+    """One text: how far each token opened the input gate, and how much it moved the cell state
+    (the change of the cell state's norm at that token), the tokens on the axis (layer 0, forward)."""
+    gate = column(table, quantity="gate:input")[: len(tokens)]
+    norm = column(table, quantity="cell_norm")[: len(tokens)]
+    if not len(gate) or not len(norm):
+        return None
+    moved = np.abs(np.diff(norm, prepend=0.0))  # (T,) |change of ||c_t|||
+    fig = Figure(figsize=(max(6, 0.35 * len(tokens)), 4.5), layout="tight")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.bar(range(len(gate)), gate, color="tab:blue")
+    top.set(ylabel="input gate (mean)", ylim=(0, 1), title=title)
+    bottom.bar(range(len(moved)), moved, color="tab:orange")
+    bottom.set(ylabel="|change of cell norm|")
+    bottom.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
+    return fig
+
+
 def gradient_flow(tables: dict[str, pa.Table], *, title: str):
     """||dloss/dh_t|| against t on a log scale, one line per table (e.g. per cell) and layer."""
     fig = Figure(figsize=(6, 3.5), layout="tight")

@@ -1,5 +1,7 @@
 """Text classification through the same path: tokenized in Ray Data, embedded, 2 workers, baselines, predict."""
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,6 +10,7 @@ from helpers import load_served
 from pipeline import config
 from pipeline.data.ingest import load_splits
 from pipeline.data.tokenize import UNK_ID
+from pipeline.serve.explain import explain
 from pipeline.serve.inputs import DataChoice
 from pipeline.serve.predict import predict
 from pipeline.train.driver import run_training
@@ -72,3 +75,11 @@ def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw,
     )
     got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
     assert written == 2 and got.column("predicted").to_pylist() == ["pos", "neg"]
+
+    # explain names the tokens (labelled data: the targets are encoded after the model's tokenizer ran)
+    where = DataChoice(source=str(tmp_path / "reviews.parquet"))
+    seen = explain("models:/tiny-text/1", where, row=1, out=tmp_path / "ex", tracking_uri=cfg.tracking.uri)
+    assert "tokens.png" in seen.files and (tmp_path / "ex" / "tokens.png").stat().st_size > 1000
+    named = re.findall(r"'([^']+)' \(\d+\)", seen.reading[0])
+    words = set(" ".join(texts).lower().replace(".", " . ").split())
+    assert seen.reading[0].startswith("input gate opened most at tokens") and named and set(named) <= words

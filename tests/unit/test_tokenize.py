@@ -62,3 +62,11 @@ def test_collated_token_batches_pad_with_id_0():
 def test_bad_texts_are_one_sentence_data_errors(texts, says):
     with pytest.raises(DataError, match=says):
         tokenize_batch(pa.table({"x": texts}), column="x", info=fitted("word"))
+
+
+def test_id_tokens_name_what_the_model_saw():
+    from pipeline.data.tokenize import id_tokens
+
+    info = fitted("word")
+    ids = tokenize_batch(pa.table({"x": ["A dull zebra!"]}), column="x", info=info).column("x").to_pylist()[0]
+    assert id_tokens([*ids, PAD_ID, PAD_ID], info) == ["a", "dull", "<unk>", "!"]
