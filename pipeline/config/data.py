@@ -27,6 +27,9 @@ class ColumnsConfig(Section):
     series: str | None = Field(None, description="forecast, anomaly: the series id column, for many series")
     features: list[str] = Field(default_factory=list, description="forecast, anomaly: extra input columns (covariates)")
     label: str | None = Field(None, description="anomaly: 0/1 column marking anomalous steps (optional)")
+    source: str | None = Field(
+        None, description="translate: the source-language text column ('source'); the target text is `target`"
+    )
 
 
 class WindowConfig(Section):
@@ -80,7 +83,11 @@ class DataConfig(Section):
     split_column: str | None = Field(None, description="column of train/val/test labels: a predefined split")
     window: WindowConfig | None = Field(None, description="forecast, anomaly: windows of the series")
     text: TextConfig | None = Field(
-        None, description="classify: the sequence column is text, tokenized (built-in text sources set it)"
+        None,
+        description=(
+            "classify: the sequence column is text; translate: source and target texts, each side its own "
+            "tokenizer (built-in text sources set it)"
+        ),
     )
     missing: Literal["error", "drop", "ffill", "zero"] = Field(
         "error",
@@ -118,7 +125,7 @@ class DataConfig(Section):
     def _text_sources_are_text(self) -> DataConfig:
         source = SOURCES.get(self.source)
         if source is not None and source.text and self.text is None:
-            self.text = TextConfig()
+            self.text = TextConfig(tokenizer=source.tokenizer)
         return self
 
     @model_validator(mode="after")

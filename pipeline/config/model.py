@@ -35,6 +35,29 @@ class ModelConfig(Section):
     embedding_dropout: float = Field(
         0.0, ge=0, lt=1, description="text inputs: dropout on the token embeddings while training"
     )
+    attention: Literal["general", "additive"] | None = Field(
+        None,
+        description=(
+            "translate: how a decoder step scores the encoder's steps: Luong's general (h_t W h_s, default) or "
+            "Bahdanau's additive (v tanh(W h_s + U h_t))"
+        ),
+    )
+    decoder_hidden_size: int | None = Field(
+        None, ge=1, le=8192, description="translate: the decoder LSTM's units (default: model.hidden_size)"
+    )
+    decoder_layers: int | None = Field(None, ge=1, le=16, description="translate: stacked decoder LSTM layers (1)")
+    beam_size: int | None = Field(
+        None, ge=1, le=64, description="translate: beam search width when decoding (4; 1 is greedy)"
+    )
+    length_penalty: float | None = Field(
+        None,
+        ge=0,
+        le=5,
+        description="translate: beam scores are log p / ((5 + length) / 6) ** alpha (Wu et al. 2016; 0.6; 0 = none)",
+    )
+    max_output_tokens: int | None = Field(
+        None, ge=1, le=100_000, description="translate: longest output decoded (data.text.max_tokens)"
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
@@ -61,6 +84,20 @@ class ModelConfig(Section):
                 "set model.num_layers: 2 (or more) or remove model.dropout"
             )
         return self
+
+    @property
+    def decoder_size(self) -> int:
+        return self.hidden_size if self.decoder_hidden_size is None else self.decoder_hidden_size
+
+    @property
+    def decoding(self) -> dict[str, float | int | str]:
+        """The translate-only keys' effective values (for the decoder and beam search)."""
+        return {
+            "attention": self.attention or "general",
+            "decoder_layers": self.decoder_layers or 1,
+            "beam_size": self.beam_size or 4,
+            "length_penalty": 0.6 if self.length_penalty is None else self.length_penalty,
+        }
 
     @property
     def token_embedding_dim(self) -> int:

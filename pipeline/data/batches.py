@@ -14,7 +14,7 @@ import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
 from pipeline.data.shuffle import length_batches, worker_positions, worker_rows
-from pipeline.data.transforms import float_targets, next_step, sequences_to_arrays
+from pipeline.data.transforms import float_targets, next_step, sequences_to_arrays, teacher_forcing
 
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo, TargetKind
@@ -42,6 +42,10 @@ class SequenceBatch(ArrowBatchCollateFn):
                 for k, v in next_step(arrays, target=self.target, vocab_size=self.vocab_size).items()
             }
         out = {"x": torch.from_numpy(arrays["x"]), "lengths": torch.from_numpy(arrays["lengths"])}
+        if self.target == "sequence":  # translate: the decoder's input and target
+            if "y" in batch.column_names:
+                out |= {k: torch.from_numpy(v) for k, v in teacher_forcing(batch, column="y").items()}
+            return out
         if "y" in batch.column_names:  # absent when predicting on data without targets
             if self.target == "class":
                 y = np.array(batch.column("y").to_numpy(), dtype=np.int64)  # (B,), writable
@@ -54,6 +58,13 @@ class SequenceBatch(ArrowBatchCollateFn):
             if name in batch.column_names:
                 out[name] = torch.from_numpy(float_targets(batch, column=name))
         return out
+
+
+def model_args(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """What the model's forward takes from a batch: (x, lengths), and the decoder's input for translate."""
+    if "y_in" in batch:
+        return batch["x"], batch["lengths"], batch["y_in"]
+    return batch["x"], batch["lengths"]
 
 
 def collate_for(info: DataInfo) -> SequenceBatch:

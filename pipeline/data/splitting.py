@@ -35,11 +35,11 @@ def _canonical(
         float_targets(batch, column=target) if kind == "float" else label_strings(batch, column=target)
         columns["y"] = batch.column(target)
     if split is not None:
-        columns["split"] = _split_labels(batch, column=split)
+        columns["split"] = split_labels(batch, column=split)
     return pa.table(columns)
 
 
-def _split_labels(batch: pa.Table, *, column: str) -> pa.Array:
+def split_labels(batch: pa.Table, *, column: str) -> pa.Array:
     if column not in batch.column_names:
         raise DataError(f"split column '{column}' is missing (columns: {batch.column_names}); fix data.split_column")
     labels = batch.column(column).cast(pa.string())

@@ -27,6 +27,8 @@ from pipeline.errors import DataError
 TokenizerKind = Literal["char", "word", "bpe"]
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
+BOS_TOKEN, EOS_TOKEN = "<s>", "</s>"  # a decoder's target side (translate): ids 2 and 3
+BOS_ID, EOS_ID = 2, 3
 
 
 @dataclass
@@ -41,10 +43,10 @@ class TextInfo:
     truncated: dict[str, int] = field(default_factory=dict)  # split -> texts cut at max_tokens
 
 
-def _new_tokenizer(kind: TokenizerKind, *, vocab_size: int, lowercase: bool):
+def _new_tokenizer(kind: TokenizerKind, *, vocab_size: int, lowercase: bool, decoder_side: bool):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    specials = [PAD_TOKEN, UNK_TOKEN]  # ids 0 and 1, in this order
+    specials = [PAD_TOKEN, UNK_TOKEN] + ([BOS_TOKEN, EOS_TOKEN] if decoder_side else [])  # ids 0, 1 (, 2, 3)
     if kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -63,14 +65,21 @@ def _new_tokenizer(kind: TokenizerKind, *, vocab_size: int, lowercase: bool):
 
 
 def fit_tokenizer(
-    batches: Iterable[list[str]], *, kind: TokenizerKind, vocab_size: int, lowercase: bool, max_tokens: int
+    batches: Iterable[list[str]],
+    *,
+    kind: TokenizerKind,
+    vocab_size: int,
+    lowercase: bool,
+    max_tokens: int,
+    decoder_side: bool = False,
 ) -> TextInfo:
     """Train on batches of the training split's texts; the vocabulary keeps the `vocab_size` most
-    frequent tokens (with <pad> and <unk>)."""
-    tok, trainer = _new_tokenizer(kind, vocab_size=vocab_size, lowercase=lowercase)
+    frequent tokens (with <pad> and <unk>, and <s> and </s> for a decoder's target side)."""
+    tok, trainer = _new_tokenizer(kind, vocab_size=vocab_size, lowercase=lowercase, decoder_side=decoder_side)
     tok.train_from_iterator(iter(batches), trainer)
-    if tok.token_to_id(PAD_TOKEN) != PAD_ID or tok.token_to_id(UNK_TOKEN) != UNK_ID:
-        raise RuntimeError("the tokenizer did not put <pad> and <unk> at ids 0 and 1")
+    expected = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID} | ({BOS_TOKEN: BOS_ID, EOS_TOKEN: EOS_ID} if decoder_side else {})
+    if any(tok.token_to_id(token) != i for token, i in expected.items()):
+        raise RuntimeError(f"the tokenizer did not put its special tokens at their ids {expected}")
     return TextInfo(
         tokenizer=kind,
         lowercase=lowercase,
@@ -122,7 +131,12 @@ def tokenize_batch(batch: pa.Table, *, column: str, info: TextInfo) -> pa.Table:
 
 
 def decode(ids: Iterable[int], info: TextInfo) -> str:
+    """Ids -> text; padding and the special tokens are left out (skip_special_tokens)."""
     return load_tokenizer(info.tokenizer_json).decode([int(i) for i in ids if int(i) != PAD_ID])
+
+
+def decode_batch(sequences: list[list[int]], info: TextInfo) -> list[str]:
+    return load_tokenizer(info.tokenizer_json).decode_batch(sequences)
 
 
 def tokens(text: str, info: TextInfo) -> list[str]:

@@ -124,3 +124,23 @@ def next_step(arrays: dict[str, np.ndarray], *, target: str, vocab_size: int | N
         return {"x": inputs, "lengths": lengths, "y": y}
     y = np.where(real[..., None], x[:, 1:], np.nan).astype(np.float32)  # (B, T-1, K)
     return {"x": np.ascontiguousarray(x[:, :-1]), "lengths": lengths, "y": y}
+
+
+def teacher_forcing(batch: pa.Table, *, column: str) -> dict[str, np.ndarray]:
+    """Target token ids per row -> the decoder's input <s> + ids and its target ids + </s>, both
+    (B, T_max + 1) int64, padded with the padding id 0 (ignored by the loss)."""
+    from pipeline.data.tokenize import BOS_ID, EOS_ID, PAD_ID
+
+    arr = _column(batch, column)
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)  # (B,)
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(lengths.max()) + 1 if len(lengths) else 1
+    y_in = np.full((len(lengths), width), PAD_ID, dtype=np.int64)
+    y = np.full((len(lengths), width), PAD_ID, dtype=np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)  # (sum T_i,)
+    steps = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # position within its row
+    y_in[:, 0] = BOS_ID
+    y_in[rows, steps + 1] = flat
+    y[rows, steps] = flat
+    y[np.arange(len(lengths)), lengths] = EOS_ID
+    return {"y_in": y_in, "y": y}

@@ -156,9 +156,13 @@ def build_model(
     )
 
 
-def model_for(cfg: ModelConfig, info: DataInfo) -> SequenceModel:
+def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
     """The model for a prepared dataset: its sizes, its training split's input scaler, and one output
-    per step for next-step targets (generate)."""
+    per step for next-step targets (generate); an encoder-decoder for translate."""
+    if info.target == "sequence":
+        from pipeline.model.seq2seq import Seq2Seq
+
+        return Seq2Seq(cfg, source_vocab=info.input_size, target_vocab=info.output_size)
     return build_model(
         cfg,
         input_size=1 if info.tokens_in else info.input_size,  # token ids: one column of ids

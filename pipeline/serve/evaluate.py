@@ -13,7 +13,7 @@ from pipeline.errors import DataError
 from pipeline.serve.inputs import DataChoice, prepared_inputs
 from pipeline.tasks import get_task
 from pipeline.track import KIND_TAG, TrackedRun
-from pipeline.train.holdout import predict_split
+from pipeline.train.holdout import split_outputs
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ def evaluate(
     inputs = prepared_inputs(model_uri, data, tracking_uri=tracking_uri)
     t = inputs.trained
     with data_errors(inputs.source):
-        out = predict_split(t.model, inputs.rows, info=t.info)
-    if "y" not in out:  # series and next-step tasks carry their targets in the sequences themselves
+        out = split_outputs(t.model, inputs.rows, info=t.info, model_cfg=t.config.model)
+    if "y" not in out and "ref" not in out:  # series and next-step tasks carry their targets in the sequences themselves
         raise DataError(
             f"{inputs.source}: evaluate needs the target column '{t.config.data.columns.target}'; predict needs none"
         )

@@ -39,8 +39,12 @@ class BatchPredictor:
         self.model.eval()
         self.collate = collate_for(self.info)
         self.task = get_task(self.info.task)
+        self.model_cfg = Config.model_validate(config).model
 
     def __call__(self, rows: pa.Table) -> pa.Table:
+        if self.task.decode is not None:  # translate: beam search per batch
+            out = self.task.decode(self.model, rows, info=self.info, model_cfg=self.model_cfg)
+            return pa.table({name: pa.array(list(v)) for name, v in self.task.outputs(out, self.info).items()})
         batch = self.collate(rows)
         with torch.no_grad():
             out = {"pred": self.model(batch["x"], batch["lengths"]).numpy()}

@@ -16,6 +16,7 @@ Importing a task module is light (no Ray, no torch at import): config validation
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
     from pipeline.config import Config
 
 # float: value(s) per sequence; class: a class id; tokens/frames: the next step of the sequence itself
-TargetKind = Literal["float", "class", "tokens", "frames"]
+# sequence: a token sequence of its own length (translate: the target text's ids)
+TargetKind = Literal["float", "class", "tokens", "frames", "sequence"]
 Layout = Literal["rows", "series"]  # one row per sequence, or long format: one row per series and time step
-TASKS = ("regression", "classify", "forecast", "generate", "anomaly")  # each is pipeline.tasks.<name>
+TASKS = ("regression", "classify", "forecast", "generate", "anomaly", "translate")  # each is pipeline.tasks.<name>
 
 
 @dataclass
@@ -134,6 +136,9 @@ class Task:
     combine: Callable[[ray.data.Dataset, DataInfo], ray.data.Dataset] | None = None
     # info -> how the served model returns its outputs in the data's units (forecast, anomaly)
     output_units: Callable[[DataInfo], OutputUnits] | None = None
+    # (model, Arrow rows, *, info, model_cfg) -> outputs of a model that decodes (translate's beam
+    # search) instead of answering in one forward pass: test, evaluate and predict call it per batch
+    decode: Callable[..., dict[str, Any]] | None = None
     # further loss terms some data reports (generate: accuracy for token data, not for frames)
     extra_val_metrics: tuple[str, ...] = ()
     higher_is_better: tuple[str, ...] = ()  # metrics (without val_/test_) a sweep maximizes
@@ -143,6 +148,12 @@ class Task:
         """What every epoch reports to Ray Train/Tune and MLflow (besides `epoch`)."""
         losses = ["train_loss", "val_loss", f"val_{self.val_metric}"] + [f"val_{m}" for m in self.extra_val_metrics]
         return losses + ["train_seq_per_s", "train_epoch_s"]  # throughput over all workers, training time
+
+    def loss(self, train_cfg: Any) -> Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]:
+        """The loss terms with the training config's options (label smoothing, for translate)."""
+        if train_cfg.label_smoothing:
+            return functools.partial(self.loss_terms, label_smoothing=train_cfg.label_smoothing)
+        return self.loss_terms
 
     def metric_mode(self, metric: str) -> Literal["min", "max"]:
         """Whether a sweep should maximize `metric` (throughput, accuracy-like) or minimize it (losses)."""

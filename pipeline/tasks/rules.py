@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 ANOMALY_ONLY = "data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {task}); remove them"
 
 
-TEXT_TASKS = ("classify",)
+TEXT_TASKS = ("classify", "translate")
+TRANSLATE_MODEL_KEYS = ("attention", "decoder_hidden_size", "decoder_layers", "beam_size", "length_penalty", "max_output_tokens")
 
 
 def check_text(cfg: Config, *, task: str) -> None:
@@ -40,8 +41,20 @@ def check_text(cfg: Config, *, task: str) -> None:
         )
 
 
+def check_translate_keys(cfg: Config, *, task: str) -> None:
+    """The decoder's and the target side's keys are read by task: translate only."""
+    if task == "translate":
+        return
+    given = [f"model.{k}" for k in TRANSLATE_MODEL_KEYS if getattr(cfg.model, k) is not None]
+    given += ["train.label_smoothing"] if cfg.train.label_smoothing else []
+    given += ["data.columns.source"] if cfg.data.columns.source is not None else []
+    if given:
+        raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for task: translate (task is {task}); remove it")
+
+
 def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
     check_text(cfg, task=task)
+    check_translate_keys(cfg, task=task)
     if task == "generate" and cfg.model.pooling != "last":
         raise ValueError("model.pooling does not apply to generate, which reads out every step; remove it")
     data, columns = cfg.data, cfg.data.columns

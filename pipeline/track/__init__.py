@@ -6,7 +6,14 @@ served model and its checkpoint (`models`), and runs a dead driver left RUNNING 
 """
 
 from pipeline.track.epochs import RunLogger, sync_epochs
-from pipeline.track.models import CHECKPOINT_ARTIFACT, LoggedModel, download_checkpoint, log_checkpoint, log_model
+from pipeline.track.models import (
+    CHECKPOINT_ARTIFACT,
+    LoggedModel,
+    download_checkpoint,
+    log_checkpoint,
+    log_model,
+    log_text_model,
+)
 from pipeline.track.run import KIND_TAG, PARENT_TAG, RunStatus, TrackedRun
 from pipeline.track.store import check_reachable, resolve_uri, running_runs, ui_command
 from pipeline.track.trials import TRIAL_TAG, SweepRun, TrialOutcome, TrialRun
@@ -27,6 +34,7 @@ __all__ = [
     "download_checkpoint",
     "log_checkpoint",
     "log_model",
+    "log_text_model",
     "resolve_uri",
     "running_runs",
     "sync_epochs",

@@ -106,6 +106,65 @@ def log_model(
     return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
 
 
+def log_text_model(
+    run: TrackedRun,
+    checkpoint_dir: str | Path,
+    *,
+    input_example: list[str],
+    output_example: dict[str, list],
+    metadata: dict[str, Any] | None = None,
+    register_as: str | None = None,
+    alias: str | None = None,
+) -> LoggedModel:
+    """Log a text model as a pyfunc from code (`text_model.py`): a string column `text` in, the
+    task's columns out; the checkpoint is its artifact, this package its code."""
+    import pandas as pd
+
+    here = Path(__file__).resolve()
+    inputs = pd.DataFrame({"text": input_example})
+    with _fluent_api_at(run.uri), warnings.catch_warnings(), _no_progress_bars():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run(run_id=run.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(here.with_name("text_model_code.py")),
+                artifacts={"checkpoint": str(checkpoint_dir)},
+                code_paths=[str(here.parents[1])],  # the pipeline package
+                signature=infer_signature(inputs, pd.DataFrame(output_example)),
+                input_example=inputs,
+                pip_requirements=_requirements(
+                    "torch", "mlflow", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "tokenizers"
+                ),
+                metadata=metadata,
+            )
+        version = _register(run, info, name=register_as) if register_as else None
+    if register_as and alias:
+        run.client.set_registered_model_alias(register_as, alias, version)
+    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """MLflow loads the logged pyfunc to check its input example and draws a download progress bar
+    on stderr; its switch is an environment variable, set while logging and put back after."""
+    name, before = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _requirements(*packages: str) -> list[str]:
+    """Each package pinned at the version installed here (a local build suffix such as +cpu dropped)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
 def _register(run: TrackedRun, info, *, name: str) -> str:
     """A new version of registered model `name` for the logged model: what
     `log_model(registered_model_name=...)` does (a client of the registry that goes with the global

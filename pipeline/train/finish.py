@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,10 +13,10 @@ from pipeline.config import Config
 from pipeline.model.sequence_model import SequenceModel, ServingModel
 from pipeline.redaction import redact_tree
 from pipeline.tasks import DataInfo, Prepared, get_task
-from pipeline.track import LoggedModel, TrackedRun, log_checkpoint, log_model
+from pipeline.track import LoggedModel, TrackedRun, log_checkpoint, log_model, log_text_model
 from pipeline.track.plots import learning_curves
 from pipeline.train import checkpoint
-from pipeline.train.holdout import input_example, load_model, predict_split
+from pipeline.train.holdout import input_example, load_model, split_outputs
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ def test_checkpoint(cfg: Config, splits: Prepared, path: str) -> Tested:
     task = get_task(splits.info.task)
     model = load_model(path, cfg.model, info=splits.info)
     info = (
-        task.calibrate(predict_split(model, splits.val, info=splits.info), splits.info)
+        task.calibrate(split_outputs(model, splits.val, info=splits.info, model_cfg=cfg.model), splits.info)
         if task.calibrate
         else splits.info
     )
-    predictions = predict_split(model, splits.test, info=info)
+    predictions = split_outputs(model, splits.test, info=info, model_cfg=cfg.model)
     return Tested(model=model, info=info, predictions=predictions, metrics=task.test_metrics(predictions, info))
 
 
@@ -69,19 +70,55 @@ def finish_model(
     metrics = best | {"best_epoch": best_metrics["epoch"]} | test
     run.log_metrics(test, step=int(metrics["best_epoch"]))
     run.log_dict(info.as_dict(), "data_info.json")
-    _log_tested_checkpoint(run, model, cfg=cfg, info=info, metrics=best_metrics)
-    logged = log_model(
-        run,
-        serving_model(model, info),
-        input_example=input_example(splits.test, info=info),
-        metadata={"data_info": info.as_dict()},
-        register_as=register_as,
-        alias=alias,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        _log_tested_checkpoint(run, model, cfg=cfg, info=info, metrics=best_metrics, directory=tmp)
+        if info.tokens_in:  # text in, text (or a class) out: a pyfunc with the tokenizers inside
+            texts = example_texts(splits.test, info)
+            logged = _log_text_model(run, tmp, texts, tested=tested, cfg=cfg, register_as=register_as, alias=alias)
+        else:
+            logged = log_model(
+                run,
+                serving_model(model, info),
+                input_example=input_example(splits.test, info=info),
+                metadata={"data_info": info.as_dict()},
+                register_as=register_as,
+                alias=alias,
+            )
     return FinalModel(metrics=metrics, logged=logged)
 
 
-def _log_tested_checkpoint(run: TrackedRun, model, *, cfg: Config, info: DataInfo, metrics: dict[str, float]) -> None:
+def _log_text_model(
+    run: TrackedRun, directory: str, texts: list[str], *, tested: Tested, cfg: Config, register_as, alias
+) -> LoggedModel:
+    from pipeline.serve.loading import Trained
+    from pipeline.serve.text import answer
+
+    trained = Trained(model=tested.model, info=tested.info, config=cfg, directory=Path(directory))
+    return log_text_model(
+        run,
+        directory,
+        input_example=texts,
+        output_example=answer(trained, texts),
+        metadata={"data_info": tested.info.as_dict()},
+        register_as=register_as,
+        alias=alias,
+    )
+
+
+def example_texts(test, info: DataInfo, *, rows: int = 3) -> list[str]:
+    """A few test texts for the served model's example: translate keeps them (`src`); a text
+    classifier's rows hold ids, decoded back to (normalized) text."""
+    from pipeline.data.tokenize import decode
+
+    batch = next(iter(test.iter_batches(batch_size=rows, batch_format="pyarrow")))
+    if "src" in batch.column_names:
+        return batch.column("src").to_pylist()
+    return [decode(ids, info.text) for ids in batch.column("x").to_pylist()]
+
+
+def _log_tested_checkpoint(
+    run: TrackedRun, model, *, cfg: Config, info: DataInfo, metrics: dict[str, float], directory: str
+) -> None:
     """The tested model's weights with its config and (calibrated) data info, loadable by URI."""
     meta = checkpoint.CheckpointMeta(
         epoch=int(metrics["epoch"]),
@@ -91,9 +128,8 @@ def _log_tested_checkpoint(run: TrackedRun, model, *, cfg: Config, info: DataInf
         config=redact_tree(cfg.model_dump(mode="json")),
         info=info.as_dict(),
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint.save(tmp, model=model, optimizer=None, meta=meta)
-        log_checkpoint(run, tmp)
+    checkpoint.save(directory, model=model, optimizer=None, meta=meta)
+    log_checkpoint(run, directory)
 
 
 def serving_model(model: SequenceModel, info: DataInfo) -> ServingModel:

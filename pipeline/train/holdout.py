@@ -13,7 +13,7 @@ from pipeline.config import ModelConfig
 from pipeline.data.batches import collate_for, iter_batches
 from pipeline.data.transforms import PAD
 from pipeline.model.sequence_model import SequenceModel, model_for
-from pipeline.tasks import DataInfo
+from pipeline.tasks import DataInfo, get_task
 from pipeline.train import checkpoint
 
 
@@ -57,6 +57,26 @@ def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInf
         if name in out:
             out[name] = out[name][:, 0]
     return out
+
+
+def decode_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo, model_cfg: ModelConfig) -> dict:
+    """A decoding model's outputs over a whole split (`Task.decode`, e.g. translations by beam search):
+    array columns concatenated, per-row lists (ids, attention maps) joined."""
+    decode = get_task(info.task).decode
+    parts: dict[str, list] = {}
+    for rows in ds.iter_batches(batch_size=256, batch_format="pyarrow"):
+        for name, values in decode(model, rows, info=info, model_cfg=model_cfg).items():
+            parts.setdefault(name, []).append(values)
+    return {k: np.concatenate(v) if isinstance(v[0], np.ndarray) else [x for p in v for x in p] for k, v in parts.items()}
+
+
+def split_outputs(
+    model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo, model_cfg: ModelConfig
+) -> dict[str, np.ndarray]:
+    """The model's outputs over a split: decoded (translate) or one forward pass per batch."""
+    if get_task(info.task).decode is not None:
+        return decode_split(model, ds, info=info, model_cfg=model_cfg)
+    return predict_split(model, ds, info=info)
 
 
 def _concat(chunks: list[np.ndarray]) -> np.ndarray:

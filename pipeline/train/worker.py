@@ -21,7 +21,7 @@ from torch import nn
 
 from pipeline import ray_compat
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.data.batches import ShardCache, TrainBatches, strided_batches, to_device
+from pipeline.data.batches import ShardCache, TrainBatches, model_args, strided_batches, to_device
 from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
@@ -79,6 +79,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     amp = mixed_precision(train_cfg.precision, device=device)
     task = get_task(spec.task)
+    loss_terms = task.loss(train_cfg)  # with the config's options (label smoothing)
 
     # Training batches in a new order every epoch, from (train.seed, epoch): the whole split is read
     # by every worker and kept in memory if it fits; each worker trains on its own rows of the epoch.
@@ -119,8 +120,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         for batch in train_batches.epoch(epoch):
             batch = to_device(batch, device)
             with amp.autocast():
-                pred = model(batch["x"], batch["lengths"])  # x: (B, T, C), lengths: (B,) -> pred: (B, O)
-                loss_sum, n = task.loss_terms(pred.float(), batch["y"])["loss"]
+                pred = model(*model_args(batch))  # x: (B, T, C), lengths: (B,) [, y_in] -> pred: (B, O)
+                loss_sum, n = loss_terms(pred.float(), batch["y"])["loss"]
             amp.step(loss_sum / n, model=model, optimizer=optimizer, grad_clip=train_cfg.grad_clip)
             acc["train_loss"].add(loss_sum, n)
         speed = reduce_throughput(acc["train_loss"].count, time.perf_counter() - start)
@@ -131,9 +132,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 batch = to_device(batch, device)
                 if probe is None and logger is not None and spec.telemetry_epochs:
                     probe = probe_batch(batch, size=spec.probe_size)
-                for name, (total, n) in task.loss_terms(
-                    model(batch["x"], batch["lengths"]).float(), batch["y"]
-                ).items():
+                for name, (total, n) in loss_terms(model(*model_args(batch)).float(), batch["y"]).items():
                     acc[f"val_{name}"].add(total, n)
 
         metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}

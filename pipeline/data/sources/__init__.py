@@ -20,7 +20,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipeline.data.sources import adding, anomalies, chorales, digits, japanese_vowels, sentiment, series, text, ucr
+from pipeline.data.sources import (
+    adding,
+    anomalies,
+    chorales,
+    digits,
+    japanese_vowels,
+    numbers,
+    sentiment,
+    series,
+    text,
+    ucr,
+    ui_strings,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,7 @@ class Source:
     generate: Callable[[Any], pa.Table]
     text: bool = False  # the sequence column holds text (data.text applies, with its defaults)
     fetched: bool = False  # generate(options, cache_dir=...) fetches a package into data.cache_dir once
+    tokenizer: str = "word"  # text sources: data.text.tokenizer when the config sets no data.text
 
 
 SOURCES: dict[str, Source] = {
@@ -140,6 +153,27 @@ SOURCES: dict[str, Source] = {
         generate=sentiment.generate,
         text=True,
         fetched=True,
+    ),
+    "numbers": Source(
+        name="numbers",
+        size="20,000 distinct numbers below 100,000 (data.options: count, low, high, lang)",
+        task="translate",
+        description="Number phrases from num2words: English -> data.options.lang (fr); test numbers never trained on",
+        options_model=numbers.NumbersOptions,
+        generate=numbers.generate,
+        text=True,
+        tokenizer="bpe",
+    ),
+    "ui_strings": Source(
+        name="ui_strings",
+        size="788 unique messages (fr; data.options.lang picks the catalogues)",
+        task="translate",
+        description="Django's UI message catalogues from its wheel (fetched once through pip): English -> lang",
+        options_model=ui_strings.UiStringsOptions,
+        generate=ui_strings.generate,
+        text=True,
+        fetched=True,
+        tokenizer="bpe",
     ),
     "sunspots": Source(
         name="sunspots",

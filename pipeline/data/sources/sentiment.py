@@ -13,16 +13,14 @@ Columns: `text` (string), `label` (string), `rating` (the mean rating).
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from pipeline.data.sources.fetch import pip_file
 from pipeline.data.sources.options import STRICT
 from pipeline.errors import DataError
 
@@ -47,22 +45,7 @@ class SentimentOptions(BaseModel):
 
 def fetch_sdist(cache_dir: str | Path) -> Path:
     """The vadersentiment sdist in `cache_dir/sentiment/`, fetched through pip the first time."""
-    target = Path(cache_dir).resolve() / "sentiment" / SDIST
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", PACKAGE, "-d", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        got = Path(tmp) / SDIST
-        if done.returncode != 0 or not got.is_file():
-            said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DataError(
-                f"could not fetch the {PACKAGE} sdist (the sentiment data) from PyPI into {target.parent} "
-                f"(pip: {said}); allow pip to reach PyPI once, or put {SDIST} there yourself"
-            )
-        got.replace(target)  # atomic: a half-downloaded file is never taken for the sdist
-    return target
+    return pip_file(PACKAGE, filename=SDIST, kind="sdist", cache_dir=cache_dir, folder="sentiment")
 
 
 def read_ratings(sdist: Path, *, domain: str) -> list[tuple[str, float]]:

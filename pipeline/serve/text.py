@@ -1,0 +1,46 @@
+"""Text in, answers out, for a trained text model (classify on text, translate): the served
+pyfunc (`pipeline.track.text_model`), `lstmpipe translate` and the tests share this one path.
+
+The texts are tokenized with the model's own tokenizers (saved in its data info), then the task
+answers as `lstmpipe predict` does: a class and its probability, or a translation by beam search.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import torch
+
+from pipeline.data.batches import collate_for
+from pipeline.data.tokenize import tokenize_batch
+from pipeline.errors import DataError
+from pipeline.serve.loading import Trained
+from pipeline.tasks import get_task
+
+
+def text_rows(texts: list[str], trained: Trained) -> pa.Table:
+    """Texts -> rows as the model's task prepares them (token ids; the texts kept for translate)."""
+    info = trained.info
+    if info.text is None:
+        raise DataError(f"this {info.task} model reads numeric sequences, not text; use lstmpipe predict")
+    batch = pa.table({"x": pa.array(texts, pa.string())})
+    if info.task == "translate":
+        from pipeline.tasks.translate import tokenize_pairs
+
+        return tokenize_pairs(batch, source=info.text, target=info.task_info.target)
+    return tokenize_batch(batch, column="x", info=info.text)
+
+
+def answer(trained: Trained, texts: list[str]) -> dict[str, Any]:
+    """The task's output columns (`Task.outputs`) for each text."""
+    if not texts:
+        raise DataError("no texts given; pass at least one")
+    rows, task, info = text_rows(texts, trained), get_task(trained.info.task), trained.info
+    with torch.no_grad():
+        if task.decode is not None:
+            out = task.decode(trained.model, rows, info=info, model_cfg=trained.config.model)
+        else:
+            batch = collate_for(info)(rows)
+            out = {"pred": trained.model(batch["x"], batch["lengths"]).numpy()}
+    return {name: list(values) for name, values in task.outputs(out, info).items()}
