@@ -6,7 +6,9 @@ attention (N, S)), select(state, index) -> the state's rows at `index`. `Seq2Seq
 
 Beam search keeps the `beam` best partial outputs per source by total log-probability; an output
 that emits </s> is finished and ranked by log p / ((5 + length) / 6) ** alpha; a source is done
-when it has `beam` finished outputs (or at `max_len`, where its live beams count as finished).
+when it has `beam` finished outputs and none of its live beams could still beat the best of them
+(log p only falls, so a live beam's best is its score over the penalty at `max_len`); at `max_len`
+its live beams end with </s>.
 """
 
 from __future__ import annotations
@@ -47,13 +49,13 @@ def greedy(stepper: Stepper, *, n: int, max_len: int) -> Decoded:
     for _ in range(max_len + 1):  # max_len tokens, then </s> at the latest
         logp, state, attn = stepper.step(tokens, state)  # (n, V), state, (n, S)
         tokens = logp.argmax(dim=-1)  # (n,)
-        logp_sum += torch.where(done, 0.0, logp.gather(1, tokens[:, None])[:, 0])
+        logp_sum += torch.where(done, 0.0, logp.detach().gather(1, tokens[:, None])[:, 0])
         out.append(tokens)
         weights.append(attn)
         done |= tokens == EOS_ID
         if bool(done.all()):
             break
-    steps, attns = torch.stack(out, 1).tolist(), torch.stack(weights, 1).numpy()  # (n, t), (n, t, S)
+    steps, attns = torch.stack(out, 1).tolist(), torch.stack(weights, 1).detach().numpy()  # (n, t), (n, t, S)
     result = Decoded(tokens=[], score=logp_sum.tolist())
     for i, seq in enumerate(steps):
         end = seq.index(EOS_ID) if EOS_ID in seq else min(len(seq), max_len)
@@ -80,6 +82,8 @@ def beam_search(stepper: Stepper, *, n: int, beam: int, max_len: int, alpha: flo
     tokens = torch.full((n, beam, 0), BOS_ID, dtype=torch.long)  # (n, k, t) tokens so far
     attn_hist: Tensor | None = None  # (n, k, t, S)
     finished: list[list[_Hypothesis]] = [[] for _ in range(n)]
+    done = [False] * n
+    best_penalty = length_penalty(max_len, alpha)  # the largest penalty: a live beam's best possible score
     last = torch.full((n * beam,), BOS_ID, dtype=torch.long)
     for t in range(max_len + 1):
         logp, state, attn = stepper.step(last, state)  # (n*k, V), state, (n*k, S)
@@ -97,8 +101,8 @@ def beam_search(stepper: Stepper, *, n: int, beam: int, max_len: int, alpha: flo
         new_from = torch.zeros((n, beam), dtype=torch.long)
         new_tok = torch.full((n, beam), EOS_ID, dtype=torch.long)
         for i in range(n):
-            if len(finished[i]) >= beam:
-                continue  # done: its beams stay dead (-inf)
+            if done[i]:
+                continue  # its beams stay dead (-inf)
             live = 0
             for score, flat in zip(best[i].tolist(), index[i].tolist()):
                 if score == float("-inf") or live == beam:
@@ -106,14 +110,17 @@ def beam_search(stepper: Stepper, *, n: int, beam: int, max_len: int, alpha: flo
                 origin, token = divmod(flat, vocab)
                 if token == EOS_ID:
                     seq = tokens[i, origin].tolist()
-                    hist = attn_hist[i, origin].numpy()  # (t+1, S)
+                    hist = attn_hist[i, origin].detach().numpy()  # (t+1, S)
                     finished[i].append(_Hypothesis(score / length_penalty(len(seq), alpha), seq, hist))
-                    if len(finished[i]) >= beam:
-                        break
                     continue
                 new_scores[i, live], new_from[i, live], new_tok[i, live] = score, origin, token
                 live += 1
-        if all(len(f) >= beam for f in finished) or bool(torch.isinf(new_scores).all()):
+            if len(finished[i]) >= beam:
+                best_live = float(new_scores[i].max()) / best_penalty
+                done[i] = max(h.score for h in finished[i]) >= best_live
+                if done[i]:
+                    new_scores[i] = float("-inf")
+        if all(done) or bool(torch.isinf(new_scores).all()):
             break
         select = (torch.arange(n)[:, None] * beam + new_from).view(-1)  # (n*k,) flat index of each parent beam
         state = stepper.select(state, select)

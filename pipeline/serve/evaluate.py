@@ -29,7 +29,9 @@ def evaluate(
     t = inputs.trained
     with data_errors(inputs.source):
         out = split_outputs(t.model, inputs.rows, info=t.info, model_cfg=t.config.model)
-    if "y" not in out and "ref" not in out:  # series and next-step tasks carry their targets in the sequences themselves
+    if (
+        "y" not in out and "ref" not in out
+    ):  # series and next-step tasks carry their targets in the sequences themselves
         raise DataError(
             f"{inputs.source}: evaluate needs the target column '{t.config.data.columns.target}'; predict needs none"
         )

@@ -18,7 +18,14 @@ ANOMALY_ONLY = "data.anomaly_quantile and data.columns.label are only for task: 
 
 
 TEXT_TASKS = ("classify", "translate")
-TRANSLATE_MODEL_KEYS = ("attention", "decoder_hidden_size", "decoder_layers", "beam_size", "length_penalty", "max_output_tokens")
+TRANSLATE_MODEL_KEYS = (
+    "attention",
+    "decoder_hidden_size",
+    "decoder_layers",
+    "beam_size",
+    "length_penalty",
+    "max_output_tokens",
+)
 
 
 def check_text(cfg: Config, *, task: str) -> None:
@@ -49,7 +56,9 @@ def check_translate_keys(cfg: Config, *, task: str) -> None:
     given += ["train.label_smoothing"] if cfg.train.label_smoothing else []
     given += ["data.columns.source"] if cfg.data.columns.source is not None else []
     if given:
-        raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for task: translate (task is {task}); remove it")
+        raise ValueError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for task: translate (task is {task}); remove it"
+        )
 
 
 def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:

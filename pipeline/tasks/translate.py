@@ -101,7 +101,9 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         for side, column in (("source", "truncated"), ("target", "truncated_target")):
             sides[side].truncated = {n: int(s.sum(column) or 0) for n, s in zip(SPLITS, (train, val, test))}
         lengths = [pc.max(pc.list_value_length(b["x"])).as_py() for b in train.iter_batches(batch_format="pyarrow")]
-        target_lengths = [pc.max(pc.list_value_length(b["y"])).as_py() for b in train.iter_batches(batch_format="pyarrow")]
+        target_lengths = [
+            pc.max(pc.list_value_length(b["y"])).as_py() for b in train.iter_batches(batch_format="pyarrow")
+        ]
     info = DataInfo(
         task="translate",
         target="sequence",

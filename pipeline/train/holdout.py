@@ -67,7 +67,9 @@ def decode_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInfo
     for rows in ds.iter_batches(batch_size=256, batch_format="pyarrow"):
         for name, values in decode(model, rows, info=info, model_cfg=model_cfg).items():
             parts.setdefault(name, []).append(values)
-    return {k: np.concatenate(v) if isinstance(v[0], np.ndarray) else [x for p in v for x in p] for k, v in parts.items()}
+    return {
+        k: np.concatenate(v) if isinstance(v[0], np.ndarray) else [x for p in v for x in p] for k, v in parts.items()
+    }
 
 
 def split_outputs(
