@@ -163,6 +163,29 @@ def predict(
 
 
 @app.command()
+def translate(
+    model: ModelOpt,
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences to translate (or --file).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="A UTF-8 text file: one sentence per line.")] = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Translate sentences with a translate model (beam search, on this machine, no Ray): one line each."""
+    with user_errors():
+        from pipeline.serve.loading import load
+        from pipeline.serve.text import answer, read_lines
+
+        given = list(texts or []) + (read_lines(file) if file is not None else [])
+        trained = load(model, tracking_uri=_tracking_uri(tracking_uri))
+        if trained.info.task != "translate":
+            raise config_mod.ConfigError(
+                f"--model {model} is a {trained.info.task} model; translate takes a translate model"
+            )
+        out = answer(trained, given)
+    for line in out["translation"]:
+        typer.echo(line)
+
+
+@app.command()
 def evaluate(
     model: ModelOpt,
     data: DataOpt,

@@ -7,6 +7,7 @@ answers as `lstmpipe predict` does: a class and its probability, or a translatio
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -30,6 +31,17 @@ def text_rows(texts: list[str], trained: Trained) -> pa.Table:
 
         return tokenize_pairs(batch, source=info.text, target=info.task_info.target)
     return tokenize_batch(batch, column="x", info=info.text)
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from err
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror}; pass a readable text file") from err
+    return [line for line in lines if line.strip()]
 
 
 def answer(trained: Trained, texts: list[str]) -> dict[str, Any]:

@@ -54,7 +54,8 @@ def download_checkpoint(uri: str, model_uri: str, *, dst: str | Path) -> Path:
             else:
                 name, _, version = name.partition("/")
                 run_id = client.get_model_version(name, version).run_id
-        path = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst))
+        with _no_progress_bars():
+            path = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst))
     except mlflow.exceptions.MlflowException as err:
         raise ConfigError(f"cannot load model {model_uri} from {uri}: {str(err).splitlines()[0]}") from err
     return Path(path)

@@ -4,12 +4,12 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv
 import pyarrow.parquet as pq
-from helpers import load_served
+from helpers import load_served, served_in_fresh_process
 
 from pipeline import config
 from pipeline.data.ingest import load_splits
-from pipeline.data.tokenize import UNK_ID
 from pipeline.serve.explain import explain
 from pipeline.serve.inputs import DataChoice
 from pipeline.serve.predict import predict
@@ -62,11 +62,14 @@ def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw,
     assert m["baseline_tfidf_test_accuracy"] > 0.9  # the honest comparison, on the same rows
     assert "baseline_lexicon_test_accuracy" not in m  # only the built-in sentiment set has a lexicon
 
+    # served: raw text in, the class out, tokenized inside, loaded by a fresh Python process
+    served = served_in_fresh_process(
+        cfg.tracking.uri, "models:/tiny-text/1", ["Lovely plot and story.", "Dull film, zzz qqq."]
+    )
+    assert served["predicted"] == ["pos", "neg"] and all(0.5 < p <= 1 for p in served["probability"])
     model = load_served(cfg.tracking.uri, "models:/tiny-text/1")
     assert model.metadata.metadata["data_info"]["text"]["tokenizer"] == "word"
-    ids = model.input_example  # (rows, T, 1) token ids, NaN after each end
-    assert np.nanmin(ids) >= UNK_ID and np.isnan(ids).any()
-    assert np.asarray(model.predict(ids)).shape == (len(ids), 2)
+    assert model.metadata.get_input_schema().input_names() == ["text"]
 
     new = tmp_path / "new.parquet"
     pq.write_table(pa.table({"review": ["Lovely plot and story.", "Dull film, zzz qqq."]}), new)
@@ -83,3 +86,55 @@ def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw,
     named = re.findall(r"'([^']+)' \(\d+\)", seen.reading[0])
     words = set(" ".join(texts).lower().replace(".", " . ").split())
     assert seen.reading[0].startswith("input gate opened most at tokens") and named and set(named) <= words
+
+
+def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, tmp_path, mlflow_client):
+    raw = {
+        **tiny_raw,
+        "task": "translate",
+        "data": {
+            "source": "numbers",
+            "options": {"lang": "fr", "count": 240, "high": 400},
+            "columns": {"source": "source", "target": "target"},
+            "text": {"tokenizer": "bpe", "vocab_size": 120, "max_tokens": 6},
+            "cache_dir": tiny_raw["data"]["cache_dir"],
+        },
+        "model": {
+            "hidden_size": 16,
+            "embedding_dim": 8,
+            "bidirectional": True,
+            "attention": "additive",
+            "beam_size": 2,
+        },
+        "train": {**tiny_raw["train"], "epochs": 2, "batch_size": 16, "label_smoothing": 0.1},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-translate"},
+    }
+    cfg = config.validate(raw)
+    splits = load_splits(cfg)
+    info = splits.info
+    assert info.target == "sequence" and info.text.vocab_size == info.input_size
+    assert info.task_info.target.vocab_size == info.output_size and info.max_len <= 6
+    assert sum(info.task_info.target.truncated.values()) > 0  # long French numbers are cut at 6 tokens, counted
+
+    summary = run_training(cfg, name="t-translate", splits=splits)
+    m = summary.metrics
+    for name in ("bleu", "chrf", "exact_match"):
+        assert 0 <= m[f"test_{name}"] <= 100 and f"baseline_test_{name}" in m
+    assert "val_accuracy" in m
+    run = mlflow_client.get_run(summary.run_id)
+    logged = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
+    plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
+    assert "test_translate.parquet" in logged and plots["plots/attention.png"] > 1000
+
+    sources = ["three hundred and forty-two", "twelve"]
+    served = served_in_fresh_process(cfg.tracking.uri, "models:/tiny-translate/1", sources)
+    assert served["source"] == sources and all(isinstance(t, str) for t in served["translation"])
+
+    new = tmp_path / "sentences.csv"
+    pa.csv.write_csv(pa.table({"source": sources}), new)
+    written = predict(
+        "models:/tiny-translate/1", DataChoice(source=str(new)), out=tmp_path / "out", tracking_uri=cfg.tracking.uri
+    )
+    got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
+    assert written == 2 and got.column("source").to_pylist() == sources
+    assert got.column("translation").to_pylist() == served["translation"]  # the same beam search

@@ -1,6 +1,5 @@
 """Translation without Ray: sources, teacher forcing, attention masking, beam search, metrics, config rules."""
 
-import io
 import struct
 import zipfile
 

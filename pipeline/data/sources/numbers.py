@@ -43,7 +43,8 @@ class NumbersOptions(BaseModel):
     def _enough_numbers(self) -> NumbersOptions:
         if self.high - self.low < self.count:
             raise ValueError(
-                f"count {self.count} distinct numbers do not fit in [{self.low}, {self.high}); raise high or lower count"
+                f"count {self.count} distinct numbers do not fit in [{self.low}, {self.high}); "
+                "raise high or lower count"
             )
         return self
 
