@@ -29,18 +29,14 @@ EXTRA_COLUMNS = ("baseline", "scale", "ref", "label", "baseline_tfidf", "baselin
 class SequenceBatch(ArrowBatchCollateFn):
     """Arrow rows (x, y) -> {"x": (B, T_max, C) float32, "lengths": (B,) int64, "y": (B, O) or (B,)}."""
 
-    def __init__(self, target: TargetKind, *, vocab_size: int | None = None):
+    def __init__(self, target: TargetKind):
         super().__init__()
         self.target = target
-        self.vocab_size = vocab_size
 
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
         arrays = sequences_to_arrays(batch, sequence_column="x")
         if self.target in ("tokens", "frames"):
-            return {
-                k: torch.from_numpy(v)
-                for k, v in next_step(arrays, target=self.target, vocab_size=self.vocab_size).items()
-            }
+            return {k: torch.from_numpy(v) for k, v in next_step(arrays, target=self.target).items()}
         out = {"x": torch.from_numpy(arrays["x"]), "lengths": torch.from_numpy(arrays["lengths"])}
         if self.target == "sequence":  # translate: the decoder's input and target
             if "y" in batch.column_names:
@@ -69,7 +65,7 @@ def model_args(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
 
 def collate_for(info: DataInfo) -> SequenceBatch:
     """The collate for a prepared dataset (its DataInfo)."""
-    return SequenceBatch(info.target, vocab_size=info.input_size if info.target == "tokens" else None)
+    return SequenceBatch(info.target)
 
 
 def iter_batches(ds, *, info: DataInfo, batch_size: int, device: torch.device | str = "cpu", pin_memory: bool = False):

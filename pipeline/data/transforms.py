@@ -109,10 +109,10 @@ def sequences_to_arrays(batch: pa.Table, *, sequence_column: str) -> dict[str, n
     return {"x": pad_sequences(values, lengths, channels), "lengths": lengths}
 
 
-def next_step(arrays: dict[str, np.ndarray], *, target: str, vocab_size: int | None) -> dict[str, np.ndarray]:
+def next_step(arrays: dict[str, np.ndarray], *, target: str) -> dict[str, np.ndarray]:
     """Generate: steps 0..T-2 are the inputs, steps 1..T-1 the targets.
 
-    tokens: x (B, T) ids -> inputs (B, T-1, V) one-hot, y (B, T-1) ids with PAD past each end
+    tokens: x (B, T) ids -> inputs (B, T-1, 1) ids (embedded by the model), y (B, T-1) ids with PAD past each end
     frames: x (B, T, K)  -> inputs (B, T-1, K),         y (B, T-1, K) with NaN past each end
     """
     x, lengths = arrays["x"], arrays["lengths"] - 1  # (B, T, C), (B,) target steps
@@ -120,7 +120,7 @@ def next_step(arrays: dict[str, np.ndarray], *, target: str, vocab_size: int | N
     if target == "tokens":
         ids = x[..., 0].astype(np.int64)  # (B, T)
         y = np.where(real, ids[:, 1:], PAD)  # (B, T-1)
-        inputs = np.eye(vocab_size, dtype=np.float32)[ids[:, :-1]] * real[..., None]  # (B, T-1, V)
+        inputs = np.where(real, ids[:, :-1], 0).astype(np.float32)[..., None]  # (B, T-1, 1), 0 past each end
         return {"x": inputs, "lengths": lengths, "y": y}
     y = np.where(real[..., None], x[:, 1:], np.nan).astype(np.float32)  # (B, T-1, K)
     return {"x": np.ascontiguousarray(x[:, :-1]), "lengths": lengths, "y": y}

@@ -54,6 +54,7 @@ class SequenceModel(nn.Module):
         input_std: list[float] | None = None,
         readout: Readout = "last",
         vocab_size: int | None = None,
+        padding_idx: int | None = PAD_ID,
     ):
         super().__init__()
         self.readout = readout
@@ -64,7 +65,7 @@ class SequenceModel(nn.Module):
         self.register_buffer("in_mean", mean)
         self.register_buffer("in_std", std)
         # Token inputs (x[..., 0] holds ids; 0 pads): a learned embedding instead of standardization.
-        self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=PAD_ID) if vocab_size else None
+        self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=padding_idx) if vocab_size else None
         self.embed_dropout = nn.Dropout(cfg.embedding_dropout)  # identity in eval, and at 0
         self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
         self.head = nn.Linear(self.rnn.output_size, output_size)
@@ -83,8 +84,10 @@ class SequenceModel(nn.Module):
         return self.head(pool_steps(out, last, lengths, how=self.pooling))  # (B, O)
 
     def step(self, x_t: torch.Tensor, state=None):
-        """One step of the recurrence for sampling: x_t (B, C) -> logits (B, O) and the new state."""
-        out, state = self.rnn.step((x_t - self.in_mean) / self.in_std, state)  # (B, D)
+        """One step of the recurrence for sampling: x_t (B, C) values, or (B, 1) token ids -> logits
+        (B, O) and the new state."""
+        x_t = self.embed(x_t[:, 0].long()) if self.embed is not None else (x_t - self.in_mean) / self.in_std  # (B, E|C)
+        out, state = self.rnn.step(x_t, state)  # (B, D)
         return self.head(out), state
 
 
@@ -144,6 +147,7 @@ def build_model(
     input_std: list[float] | None = None,
     readout: Readout = "last",
     vocab_size: int | None = None,
+    padding_idx: int | None = PAD_ID,
 ) -> SequenceModel:
     return SequenceModel(
         cfg,
@@ -153,6 +157,7 @@ def build_model(
         input_std=input_std,
         readout=readout,
         vocab_size=vocab_size,
+        padding_idx=padding_idx,
     )
 
 
@@ -165,10 +170,11 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
         return Seq2Seq(cfg, source_vocab=info.input_size, target_vocab=info.output_size)
     return build_model(
         cfg,
-        input_size=1 if info.tokens_in else info.input_size,  # token ids: one column of ids
+        input_size=1 if info.embedded else info.input_size,  # token ids: one column of ids
         output_size=info.output_size,
         input_mean=info.input_mean,
         input_std=info.input_std,
         readout="every" if info.target in ("tokens", "frames") else "last",
-        vocab_size=info.input_size if info.tokens_in else None,
+        vocab_size=info.input_size if info.embedded else None,
+        padding_idx=PAD_ID if info.tokens_in else None,  # generate's ids are all tokens (padding is masked)
     )

@@ -48,9 +48,7 @@ def sample(
 
 def _as_input(step, *, info: DataInfo) -> torch.Tensor:
     if info.target == "tokens":
-        x = torch.zeros(1, info.input_size)
-        x[0, int(step)] = 1.0  # one-hot (1, V)
-        return x
+        return torch.tensor([[float(step)]])  # (1, 1) the token's id, embedded by the model
     return torch.as_tensor(np.asarray(step, np.float32)).view(1, -1)  # (1, K)
 
 

@@ -74,6 +74,11 @@ class DataInfo:
         """Inputs are token ids (embedded by the model), not values (standardized)."""
         return self.text is not None
 
+    @property
+    def embedded(self) -> bool:
+        """The model embeds token ids: text inputs, and generate's token sequences."""
+        return self.tokens_in or self.target == "tokens"
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -3,7 +3,8 @@
 Two kinds of sequences, told apart by the column's type:
   tokens  a string (read as characters) or a list of integers: softmax over the vocabulary
   frames  a list of 0/1 vectors (e.g. piano-roll frames, several keys at once): one Bernoulli per unit
-Inputs are the steps 0..T-2 (tokens one-hot), targets the steps 1..T-1 (`pipeline.data.transforms.next_step`).
+Inputs are the steps 0..T-2 (token ids, embedded by the model: `model.embedding_dim`), targets the
+steps 1..T-1 (`pipeline.data.transforms.next_step`).
 Metric: negative log-likelihood per step in nats (and perplexity for tokens) against the
 unigram / independent-Bernoulli model fitted on the training split.
 """
