@@ -102,6 +102,11 @@ def texts_of(batch: pa.Table, *, column: str) -> list[str]:
     if column not in batch.column_names:
         raise DataError(f"text column '{column}' is missing (columns: {batch.column_names}); set data.columns")
     arr = batch.column(column)
+    if pat.is_binary(arr.type) or pat.is_large_binary(arr.type):  # CSV readers leave non-UTF-8 text as bytes
+        try:
+            arr = arr.cast(pa.large_string() if pat.is_large_binary(arr.type) else pa.string())
+        except pa.ArrowInvalid as err:
+            raise DataError(f"text column '{column}' is not UTF-8 text; save the file as UTF-8") from err
     if not (pat.is_string(arr.type) or pat.is_large_string(arr.type)):
         raise DataError(f"text column '{column}' holds {arr.type}; expected strings")
     if arr.null_count:

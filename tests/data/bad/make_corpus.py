@@ -43,6 +43,11 @@ def main() -> None:
     labels = ["up"] * 30 + ["down"] * 30 + ["sideways"] * 5
     parts = ["train"] * 25 + ["val"] * 5 + ["train"] * 25 + ["val"] * 5 + ["test"] * 5
     pq.write_table(pa.table({"x": seqs(65), "label": labels, "part": parts}), HERE / "unseen_label.parquet")
+    en, fr = [f"message {i}" for i in range(30)], [f"le message {i}" for i in range(30)]
+    pq.write_table(pa.table({"source": en, "target": fr[:29] + ["   "]}), HERE / "blank_translation.parquet")
+    pq.write_table(pa.table({"en": en, "target": fr}), HERE / "no_source_column.parquet")
+    rows = "".join(f"message {i},le message {i}\n" for i in range(29)).encode() + b"caf\xe9,caf\xe9\n"
+    (HERE / "latin1_pairs.csv").write_bytes(b"source,target\n" + rows)  # Latin-1, not UTF-8
 
 
 if __name__ == "__main__":
