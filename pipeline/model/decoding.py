@@ -42,10 +42,11 @@ def length_penalty(length: int, alpha: float) -> float:
 
 def greedy(stepper: Stepper, *, n: int, max_len: int) -> Decoded:
     """The most likely next token at every step, until </s> or max_len tokens."""
+    device = getattr(stepper, "device", torch.device("cpu"))
     state = stepper.start(n)
-    tokens = torch.full((n,), BOS_ID, dtype=torch.long)
-    out, weights, logp_sum = [], [], torch.zeros(n)
-    done = torch.zeros(n, dtype=torch.bool)
+    tokens = torch.full((n,), BOS_ID, dtype=torch.long, device=device)
+    out, weights, logp_sum = [], [], torch.zeros(n, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
     for _ in range(max_len + 1):  # max_len tokens, then </s> at the latest
         logp, state, attn = stepper.step(tokens, state)  # (n, V), state, (n, S)
         tokens = logp.argmax(dim=-1)  # (n,)
@@ -55,7 +56,7 @@ def greedy(stepper: Stepper, *, n: int, max_len: int) -> Decoded:
         done |= tokens == EOS_ID
         if bool(done.all()):
             break
-    steps, attns = torch.stack(out, 1).tolist(), torch.stack(weights, 1).detach().numpy()  # (n, t), (n, t, S)
+    steps, attns = torch.stack(out, 1).tolist(), torch.stack(weights, 1).detach().float().cpu().numpy()  # (n, t, S)
     result = Decoded(tokens=[], score=logp_sum.tolist())
     for i, seq in enumerate(steps):
         end = seq.index(EOS_ID) if EOS_ID in seq else min(len(seq), max_len)
@@ -75,7 +76,8 @@ def beam_search(stepper: Stepper, *, n: int, beam: int, max_len: int, alpha: flo
     """The best output per source by length-penalized log-probability among `beam`-wide searches."""
     if beam == 1:
         return greedy(stepper, n=n, max_len=max_len)
-    rows = torch.arange(n).repeat_interleave(beam)  # (n*k,) the source of each beam
+    device = getattr(stepper, "device", torch.device("cpu"))
+    rows = torch.arange(n, device=device).repeat_interleave(beam)  # (n*k,) the source of each beam
     state = stepper.select(stepper.start(n), rows)
     scores = torch.full((n, beam), float("-inf"))
     scores[:, 0] = 0.0  # one live beam per source to begin with
@@ -86,7 +88,8 @@ def beam_search(stepper: Stepper, *, n: int, beam: int, max_len: int, alpha: flo
     best_penalty = length_penalty(max_len, alpha)  # the largest penalty: a live beam's best possible score
     last = torch.full((n * beam,), BOS_ID, dtype=torch.long)
     for t in range(max_len + 1):
-        logp, state, attn = stepper.step(last, state)  # (n*k, V), state, (n*k, S)
+        logp, state, attn = stepper.step(last.to(device), state)  # (n*k, V), state, (n*k, S)
+        logp, attn = logp.float().cpu(), attn.detach().float().cpu()  # the search's bookkeeping is on the CPU
         vocab = logp.shape[-1]
         attn = attn.view(n, beam, 1, -1)
         attn_hist = attn if attn_hist is None else torch.cat([attn_hist, attn], dim=2)  # (n, k, t+1, S)
@@ -123,7 +126,7 @@ def beam_search(stepper: Stepper, *, n: int, beam: int, max_len: int, alpha: flo
         if all(done) or bool(torch.isinf(new_scores).all()):
             break
         select = (torch.arange(n)[:, None] * beam + new_from).view(-1)  # (n*k,) flat index of each parent beam
-        state = stepper.select(state, select)
+        state = stepper.select(state, select.to(device))
         tokens = torch.cat([tokens.view(n * beam, -1)[select].view(n, beam, -1), new_tok.unsqueeze(-1)], dim=-1)
         attn_hist = attn_hist.view(n * beam, *attn_hist.shape[2:])[select].view(n, beam, *attn_hist.shape[2:])
         scores, last = new_scores, new_tok.view(-1)
@@ -140,7 +143,7 @@ class _Encoded:
     """A `Stepper` over a Seq2Seq model's encoded batch; the state is (decoder state, memory)."""
 
     def __init__(self, model, x: Tensor, lengths: Tensor):
-        self.model = model
+        self.model, self.device = model, x.device
         self.memory, self.first = model.encode(x, lengths)
 
     def start(self, n: int):
@@ -160,3 +163,9 @@ class _Encoded:
 def translate_batch(model, x: Tensor, lengths: Tensor, *, beam: int, max_len: int, alpha: float) -> Decoded:
     """Source ids x (B, S, 1) and lengths (B,) -> each source's best output (target ids)."""
     return beam_search(_Encoded(model.eval(), x, lengths), n=len(x), beam=beam, max_len=max_len, alpha=alpha)
+
+
+@torch.no_grad()
+def greedy_ids(model, x: Tensor, lengths: Tensor, *, max_len: int) -> list[list[int]]:
+    """Each source's greedy output (target ids): the cheap decoding of every validation epoch."""
+    return greedy(_Encoded(model, x, lengths), n=len(x), max_len=max_len).tokens

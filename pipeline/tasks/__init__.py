@@ -144,6 +144,10 @@ class Task:
     # (model, Arrow rows, *, info, model_cfg) -> outputs of a model that decodes (translate's beam
     # search) instead of answering in one forward pass: test, evaluate and predict call it per batch
     decode: Callable[..., dict[str, Any]] | None = None
+    # (model, a validation batch, *, info) -> (hypotheses, references) as texts, decoded greedily on
+    # the workers every epoch, gathered, and scored by `text_scores` into val_* metrics (translate)
+    val_texts: Callable[..., tuple[list[str], list[str]]] | None = None
+    text_scores: Callable[[list[str], list[str]], dict[str, float]] | None = None
     # further loss terms some data reports (generate: accuracy for token data, not for frames)
     extra_val_metrics: tuple[str, ...] = ()
     higher_is_better: tuple[str, ...] = ()  # metrics (without val_/test_) a sweep maximizes

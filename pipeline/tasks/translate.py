@@ -167,6 +167,25 @@ def decode(model, rows: pa.Table, *, info: DataInfo, model_cfg: ModelConfig) -> 
     return out
 
 
+def val_texts(model, batch: dict, *, info: DataInfo) -> tuple[list[str], list[str]]:
+    """A validation batch decoded greedily -> (translations, references), the references decoded
+    from their target ids (normalized text, as the test's references)."""
+    from pipeline.data.tokenize import EOS_ID
+    from pipeline.model.decoding import greedy_ids
+
+    target = info.task_info.target
+    found = greedy_ids(model.eval(), batch["x"], batch["lengths"], max_len=target.max_tokens)
+    tok = load_tokenizer(target.tokenizer_json)
+    refs = [[i for i in row if i not in (PAD_ID, EOS_ID)] for row in batch["y"].tolist()]
+    return tok.decode_batch(found), tok.decode_batch(refs)
+
+
+def text_scores(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    """Validation: corpus BLEU and chrF of greedy translations (exact match is the test's)."""
+    got = scores(hyps, refs)
+    return {"bleu": got["bleu"], "chrf": got["chrf"]}
+
+
 def normalized(texts, info: TextInfo) -> list[str]:
     """Texts as the tokenizer normalizes them (NFKC, lowercase if set), spaces collapsed."""
     norm = load_tokenizer(info.tokenizer_json).normalizer
@@ -259,5 +278,8 @@ TASK = Task(
     plots=plots,
     export=export,
     decode=decode,
+    val_texts=val_texts,
+    text_scores=text_scores,
+    extra_val_metrics=("bleu", "chrf"),
     higher_is_better=("accuracy", "bleu", "chrf", "exact_match"),
 )

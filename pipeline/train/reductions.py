@@ -47,3 +47,12 @@ def reduce_throughput(sequences: int, seconds: float) -> dict[str, float]:
         dist.all_reduce(seqs, op=dist.ReduceOp.SUM)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
     return {"train_seq_per_s": float(seqs / slowest) if slowest > 0 else float("nan"), "train_epoch_s": float(slowest)}
+
+
+def gather_lists(local: list) -> list:
+    """Every worker's list, concatenated in rank order, on every worker (all_gather_object)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(local)
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return [item for part in parts for item in part]

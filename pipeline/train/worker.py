@@ -28,7 +28,7 @@ from pipeline.telemetry.record import probe_batch, record
 from pipeline.train import checkpoint
 from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
-from pipeline.train.reductions import MeanAccumulator, reduce_means, reduce_throughput
+from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
 
 
 def _rank0_logger(spec: WorkerSpec):
@@ -136,6 +136,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     acc[f"val_{name}"].add(total, n)
 
         metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}
+        if task.val_texts is not None:  # decoded outputs scored over the whole split (BLEU, chrF)
+            metrics |= _decoded_scores(raw_model, val_batches, task=task, info=info, device=device)
         recorded = None
         if probe is not None and epoch in spec.telemetry_epochs:
             recorded = record(raw_model, probe, loss=lambda p, y: task.loss_terms(p.float(), y)["loss"][0], epoch=epoch)
@@ -150,6 +152,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 )
     if logger is not None:
         logger.flush()
+
+
+def _decoded_scores(model: nn.Module, batches, *, task, info: DataInfo, device) -> dict[str, float]:
+    """This worker's validation rows decoded greedily, every worker's texts gathered, then scored:
+    the same corpus-level numbers on every rank."""
+    hyps, refs = [], []
+    with torch.no_grad():
+        for batch in batches:
+            h, r = task.val_texts(model, to_device(batch, device), info=info)
+            hyps += h
+            refs += r
+    model.train()
+    scores = task.text_scores(gather_lists(hyps), gather_lists(refs))
+    return {f"val_{name}": value for name, value in scores.items()}
 
 
 def _worker_nodes(world_size: int) -> list[str]:

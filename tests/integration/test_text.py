@@ -120,7 +120,9 @@ def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, 
     m = summary.metrics
     for name in ("bleu", "chrf", "exact_match"):
         assert 0 <= m[f"test_{name}"] <= 100 and f"baseline_test_{name}" in m
-    assert "val_accuracy" in m
+    assert "val_accuracy" in m and 0 <= m["val_chrf"] <= 100  # greedy translations of the whole val split
+    history = mlflow_client.get_metric_history(summary.run_id, "val_bleu")
+    assert [h.step for h in history] == [0, 1]  # every epoch, by rank 0
     run = mlflow_client.get_run(summary.run_id)
     logged = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
     plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
