@@ -30,7 +30,10 @@ class TrainConfig(Section):
     )
     lr: float = Field(1e-3, gt=0, le=10, description="Adam's learning rate")
     label_smoothing: float = Field(
-        0.0, ge=0, lt=1, description="translate: share of each target token's probability spread over the vocabulary"
+        0.0,
+        ge=0,
+        lt=1,
+        description="classify, translate: share of each target's probability spread evenly over all classes/tokens",
     )
     grad_clip: float | None = Field(1.0, gt=0, le=1e6, description="max gradient norm; null disables")
     workers: int = Field(2, ge=1, le=1024, description="Ray Train workers (data-parallel, DDP)")

@@ -146,10 +146,12 @@ def _label_order(label: str) -> tuple[int, float | str]:
         return (1, label)
 
 
-def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+def loss_terms(
+    pred: torch.Tensor, y: torch.Tensor, *, label_smoothing: float = 0.0
+) -> dict[str, tuple[torch.Tensor, int]]:
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(pred, y, reduction="sum")  # pred: (B, K) logits, y: (B,) ids
+    ce = F.cross_entropy(pred, y, reduction="sum", label_smoothing=label_smoothing)  # pred: (B, K) logits, y: (B,) ids
     correct = (pred.argmax(dim=1) == y).sum()
     return {"loss": (ce, len(y)), "accuracy": (correct.detach().double(), len(y))}
 

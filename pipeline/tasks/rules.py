@@ -55,11 +55,12 @@ def check_translate_keys(cfg: Config, *, task: str) -> None:
     if task == "translate":
         return
     given = [f"model.{k}" for k in TRANSLATE_MODEL_KEYS if getattr(cfg.model, k) is not None]
-    given += ["train.label_smoothing"] if cfg.train.label_smoothing else []
+    given += ["train.label_smoothing"] if cfg.train.label_smoothing and task != "classify" else []
     given += ["data.columns.source"] if cfg.data.columns.source is not None else []
     if given:
         raise ValueError(
-            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for task: translate (task is {task}); remove it"
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for task: translate"
+            f"{' or classify' if given == ['train.label_smoothing'] else ''} (task is {task}); remove it"
         )
 
 
