@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipeline.data.batches import collate_for
 from pipeline.data.tokenize import id_tokens
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.serve.inputs import DataChoice, prepared_inputs
 from pipeline.tasks import get_task
 from pipeline.telemetry.plots import per_token
@@ -35,6 +35,11 @@ class Explained:
 def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_uri: str) -> Explained:
     inputs = prepared_inputs(model_uri, data, tracking_uri=tracking_uri)
     trained = inputs.trained
+    if trained.info.task == "translate":  # telemetry traces one recurrent stack
+        raise ConfigError(
+            f"--model {model_uri} is a translate model (an encoder and a decoder); explain reads single-stack models: "
+            "see its attention in the run's plots/attention.png"
+        )
     rows = inputs.rows.limit(row + 1).take_batch(row + 1, batch_format="pyarrow")
     if rows.num_rows <= row:
         raise DataError(

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from helpers import load_served, served_in_fresh_process
 
 from pipeline import config
+from pipeline.cli.main import run_command
 from pipeline.data.ingest import load_splits
 from pipeline.serve.explain import explain
 from pipeline.serve.inputs import DataChoice
@@ -88,7 +89,7 @@ def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw,
     assert seen.reading[0].startswith("input gate opened most at tokens") and named and set(named) <= words
 
 
-def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, tmp_path, mlflow_client):
+def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, tmp_path, mlflow_client, capsys):
     raw = {
         **tiny_raw,
         "task": "translate",
@@ -140,3 +141,10 @@ def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, 
     got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
     assert written == 2 and got.column("source").to_pylist() == sources
     assert got.column("translation").to_pylist() == served["translation"]  # the same beam search
+
+    uri = ["--model", "models:/tiny-translate/1", "--tracking-uri", cfg.tracking.uri]
+    capsys.readouterr()
+    assert run_command(["translate", *uri, *sources]) == 0
+    assert capsys.readouterr().out.splitlines() == served["translation"]
+    assert run_command(["explain", *uri, "--data", str(new)]) == 2  # one sentence: a translator has no single stack
+    assert "is a translate model" in capsys.readouterr().err
