@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -65,6 +66,23 @@ class TextConfig(Section):
     max_tokens: int = Field(
         256, ge=1, le=100_000, description="longer texts keep their first max_tokens tokens (counted in the run)"
     )
+    keep_whole: list[str] = Field(
+        default_factory=list,
+        description=(
+            "regular expressions: each distinct match in the training texts is one token, never split "
+            "(e.g. placeholders '%\\(\\w+\\)[sd]')"
+        ),
+    )
+
+    @field_validator("keep_whole")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"'{pattern}' is not a regular expression ({err}); fix or remove it") from err
+        return patterns
 
 
 class DataConfig(Section):

@@ -13,7 +13,8 @@ travels with every checkpoint and logged model, and each Ray Data worker rebuild
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,8 +50,9 @@ def _new_tokenizer(kind: TokenizerKind, *, vocab_size: int, lowercase: bool, dec
     specials = [PAD_TOKEN, UNK_TOKEN] + ([BOS_TOKEN, EOS_TOKEN] if decoder_side else [])  # ids 0, 1 (, 2, 3)
     if kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
+        # "first": only a text's start gets the boundary mark, so text after a whole token (keep_whole) decodes back
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(prepend_scheme="first")
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
     else:
         tok = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
@@ -72,11 +74,18 @@ def fit_tokenizer(
     lowercase: bool,
     max_tokens: int,
     decoder_side: bool = False,
+    keep_whole: Sequence[str] = (),
 ) -> TextInfo:
     """Train on batches of the training split's texts; the vocabulary keeps the `vocab_size` most
-    frequent tokens (with <pad> and <unk>, and <s> and </s> for a decoder's target side)."""
+    frequent tokens (with <pad> and <unk>, and <s> and </s> for a decoder's target side). Every
+    distinct match of a `keep_whole` pattern in the training texts (e.g. a placeholder `%(name)s`)
+    becomes one token of its own, never split."""
     tok, trainer = _new_tokenizer(kind, vocab_size=vocab_size, lowercase=lowercase, decoder_side=decoder_side)
-    tok.train_from_iterator(iter(batches), trainer)
+    texts = [t for batch in batches for t in batch]
+    tok.train_from_iterator(iter([texts]), trainer)
+    if keep_whole:
+        patterns = [re.compile(p) for p in keep_whole]
+        tok.add_tokens(sorted({m.group(0) for t in texts for p in patterns for m in p.finditer(t) if m.group(0)}))
     expected = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID} | ({BOS_TOKEN: BOS_ID, EOS_TOKEN: EOS_ID} if decoder_side else {})
     if any(tok.token_to_id(token) != i for token, i in expected.items()):
         raise RuntimeError(f"the tokenizer did not put its special tokens at their ids {expected}")

@@ -65,7 +65,12 @@ def _tokenized(
     train = pa.concat_tables(list(blocks))  # the training texts, on the driver: the tokenizer and TF-IDF fit here
     texts = texts_of(train, column="x")
     info = fit_tokenizer(
-        [texts], kind=text.tokenizer, vocab_size=text.vocab_size, lowercase=text.lowercase, max_tokens=text.max_tokens
+        [texts],
+        kind=text.tokenizer,
+        vocab_size=text.vocab_size,
+        lowercase=text.lowercase,
+        max_tokens=text.max_tokens,
+        keep_whole=text.keep_whole,
     )
     tfidf = text_baselines.tfidf_logreg(texts, train.column("y").to_numpy())
     baselines = functools.partial(

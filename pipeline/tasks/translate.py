@@ -92,6 +92,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
             lowercase=text.lowercase,
             max_tokens=text.max_tokens,
             decoder_side=side == "target",
+            keep_whole=text.keep_whole,
         )
         for side, column in (("source", "x"), ("target", "y"))
     }

@@ -70,3 +70,16 @@ def test_id_tokens_name_what_the_model_saw():
     info = fitted("word")
     ids = tokenize_batch(pa.table({"x": ["A dull zebra!"]}), column="x", info=info).column("x").to_pylist()[0]
     assert id_tokens([*ids, PAD_ID, PAD_ID], info) == ["a", "dull", "<unk>", "!"]
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_kept_whole_matches_are_single_tokens_and_decode_back(kind):
+    from pipeline.data.tokenize import decode_batch, encode_texts
+
+    texts = ["Hello %(name)s!", "Delete %(count)d items? %(name)s", "The {name} page", "Hello world, again"]
+    info = fit_tokenizer(
+        [texts * 5], kind=kind, vocab_size=60, lowercase=False, max_tokens=60, keep_whole=[r"%\(\w+\)[sd]", r"\{\w+\}"]
+    )
+    assert "%(name)s" in tokens("Hi %(name)s.", info) and "{name}" in tokens("The {name} page", info)
+    ids, _ = encode_texts(texts, info)
+    assert decode_batch(ids.to_pylist(), info) == texts  # spaces around the whole tokens restored
