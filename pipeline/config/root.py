@@ -92,6 +92,11 @@ class Config(Section):
         if task.layout == "series" and self.data.window is None:
             self.data.window = WindowConfig()
         task.check(self)
+        val_metrics = [m for m in task.reported_metrics if m.startswith("val_")]
+        if self.train.checkpoint_metric not in val_metrics:
+            metric = self.train.checkpoint_metric
+            hint = suggest(metric, val_metrics) or f"; use one of {', '.join(val_metrics)}"
+            raise ValueError(f"train.checkpoint_metric '{metric}' is not a validation metric of task {self.task}{hint}")
         late = [e for e in self.telemetry.epochs or [] if not 0 <= e < self.train.epochs]
         if late:
             raise ValueError(

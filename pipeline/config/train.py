@@ -64,7 +64,15 @@ class TrainConfig(Section):
         le=1000,
         description="worker-group restarts from the last checkpoint after a worker or node dies (-1: unlimited)",
     )
-    checkpoints_to_keep: int = Field(2, ge=1, le=1000, description="best checkpoints kept, by val_loss")
+    checkpoints_to_keep: int = Field(2, ge=1, le=1000, description="best checkpoints kept, by train.checkpoint_metric")
+    checkpoint_metric: str = Field(
+        "val_loss",
+        max_length=64,
+        description=(
+            "the validation metric that picks the best checkpoint (kept, tested, logged): val_loss, or the task's "
+            "own, e.g. val_accuracy or val_chrf; maximized or minimized as the task says"
+        ),
+    )
 
     @model_validator(mode="after")
     def _fp16_needs_gpu(self) -> TrainConfig:

@@ -17,7 +17,7 @@ from pipeline.config import Config
 from pipeline.data.ingest import load_splits
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.redaction import redact, redact_tree
-from pipeline.tasks import Prepared
+from pipeline.tasks import Prepared, get_task
 from pipeline.track import TrackedRun, sync_epochs
 from pipeline.track.models import warm_export
 from pipeline.track.summary import PhaseClock, RunSummary
@@ -30,7 +30,7 @@ from pipeline.train.worker import WorkerSpec, train_loop_per_worker
 
 @dataclass(frozen=True)
 class FitOutcome:
-    best_checkpoint: str  # path of the best checkpoint by val_loss
+    best_checkpoint: str  # path of the best checkpoint by train.checkpoint_metric
     best_metrics: dict[str, float]
     run_path: str
     history: list[dict[str, float]]  # every epoch's metrics, from the latest checkpoint
@@ -89,8 +89,8 @@ def build_trainer(
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.train.checkpoints_to_keep,
-                checkpoint_score_attribute="val_loss",
-                checkpoint_score_order="min",
+                checkpoint_score_attribute=cfg.train.checkpoint_metric,
+                checkpoint_score_order=get_task(cfg.task).metric_mode(cfg.train.checkpoint_metric),
             ),
             callbacks=[EpochProgress(name=name, epochs=cfg.train.epochs), *(callbacks or [])],
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # per-report INFO lines are noise
@@ -101,7 +101,8 @@ def build_trainer(
     return trainer
 
 
-def fit(trainer: ray.train.torch.TorchTrainer, *, max_failures: int) -> FitOutcome:
+def fit(trainer: ray.train.torch.TorchTrainer, cfg: Config) -> FitOutcome:
+    max_failures = cfg.train.max_failures
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
@@ -114,7 +115,7 @@ def fit(trainer: ray.train.torch.TorchTrainer, *, max_failures: int) -> FitOutco
             else "; set train.max_failures=1 (or more) to restart failed workers from the last checkpoint"
         )
         raise TrainingFailed(f"training failed: {describe_failure(err)}{hint}") from err
-    return outcome_of(result)
+    return outcome_of(result, cfg)
 
 
 def describe_failure(err: ray.train.TrainingFailedError) -> str:
@@ -136,8 +137,10 @@ def _last_line(err: BaseException) -> str:
     return text.splitlines()[-1] if text else type(err).__name__
 
 
-def outcome_of(result: ray.train.Result) -> FitOutcome:
-    best = result.get_best_checkpoint(metric="val_loss", mode="min")
+def outcome_of(result: ray.train.Result, cfg: Config) -> FitOutcome:
+    """The run's best checkpoint by train.checkpoint_metric, its metrics and the epochs' history."""
+    metric = cfg.train.checkpoint_metric
+    best = result.get_best_checkpoint(metric=metric, mode=get_task(cfg.task).metric_mode(metric))
     metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
     with result.checkpoint.as_directory() as latest:
         history = checkpoint.load_meta(latest).history
@@ -167,7 +170,7 @@ def run_training(
         spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri)
         trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
         warm_export()  # the model's export imports load while the workers train
-        outcome = fit(trainer, max_failures=cfg.train.max_failures)
+        outcome = fit(trainer, cfg)
         clock.lap("fit")  # Ray Train: controller, worker group, shards, every epoch, checkpoints
         sync_history(cfg, outcome, run=run, resume_hint=life.resume_hint())
         final = finish_model(

@@ -112,9 +112,9 @@ def trial_outcomes(grid: ray.tune.ResultGrid, *, max_epochs: int) -> dict[str, T
     return out
 
 
-def best_trial_outcome(storage: str, name: str) -> FitOutcome:
+def best_trial_outcome(storage: str, name: str, cfg: Config) -> FitOutcome:
     """The best checkpoint of one finished trial, read back from its Ray Train run directory."""
-    return outcome_of(ray.train.Result.from_path(f"{storage}/{name}"))
+    return outcome_of(ray.train.Result.from_path(f"{storage}/{name}"), cfg)
 
 
 def _finish_sweep(
@@ -127,7 +127,9 @@ def _finish_sweep(
     best = grid.get_best_result(metric=goal.metric, mode=goal.mode, scope="all", filter_nan_and_inf=True)
     best_id = best.metrics["trial_id"]
     best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
-    outcome = best_trial_outcome(trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best_id))
+    outcome = best_trial_outcome(
+        trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best_id), best_cfg
+    )
     children = parent.children()
     best_child = next((parent.child(r.info.run_id) for r in children if r.data.tags.get(TRIAL_TAG) == best_id), None)
     final = finish_model(

@@ -95,7 +95,7 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         owner="trial",
     )
     try:
-        outcome = fit(trainer, max_failures=cfg.train.max_failures)
+        outcome = fit(trainer, cfg)
     except BaseException as err:
         # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
         # group and the TrainController dies under us. The sweep driver closes this run once Tune

@@ -107,7 +107,13 @@ def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, 
             "attention": "additive",
             "beam_size": 2,
         },
-        "train": {**tiny_raw["train"], "epochs": 2, "batch_size": 16, "label_smoothing": 0.1},
+        "train": {
+            **tiny_raw["train"],
+            "epochs": 3,
+            "batch_size": 16,
+            "label_smoothing": 0.1,
+            "checkpoint_metric": "val_chrf",  # the best checkpoint by what the task is judged on
+        },
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-translate"},
     }
     cfg = config.validate(raw)
@@ -122,8 +128,9 @@ def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, 
     for name in ("bleu", "chrf", "exact_match"):
         assert 0 <= m[f"test_{name}"] <= 100 and f"baseline_test_{name}" in m
     assert "val_accuracy" in m and 0 <= m["val_chrf"] <= 100  # greedy translations of the whole val split
-    history = mlflow_client.get_metric_history(summary.run_id, "val_bleu")
-    assert [h.step for h in history] == [0, 1]  # every epoch, by rank 0
+    assert [h.step for h in mlflow_client.get_metric_history(summary.run_id, "val_bleu")] == [0, 1, 2]  # every epoch
+    chrf = {h.step: h.value for h in mlflow_client.get_metric_history(summary.run_id, "val_chrf")}
+    assert m["best_epoch"] == max(chrf, key=lambda e: (chrf[e], -e))  # picked by val_chrf, highest first
     run = mlflow_client.get_run(summary.run_id)
     logged = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
     plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}

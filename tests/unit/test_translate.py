@@ -293,6 +293,17 @@ def _translate(**over):
     return raw
 
 
+def test_the_checkpoint_metric_is_one_the_task_reports_on_validation():
+    cfg = validate(_translate(train__checkpoint_metric="val_chrf"))
+    from pipeline.tasks import get_task
+
+    assert get_task(cfg.task).metric_mode(cfg.train.checkpoint_metric) == "max"
+    with pytest.raises(Exception, match="'val_acuracy' is not a validation metric of task translate; did you mean"):
+        validate(_translate(train__checkpoint_metric="val_acuracy"))
+    with pytest.raises(Exception, match="'test_r2' is not a validation metric of task regression; use one of val_loss"):
+        validate({"train": {"checkpoint_metric": "test_r2"}})
+
+
 def test_a_translate_config_takes_the_decoder_keys():
     cfg = validate(_translate(model__attention="additive", model__beam_size=2, train__label_smoothing=0.1))
     assert cfg.data.text.tokenizer == "bpe"  # the built-in translation sets default to BPE
