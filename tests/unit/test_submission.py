@@ -267,3 +267,11 @@ def test_the_clusters_token_file_is_private_from_its_creation(tmp_path, monkeypa
     old.chmod(0o644)
     local.write_token(old)
     assert created == [0o600] and old.stat().st_mode & 0o777 == 0o600 and len(old.read_text()) == 64
+
+
+def test_this_repository_uploads_without_looking_like_credentials():
+    """What `lstmpipe submit` would upload from this checkout (conf/ included) passes the credential
+    check: a comment such as `... one token: ...` in a shipped config reads as a secret."""
+    repo = Path(__file__).resolve().parents[2]
+    plan = upload.plan_upload(repo, needed=[])
+    assert "conf/experiments/ui_strings_fr.yaml" in plan.paths
