@@ -28,6 +28,10 @@ class ColumnsConfig(Section):
     series: str | None = Field(None, description="forecast, anomaly: the series id column, for many series")
     features: list[str] = Field(default_factory=list, description="forecast, anomaly: extra input columns (covariates)")
     label: str | None = Field(None, description="anomaly: 0/1 column marking anomalous steps (optional)")
+    group: str | None = Field(
+        None,
+        description="transcribe: a column whose values split the test metrics (e.g. held-out fonts or voices)",
+    )
     source: str | None = Field(
         None, description="translate: the source-language text column ('source'); the target text is `target`"
     )
@@ -110,7 +114,8 @@ class DataConfig(Section):
     missing: Literal["error", "drop", "ffill", "zero"] = Field(
         "error",
         description=(
-            "forecast, anomaly: null/NaN/inf values fail (error), or are dropped, forward-filled or zeroed per series"
+            "forecast, anomaly: null/NaN/inf values fail (error), or are dropped, forward-filled or zeroed per series; "
+            "transcribe: transcripts too long for their frames fail (error) or are dropped and counted (drop)"
         ),
     )
     anomaly_quantile: float | None = Field(

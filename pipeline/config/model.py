@@ -58,6 +58,15 @@ class ModelConfig(Section):
     max_output_tokens: int | None = Field(
         None, ge=1, le=100_000, description="translate: longest output decoded (data.text.max_tokens)"
     )
+    subsample: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description=(
+            "transcribe: frames averaged in groups of this many after the first layer, so the upper layers and the "
+            "CTC output run at a lower frame rate (needs model.num_layers >= 2; 1 = none)"
+        ),
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
@@ -77,6 +86,11 @@ class ModelConfig(Section):
         if self.forget_bias is not None and self.cell in ("nfg", "cifg"):
             raise ValueError(
                 f"model.forget_bias does not apply to {self.cell}, which has no forget gate of its own: remove it"
+            )
+        if (self.subsample or 1) > 1 and self.num_layers == 1:
+            raise ValueError(
+                f"model.subsample {self.subsample} pools frames between the first and second layers and "
+                "model.num_layers is 1; set model.num_layers: 2 (or more) or remove model.subsample"
             )
         if self.dropout > 0 and self.num_layers == 1:
             raise ValueError(

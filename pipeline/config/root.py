@@ -23,7 +23,7 @@ from pipeline.data.sources import SOURCES
 
 
 class Config(Section):
-    task: Literal["regression", "classify", "forecast", "generate", "anomaly", "translate"] = Field(
+    task: Literal["regression", "classify", "forecast", "generate", "anomaly", "translate", "transcribe"] = Field(
         "regression", description="what a sequence means: pipeline/tasks/<task>.py (docs/tasks-and-data.md)"
     )
     data: DataConfig = Field(

@@ -14,7 +14,7 @@ import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
 from pipeline.data.shuffle import length_batches, worker_positions, worker_rows
-from pipeline.data.transforms import float_targets, next_step, sequences_to_arrays, teacher_forcing
+from pipeline.data.transforms import float_targets, label_sequences, next_step, sequences_to_arrays, teacher_forcing
 
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo, TargetKind
@@ -38,6 +38,10 @@ class SequenceBatch(ArrowBatchCollateFn):
         if self.target in ("tokens", "frames"):
             return {k: torch.from_numpy(v) for k, v in next_step(arrays, target=self.target).items()}
         out = {"x": torch.from_numpy(arrays["x"]), "lengths": torch.from_numpy(arrays["lengths"])}
+        if self.target == "labels":  # transcribe: label ids, 0 (CTC's blank) past each end
+            if "y" in batch.column_names:
+                out["y"] = torch.from_numpy(label_sequences(batch, column="y"))
+            return out
         if self.target == "sequence":  # translate: the decoder's input and target
             if "y" in batch.column_names:
                 out |= {k: torch.from_numpy(v) for k, v in teacher_forcing(batch, column="y").items()}

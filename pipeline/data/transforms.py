@@ -144,3 +144,15 @@ def teacher_forcing(batch: pa.Table, *, column: str) -> dict[str, np.ndarray]:
     y[rows, steps] = flat
     y[np.arange(len(lengths)), lengths] = EOS_ID
     return {"y_in": y_in, "y": y}
+
+
+def label_sequences(batch: pa.Table, *, column: str) -> np.ndarray:
+    """Label ids per row (list<int64>) -> (B, L_max) int64, 0 past each end (CTC's blank is never a label)."""
+    arr = _column(batch, column)
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)  # (B,)
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    out = np.zeros((len(lengths), int(lengths.max()) if len(lengths) else 0), dtype=np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)  # (sum L_i,)
+    steps = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # position within its row
+    out[rows, steps] = flat
+    return out

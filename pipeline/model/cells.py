@@ -170,6 +170,11 @@ class Recurrent(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)  # between layers
         self.width = width
         self.output_size = width * directions
+        self.subsample = cfg.subsample or 1  # transcribe: frames pooled by this factor after the first layer
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """(B,) input steps -> (B,) output steps (fewer when the stack subsamples)."""
+        return torch.div(lengths + self.subsample - 1, self.subsample, rounding_mode="floor")
 
     def forward(self, x: Tensor, lengths: Tensor | None = None, *, padding: Padding = "pack") -> tuple[Tensor, Tensor]:
         b, t, _ = x.shape
@@ -184,6 +189,8 @@ class Recurrent(nn.Module):
                 out = _run(cell, inp, lengths, padding=padding)  # (B, T, width)
                 outs.append(out if d == 0 else reverse_padded(out, lengths))
             x = torch.cat(outs, dim=-1)  # (B, T, D)
+            if k == 0 and self.subsample > 1:
+                x, lengths = pool_time(x, lengths, factor=self.subsample), self.output_lengths(lengths)
         last_step = (lengths.to(x.device) - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, self.width)
         last = x[..., : self.width].gather(1, last_step).squeeze(1)  # (B, width) forward direction
         if len(self.layers[0]) == 2:
@@ -199,6 +206,18 @@ class Recurrent(nn.Module):
             x, s = cell(x, state=s) if isinstance(cell, VariantLayer) else cell(x, s)
             new.append(s)
         return x[:, 0], new
+
+
+def pool_time(x: Tensor, lengths: Tensor, *, factor: int) -> Tensor:
+    """x (B, T, D) -> (B, ceil(T / factor), D): the mean of each `factor` consecutive real steps
+    (padding excluded; zeros past each sequence's new end)."""
+    b, t, d = x.shape
+    pad = -t % factor
+    real = (torch.arange(t + pad, device=x.device)[None, :] < lengths.to(x.device)[:, None]).to(x.dtype)  # (B, T+p)
+    x = nn.functional.pad(x, (0, 0, 0, pad)) * real.unsqueeze(-1)  # (B, T+p, D)
+    summed = x.reshape(b, -1, factor, d).sum(dim=2)  # (B, T', D)
+    counts = real.reshape(b, -1, factor).sum(dim=2, keepdim=True)  # (B, T', 1)
+    return summed / counts.clamp(min=1)
 
 
 def _run(cell: nn.Module, x: Tensor, lengths: Tensor, *, padding: Padding) -> Tensor:

@@ -168,6 +168,17 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
         from pipeline.model.seq2seq import Seq2Seq
 
         return Seq2Seq(cfg, source_vocab=info.input_size, target_vocab=info.output_size)
+    if info.target == "labels":
+        from pipeline.model.ctc import Transcriber
+
+        return Transcriber(
+            cfg,
+            input_size=info.input_size,
+            output_size=info.output_size,
+            input_mean=info.input_mean,
+            input_std=info.input_std,
+            readout="every",
+        )
     return build_model(
         cfg,
         input_size=1 if info.embedded else info.input_size,  # token ids: one column of ids

@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 # float: value(s) per sequence; class: a class id; tokens/frames: the next step of the sequence itself
 # sequence: a token sequence of its own length (translate: the target text's ids)
-TargetKind = Literal["float", "class", "tokens", "frames", "sequence"]
+# labels: a label sequence shorter than the input, aligned by CTC (transcribe)
+TargetKind = Literal["float", "class", "tokens", "frames", "sequence", "labels"]
 Layout = Literal["rows", "series"]  # one row per sequence, or long format: one row per series and time step
-TASKS = ("regression", "classify", "forecast", "generate", "anomaly", "translate")  # each is pipeline.tasks.<name>
+# each is pipeline.tasks.<name>
+TASKS = ("regression", "classify", "forecast", "generate", "anomaly", "translate", "transcribe")
 
 
 @dataclass
@@ -118,7 +120,7 @@ class Task:
     name: str
     layout: Layout
     info_type: type[TaskInfo]
-    prepare: Callable[..., Prepared]  # (ds, data_cfg, *, path) -> Prepared
+    prepare: Callable[..., Prepared]  # (ds, data_cfg, *, path[, model_cfg]) -> Prepared
     # (pred, y) -> {"loss": (sum, count), ...}: summed over the batch, reduced across workers
     loss_terms: Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]
     # ({"pred", "y", extra columns}, info) over the whole test split -> {"test_x", "baseline_test_x"}
@@ -151,6 +153,8 @@ class Task:
     # further loss terms some data reports (generate: accuracy for token data, not for frames)
     extra_val_metrics: tuple[str, ...] = ()
     higher_is_better: tuple[str, ...] = ()  # metrics (without val_/test_) a sweep maximizes
+    # prepare also takes model_cfg= (transcribe: which transcripts fit their frames after model.subsample)
+    prepare_reads_model: bool = False
 
     @property
     def reported_metrics(self) -> list[str]:

@@ -18,14 +18,16 @@ ANOMALY_ONLY = "data.anomaly_quantile and data.columns.label are only for task: 
 
 
 TEXT_TASKS = ("classify", "translate")
-TRANSLATE_MODEL_KEYS = (
-    "attention",
-    "decoder_hidden_size",
-    "decoder_layers",
-    "beam_size",
-    "length_penalty",
-    "max_output_tokens",
-)
+# model keys that only some tasks read: the decoder's (translate) and decoding's (translate, transcribe)
+TASK_MODEL_KEYS = {
+    "attention": ("translate",),
+    "decoder_hidden_size": ("translate",),
+    "decoder_layers": ("translate",),
+    "beam_size": ("translate", "transcribe"),
+    "length_penalty": ("translate",),
+    "max_output_tokens": ("translate",),
+    "subsample": ("transcribe",),
+}
 
 
 def check_text(cfg: Config, *, task: str) -> None:
@@ -50,23 +52,22 @@ def check_text(cfg: Config, *, task: str) -> None:
         )
 
 
-def check_translate_keys(cfg: Config, *, task: str) -> None:
-    """The decoder's and the target side's keys are read by task: translate only."""
-    if task == "translate":
-        return
-    given = [f"model.{k}" for k in TRANSLATE_MODEL_KEYS if getattr(cfg.model, k) is not None]
-    given += ["train.label_smoothing"] if cfg.train.label_smoothing and task != "classify" else []
-    given += ["data.columns.source"] if cfg.data.columns.source is not None else []
-    if given:
-        raise ValueError(
-            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for task: translate"
-            f"{' or classify' if given == ['train.label_smoothing'] else ''} (task is {task}); remove it"
-        )
+def check_task_keys(cfg: Config, *, task: str) -> None:
+    """The decoder's, the decoding's and the target side's keys are read by the tasks that decode."""
+    for key, tasks in TASK_MODEL_KEYS.items():
+        if getattr(cfg.model, key) is not None and task not in tasks:
+            raise ValueError(f"model.{key} is for task: {' or '.join(tasks)} (task is {task}); remove it")
+    if cfg.train.label_smoothing and task not in ("translate", "classify"):
+        raise ValueError(f"train.label_smoothing is for task: translate or classify (task is {task}); remove it")
+    if cfg.data.columns.source is not None and task != "translate":
+        raise ValueError(f"data.columns.source is for task: translate (task is {task}); remove it")
+    if cfg.data.columns.group is not None and task != "transcribe":
+        raise ValueError(f"data.columns.group is for task: transcribe (task is {task}); remove it")
 
 
 def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
     check_text(cfg, task=task)
-    check_translate_keys(cfg, task=task)
+    check_task_keys(cfg, task=task)
     if task == "generate" and cfg.model.pooling != "last":
         raise ValueError("model.pooling does not apply to generate, which reads out every step; remove it")
     data, columns = cfg.data, cfg.data.columns
@@ -88,7 +89,9 @@ def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
         return
     if data.window is not None:
         raise ValueError(f"data.window is only for task: forecast or anomaly (task is {task}); remove it")
-    if data.missing != "error":
+    if task == "transcribe" and data.missing not in ("error", "drop"):
+        raise ValueError(f"data.missing: {data.missing} does not apply to transcripts; use error or drop")
+    if data.missing != "error" and task != "transcribe":
         raise ValueError(
             f"data.missing is only for task: forecast or anomaly (task is {task}); clean the sequences instead"
         )

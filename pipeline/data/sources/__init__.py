@@ -25,6 +25,7 @@ from pipeline.data.sources import (
     anomalies,
     chorales,
     digits,
+    handwriting,
     japanese_vowels,
     numbers,
     sentiment,
@@ -174,6 +175,17 @@ SOURCES: dict[str, Source] = {
         text=True,
         fetched=True,
         tokenizer="bpe",
+    ),
+    "handwriting": Source(
+        name="handwriting",
+        size="9,529 written words (8,136 train; test: 562 in the training fonts, 281 in a held-out font)",
+        task="transcribe",
+        description=(
+            "Online handwriting: Lady Susan's words written in Hershey script fonts with random slant, scale, drift "
+            "and pen speed, as (dx, dy, pen_up) moves; test words never trained on"
+        ),
+        options_model=handwriting.HandwritingOptions,
+        generate=handwriting.generate,
     ),
     "sunspots": Source(
         name="sunspots",

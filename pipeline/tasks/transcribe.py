@@ -1,0 +1,340 @@
+"""`transcribe`: frames -> a label sequence of its own, shorter length, by CTC (`pipeline.model.ctc`).
+
+Rows: x = float frames (T, C) (pen moves, audio features, any sensor), y = the transcript's label
+ids. The alphabet is the training split's characters, fitted once and saved with the model (id 0
+is CTC's blank, so a character c has id 1 + its place in the alphabet); a transcript character
+never seen in training is an error naming it. A transcript that cannot be aligned to its frames
+after `model.subsample` (fewer frames than labels plus the blanks between repeats) fails, or is
+dropped and counted with `data.missing: drop`.
+
+Training minimizes CTC's negative log-likelihood per label; every epoch the validation split is
+decoded greedily on the workers and scored (`val_cer`, `val_wer`). The test split is decoded on
+the driver by prefix beam search (`model.beam_size`) and scored with jiwer: character and word
+error rates and sequence accuracy, beside the most frequent training transcript as the baseline,
+overall and per value of `data.columns.group` if set (e.g. held-out fonts or voices).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.data.scaling import fit_input_stats
+from pipeline.data.splitting import SPLITS, data_errors, split_labels, split_rows
+from pipeline.data.tokenize import texts_of
+from pipeline.data.transforms import sequence_values
+from pipeline.errors import DataError
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks.rules import check_layout
+
+if TYPE_CHECKING:
+    import ray.data
+    import torch
+    from matplotlib.figure import Figure
+
+    from pipeline.config import Config, DataConfig, ModelConfig
+
+TEXT_COLUMNS = ("x", "text", "group")  # the rows a split keeps
+
+
+@dataclass
+class TranscribeInfo(TaskInfo):
+    alphabet: list[str]  # label id i + 1 -> character (id 0 is the blank)
+    most_frequent: str  # the baseline's answer: the most frequent training transcript
+    subsample: int = 1  # frames per output step (model.subsample)
+    dropped: dict[str, int] = field(default_factory=dict)  # unalignable rows dropped per split (data.missing: drop)
+
+
+def _rows(batch: pa.Table, *, frames: str, text: str | None, group: str | None, split: str | None) -> pa.Table:
+    """The user's columns -> (x frames[, text][, group][, split]), every frame and transcript checked."""
+    sequence_values(batch, column=frames)  # lists of equal-width finite frames, none empty
+    columns = {"x": batch.column(frames)}
+    if text is not None:
+        columns["text"] = pa.array(texts_of(batch, column=text), pa.string())
+    if group is not None:
+        if group not in batch.column_names:
+            raise DataError(
+                f"group column '{group}' is missing (columns: {batch.column_names}); fix data.columns.group"
+            )
+        columns["group"] = batch.column(group).cast(pa.string()).fill_null("")
+    if split is not None:
+        columns["split"] = split_labels(batch, column=split)
+    return pa.table(columns)
+
+
+def encode(texts: list[str], alphabet: list[str], *, where: str) -> list[list[int]]:
+    """Transcripts -> label ids (1 + place in the alphabet); a character the alphabet lacks is an error."""
+    index = {c: i + 1 for i, c in enumerate(alphabet)}
+    out = []
+    for row, text in enumerate(texts):
+        try:
+            out.append([index[c] for c in text])
+        except KeyError as err:
+            raise DataError(
+                f"{where} row {row}: transcript {text!r} has the character {err.args[0]!r}, never seen in the "
+                "training split; add training rows with it or drop those rows"
+            ) from err
+    return out
+
+
+def labels(batch: pa.Table, *, alphabet: list[str], subsample: int, where: str) -> pa.Table:
+    """Rows -> rows with y (label ids) and `alignable`: frames after subsampling are enough for CTC."""
+    ids = encode(batch.column("text").to_pylist(), alphabet, where=where)
+    frames = -(-pc.list_value_length(batch.column("x")).to_numpy(zero_copy_only=False) // subsample)  # ceil
+    needed = np.fromiter((len(i) + sum(a == b for a, b in zip(i, i[1:])) for i in ids), np.int64, len(ids))
+    return batch.append_column("y", pa.array(ids, pa.list_(pa.int64()))).append_column(
+        "alignable", pa.array(frames >= needed)
+    )
+
+
+def _alignable(batch: pa.Table) -> pa.Table:
+    return batch.filter(batch.column("alignable"))
+
+
+def _text_column(cfg: DataConfig) -> str:
+    return cfg.columns.target
+
+
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
+    rows = functools.partial(
+        _rows, frames=cfg.columns.sequence, text=_text_column(cfg), group=cfg.columns.group, split=cfg.split_column
+    )
+    keep = TEXT_COLUMNS if cfg.columns.group else TEXT_COLUMNS[:2]
+    with data_errors(path):
+        splits = split_rows(
+            ds.map_batches(rows, batch_format="pyarrow", zero_copy_batch=True), cfg, path=path, keep=keep
+        )
+        texts = [
+            t
+            for b in splits[0].select_columns(["text"]).iter_batches(batch_format="pyarrow")
+            for t in b["text"].to_pylist()
+        ]
+    alphabet = sorted(set("".join(texts)))
+    subsample = model_cfg.subsample or 1
+    out, dropped = [], {}
+    with data_errors(path):
+        for name, split in zip(SPLITS, splits):
+            fn = functools.partial(labels, alphabet=alphabet, subsample=subsample, where=f"{name} split")
+            split = split.map_batches(fn, batch_format="pyarrow").materialize()
+            bad = split.count() - int(split.sum("alignable") or 0)
+            if bad and cfg.missing != "drop":
+                raise DataError(
+                    f"{bad} transcript(s) of the {name} split are longer than their frames after model.subsample "
+                    f"{subsample} allows (CTC cannot align them); lower model.subsample or set data.missing: drop"
+                )
+            dropped[name] = bad
+            out.append(split.map_batches(_alignable, batch_format="pyarrow").materialize() if bad else split)
+    train, val, test = out
+    stats = fit_input_stats(train, standardize=cfg.input_scaling == "standard")
+    info = DataInfo(
+        task="transcribe",
+        target="labels",
+        input_size=stats.channels,
+        output_size=len(alphabet) + 1,
+        max_len=stats.max_len,
+        input_mean=stats.mean,
+        input_std=stats.std,
+        num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
+        task_info=TranscribeInfo(
+            alphabet=alphabet, most_frequent=Counter(texts).most_common(1)[0][0], subsample=subsample, dropped=dropped
+        ),
+    )
+    return Prepared(train=train, val=val, test=test, info=info)
+
+
+def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
+    """Frames (and transcripts and groups, if the data has them: then predict and evaluate score)."""
+    names = ds.schema().names
+    text = _text_column(cfg) if _text_column(cfg) in names else None
+    group = cfg.columns.group if cfg.columns.group in names else None
+    fn = functools.partial(_rows, frames=cfg.columns.sequence, text=text, group=group, split=None)
+    return ds.map_batches(fn, batch_format="pyarrow")
+
+
+def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    """pred (B, T', V) logits, NaN past each end; y (B, L) label ids, 0 past each end. The loss is
+    CTC's negative log-likelihood per label; `infeasible` counts rows no alignment fits (their loss
+    is zeroed, so they give no gradient)."""
+    import torch.nn.functional as F
+
+    from pipeline.model.ctc import BLANK, infeasible, log_probs, output_lengths
+
+    frames, label_lengths = output_lengths(pred), (y != BLANK).sum(dim=1)  # (B,), (B,)
+    nll = F.ctc_loss(
+        log_probs(pred).transpose(0, 1),  # (T', B, V)
+        y,
+        frames,
+        label_lengths,
+        blank=BLANK,
+        reduction="none",
+        zero_infinity=True,
+    )  # (B,)
+    bad = infeasible(label_lengths, y, frames)
+    return {"loss": (nll.sum(), int(label_lengths.sum())), "infeasible": (bad.sum().double(), int(y.shape[0]))}
+
+
+def texts(ids: list[list[int]], alphabet: list[str]) -> list[str]:
+    return ["".join(alphabet[i - 1] for i in row if i > 0) for row in ids]
+
+
+def decode(model, rows: pa.Table, *, info: DataInfo, model_cfg: ModelConfig) -> dict[str, Any]:
+    """Rows (x frames[, text][, group]) -> each row's transcript (`hyp`) by prefix beam search, with
+    its per-frame posteriors."""
+    import torch
+
+    from pipeline.data.batches import collate_for
+    from pipeline.model.ctc import decode_batch, output_lengths
+
+    batch = collate_for(info)(rows)
+    with torch.no_grad():
+        logits = model(batch["x"], batch["lengths"])  # (B, T', V)
+    found, posteriors = decode_batch(logits, beam=int(model_cfg.decoding["beam_size"]))
+    n = output_lengths(logits).tolist()
+    out = {
+        "hyp": np.asarray(texts(found, info.task_info.alphabet), dtype=object),
+        "posteriors": [posteriors[i, : n[i]] for i in range(len(n))],  # (T'_i, V) each
+        "frames": [batch["x"][i, :length].numpy() for i, length in enumerate(batch["lengths"].tolist())],
+    }
+    for name in ("text", "group"):
+        if name in rows.column_names:
+            out["ref" if name == "text" else name] = np.asarray(rows.column(name).to_pylist(), dtype=object)
+    return out
+
+
+def val_texts(model, batch: dict, *, info: DataInfo) -> tuple[list[str], list[str]]:
+    """A validation batch decoded greedily -> (transcripts, references)."""
+    from pipeline.model.ctc import greedy, log_probs, output_lengths
+
+    model.eval()
+    logits = model(batch["x"], batch["lengths"])
+    lp, n = log_probs(logits).float().cpu().numpy(), output_lengths(logits).tolist()
+    alphabet = info.task_info.alphabet
+    return texts([greedy(lp[i, : n[i]]) for i in range(len(n))], alphabet), texts(batch["y"].tolist(), alphabet)
+
+
+def scores(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    """Character and word error rates (jiwer, over the whole corpus) and exact-sequence accuracy."""
+    import jiwer
+
+    if not refs:
+        return {"cer": float("nan"), "wer": float("nan"), "seq_accuracy": float("nan")}
+    return {
+        "cer": float(jiwer.cer(list(refs), list(hyps))),
+        "wer": float(jiwer.wer(list(refs), list(hyps))),
+        "seq_accuracy": float(np.mean([h == r for h, r in zip(hyps, refs)])),
+    }
+
+
+def text_scores(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    got = scores(hyps, refs)
+    return {"cer": got["cer"], "wer": got["wer"]}
+
+
+def _name(group: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", group.lower()).strip("_") or "none"
+
+
+def test_metrics(out: dict[str, Any], info: DataInfo) -> dict[str, float]:
+    hyps, refs = list(out["hyp"]), list(out["ref"])
+    baseline = [info.task_info.most_frequent] * len(refs)
+    metrics = {f"test_{k}": v for k, v in scores(hyps, refs).items()}
+    metrics |= {f"baseline_test_{k}": v for k, v in scores(baseline, refs).items()}
+    groups = np.asarray(out.get("group", []), dtype=object)
+    for group in sorted(set(groups.tolist())):
+        rows = np.flatnonzero(groups == group)
+        got = scores([hyps[i] for i in rows], [refs[i] for i in rows])
+        base = scores([baseline[i] for i in rows], [refs[i] for i in rows])
+        metrics |= {f"test_{k}_{_name(group)}": v for k, v in got.items()}
+        metrics |= {f"baseline_test_{k}_{_name(group)}": v for k, v in base.items()}
+    return metrics
+
+
+def outputs(out: dict[str, Any], info: DataInfo) -> dict[str, Any]:
+    cols = {"transcript": out["hyp"]}
+    if "ref" in out:
+        cols["reference"] = out["ref"]
+    if "group" in out:
+        cols["group"] = out["group"]
+    return cols
+
+
+def export(out: dict[str, Any], info: DataInfo) -> pa.Table:
+    """Every test row's reference and transcript (logged as test_transcribe.parquet), with its CER."""
+    import jiwer
+
+    cols = {k: pa.array(list(v), pa.string()) for k, v in outputs(out, info).items()}
+    cer = [float(jiwer.cer(r, h)) for r, h in zip(out["ref"], out["hyp"])]
+    return pa.table(cols | {"cer": pa.array(cer, pa.float64())})
+
+
+def alignments(out: dict[str, Any], info: DataInfo, *, rows: int = 4) -> Figure:
+    """For the first test rows: the input above (pen strokes for (dx, dy, pen_up) frames, else the
+    frames as an image) and the CTC posteriors of the labels per output frame below."""
+    from matplotlib.figure import Figure
+
+    shown = list(range(min(rows, len(out["hyp"]))))
+    fig = Figure(figsize=(4.5 * len(shown), 5.5), layout="constrained")
+    axes = fig.subplots(2, len(shown), squeeze=False, height_ratios=[1, 1.4])
+    labels_of = ["_"] + list(info.task_info.alphabet)  # "_" is the blank
+    for col, i in enumerate(shown):
+        top, bottom = axes[0][col], axes[1][col]
+        frames = out["frames"][i]  # (T, C)
+        if frames.shape[1] == 3:  # pen moves: draw the strokes
+            xy, up = np.cumsum(frames[:, :2], axis=0), frames[:, 2] > 0.5
+            for stroke in np.split(np.arange(len(xy)), np.flatnonzero(up)):
+                top.plot(xy[stroke, 0], xy[stroke, 1], "k-", lw=1)
+            top.set_aspect("equal")
+            top.axis("off")
+        else:
+            top.imshow(frames.T, aspect="auto", origin="lower", cmap="magma")
+            top.set_xlabel("frame")
+        post = out["posteriors"][i]  # (T', V)
+        used = sorted(set(np.flatnonzero(post.max(axis=0) > 0.1)) | {0})
+        bottom.imshow(post[:, used].T, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        bottom.set_yticks(range(len(used)), [labels_of[u] for u in used], fontsize=7)
+        bottom.set_xlabel("output frame")
+        truth = out["ref"][i] if "ref" in out else "?"
+        top.set_title(f"truth: {truth!r}\ndecoded: {out['hyp'][i]!r}", fontsize=9)
+    fig.suptitle("CTC alignment: label posteriors per output frame (_ = blank)")
+    return fig
+
+
+def plots(out: dict[str, Any], info: DataInfo) -> dict[str, Figure]:
+    return {"alignment.png": alignments(out, info)}
+
+
+def check(cfg: Config) -> None:
+    check_layout(cfg, task="transcribe", layout="rows")
+    if cfg.model.pooling != "last":
+        raise ValueError("model.pooling does not apply to transcribe, which labels every frame; remove it")
+    if cfg.telemetry.enabled:
+        raise ValueError("telemetry is not recorded for transcribe models yet; remove telemetry")
+
+
+TASK = Task(
+    name="transcribe",
+    layout="rows",
+    info_type=TranscribeInfo,
+    prepare=prepare,
+    loss_terms=loss_terms,
+    test_metrics=test_metrics,
+    val_metric="cer",
+    inference_rows=inference_rows,
+    outputs=outputs,
+    check=check,
+    plots=plots,
+    export=export,
+    decode=decode,
+    val_texts=val_texts,
+    text_scores=text_scores,
+    extra_val_metrics=("wer", "infeasible"),
+    higher_is_better=("seq_accuracy",),
+    prepare_reads_model=True,
+)
