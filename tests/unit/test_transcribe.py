@@ -9,8 +9,8 @@ import torch
 
 from pipeline.config import ModelConfig, validate
 from pipeline.errors import DataError
-from pipeline.model.ctc import BLANK, Transcriber, greedy, infeasible, output_lengths, prefix_beam
 from pipeline.model.cells import pool_time
+from pipeline.model.ctc import BLANK, Transcriber, greedy, infeasible, output_lengths, prefix_beam
 from pipeline.tasks import transcribe
 
 # ---- the handwriting source
