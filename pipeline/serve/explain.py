@@ -40,6 +40,11 @@ def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_u
             f"--model {model_uri} is a translate model (an encoder and a decoder); explain reads single-stack models: "
             "see its attention in the run's plots/attention.png"
         )
+    if trained.info.task == "transcribe":  # telemetry is not recorded for CTC models (tasks/transcribe.py)
+        raise ConfigError(
+            f"--model {model_uri} is a transcribe model; explain does not trace CTC models yet: see its alignments in "
+            "the run's plots/alignment.png"
+        )
     rows = inputs.rows.limit(row + 1).take_batch(row + 1, batch_format="pyarrow")
     if rows.num_rows <= row:
         raise DataError(

@@ -1,5 +1,6 @@
-"""Text in, answers out, for a trained text model (classify on text, translate): the served
-pyfunc (`pipeline.track.text_model`), `lstmpipe translate` and the tests share this one path.
+"""Text in, answers out, for a trained text model (classify on text, translate), and frames in,
+text out for a transcriber: the served pyfunc (`pipeline.track.text_model`), `lstmpipe translate`
+and the tests share this one path.
 
 The texts are tokenized with the model's own tokenizers (saved in its data info), then the task
 answers as `lstmpipe predict` does: a class and its probability, or a translation by beam search.
@@ -20,9 +21,14 @@ from pipeline.serve.loading import Trained
 from pipeline.tasks import get_task
 
 
-def text_rows(texts: list[str], trained: Trained) -> pa.Table:
-    """Texts -> rows as the model's task prepares them (token ids; the texts kept for translate)."""
+def text_rows(texts: list, trained: Trained) -> pa.Table:
+    """Texts -> rows as the model's task prepares them (token ids; the texts kept for translate);
+    a transcriber's frames ((T, C) lists) -> rows of frames, checked as training checked them."""
     info = trained.info
+    if info.task == "transcribe":
+        from pipeline.tasks.transcribe import frame_rows
+
+        return frame_rows(texts)
     if info.text is None:
         raise DataError(f"this {info.task} model reads numeric sequences, not text; use lstmpipe predict")
     batch = pa.table({"x": pa.array(texts, pa.string())})

@@ -69,6 +69,15 @@ def _rows(batch: pa.Table, *, frames: str, text: str | None, group: str | None, 
     return pa.table(columns)
 
 
+def frame_rows(frames: list) -> pa.Table:
+    """Frames as a client sends them ((T, C) nested lists or arrays per row) -> rows (x), checked."""
+    try:
+        x = pa.array([np.asarray(f, dtype=np.float32).tolist() for f in frames], pa.list_(pa.list_(pa.float32())))
+    except (ValueError, TypeError, pa.ArrowException) as err:
+        raise DataError(f"frames must be (steps, features) numbers per row ({err}); send lists of float lists") from err
+    return _rows(pa.table({"x": x}), frames="x", text=None, group=None, split=None)
+
+
 def encode(texts: list[str], alphabet: list[str], *, where: str) -> list[list[int]]:
     """Transcripts -> label ids (1 + place in the alphabet); a character the alphabet lacks is an error."""
     index = {c: i + 1 for i, c in enumerate(alphabet)}

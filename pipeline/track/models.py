@@ -111,18 +111,19 @@ def log_text_model(
     run: TrackedRun,
     checkpoint_dir: str | Path,
     *,
-    input_example: list[str],
+    input_example: list,
     output_example: dict[str, list],
+    input_column: str = "text",
     metadata: dict[str, Any] | None = None,
     register_as: str | None = None,
     alias: str | None = None,
 ) -> LoggedModel:
-    """Log a text model as a pyfunc from code (`text_model.py`): a string column `text` in, the
-    task's columns out; the checkpoint is its artifact, this package its code."""
+    """Log a text model as a pyfunc from code (`text_model.py`): a string column `text` (frames for
+    a transcriber) in, the task's columns out; the checkpoint is its artifact, this package its code."""
     import pandas as pd
 
     here = Path(__file__).resolve()
-    inputs = pd.DataFrame({"text": input_example})
+    inputs = pd.DataFrame({input_column: input_example})
     with _fluent_api_at(run.uri), warnings.catch_warnings(), _no_progress_bars():
         warnings.simplefilter("ignore")
         with mlflow.start_run(run_id=run.run_id):

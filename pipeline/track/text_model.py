@@ -1,6 +1,7 @@
-"""The served text model: an MLflow pyfunc that takes a string column `text` and answers as
-`lstmpipe predict` does (classify on text: `predicted`, `probability`; translate: `source`,
-`translation`), tokenizing with the model's own tokenizers and decoding by beam search inside.
+"""The served text model: an MLflow pyfunc that takes a string column `text` (or, for transcribe,
+a column `frames` of (T, C) float lists) and answers as `lstmpipe predict` does (classify on text:
+`predicted`, `probability`; translate: `source`, `translation`; transcribe: `transcript`),
+tokenizing with the model's own tokenizers and decoding by beam search inside.
 
 Logged as a model from code (`text_model_code.py`, no pickled Python object) with the run's
 checkpoint as its artifact and this package as its code, so `mlflow.pyfunc.load_model` in a
@@ -15,6 +16,11 @@ import mlflow.pyfunc
 import pandas as pd
 
 TEXT_COLUMN = "text"
+FRAMES_COLUMN = "frames"  # transcribe
+
+
+def input_column(task: str) -> str:
+    return FRAMES_COLUMN if task == "transcribe" else TEXT_COLUMN
 
 
 class TextModel(mlflow.pyfunc.PythonModel):
@@ -26,12 +32,13 @@ class TextModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from pipeline.serve.text import answer
 
+        column = input_column(self.trained.info.task)
         if isinstance(model_input, pd.DataFrame):
-            if TEXT_COLUMN not in model_input.columns:
-                raise ValueError(f"send a column '{TEXT_COLUMN}' of strings (got {list(model_input.columns)})")
-            texts = model_input[TEXT_COLUMN].tolist()
+            if column not in model_input.columns:
+                raise ValueError(f"send a column '{column}' (got {list(model_input.columns)})")
+            values = model_input[column].tolist()
         else:
-            texts = list(model_input)
-        if not all(isinstance(t, str) for t in texts):
+            values = list(model_input)
+        if column == TEXT_COLUMN and not all(isinstance(t, str) for t in values):
             raise ValueError(f"column '{TEXT_COLUMN}' must hold strings")
-        return pd.DataFrame(answer(self.trained, texts))
+        return pd.DataFrame(answer(self.trained, values))

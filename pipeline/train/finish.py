@@ -72,7 +72,7 @@ def finish_model(
     run.log_dict(info.as_dict(), "data_info.json")
     with tempfile.TemporaryDirectory() as tmp:
         _log_tested_checkpoint(run, model, cfg=cfg, info=info, metrics=best_metrics, directory=tmp)
-        if info.tokens_in:  # text in, text (or a class) out: a pyfunc with the tokenizers inside
+        if info.tokens_in or info.target == "labels":  # text (or frames) in, text or a class out: a pyfunc
             texts = example_texts(splits.test, info)
             logged = _log_text_model(run, tmp, texts, tested=tested, cfg=cfg, register_as=register_as, alias=alias)
         else:
@@ -92,6 +92,7 @@ def _log_text_model(
 ) -> LoggedModel:
     from pipeline.serve.loading import Trained
     from pipeline.serve.text import answer
+    from pipeline.track.text_model import input_column
 
     trained = Trained(model=tested.model, info=tested.info, config=cfg, directory=Path(directory))
     return log_text_model(
@@ -99,18 +100,21 @@ def _log_text_model(
         directory,
         input_example=texts,
         output_example=answer(trained, texts),
+        input_column=input_column(tested.info.task),
         metadata={"data_info": tested.info.as_dict()},
         register_as=register_as,
         alias=alias,
     )
 
 
-def example_texts(test, info: DataInfo, *, rows: int = 3) -> list[str]:
-    """A few test texts for the served model's example: translate keeps them (`src`); a text
-    classifier's rows hold ids, decoded back to (normalized) text."""
+def example_texts(test, info: DataInfo, *, rows: int = 3) -> list:
+    """A few test inputs for the served model's example: translate keeps its texts (`src`); a text
+    classifier's rows hold ids, decoded back to (normalized) text; a transcriber's are frames."""
     from pipeline.data.tokenize import decode
 
     batch = next(iter(test.iter_batches(batch_size=rows, batch_format="pyarrow")))
+    if info.target == "labels":  # a transcriber's example is frames
+        return batch.column("x").to_pylist()
     if "src" in batch.column_names:
         return batch.column("src").to_pylist()
     return [decode(ids, info.text) for ids in batch.column("x").to_pylist()]
