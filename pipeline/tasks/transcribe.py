@@ -82,12 +82,12 @@ def encode(texts: list[str], alphabet: list[str], *, where: str) -> list[list[in
     """Transcripts -> label ids (1 + place in the alphabet); a character the alphabet lacks is an error."""
     index = {c: i + 1 for i, c in enumerate(alphabet)}
     out = []
-    for row, text in enumerate(texts):
+    for text in texts:
         try:
             out.append([index[c] for c in text])
         except KeyError as err:
             raise DataError(
-                f"{where} row {row}: transcript {text!r} has the character {err.args[0]!r}, never seen in the "
+                f"{where}: transcript {text!r} has the character {err.args[0]!r}, never seen in the "
                 "training split; add training rows with it or drop those rows"
             ) from err
     return out

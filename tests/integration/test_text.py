@@ -155,3 +155,51 @@ def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, 
     assert capsys.readouterr().out.splitlines() == served["translation"]
     assert run_command(["explain", *uri, "--data", str(new)]) == 2  # one sentence: a translator has no single stack
     assert "is a translate model" in capsys.readouterr().err
+
+
+def test_transcriber_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, tmp_path, mlflow_client):
+    raw = {
+        **tiny_raw,
+        "task": "transcribe",
+        "data": {
+            "source": "handwriting",
+            "options": {"max_letters": 4, "renders": 1, "fonts": ["scripts"]},  # 436 words of 2-4 letters
+            "columns": {"sequence": "frames", "target": "text", "group": "group"},
+            "split_column": "split",
+            "cache_dir": tiny_raw["data"]["cache_dir"],
+        },
+        "model": {"hidden_size": 16, "num_layers": 2, "bidirectional": True, "subsample": 2, "beam_size": 3},
+        "train": {**tiny_raw["train"], "epochs": 3, "batch_size": 16, "checkpoint_metric": "val_cer"},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-transcribe"},
+    }
+    cfg = config.validate(raw)
+    splits = load_splits(cfg)
+    info = splits.info
+    assert info.target == "labels" and info.input_size == 3  # dx, dy, pen_up
+    assert info.output_size == len(info.task_info.alphabet) + 1  # + the blank
+    assert set(info.task_info.alphabet) <= set("abcdefghijklmnopqrstuvwxyz")
+
+    summary = run_training(cfg, name="t-transcribe", splits=splits)
+    m = summary.metrics
+    for name in ("cer", "wer", "seq_accuracy"):
+        for suffix in ("", "_seen_fonts", "_held_out_font"):
+            assert f"test_{name}{suffix}" in m and f"baseline_test_{name}{suffix}" in m
+    assert 0 <= m["val_cer"] and m["val_infeasible"] == 0  # greedy transcripts of the whole val split
+    cer = {h.step: h.value for h in mlflow_client.get_metric_history(summary.run_id, "val_cer")}
+    assert sorted(cer) == [0, 1, 2] and cer[m["best_epoch"]] == min(cer.values())  # picked by val_cer, lowest
+    plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
+    assert plots["plots/alignment.png"] > 1000
+
+    # served: frames in, transcript out, loaded by a fresh Python process; predict gives the same
+    test = splits.test.take_batch(3, batch_format="pyarrow")
+    frames = test.column("x").to_pylist()
+    served = served_in_fresh_process(cfg.tracking.uri, "models:/tiny-transcribe/1", frames, column="frames")
+    assert len(served["transcript"]) == 3 and all(isinstance(t, str) for t in served["transcript"])
+    new = tmp_path / "pen.parquet"
+    pq.write_table(pa.table({"frames": test.column("x"), "text": test.column("text")}), new)
+    written = predict(
+        "models:/tiny-transcribe/1", DataChoice(source=str(new)), out=tmp_path / "out", tracking_uri=cfg.tracking.uri
+    )
+    got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
+    assert written == 3 and got.column("transcript").to_pylist() == served["transcript"]
+    assert got.column("reference").to_pylist() == test.column("text").to_pylist()
