@@ -48,6 +48,12 @@ def main() -> None:
     pq.write_table(pa.table({"en": en, "target": fr}), HERE / "no_source_column.parquet")
     rows = "".join(f"message {i},le message {i}\n" for i in range(29)).encode() + b"caf\xe9,caf\xe9\n"
     (HERE / "latin1_pairs.csv").write_bytes(b"source,target\n" + rows)  # Latin-1, not UTF-8
+    pen = [[[0.1, 0.2, 0.0]] * 6 for _ in range(30)]  # 6 frames each
+    words = ["ab", "ba"] * 14 + ["abababab", "ab"]  # one 8-letter transcript cannot fit 6 frames
+    pq.write_table(pa.table({"frames": pen, "text": words}), HERE / "transcript_too_long.parquet")
+    part = ["train"] * 20 + ["val"] * 5 + ["test"] * 5
+    heard = ["ab"] * 27 + ["abc"] + ["ab"] * 2  # a test transcript with a character never trained on
+    pq.write_table(pa.table({"frames": pen, "text": heard, "part": part}), HERE / "unseen_character.parquet")
 
 
 if __name__ == "__main__":
