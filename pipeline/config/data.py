@@ -32,6 +32,13 @@ class ColumnsConfig(Section):
         None,
         description="transcribe: a column whose values split the test metrics (e.g. held-out fonts or voices)",
     )
+    baselines: list[str] = Field(
+        default_factory=list,
+        description=(
+            "transcribe: columns holding other recognizers' transcripts of the same rows (e.g. pocketsphinx), "
+            "scored on the test split as baseline_<column>_test_*"
+        ),
+    )
     source: str | None = Field(
         None, description="translate: the source-language text column ('source'); the target text is `target`"
     )
@@ -89,6 +96,16 @@ class TextConfig(Section):
         return patterns
 
 
+class AudioConfig(Section):
+    """The sequence column holds audio (WAV bytes or file paths): decoded, resampled and turned into
+    log-mel frames in Ray Data (pipeline/data/audio.py), and the same way by the served model."""
+
+    sample_rate: int = Field(16000, ge=4000, le=192_000, description="Hz the audio is resampled to")
+    num_mel_bins: int = Field(80, ge=8, le=512, description="log-mel filterbank channels per frame")
+    frame_length_ms: float = Field(25.0, gt=0, le=200, description="window of each frame")
+    frame_shift_ms: float = Field(10.0, gt=0, le=200, description="step between frames")
+
+
 class DataConfig(Section):
     source: str = Field("adding", description="built-in dataset name, or a path/URI to Parquet or CSV")
     options: dict[str, Any] = Field(
@@ -110,6 +127,9 @@ class DataConfig(Section):
             "classify: the sequence column is text; translate: source and target texts, each side its own "
             "tokenizer (built-in text sources set it)"
         ),
+    )
+    audio: AudioConfig | None = Field(
+        None, description="transcribe: the sequence column holds WAV audio (built-in audio sources set it)"
     )
     missing: Literal["error", "drop", "ffill", "zero"] = Field(
         "error",
@@ -149,6 +169,8 @@ class DataConfig(Section):
         source = SOURCES.get(self.source)
         if source is not None and source.text and self.text is None:
             self.text = TextConfig(tokenizer=source.tokenizer)
+        if source is not None and source.audio and self.audio is None:
+            self.audio = AudioConfig(sample_rate=int(self.options.get("sample_rate", 16000)))
         return self
 
     @model_validator(mode="after")

@@ -23,7 +23,8 @@ from pipeline.data.sources import materialize
 from pipeline.errors import DataError
 from pipeline.tasks import Prepared, get_task
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".wav": "wav"}
+AUDIO_COLUMN, PATH_COLUMN = "audio", "path"  # a folder of WAV files: one row per file
 
 
 def resolve_source(cfg: DataConfig) -> str:
@@ -45,10 +46,10 @@ def file_format(path: str) -> str:
     )
     formats = {FORMATS[Path(n).suffix.lower()] for n in names if Path(n).suffix.lower() in FORMATS}
     if len(formats) > 1:
-        raise DataError(f"{path}: holds both Parquet and CSV files; keep one format per directory")
+        raise DataError(f"{path}: holds {' and '.join(sorted(formats))} files; keep one format per directory")
     if not formats:
         held = f" (it holds {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
-        raise DataError(f"{path}: expected Parquet (.parquet) or CSV (.csv) files, found none{held}")
+        raise DataError(f"{path}: expected Parquet (.parquet), CSV (.csv) or WAV (.wav) files, found none{held}")
     return formats.pop()
 
 
@@ -73,6 +74,9 @@ def read(path: str) -> ray.data.Dataset:
         if fmt == "parquet":
             with _parquet_reader_v1():
                 ds = ray.data.read_parquet(path)
+        elif fmt == "wav":  # raw files: their bytes (featurized by the task) and their paths
+            ds = ray.data.read_binary_files(path, include_paths=True, file_extensions=["wav"])
+            ds = ds.rename_columns({"bytes": AUDIO_COLUMN, "path": PATH_COLUMN})
         else:
             ds = ray.data.read_csv(path)
     except UNREADABLE as err:  # a bug of ours (TypeError, KeyError, ...) is not an unreadable file

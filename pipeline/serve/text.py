@@ -21,14 +21,14 @@ from pipeline.serve.loading import Trained
 from pipeline.tasks import get_task
 
 
-def text_rows(texts: list, trained: Trained) -> pa.Table:
+def text_rows(texts: list, trained: Trained, *, audio: bool = False) -> pa.Table:
     """Texts -> rows as the model's task prepares them (token ids; the texts kept for translate);
     a transcriber's frames ((T, C) lists) -> rows of frames, checked as training checked them."""
     info = trained.info
     if info.task == "transcribe":
         from pipeline.tasks.transcribe import frame_rows
 
-        return frame_rows(texts)
+        return frame_rows(texts, info, audio=audio)
     if info.text is None:
         raise DataError(f"this {info.task} model reads numeric sequences, not text; use lstmpipe predict")
     batch = pa.table({"x": pa.array(texts, pa.string())})
@@ -50,11 +50,12 @@ def read_lines(path: Path) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def answer(trained: Trained, texts: list[str]) -> dict[str, Any]:
-    """The task's output columns (`Task.outputs`) for each text."""
+def answer(trained: Trained, texts: list, *, audio: bool = False) -> dict[str, Any]:
+    """The task's output columns (`Task.outputs`) for each text (or a transcriber's frames, or with
+    `audio` its WAV files)."""
     if not texts:
         raise DataError("no texts given; pass at least one")
-    rows, task, info = text_rows(texts, trained), get_task(trained.info.task), trained.info
+    rows, task, info = text_rows(texts, trained, audio=audio), get_task(trained.info.task), trained.info
     with torch.no_grad():
         if task.decode is not None:
             out = task.decode(trained.model, rows, info=info, model_cfg=trained.config.model)

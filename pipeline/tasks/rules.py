@@ -61,8 +61,12 @@ def check_task_keys(cfg: Config, *, task: str) -> None:
         raise ValueError(f"train.label_smoothing is for task: translate or classify (task is {task}); remove it")
     if cfg.data.columns.source is not None and task != "translate":
         raise ValueError(f"data.columns.source is for task: translate (task is {task}); remove it")
+    if cfg.data.audio is not None and task != "transcribe":
+        raise ValueError(f"data.audio is for task: transcribe (task is {task}); remove it")
     if cfg.data.columns.group is not None and task != "transcribe":
         raise ValueError(f"data.columns.group is for task: transcribe (task is {task}); remove it")
+    if cfg.data.columns.baselines and task != "transcribe":
+        raise ValueError(f"data.columns.baselines is for task: transcribe (task is {task}); remove it")
 
 
 def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:

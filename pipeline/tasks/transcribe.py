@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.data.ingest import AUDIO_COLUMN, PATH_COLUMN
 from pipeline.data.scaling import fit_input_stats
 from pipeline.data.splitting import SPLITS, data_errors, split_labels, split_rows
 from pipeline.data.tokenize import texts_of
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from pipeline.config import Config, DataConfig, ModelConfig
 
-TEXT_COLUMNS = ("x", "text", "group")  # the rows a split keeps
+PEER_PREFIX = "peer_"  # rows' columns holding other recognizers' transcripts (data.columns.baselines)
 
 
 @dataclass
@@ -50,12 +51,36 @@ class TranscribeInfo(TaskInfo):
     most_frequent: str  # the baseline's answer: the most frequent training transcript
     subsample: int = 1  # frames per output step (model.subsample)
     dropped: dict[str, int] = field(default_factory=dict)  # unalignable rows dropped per split (data.missing: drop)
+    audio: dict[str, Any] | None = None  # data.audio (AudioSpec's fields): the sequence column holds WAV audio
+
+    @property
+    def audio_spec(self):
+        from pipeline.data.audio import AudioSpec
+
+        return AudioSpec(**self.audio) if self.audio else None
 
 
-def _rows(batch: pa.Table, *, frames: str, text: str | None, group: str | None, split: str | None) -> pa.Table:
-    """The user's columns -> (x frames[, text][, group][, split]), every frame and transcript checked."""
-    sequence_values(batch, column=frames)  # lists of equal-width finite frames, none empty
-    columns = {"x": batch.column(frames)}
+def _rows(
+    batch: pa.Table,
+    *,
+    frames: str,
+    text: str | None,
+    group: str | None,
+    split: str | None,
+    audio=None,
+    peers: tuple[str, ...] = (),
+) -> pa.Table:
+    """The user's columns -> (x frames[, text][, group][, split]), every frame and transcript checked;
+    with `audio` (an AudioSpec) the frames column holds WAV audio, featurized here."""
+    if audio is not None:
+        from pipeline.data.audio import audio_frames
+
+        columns = {"x": audio_frames(batch, column=frames, spec=audio)}
+        if PATH_COLUMN in batch.column_names:
+            columns[PATH_COLUMN] = batch.column(PATH_COLUMN)
+    else:
+        sequence_values(batch, column=frames)  # lists of equal-width finite frames, none empty
+        columns = {"x": batch.column(frames)}
     if text is not None:
         columns["text"] = pa.array(texts_of(batch, column=text), pa.string())
     if group is not None:
@@ -64,13 +89,24 @@ def _rows(batch: pa.Table, *, frames: str, text: str | None, group: str | None, 
                 f"group column '{group}' is missing (columns: {batch.column_names}); fix data.columns.group"
             )
         columns["group"] = batch.column(group).cast(pa.string()).fill_null("")
+    for peer in peers:  # other recognizers' transcripts, for the test split's baselines
+        if peer not in batch.column_names:
+            raise DataError(
+                f"baseline column '{peer}' is missing (columns: {batch.column_names}); fix data.columns.baselines"
+            )
+        columns[f"{PEER_PREFIX}{peer}"] = batch.column(peer).cast(pa.string()).fill_null("")
     if split is not None:
         columns["split"] = split_labels(batch, column=split)
     return pa.table(columns)
 
 
-def frame_rows(frames: list) -> pa.Table:
-    """Frames as a client sends them ((T, C) nested lists or arrays per row) -> rows (x), checked."""
+def frame_rows(frames: list, info: DataInfo, *, audio: bool = False) -> pa.Table:
+    """What a client sends -> rows (x), checked: (T, C) nested lists or arrays per row, or with
+    `audio` (an audio model's) WAV files, bytes or paths, featurized as in training."""
+    spec = info.task_info.audio_spec
+    if audio:
+        kind = pa.string() if all(isinstance(f, str) for f in frames) else pa.binary()
+        return _rows(pa.table({"x": pa.array(frames, kind)}), frames="x", text=None, group=None, split=None, audio=spec)
     try:
         x = pa.array([np.asarray(f, dtype=np.float32).tolist() for f in frames], pa.list_(pa.list_(pa.float32())))
     except (ValueError, TypeError, pa.ArrowException) as err:
@@ -107,15 +143,27 @@ def _alignable(batch: pa.Table) -> pa.Table:
     return batch.filter(batch.column("alignable"))
 
 
+def _audio_spec(cfg: DataConfig):
+    from pipeline.data.audio import AudioSpec
+
+    return AudioSpec(**cfg.audio.model_dump()) if cfg.audio is not None else None
+
+
 def _text_column(cfg: DataConfig) -> str:
     return cfg.columns.target
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
     rows = functools.partial(
-        _rows, frames=cfg.columns.sequence, text=_text_column(cfg), group=cfg.columns.group, split=cfg.split_column
+        _rows,
+        frames=cfg.columns.sequence,
+        text=_text_column(cfg),
+        group=cfg.columns.group,
+        split=cfg.split_column,
+        audio=_audio_spec(cfg),
+        peers=tuple(cfg.columns.baselines),
     )
-    keep = TEXT_COLUMNS if cfg.columns.group else TEXT_COLUMNS[:2]
+    keep = ("x", "text", *(["group"] if cfg.columns.group else []), *(PEER_PREFIX + p for p in cfg.columns.baselines))
     with data_errors(path):
         splits = split_rows(
             ds.map_batches(rows, batch_format="pyarrow", zero_copy_batch=True), cfg, path=path, keep=keep
@@ -152,18 +200,26 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: Mode
         input_std=stats.std,
         num_rows={"train": train.count(), "val": val.count(), "test": test.count()},
         task_info=TranscribeInfo(
-            alphabet=alphabet, most_frequent=Counter(texts).most_common(1)[0][0], subsample=subsample, dropped=dropped
+            alphabet=alphabet,
+            most_frequent=Counter(texts).most_common(1)[0][0],
+            subsample=subsample,
+            dropped=dropped,
+            audio=cfg.audio.model_dump() if cfg.audio is not None else None,
         ),
     )
     return Prepared(train=train, val=val, test=test, info=info)
 
 
 def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, path: str) -> ray.data.Dataset:
-    """Frames (and transcripts and groups, if the data has them: then predict and evaluate score)."""
+    """Frames (and transcripts and groups, if the data has them: then predict and evaluate score);
+    a folder of WAV files gives an `audio` column (and each file's `path`)."""
     names = ds.schema().names
     text = _text_column(cfg) if _text_column(cfg) in names else None
     group = cfg.columns.group if cfg.columns.group in names else None
-    fn = functools.partial(_rows, frames=cfg.columns.sequence, text=text, group=group, split=None)
+    spec = info.task_info.audio_spec
+    frames = AUDIO_COLUMN if spec is not None and cfg.columns.sequence not in names else cfg.columns.sequence
+    peers = tuple(p for p in cfg.columns.baselines if p in names)
+    fn = functools.partial(_rows, frames=frames, text=text, group=group, split=None, audio=spec, peers=peers)
     return ds.map_batches(fn, batch_format="pyarrow")
 
 
@@ -211,8 +267,8 @@ def decode(model, rows: pa.Table, *, info: DataInfo, model_cfg: ModelConfig) -> 
         "posteriors": [posteriors[i, : n[i]] for i in range(len(n))],  # (T'_i, V) each
         "frames": [batch["x"][i, :length].numpy() for i, length in enumerate(batch["lengths"].tolist())],
     }
-    for name in ("text", "group"):
-        if name in rows.column_names:
+    for name in rows.column_names:
+        if name in ("text", "group", PATH_COLUMN) or name.startswith(PEER_PREFIX):
             out["ref" if name == "text" else name] = np.asarray(rows.column(name).to_pylist(), dtype=object)
     return out
 
@@ -251,22 +307,28 @@ def _name(group: str) -> str:
 
 
 def test_metrics(out: dict[str, Any], info: DataInfo) -> dict[str, float]:
-    hyps, refs = list(out["hyp"]), list(out["ref"])
-    baseline = [info.task_info.most_frequent] * len(refs)
-    metrics = {f"test_{k}": v for k, v in scores(hyps, refs).items()}
-    metrics |= {f"baseline_test_{k}": v for k, v in scores(baseline, refs).items()}
-    groups = np.asarray(out.get("group", []), dtype=object)
-    for group in sorted(set(groups.tolist())):
-        rows = np.flatnonzero(groups == group)
-        got = scores([hyps[i] for i in rows], [refs[i] for i in rows])
-        base = scores([baseline[i] for i in rows], [refs[i] for i in rows])
-        metrics |= {f"test_{k}_{_name(group)}": v for k, v in got.items()}
-        metrics |= {f"baseline_test_{k}_{_name(group)}": v for k, v in base.items()}
+    """test_* of the model, baseline_test_* of the most frequent training transcript, and
+    baseline_<peer>_test_* of each other recognizer's transcripts; overall and per group."""
+    refs = list(out["ref"])
+    answers = {"": list(out["hyp"]), "baseline_": [info.task_info.most_frequent] * len(refs)}
+    answers |= {
+        f"baseline_{k.removeprefix(PEER_PREFIX)}_": list(v) for k, v in out.items() if k.startswith(PEER_PREFIX)
+    }
+    groups = np.asarray(out.get("group", [""] * len(refs)), dtype=object)
+    parts = {"": np.arange(len(refs))} | {
+        f"_{_name(g)}": np.flatnonzero(groups == g) for g in sorted(set(groups.tolist())) if g
+    }
+    metrics = {}
+    for prefix, hyps in answers.items():
+        for suffix, rows in parts.items():
+            got = scores([hyps[i] for i in rows], [refs[i] for i in rows])
+            metrics |= {f"{prefix}test_{k}{suffix}": v for k, v in got.items()}
     return metrics
 
 
 def outputs(out: dict[str, Any], info: DataInfo) -> dict[str, Any]:
-    cols = {"transcript": out["hyp"]}
+    cols = {PATH_COLUMN: out[PATH_COLUMN]} if PATH_COLUMN in out else {}  # a folder of WAV files: which file
+    cols["transcript"] = out["hyp"]
     if "ref" in out:
         cols["reference"] = out["ref"]
     if "group" in out:
@@ -295,7 +357,7 @@ def alignments(out: dict[str, Any], info: DataInfo, *, rows: int = 4) -> Figure:
     for col, i in enumerate(shown):
         top, bottom = axes[0][col], axes[1][col]
         frames = out["frames"][i]  # (T, C)
-        if frames.shape[1] == 3:  # pen moves: draw the strokes
+        if frames.shape[1] == 3 and set(np.unique(frames[:, 2])) <= {0.0, 1.0}:  # pen moves: draw the strokes
             xy, up = np.cumsum(frames[:, :2], axis=0), frames[:, 2] > 0.5
             for stroke in np.split(np.arange(len(xy)), np.flatnonzero(up)):
                 top.plot(xy[stroke, 0], xy[stroke, 1], "k-", lw=1)
@@ -321,6 +383,8 @@ def plots(out: dict[str, Any], info: DataInfo) -> dict[str, Figure]:
 
 def check(cfg: Config) -> None:
     check_layout(cfg, task="transcribe", layout="rows")
+    if cfg.data.audio is not None and cfg.data.columns.sequence == "x":
+        raise ValueError("data.audio: set data.columns.sequence to the column holding the WAV audio (bytes or paths)")
     if cfg.model.pooling != "last":
         raise ValueError("model.pooling does not apply to transcribe, which labels every frame; remove it")
     if cfg.telemetry.enabled:

@@ -114,16 +114,25 @@ def log_text_model(
     input_example: list,
     output_example: dict[str, list],
     input_column: str = "text",
+    optional_input: tuple[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
     register_as: str | None = None,
     alias: str | None = None,
 ) -> LoggedModel:
     """Log a text model as a pyfunc from code (`text_model.py`): a string column `text` (frames for
-    a transcriber) in, the task's columns out; the checkpoint is its artifact, this package its code."""
+    a transcriber; or `optional_input`, (column, MLflow type), instead) in, the task's columns out;
+    the checkpoint is its artifact, this package its code."""
     import pandas as pd
 
     here = Path(__file__).resolve()
     inputs = pd.DataFrame({input_column: input_example})
+    signature = infer_signature(inputs, pd.DataFrame(output_example))
+    if optional_input is not None:  # a second way in (an audio model: WAV bytes instead of frames); either may come
+        from mlflow.types.schema import ColSpec, Schema
+
+        name, kind = optional_input
+        given = [ColSpec(type=c.type, name=c.name, required=False) for c in signature.inputs.inputs]
+        signature.inputs = Schema([*given, ColSpec(type=kind, name=name, required=False)])
     with _fluent_api_at(run.uri), warnings.catch_warnings(), _no_progress_bars():
         warnings.simplefilter("ignore")
         with mlflow.start_run(run_id=run.run_id):
@@ -132,11 +141,12 @@ def log_text_model(
                 python_model=str(here.with_name("text_model_code.py")),
                 artifacts={"checkpoint": str(checkpoint_dir)},
                 code_paths=[str(here.parents[1])],  # the pipeline package
-                signature=infer_signature(inputs, pd.DataFrame(output_example)),
+                signature=signature,
                 input_example=inputs,
                 pip_requirements=_requirements(
-                    "torch", "mlflow", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "tokenizers"
-                ),
+                    "torch", "mlflow", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "tokenizers", "jiwer"
+                )
+                + (_requirements("kaldi-native-fbank", "scipy") if optional_input else []),
                 metadata=metadata,
             )
         version = _register(run, info, name=register_as) if register_as else None

@@ -17,10 +17,13 @@ import pandas as pd
 
 TEXT_COLUMN = "text"
 FRAMES_COLUMN = "frames"  # transcribe
+AUDIO_COLUMN = "audio"  # transcribe from audio: WAV bytes or paths
 
 
-def input_column(task: str) -> str:
-    return FRAMES_COLUMN if task == "transcribe" else TEXT_COLUMN
+def input_column(info) -> str:
+    """The column the served model reads: text, or a transcriber's frames (an audio transcriber also
+    takes WAV files, bytes or paths, in `audio` instead)."""
+    return FRAMES_COLUMN if info.task == "transcribe" else TEXT_COLUMN
 
 
 class TextModel(mlflow.pyfunc.PythonModel):
@@ -32,7 +35,11 @@ class TextModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from pipeline.serve.text import answer
 
-        column = input_column(self.trained.info.task)
+        info = self.trained.info
+        column = input_column(info)
+        if isinstance(model_input, pd.DataFrame) and info.task == "transcribe" and info.task_info.audio:
+            if AUDIO_COLUMN in model_input.columns and model_input[AUDIO_COLUMN].notna().all():
+                return pd.DataFrame(answer(self.trained, model_input[AUDIO_COLUMN].tolist(), audio=True))
         if isinstance(model_input, pd.DataFrame):
             if column not in model_input.columns:
                 raise ValueError(f"send a column '{column}' (got {list(model_input.columns)})")

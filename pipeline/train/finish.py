@@ -100,7 +100,10 @@ def _log_text_model(
         directory,
         input_example=texts,
         output_example=answer(trained, texts),
-        input_column=input_column(tested.info.task),
+        input_column=input_column(tested.info),
+        optional_input=("audio", "binary")
+        if tested.info.task == "transcribe" and tested.info.task_info.audio
+        else None,
         metadata={"data_info": tested.info.as_dict()},
         register_as=register_as,
         alias=alias,

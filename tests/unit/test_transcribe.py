@@ -188,3 +188,65 @@ def test_transcribe_config_rules(raw, message):
     merged["data"] = base["data"] | raw.get("data", {})  # the case's data.source wins
     with pytest.raises(Exception, match=message):
         validate(merged)
+
+
+# ---- speech: the synthesizer, WAV decoding and features
+
+
+def test_spoken_digits_are_deterministic_per_seed_and_hold_test_voices_out():
+    from pipeline.data.sources.spoken_digits import SpokenDigitsOptions, generate
+
+    a = generate(SpokenDigitsOptions(count=20, max_digits=2, seed=5))
+    b = generate(SpokenDigitsOptions(count=20, max_digits=2, seed=5))
+    assert a.drop_columns(["audio", "pocketsphinx"]).equals(b.drop_columns(["audio", "pocketsphinx"]))
+    # eSpeak NG itself varies a clip by a few samples between identical calls (documented in the source)
+    lengths = [[len(w) for w in t.column("audio").to_pylist()] for t in (a, b)]
+    assert np.allclose(lengths[0], lengths[1], rtol=0.02)
+    rows = a.to_pylist()
+    assert all(1 <= len(r["text"].split()) <= 2 for r in rows)
+    test_variants = {r["voice"].split("+")[1] for r in rows if r["split"] == "test"}
+    heard_in_training = {r["voice"].split("+")[1] for r in rows if r["split"] != "test"}
+    assert test_variants <= {"f3", "m3"} and not (heard_in_training & {"f3", "m3"})
+    assert all((r["pocketsphinx"] is None) == (r["split"] != "test") for r in rows)
+
+
+def _tone(seconds=0.5, rate=16000):
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+def test_features_are_the_same_from_bytes_paths_and_the_served_rows(tmp_path):
+    from pipeline.data.audio import AudioSpec, audio_frames, wav_bytes
+    from pipeline.tasks import DataInfo
+
+    data = wav_bytes(_tone(), rate=16000)
+    (tmp_path / "a.wav").write_bytes(data)
+    spec = AudioSpec(num_mel_bins=40)
+    from_bytes = audio_frames(pa.table({"a": pa.array([data], pa.binary())}), column="a", spec=spec)
+    from_path = audio_frames(pa.table({"a": [str(tmp_path / "a.wav")]}), column="a", spec=spec)
+    frames = np.asarray(from_bytes.to_pylist()[0])
+    assert frames.shape == (50, 40) and from_bytes.equals(from_path)  # 0.5 s at a 10 ms shift
+    info = DataInfo(
+        task="transcribe",
+        input_size=40,
+        output_size=3,
+        target="labels",
+        max_len=50,
+        task_info=transcribe.TranscribeInfo(alphabet=["a", "b"], most_frequent="a", audio=vars(spec)),
+    )
+    served = transcribe.frame_rows([data], info, audio=True)
+    assert served.column("x").combine_chunks().equals(from_bytes)  # the served model featurizes as training did
+
+
+def test_audio_at_another_rate_is_resampled_and_broken_audio_is_named(tmp_path):
+    from pipeline.data.audio import AudioSpec, audio_frames, wav_bytes
+
+    spec = AudioSpec(num_mel_bins=40)
+    at_8k = audio_frames(pa.table({"a": pa.array([wav_bytes(_tone(rate=8000), rate=8000)])}), column="a", spec=spec)
+    assert len(at_8k.to_pylist()[0]) == 50  # resampled to 16 kHz: the same frames per second
+    with pytest.raises(DataError, match="column 'a' row 0 is not a readable PCM WAV file"):
+        audio_frames(pa.table({"a": pa.array([b"RIFF...."], pa.binary())}), column="a", spec=spec)
+    with pytest.raises(DataError, match="column 'a' row 0 holds no audio"):
+        audio_frames(pa.table({"a": pa.array([wav_bytes(np.zeros(0), rate=16000)])}), column="a", spec=spec)
+    with pytest.raises(DataError, match="cannot read audio file .*missing.wav"):
+        audio_frames(pa.table({"a": [str(tmp_path / "missing.wav")]}), column="a", spec=spec)

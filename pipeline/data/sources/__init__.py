@@ -30,6 +30,7 @@ from pipeline.data.sources import (
     numbers,
     sentiment,
     series,
+    spoken_digits,
     text,
     ucr,
     ui_strings,
@@ -47,6 +48,7 @@ class Source:
     text: bool = False  # the sequence column holds text (data.text applies, with its defaults)
     fetched: bool = False  # generate(options, cache_dir=...) fetches a package into data.cache_dir once
     tokenizer: str = "word"  # text sources: data.text.tokenizer when the config sets no data.text
+    audio: bool = False  # the sequence column holds WAV audio (data.audio applies, with its defaults)
 
 
 SOURCES: dict[str, Source] = {
@@ -186,6 +188,18 @@ SOURCES: dict[str, Source] = {
         ),
         options_model=handwriting.HandwritingOptions,
         generate=handwriting.generate,
+    ),
+    "spoken_digits": Source(
+        name="spoken_digits",
+        size="4,000 utterances of 1-7 digits (data.options.count), 16 kHz WAV",
+        task="transcribe",
+        description=(
+            "Digit strings spoken by eSpeak NG (espeakng-loader wheel) in many voices, rates and pitches, with noise; "
+            "test voices never heard in training"
+        ),
+        options_model=spoken_digits.SpokenDigitsOptions,
+        generate=spoken_digits.generate,
+        audio=True,
     ),
     "sunspots": Source(
         name="sunspots",
