@@ -84,7 +84,7 @@ def fbank(x: np.ndarray, spec: AudioSpec) -> np.ndarray:
 def _wav_bytes(arr: pa.Array, *, column: str) -> list[tuple[bytes, str]]:
     """An audio column -> (WAV bytes, where) per row: binary holds the files, strings are paths."""
     if pat.is_binary(arr.type) or pat.is_large_binary(arr.type):
-        return [(b, f"column '{column}' row {i}") for i, b in enumerate(arr.to_pylist())]
+        return [(b, f"a file in column '{column}'") for b in arr.to_pylist()]  # Ray Data batches carry no row number
     if pat.is_string(arr.type) or pat.is_large_string(arr.type):
         out = []
         for path in arr.to_pylist():

@@ -203,3 +203,50 @@ def test_transcriber_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw,
     got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
     assert written == 3 and got.column("transcript").to_pylist() == served["transcript"]
     assert got.column("reference").to_pylist() == test.column("text").to_pylist()
+
+
+def test_speech_transcriber_reads_wav_files_in_predict_and_when_served(ray_session, tiny_raw, tmp_path):
+    raw = {
+        **tiny_raw,
+        "task": "transcribe",
+        "data": {
+            "source": "spoken_digits",
+            "options": {"count": 60, "max_digits": 2},
+            "columns": {"sequence": "audio", "target": "text", "baselines": ["pocketsphinx"]},
+            "split_column": "split",
+            "audio": {"num_mel_bins": 20},
+            "cache_dir": tiny_raw["data"]["cache_dir"],
+        },
+        "model": {"hidden_size": 8, "num_layers": 2, "bidirectional": True, "subsample": 2, "beam_size": 2},
+        "train": {**tiny_raw["train"], "epochs": 1, "batch_size": 16},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-speech"},
+    }
+    cfg = config.validate(raw)
+    splits = load_splits(cfg)
+    assert splits.info.input_size == 20 and splits.info.task_info.audio["num_mel_bins"] == 20  # log-mel frames
+    summary = run_training(cfg, name="t-speech", splits=splits)
+    m = summary.metrics
+    assert {"test_wer", "baseline_test_wer", "baseline_pocketsphinx_test_wer"} <= set(m)  # the peer on the same clips
+    assert 0 <= m["baseline_pocketsphinx_test_wer"] <= 1.5
+
+    # a folder of WAV files -> transcripts, each with its file; the served model takes the same bytes
+    from pipeline.data.audio import wav_bytes
+    from pipeline.data.sources.spoken_digits import SpokenDigitsOptions, Speaker, utterance
+
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    speaker, opts, rng = Speaker(), SpokenDigitsOptions(), np.random.default_rng(0)
+    clips = [wav_bytes(utterance(speaker, t, voice="en-us+m3", opts=opts, rng=rng), rate=16000) for t in ("one", "two")]
+    for name, data in zip(("a.wav", "b.wav"), clips):
+        (wavs / name).write_bytes(data)
+    written = predict(
+        "models:/tiny-speech/1", DataChoice(source=str(wavs)), out=tmp_path / "out", tracking_uri=cfg.tracking.uri
+    )
+    got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))]).to_pylist()
+    assert written == 2 and sorted(r["path"].rsplit("/", 1)[-1] for r in got) == ["a.wav", "b.wav"]
+    model = load_served(cfg.tracking.uri, "models:/tiny-speech/1")
+    import pandas as pd
+
+    served = model.predict(pd.DataFrame({"audio": clips}))
+    by_file = {r["path"].rsplit("/", 1)[-1]: r["transcript"] for r in got}
+    assert served["transcript"].tolist() == [by_file["a.wav"], by_file["b.wav"]]  # the same features and decoding

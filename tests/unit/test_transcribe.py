@@ -244,9 +244,9 @@ def test_audio_at_another_rate_is_resampled_and_broken_audio_is_named(tmp_path):
     spec = AudioSpec(num_mel_bins=40)
     at_8k = audio_frames(pa.table({"a": pa.array([wav_bytes(_tone(rate=8000), rate=8000)])}), column="a", spec=spec)
     assert len(at_8k.to_pylist()[0]) == 50  # resampled to 16 kHz: the same frames per second
-    with pytest.raises(DataError, match="column 'a' row 0 is not a readable PCM WAV file"):
+    with pytest.raises(DataError, match="a file in column 'a' is not a readable PCM WAV file"):
         audio_frames(pa.table({"a": pa.array([b"RIFF...."], pa.binary())}), column="a", spec=spec)
-    with pytest.raises(DataError, match="column 'a' row 0 holds no audio"):
+    with pytest.raises(DataError, match="a file in column 'a' holds no audio"):
         audio_frames(pa.table({"a": pa.array([wav_bytes(np.zeros(0), rate=16000)])}), column="a", spec=spec)
     with pytest.raises(DataError, match="cannot read audio file .*missing.wav"):
         audio_frames(pa.table({"a": [str(tmp_path / "missing.wav")]}), column="a", spec=spec)

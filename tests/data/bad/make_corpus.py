@@ -54,6 +54,8 @@ def main() -> None:
     part = ["train"] * 20 + ["val"] * 5 + ["test"] * 5
     heard = ["ab"] * 27 + ["abc"] + ["ab"] * 2  # a test transcript with a character never trained on
     pq.write_table(pa.table({"frames": pen, "text": heard, "part": part}), HERE / "unseen_character.parquet")
+    sound = [b"RIFF\x24\x00\x00\x00WAVEfmt "] * 30  # a WAV header cut short
+    pq.write_table(pa.table({"audio": pa.array(sound, pa.binary()), "text": words}), HERE / "broken_wav.parquet")
 
 
 if __name__ == "__main__":
