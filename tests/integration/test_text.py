@@ -231,7 +231,7 @@ def test_speech_transcriber_reads_wav_files_in_predict_and_when_served(ray_sessi
 
     # a folder of WAV files -> transcripts, each with its file; the served model takes the same bytes
     from pipeline.data.audio import wav_bytes
-    from pipeline.data.sources.spoken_digits import SpokenDigitsOptions, Speaker, utterance
+    from pipeline.data.sources.spoken_digits import Speaker, SpokenDigitsOptions, utterance
 
     wavs = tmp_path / "wavs"
     wavs.mkdir()
