@@ -68,10 +68,9 @@ def own_output(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not _RAY_FORWARDED.match(line))
 
 
-def served_in_fresh_process(tracking_uri: str, model_uri: str, texts: list, *, column: str = "text") -> dict:
-    """A logged text model's answers to `texts` (a transcriber's: frames, column="frames"), from
-    `mlflow.pyfunc.load_model` in a new Python process (nothing of this test's process: imports,
-    globals, the package on sys.path)."""
+def served_in_fresh_process(tracking_uri: str, model_uri: str, texts: list[str]) -> dict:
+    """A logged text model's answers to `texts`, from `mlflow.pyfunc.load_model` in a new Python
+    process (nothing of this test's process: imports, globals, the package on sys.path)."""
     import json
     import subprocess
     import sys
@@ -79,11 +78,11 @@ def served_in_fresh_process(tracking_uri: str, model_uri: str, texts: list, *, c
     code = (
         "import json, sys, mlflow, pandas as pd; "
         "m = mlflow.pyfunc.load_model(sys.argv[1]); "
-        "print(json.dumps(m.predict(pd.DataFrame({sys.argv[3]: json.loads(sys.argv[2])})).to_dict(orient='list')))"
+        "print(json.dumps(m.predict(pd.DataFrame({'text': json.loads(sys.argv[2])})).to_dict(orient='list')))"
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     done = subprocess.run(
-        [sys.executable, "-c", code, model_uri, json.dumps(texts), column],
+        [sys.executable, "-c", code, model_uri, json.dumps(texts)],
         capture_output=True,
         text=True,
         env=env,
