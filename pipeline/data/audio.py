@@ -20,7 +20,7 @@ import pyarrow.types as pat
 
 from pipeline.errors import DataError
 
-FRAMES_TYPE = pa.list_(pa.list_(pa.float32()))
+AUDIO_COLUMN, PATH_COLUMN = "audio", "path"  # a folder of WAV files read as a source: one row per file
 
 
 @dataclass(frozen=True)

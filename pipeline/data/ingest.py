@@ -19,12 +19,12 @@ import ray.data
 from ray.data.context import ShuffleStrategy
 
 from pipeline.config import Config, DataConfig
+from pipeline.data.audio import AUDIO_COLUMN, PATH_COLUMN
 from pipeline.data.sources import materialize
 from pipeline.errors import DataError
 from pipeline.tasks import Prepared, get_task
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".wav": "wav"}
-AUDIO_COLUMN, PATH_COLUMN = "audio", "path"  # a folder of WAV files: one row per file
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".wav": "wav"}  # a WAV folder: one row per file
 
 
 def resolve_source(cfg: DataConfig) -> str:

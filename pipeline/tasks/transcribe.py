@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.data.ingest import AUDIO_COLUMN, PATH_COLUMN
+from pipeline.data.audio import AUDIO_COLUMN, PATH_COLUMN
 from pipeline.data.scaling import fit_input_stats
 from pipeline.data.splitting import SPLITS, data_errors, split_labels, split_rows
 from pipeline.data.tokenize import texts_of
@@ -353,7 +353,7 @@ def alignments(out: dict[str, Any], info: DataInfo, *, rows: int = 4) -> Figure:
     shown = list(range(min(rows, len(out["hyp"]))))
     fig = Figure(figsize=(4.5 * len(shown), 5.5), layout="constrained")
     axes = fig.subplots(2, len(shown), squeeze=False, height_ratios=[1, 1.4])
-    labels_of = ["_"] + list(info.task_info.alphabet)  # "_" is the blank
+    labels_of = ["_"] + ["␣" if c == " " else c for c in info.task_info.alphabet]  # "_" is the blank
     for col, i in enumerate(shown):
         top, bottom = axes[0][col], axes[1][col]
         frames = out["frames"][i]  # (T, C)
@@ -373,7 +373,7 @@ def alignments(out: dict[str, Any], info: DataInfo, *, rows: int = 4) -> Figure:
         bottom.set_xlabel("output frame")
         truth = out["ref"][i] if "ref" in out else "?"
         top.set_title(f"truth: {truth!r}\ndecoded: {out['hyp'][i]!r}", fontsize=9)
-    fig.suptitle("CTC alignment: label posteriors per output frame (_ = blank)")
+    fig.suptitle("CTC alignment: label posteriors per output frame (_ = blank, ␣ = space)")
     return fig
 
 
