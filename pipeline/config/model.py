@@ -67,6 +67,19 @@ class ModelConfig(Section):
             "CTC output run at a lower frame rate (needs model.num_layers >= 2; 1 = none)"
         ),
     )
+    likelihood: Literal["none", "gaussian", "student_t", "quantile"] | None = Field(
+        None,
+        description=(
+            "forecast: none (a point per step, MSE), or a distribution per step trained by its likelihood: gaussian, "
+            "student_t, or quantile (pinball loss over model.quantiles)"
+        ),
+    )
+    quantiles: list[float] | None = Field(
+        None,
+        min_length=2,
+        max_length=99,
+        description="likelihood quantile: the levels, ascending in (0, 1) (0.025 0.1 0.25 0.5 0.75 0.9 0.975)",
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
@@ -92,6 +105,11 @@ class ModelConfig(Section):
                 f"model.subsample {self.subsample} pools frames between the first and second layers and "
                 "model.num_layers is 1; set model.num_layers: 2 (or more) or remove model.subsample"
             )
+        if self.quantiles is not None and self.likelihood != "quantile":
+            raise ValueError("model.quantiles are for model.likelihood: quantile; set it or remove model.quantiles")
+        levels = self.quantiles or []
+        if any(not 0 < q < 1 for q in levels) or any(b <= a for a, b in zip(levels, levels[1:])):
+            raise ValueError(f"model.quantiles {levels} must be ascending levels strictly between 0 and 1")
         if self.dropout > 0 and self.num_layers == 1:
             raise ValueError(
                 f"model.dropout {self.dropout:g} applies between stacked layers and model.num_layers is 1; "
@@ -112,6 +130,13 @@ class ModelConfig(Section):
             "beam_size": self.beam_size or 4,
             "length_penalty": 0.6 if self.length_penalty is None else self.length_penalty,
         }
+
+    @property
+    def quantile_levels(self) -> tuple[float, ...]:
+        """likelihood quantile: the levels (the default set holds the 80% and 95% intervals' ends)."""
+        if self.likelihood != "quantile":
+            return ()
+        return tuple(self.quantiles or (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975))
 
     @property
     def token_embedding_dim(self) -> int:

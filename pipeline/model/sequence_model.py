@@ -55,6 +55,7 @@ class SequenceModel(nn.Module):
         readout: Readout = "last",
         vocab_size: int | None = None,
         padding_idx: int | None = PAD_ID,
+        distribution: nn.Module | None = None,
     ):
         super().__init__()
         self.readout = readout
@@ -69,6 +70,8 @@ class SequenceModel(nn.Module):
         self.embed_dropout = nn.Dropout(cfg.embedding_dropout)  # identity in eval, and at 0
         self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
         self.head = nn.Linear(self.rnn.output_size, output_size)
+        # a probabilistic forecast's head reads the outputs as distribution parameters (model/likelihood.py)
+        self.dist = distribution if distribution is not None else nn.Identity()
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the recurrent stack reads: x (B, T, C) standardized, or token ids x (B, T, 1) embedded."""
@@ -81,7 +84,7 @@ class SequenceModel(nn.Module):
         out, last = self.rnn(x, lengths)  # (B, T, D), (B, D)
         if self.readout == "every":
             return self.head(out)  # (B, T, O)
-        return self.head(pool_steps(out, last, lengths, how=self.pooling))  # (B, O)
+        return self.dist(self.head(pool_steps(out, last, lengths, how=self.pooling)))  # (B, O)
 
     def step(self, x_t: torch.Tensor, state=None):
         """One step of the recurrence for sampling: x_t (B, C) values, or (B, 1) token ids -> logits
@@ -108,9 +111,11 @@ class ServingModel(nn.Module):
         out_scale: list[float] | None = None,
         out_shift: list[float] | None = None,
         reference: Literal["none", "last"] = "none",
+        located: list[bool] | None = None,
     ):
         super().__init__()
         self.rnn, self.head, self.readout, self.reference = model.rnn, model.head, model.readout, reference
+        self.dist = model.dist
         self.pooling = model.pooling
         self.embed = model.embed  # token models: x holds ids (as floats, NaN-padded)
         self.register_buffer("in_mean", model.in_mean.clone())
@@ -118,6 +123,8 @@ class ServingModel(nn.Module):
         size = model.head.out_features
         self.register_buffer("out_scale", torch.tensor(out_scale or [1.0] * size, dtype=torch.float32))
         self.register_buffer("out_shift", torch.tensor(out_shift or [0.0] * size, dtype=torch.float32))
+        where = [1.0 if k else 0.0 for k in located] if located is not None else [1.0] * size
+        self.register_buffer("out_located", torch.tensor(where, dtype=torch.float32))  # (O,) 1: add the reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         real = ~torch.isnan(x[..., 0])  # (B, T)
@@ -135,7 +142,7 @@ class ServingModel(nn.Module):
             logits = self.head(out)  # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
         pooled = pool_steps(out, h, real.sum(dim=1), how=self.pooling)  # (B, D)
-        return self.head(pooled) * self.out_scale + self.out_shift + ref  # (B, O)
+        return self.dist(self.head(pooled)) * self.out_scale + self.out_shift + ref * self.out_located  # (B, O)
 
 
 def build_model(
@@ -148,6 +155,7 @@ def build_model(
     readout: Readout = "last",
     vocab_size: int | None = None,
     padding_idx: int | None = PAD_ID,
+    distribution: nn.Module | None = None,
 ) -> SequenceModel:
     return SequenceModel(
         cfg,
@@ -158,6 +166,7 @@ def build_model(
         readout=readout,
         vocab_size=vocab_size,
         padding_idx=padding_idx,
+        distribution=distribution,
     )
 
 
@@ -188,4 +197,15 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
         readout="every" if info.target in ("tokens", "frames") else "last",
         vocab_size=info.input_size if info.embedded else None,
         padding_idx=PAD_ID if info.tokens_in else None,  # generate's ids are all tokens (padding is masked)
+        distribution=_distribution(info),
     )
+
+
+def _distribution(info: DataInfo) -> nn.Module | None:
+    """A probabilistic forecast's head (forecast with model.likelihood other than none)."""
+    kind = getattr(info.task_info, "likelihood", "none")
+    if kind == "none":
+        return None
+    from pipeline.model.likelihood import DistributionHead, param_names
+
+    return DistributionHead(kind, per_step=len(param_names(kind, info.task_info.quantiles)))

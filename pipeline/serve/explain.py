@@ -57,7 +57,7 @@ def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_u
     recorded = record(
         trained.model,
         batch,
-        loss=(lambda p, y: task.loss_terms(p.float(), y)["loss"][0]) if has_target else None,
+        loss=(lambda p, y: task.loss(None, trained.info)(p.float(), y)["loss"][0]) if has_target else None,
         epoch=0,
         label=f"{model_uri}, row {row} of {Path(inputs.source).name}",
         prefix=f"row_{row}",

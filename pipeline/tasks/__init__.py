@@ -54,6 +54,7 @@ class OutputUnits:
     scale: list[float]
     shift: list[float]
     reference: Literal["none", "last"] = "none"
+    located: list[bool] | None = None  # outputs the reference is added to (locations, not spreads); None: all
 
 
 @dataclass
@@ -155,6 +156,8 @@ class Task:
     higher_is_better: tuple[str, ...] = ()  # metrics (without val_/test_) a sweep maximizes
     # prepare also takes model_cfg= (transcribe: which transcripts fit their frames after model.subsample)
     prepare_reads_model: bool = False
+    # info -> keyword arguments of loss_terms that the data decides (forecast: the likelihood)
+    loss_options: Callable[[DataInfo], dict[str, Any]] | None = None
 
     @property
     def reported_metrics(self) -> list[str]:
@@ -162,11 +165,15 @@ class Task:
         losses = ["train_loss", "val_loss", f"val_{self.val_metric}"] + [f"val_{m}" for m in self.extra_val_metrics]
         return losses + ["train_seq_per_s", "train_epoch_s"]  # throughput over all workers, training time
 
-    def loss(self, train_cfg: Any) -> Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]:
-        """The loss terms with the training config's options (label smoothing, for translate)."""
-        if train_cfg.label_smoothing:
-            return functools.partial(self.loss_terms, label_smoothing=train_cfg.label_smoothing)
-        return self.loss_terms
+    def loss(
+        self, train_cfg: Any, info: DataInfo | None = None
+    ) -> Callable[[torch.Tensor, torch.Tensor], dict[str, tuple[torch.Tensor, int]]]:
+        """The loss terms with the training config's options (label smoothing, for translate) and the
+        data's (a probabilistic forecast's likelihood)."""
+        options = dict(self.loss_options(info)) if self.loss_options is not None and info is not None else {}
+        if train_cfg is not None and train_cfg.label_smoothing:
+            options["label_smoothing"] = train_cfg.label_smoothing
+        return functools.partial(self.loss_terms, **options) if options else self.loss_terms
 
     def metric_mode(self, metric: str) -> Literal["min", "max"]:
         """Whether a sweep should maximize `metric` (throughput, accuracy-like) or minimize it (losses)."""

@@ -6,12 +6,19 @@ and windows are cut per series inside Ray Data (`groupby(series).map_groups`). I
 data's units (the model standardizes them with the training scaler); targets are standardized for
 the loss and the served model returns forecasts in the data's units. Metrics: MAE, RMSE, sMAPE and
 MASE against the seasonal-naive forecast on the same test windows.
+
+Probabilistic forecasts (`model.likelihood`: gaussian, student_t, or quantile with
+`model.quantiles`): the head gives a distribution per horizon step (`pipeline.model.likelihood`),
+trained by its negative log-likelihood (pinball loss for quantiles); the point metrics score its
+mean (median), and CRPS, pinball loss and the 80%/95% intervals' coverage and width are scored
+beside the seasonal-naive forecast made probabilistic by its validation residuals' quantiles
+(`pipeline.tasks.probabilistic`).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
 
-    from pipeline.config import Config, DataConfig
+    from pipeline.config import Config, DataConfig, ModelConfig
 
 
 @dataclass
@@ -47,6 +54,15 @@ class ForecastInfo(TaskInfo):
     scaler: dict[str, list[float]]  # {"mean": [...], "std": [...]} of the target, per horizon step (training period)
     season: int  # seasonal-naive period
     window_normalize: Literal["none", "last"] = "none"  # targets relative to each window's last value
+    likelihood: str = "none"  # model.likelihood: outputs are a distribution's parameters per horizon step
+    quantiles: list[float] = field(default_factory=list)  # likelihood quantile: the levels, ascending
+    naive_quantiles: list[list[float]] | None = None  # (H, L) seasonal naive's validation residual quantiles
+
+    @property
+    def per_step(self) -> int:
+        from pipeline.model.likelihood import param_names
+
+        return len(param_names(self.likelihood, self.quantiles))
 
 
 WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref")
@@ -218,34 +234,73 @@ def target_scaler(mean: np.ndarray, std: np.ndarray, *, horizon: int) -> dict[st
     return {"mean": [float(mean[0])] * horizon, "std": [float(std[0])] * horizon}
 
 
+def _param_units(own) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output (H * P): scale, shift and whether it is a location (gets the window's reference).
+    Locations (a mean, quantiles) take the target's scale and shift; spreads only its scale; nu neither."""
+    from pipeline.model.likelihood import param_names
+
+    kind = getattr(own, "likelihood", "none")
+    names = param_names(kind, getattr(own, "quantiles", []))
+    sd, mu = np.repeat(own.scaler["std"], len(names)), np.repeat(own.scaler["mean"], len(names))
+    kinds = np.tile(names, len(own.scaler["std"]))
+    located = np.array([n == "mu" or n == "value" or n.startswith("q") for n in kinds])
+    scale = np.where(kinds == "nu", 1.0, sd)
+    return scale, np.where(located, mu, 0.0), located
+
+
 def output_units(info: DataInfo) -> OutputUnits:
     own = info.task_info
+    scale, shift, located = _param_units(own)
     return OutputUnits(
-        scale=own.scaler["std"], shift=own.scaler["mean"], reference=getattr(own, "window_normalize", "none")
+        scale=scale.tolist(),
+        shift=shift.tolist(),
+        reference=getattr(own, "window_normalize", "none"),
+        located=located.tolist(),
     )
 
 
 def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:
-    """Standardized (relative) forecasts and targets (W, H) -> the data's units."""
+    """Standardized (relative) forecasts and targets -> the data's units: (W, H) point forecasts
+    (a distribution's mean or median) and values."""
     own: ForecastInfo = info.task_info
     mu, sd = np.asarray(own.scaler["mean"]), np.asarray(own.scaler["std"])
     ref = out["ref"][:, None] if own.window_normalize == "last" else 0.0
     y = out["y"] * sd + mu + ref if "y" in out else None
-    return out["pred"] * sd + mu + ref, y
+    params = distribution_in_data_units(out, info)  # (W, H, P)
+    if own.likelihood == "none":
+        return params[..., 0], y
+    import torch
+
+    from pipeline.model.likelihood import point
+
+    flat = torch.from_numpy(np.ascontiguousarray(params.reshape(len(params), -1)))
+    return point(own.likelihood, flat, horizon=len(sd), quantiles=own.quantiles).numpy(), y
+
+
+def distribution_in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> np.ndarray:
+    """The model's outputs (W, H * P) -> (W, H, P) in the data's units, as the served model gives them."""
+    own: ForecastInfo = info.task_info
+    scale, shift, located = _param_units(own)
+    ref = out["ref"][:, None] if own.window_normalize == "last" else 0.0
+    values = out["pred"] * scale + shift + ref * located
+    return values.reshape(len(values), len(own.scaler["std"]), -1)
 
 
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
+    """Per window: the point forecast and, for a probabilistic model, each parameter (or quantile)
+    per horizon step, in the data's units."""
+    from pipeline.model.likelihood import param_names
+
     pred, y = in_data_units(out, info)
-    return {
-        "series": out["series"],
-        "time": out["time"],  # the first forecast step
-        "forecast": list(pred),
-        "actual": list(y),
-        "seasonal_naive": list(out["baseline"]),
-    }
+    cols = {"series": out["series"], "time": out["time"], "forecast": list(pred)}  # time: the first forecast step
+    own = info.task_info
+    if own.likelihood != "none":
+        params = distribution_in_data_units(out, info)
+        cols |= {name: list(params[..., k]) for k, name in enumerate(param_names(own.likelihood, own.quantiles))}
+    return cols | {"actual": list(y), "seasonal_naive": list(out["baseline"])}
 
 
-def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
     c, w = cfg.columns, cfg.window
     win = cut(ds, cfg, path=path, keep=WINDOW_COLUMNS)
     mean, std, counts, parts = win.mean, win.std, win.counts, win.parts
@@ -259,21 +314,59 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         input_mean=mean.tolist(),
         input_std=std.tolist(),
         task_info=ForecastInfo(
-            scaler=target_scaler(mean, std, horizon=w.horizon), season=w.season, window_normalize=w.normalize
+            scaler=target_scaler(mean, std, horizon=w.horizon),
+            season=w.season,
+            window_normalize=w.normalize,
+            likelihood=model_cfg.likelihood or "none",
+            quantiles=list(model_cfg.quantile_levels),
         ),
     )
+    info.output_size = w.horizon * info.task_info.per_step
     return Prepared(train=parts[0], val=parts[1], test=parts[2], info=info)
 
 
-def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
-    se = ((pred - y) ** 2).sum()  # (B, H) in standardized units
-    return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
+def loss_terms(
+    pred: torch.Tensor, y: torch.Tensor, *, likelihood: str = "none", quantiles: tuple[float, ...] = ()
+) -> dict[str, tuple[torch.Tensor, int]]:
+    """pred (B, H) point forecasts, or (B, H * P) a distribution's parameters; y (B, H); standardized."""
+    if likelihood == "none":
+        se = ((pred - y) ** 2).sum()  # (B, H) in standardized units
+        return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
+    from pipeline.model.likelihood import nll, point
+
+    loss = nll(likelihood, pred, y, quantiles=list(quantiles)).sum()  # (B, H) summed
+    mid = point(likelihood, pred, horizon=y.shape[1], quantiles=list(quantiles))  # (B, H)
+    return {"loss": (loss, y.numel()), "mae": ((mid - y).abs().sum().detach(), y.numel())}
+
+
+def loss_options(info: DataInfo) -> dict:
+    own = info.task_info
+    return {} if own.likelihood == "none" else {"likelihood": own.likelihood, "quantiles": tuple(own.quantiles)}
+
+
+def calibrate(out: dict[str, np.ndarray], info: DataInfo) -> DataInfo:
+    """A probabilistic model's baseline: seasonal naive's residual quantiles on the validation windows."""
+    if info.task_info.likelihood == "none":
+        return info
+    from pipeline.tasks.probabilistic import LEVELS, residual_quantiles
+
+    _, y = in_data_units(out, info)
+    levels = info.task_info.quantiles if info.task_info.likelihood == "quantile" else LEVELS
+    return info.with_task_info(naive_quantiles=residual_quantiles(out["baseline"], y, levels))
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
     pred, y = in_data_units(out, info)  # (W, H) in data units
     model = forecast_metrics(pred, y, scale=out["scale"])
     naive = forecast_metrics(out["baseline"], y, scale=out["scale"])
+    own = info.task_info
+    if own.likelihood != "none":
+        from pipeline.tasks.probabilistic import LEVELS, scores
+
+        levels = own.quantiles if own.likelihood == "quantile" else LEVELS
+        model |= scores(own.likelihood, distribution_in_data_units(out, info), y, levels=levels)
+        naive_q = out["baseline"][..., None] + np.asarray(own.naive_quantiles)[None]  # (W, H, L)
+        naive |= scores("quantile", naive_q, y, levels=levels)
     return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
 
 
@@ -292,9 +385,40 @@ def forecast_vs_actual(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray) ->
     return fig
 
 
+def fan_chart(bands: dict[str, tuple[np.ndarray, np.ndarray]], pred: np.ndarray, y: np.ndarray) -> Figure:
+    """First-step forecasts of consecutive test windows with their central intervals (data units)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4), layout="tight")
+    ax = fig.subplots()
+    x = np.arange(len(y))
+    for (name, (lo, hi)), alpha in zip(sorted(bands.items(), reverse=True), (0.2, 0.35)):
+        ax.fill_between(x, lo, hi, alpha=alpha, color="tab:blue", linewidth=0, label=f"{name}% interval")
+    ax.plot(x, y, color="black", label="actual")
+    ax.plot(x, pred, color="tab:blue", marker=".", ms=3, label="forecast")
+    ax.set_xlabel("test window")
+    ax.set_title("one-step-ahead forecasts and their intervals on the test split")
+    ax.legend()
+    return fig
+
+
 def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
     pred, y = in_data_units(out, info)
-    return {"forecast_vs_actual.png": forecast_vs_actual(pred, y, out["baseline"])}
+    figures = {"forecast_vs_actual.png": forecast_vs_actual(pred, y, out["baseline"])}
+    own = info.task_info
+    if own.likelihood == "none":
+        return figures
+    from pipeline.tasks.probabilistic import INTERVALS, LEVELS, quantiles_of
+
+    params = distribution_in_data_units(out, info)  # (W, H, P)
+    levels = list(own.quantiles) if own.likelihood == "quantile" else list(LEVELS)
+    q = params if own.likelihood == "quantile" else quantiles_of(own.likelihood, params, levels)
+    bands = {
+        name: (q[:, 0, levels.index(lo)], q[:, 0, levels.index(hi)])
+        for name, (lo, hi) in INTERVALS.items()
+        if lo in levels and hi in levels
+    }
+    return figures | {"fan_chart.png": fan_chart(bands, pred[:, 0], y[:, 0])}
 
 
 def check(cfg: Config) -> None:
@@ -314,4 +438,7 @@ TASK = Task(
     check=check,
     plots=plots,
     output_units=output_units,
+    calibrate=calibrate,
+    prepare_reads_model=True,
+    loss_options=loss_options,
 )

@@ -27,6 +27,8 @@ TASK_MODEL_KEYS = {
     "length_penalty": ("translate",),
     "max_output_tokens": ("translate",),
     "subsample": ("transcribe",),
+    "likelihood": ("forecast",),
+    "quantiles": ("forecast",),
 }
 
 

@@ -145,4 +145,6 @@ def serving_model(model: SequenceModel, info: DataInfo) -> ServingModel:
     if output_units is None:
         return ServingModel(model)
     units = output_units(info)
-    return ServingModel(model, out_scale=units.scale, out_shift=units.shift, reference=units.reference)
+    return ServingModel(
+        model, out_scale=units.scale, out_shift=units.shift, reference=units.reference, located=units.located
+    )

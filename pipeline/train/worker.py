@@ -79,7 +79,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     amp = mixed_precision(train_cfg.precision, device=device)
     task = get_task(spec.task)
-    loss_terms = task.loss(train_cfg)  # with the config's options (label smoothing)
+    loss_terms = task.loss(train_cfg, info)  # with the config's and the data's options (label smoothing, likelihood)
 
     # Training batches in a new order every epoch, from (train.seed, epoch): the whole split is read
     # by every worker and kept in memory if it fits; each worker trains on its own rows of the epoch.
@@ -140,7 +140,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             metrics |= _decoded_scores(raw_model, val_batches, task=task, info=info, device=device)
         recorded = None
         if probe is not None and epoch in spec.telemetry_epochs:
-            recorded = record(raw_model, probe, loss=lambda p, y: task.loss_terms(p.float(), y)["loss"][0], epoch=epoch)
+            recorded = record(raw_model, probe, loss=lambda p, y: loss_terms(p.float(), y)["loss"][0], epoch=epoch)
             metrics["telemetry_s"] = recorded.seconds
         history.append(metrics)
         _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank, history=history)

@@ -169,7 +169,7 @@ def test_transcriber_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw,
             "cache_dir": tiny_raw["data"]["cache_dir"],
         },
         "model": {"hidden_size": 16, "num_layers": 2, "bidirectional": True, "subsample": 2, "beam_size": 3},
-        "train": {**tiny_raw["train"], "epochs": 3, "batch_size": 16, "checkpoint_metric": "val_cer"},
+        "train": {**tiny_raw["train"], "epochs": 2, "batch_size": 16, "checkpoint_metric": "val_cer"},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-transcribe"},
     }
     cfg = config.validate(raw)
@@ -186,27 +186,18 @@ def test_transcriber_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw,
             assert f"test_{name}{suffix}" in m and f"baseline_test_{name}{suffix}" in m
     assert 0 <= m["val_cer"] and m["val_infeasible"] == 0  # greedy transcripts of the whole val split
     cer = {h.step: h.value for h in mlflow_client.get_metric_history(summary.run_id, "val_cer")}
-    assert sorted(cer) == [0, 1, 2] and cer[m["best_epoch"]] == min(cer.values())  # picked by val_cer, lowest
+    assert sorted(cer) == [0, 1] and cer[m["best_epoch"]] == min(cer.values())  # picked by val_cer, lowest
     plots = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id, "plots")}
     assert plots["plots/alignment.png"] > 1000
 
-    # served: frames in, transcript out (the speech test loads the same pyfunc with WAV bytes); predict agrees
+    # served: frames in, transcript out (the speech test sends the same pyfunc WAV bytes, and runs predict)
     import pandas as pd
 
     test = splits.test.take_batch(3, batch_format="pyarrow")
-    frames = test.column("x").to_pylist()
     model = load_served(cfg.tracking.uri, "models:/tiny-transcribe/1")
     assert model.metadata.get_input_schema().input_names() == ["frames"]
-    served = model.predict(pd.DataFrame({"frames": frames})).to_dict(orient="list")
-    assert len(served["transcript"]) == 3 and all(isinstance(t, str) for t in served["transcript"])
-    new = tmp_path / "pen.parquet"
-    pq.write_table(pa.table({"frames": test.column("x"), "text": test.column("text")}), new)
-    written = predict(
-        "models:/tiny-transcribe/1", DataChoice(source=str(new)), out=tmp_path / "out", tracking_uri=cfg.tracking.uri
-    )
-    got = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "out").glob("*.parquet"))])
-    assert written == 3 and got.column("transcript").to_pylist() == served["transcript"]
-    assert got.column("reference").to_pylist() == test.column("text").to_pylist()
+    served = model.predict(pd.DataFrame({"frames": test.column("x").to_pylist()}))
+    assert len(served) == 3 and all(isinstance(t, str) for t in served["transcript"])
 
 
 def test_speech_transcriber_reads_wav_files_in_predict_and_when_served(ray_session, tiny_raw, tmp_path):

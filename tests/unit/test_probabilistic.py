@@ -1,0 +1,100 @@
+"""Probabilistic forecasts without Ray: heads, losses, CRPS/pinball/intervals against reference values."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import validate
+from pipeline.model.likelihood import DistributionHead, nll, point
+from pipeline.tasks import probabilistic as prob
+
+
+def _crps_by_samples(samples: np.ndarray, y: float) -> float:
+    """CRPS = E|X - y| - 0.5 E|X - X'| (Gneiting & Raftery 2007), estimated from samples."""
+    x = np.sort(samples)
+    n = len(x)
+    spread = 2 * np.sum(x * (2 * np.arange(1, n + 1) - n - 1)) / n**2  # E|X - X'| for sorted samples
+    return float(np.mean(np.abs(x - y)) - 0.5 * spread)
+
+
+def test_gaussian_crps_has_its_closed_form_values():
+    # CRPS of N(0, 1) at its mean is (sqrt(2) - 1) / sqrt(pi); it scales with sigma
+    assert prob.crps_gaussian(np.array(0.0), np.array(1.0), np.array(0.0)) == pytest.approx(
+        (np.sqrt(2) - 1) / np.sqrt(np.pi)
+    )
+    assert prob.crps_gaussian(np.array(5.0), np.array(2.0), np.array(5.0)) == pytest.approx(
+        2 * (np.sqrt(2) - 1) / np.sqrt(np.pi)
+    )
+    rng = np.random.default_rng(0)
+    assert prob.crps_gaussian(np.array(1.0), np.array(2.0), np.array(2.5)) == pytest.approx(
+        _crps_by_samples(rng.normal(1.0, 2.0, 400_000), 2.5), rel=0.01
+    )
+
+
+def test_student_t_crps_matches_sampling_and_tends_to_the_gaussian():
+    rng = np.random.default_rng(1)
+    mu, sigma, nu, y = 0.5, 1.5, 4.0, -1.0
+    samples = mu + sigma * rng.standard_t(nu, 400_000)
+    exact = prob.crps_student_t(np.array(mu), np.array(sigma), np.array(nu), np.array(y))
+    assert exact == pytest.approx(_crps_by_samples(samples, y), rel=0.01)
+    big = prob.crps_student_t(np.array(0.0), np.array(1.0), np.array(1e6), np.array(0.3))
+    assert big == pytest.approx(prob.crps_gaussian(np.array(0.0), np.array(1.0), np.array(0.3)), rel=1e-4)
+
+
+def test_pinball_and_quantile_crps_by_hand():
+    q = np.array([[[1.0, 2.0, 3.0]]])  # one window, one step, levels 0.1, 0.5, 0.9
+    y = np.array([[2.5]])
+    # errors y - q = 1.5, 0.5, -0.5 -> 0.1*1.5, 0.5*0.5, (0.9-1)*(-0.5)
+    assert prob.pinball(q, y, (0.1, 0.5, 0.9)) == pytest.approx((0.15 + 0.25 + 0.05) / 3)
+    got = prob.scores("quantile", q, y, levels=(0.1, 0.5, 0.9))
+    assert got["crps"] == pytest.approx(2 * (0.15 + 0.25 + 0.05) / 3)
+    assert got["coverage_80"] == 1.0 and got["width_80"] == 2.0 and "coverage_95" not in got
+
+
+def test_intervals_of_a_calibrated_gaussian_cover_what_they_say():
+    rng = np.random.default_rng(2)
+    y = rng.normal(0.0, 1.0, size=(20_000, 2))
+    params = np.stack([np.zeros_like(y), np.ones_like(y)], axis=-1)  # (W, H, 2): mu 0, sigma 1
+    got = prob.scores("gaussian", params, y, levels=prob.LEVELS)
+    assert got["coverage_80"] == pytest.approx(0.80, abs=0.01) and got["coverage_95"] == pytest.approx(0.95, abs=0.01)
+    assert got["width_95"] == pytest.approx(2 * 1.959964, rel=1e-4)
+    residual = prob.residual_quantiles(np.zeros_like(y), y)  # seasonal naive's empirical quantiles
+    assert np.asarray(residual).shape == (2, len(prob.LEVELS)) and residual[0][6] == pytest.approx(0.0, abs=0.03)
+
+
+def test_heads_keep_spreads_positive_and_quantiles_in_order():
+    raw = torch.randn(64, 3 * 5) * 10
+    q = DistributionHead("quantile", per_step=5)(raw).reshape(64, 3, 5)
+    assert (q.diff(dim=-1) >= 0).all()
+    t = DistributionHead("student_t", per_step=3)(torch.randn(64, 2 * 3) * 10).reshape(64, 2, 3)
+    assert (t[..., 1] > 0).all() and (t[..., 2] > 2).all()
+
+
+def test_losses_are_the_distributions_negative_log_likelihoods():
+    mu, sigma, y = torch.randn(4, 2), torch.rand(4, 2) + 0.5, torch.randn(4, 2)
+    params = torch.stack([mu, sigma], dim=-1).reshape(4, 4)
+    expected = -torch.distributions.Normal(mu, sigma).log_prob(y)
+    assert torch.allclose(nll("gaussian", params, y, quantiles=[]), expected, atol=1e-6)
+    levels = [0.1, 0.5, 0.9]
+    quant = torch.tensor([[0.0, 1.0, 2.0]])  # one window, one step
+    assert nll("quantile", quant, torch.tensor([[2.5]]), quantiles=levels).item() == pytest.approx(
+        (0.1 * 2.5 + 0.5 * 1.5 + 0.9 * 0.5) / 3
+    )
+    assert point("quantile", quant, horizon=1, quantiles=levels).item() == 1.0  # the median
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"quantiles": [0.1, 0.9]}, "model.quantiles are for model.likelihood: quantile"),
+        ({"likelihood": "quantile", "quantiles": [0.9, 0.1]}, "must be ascending levels strictly between 0 and 1"),
+    ],
+)
+def test_likelihood_config_rules(model, message):
+    with pytest.raises(Exception, match=message):
+        validate({"task": "forecast", "data": {"source": "airline", "window": {"lookback": 12}}, "model": model})
+
+
+def test_likelihood_is_for_forecasts():
+    with pytest.raises(Exception, match="model.likelihood is for task: forecast"):
+        validate({"task": "regression", "model": {"likelihood": "gaussian"}})
