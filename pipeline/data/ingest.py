@@ -145,6 +145,6 @@ def _check_schemas_agree(directory: Path) -> None:
 def load_splits(cfg: Config) -> Prepared:
     path = resolve_source(cfg.data)
     task = get_task(cfg.task)
-    if task.prepare_reads_model:
+    if task.prepare_reads:
         return task.prepare(read(path), cfg.data, path=path, model_cfg=cfg.model)
     return task.prepare(read(path), cfg.data, path=path)

@@ -154,8 +154,9 @@ class Task:
     # further loss terms some data reports (generate: accuracy for token data, not for frames)
     extra_val_metrics: tuple[str, ...] = ()
     higher_is_better: tuple[str, ...] = ()  # metrics (without val_/test_) a sweep maximizes
-    # prepare also takes model_cfg= (transcribe: which transcripts fit their frames after model.subsample)
-    prepare_reads_model: bool = False
+    # model keys that prepare reads (it then takes model_cfg=): transcribe's model.subsample decides which
+    # transcripts fit their frames, forecast's model.likelihood the outputs; a sweep prepares data per value
+    prepare_reads: tuple[str, ...] = ()
     # info -> keyword arguments of loss_terms that the data decides (forecast: the likelihood)
     loss_options: Callable[[DataInfo], dict[str, Any]] | None = None
 

@@ -439,6 +439,6 @@ TASK = Task(
     plots=plots,
     output_units=output_units,
     calibrate=calibrate,
-    prepare_reads_model=True,
+    prepare_reads=("model.likelihood", "model.quantiles"),
     loss_options=loss_options,
 )

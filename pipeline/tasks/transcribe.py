@@ -409,5 +409,5 @@ TASK = Task(
     text_scores=text_scores,
     extra_val_metrics=("wer", "infeasible"),
     higher_is_better=("seq_accuracy",),
-    prepare_reads_model=True,
+    prepare_reads=("model.subsample",),
 )

@@ -18,7 +18,7 @@ from pipeline.config import Config, apply_overrides, validate
 from pipeline.data.ingest import load_splits
 from pipeline.errors import TrainingFailed
 from pipeline.owner import owner
-from pipeline.tasks import Prepared
+from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
 from pipeline.track.summary import RunSummary
 from pipeline.train.driver import FitOutcome, outcome_of
@@ -32,9 +32,11 @@ CHAMPION_ALIAS = "champion"
 
 
 def data_variants(cfg: Config, *, splits: Prepared | None = None) -> dict[str, Prepared]:
-    """Every data section the sweep can sample (choices of data.* keys), each prepared once, here on
-    the driver, before any trial starts: trials then only stream their shards."""
-    keys = [k for k in cfg.tune.space if k.startswith("data.")]
+    """Every data section the sweep can sample (choices of data.* keys, and of the model keys the
+    task's preparation reads), each prepared once, here on the driver, before any trial starts:
+    trials then only stream their shards."""
+    reads = get_task(cfg.task).prepare_reads  # model keys the task's preparation reads
+    keys = [k for k in cfg.tune.space if k.startswith("data.") or k in reads]
     if not keys:
         return {data_key(cfg): splits or load_splits(cfg)}
     base = cfg.model_dump(mode="json")

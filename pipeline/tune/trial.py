@@ -12,7 +12,7 @@ import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from pipeline.config import Config, apply_overrides, validate
-from pipeline.tasks import Prepared
+from pipeline.tasks import Prepared, get_task
 from pipeline.track import KIND_TAG, TRIAL_TAG, SweepRun, TrackedRun
 from pipeline.track.reconcile import OWNER_TAG
 from pipeline.train.driver import build_trainer, fit, sync_history, worker_spec
@@ -40,7 +40,11 @@ class SweepContext:
 
 
 def data_key(cfg: Config) -> str:
-    return hashlib.sha256(json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    """Which prepared data a config trains on: its data section and the model keys its task's
+    preparation reads (transcribe's subsample, forecast's likelihood)."""
+    read = {k: getattr(cfg.model, k.removeprefix("model.")) for k in get_task(cfg.task).prepare_reads}
+    blob = {"data": cfg.data.model_dump(mode="json"), "model": read}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def trial_name(sweep_name: str, trial_id: str) -> str:

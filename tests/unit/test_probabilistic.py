@@ -98,3 +98,12 @@ def test_likelihood_config_rules(model, message):
 def test_likelihood_is_for_forecasts():
     with pytest.raises(Exception, match="model.likelihood is for task: forecast"):
         validate({"task": "regression", "model": {"likelihood": "gaussian"}})
+
+
+def test_a_sweep_prepares_data_per_likelihood_but_not_per_hidden_size():
+    from pipeline.tune.trial import data_key
+
+    base = {"task": "forecast", "data": {"source": "airline", "window": {"lookback": 12}}}
+    key = data_key(validate(base))
+    assert data_key(validate(base | {"model": {"likelihood": "gaussian"}})) != key  # other outputs: other data info
+    assert data_key(validate(base | {"model": {"hidden_size": 7}})) == key
