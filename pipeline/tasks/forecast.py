@@ -264,7 +264,7 @@ def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarra
     (a distribution's mean or median) and values."""
     own: ForecastInfo = info.task_info
     mu, sd = np.asarray(own.scaler["mean"]), np.asarray(own.scaler["std"])
-    ref = out["ref"][:, None] if own.window_normalize == "last" else 0.0
+    ref = _reference(out) if own.window_normalize == "last" else 0.0
     y = out["y"] * sd + mu + ref if "y" in out else None
     params = distribution_in_data_units(out, info)  # (W, H, P)
     if own.likelihood == "none":
@@ -274,14 +274,20 @@ def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarra
     from pipeline.model.likelihood import point
 
     flat = torch.from_numpy(np.ascontiguousarray(params.reshape(len(params), -1)))
-    return point(own.likelihood, flat, horizon=len(sd), quantiles=own.quantiles).numpy(), y
+    return np.ascontiguousarray(point(own.likelihood, flat, horizon=len(sd), quantiles=own.quantiles).numpy()), y
+
+
+def _reference(out: dict[str, np.ndarray]) -> np.ndarray:
+    """Each window's last value as (W, 1): the test split gives it as (W,), a predict batch as (W, 1)."""
+    ref = np.asarray(out["ref"])
+    return ref.reshape(len(ref), -1)[:, :1]
 
 
 def distribution_in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> np.ndarray:
     """The model's outputs (W, H * P) -> (W, H, P) in the data's units, as the served model gives them."""
     own: ForecastInfo = info.task_info
     scale, shift, located = _param_units(own)
-    ref = out["ref"][:, None] if own.window_normalize == "last" else 0.0
+    ref = _reference(out) if own.window_normalize == "last" else 0.0
     values = out["pred"] * scale + shift + ref * located
     return values.reshape(len(values), len(own.scaler["std"]), -1)
 
@@ -296,7 +302,8 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
     own = info.task_info
     if own.likelihood != "none":
         params = distribution_in_data_units(out, info)
-        cols |= {name: list(params[..., k]) for k, name in enumerate(param_names(own.likelihood, own.quantiles))}
+        names = param_names(own.likelihood, own.quantiles)
+        cols |= {name: list(np.ascontiguousarray(params[..., k])) for k, name in enumerate(names)}  # (W, H) each
     return cols | {"actual": list(y), "seasonal_naive": list(out["baseline"])}
 
 

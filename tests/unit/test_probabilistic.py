@@ -107,3 +107,24 @@ def test_a_sweep_prepares_data_per_likelihood_but_not_per_hidden_size():
     key = data_key(validate(base))
     assert data_key(validate(base | {"model": {"likelihood": "gaussian"}})) != key  # other outputs: other data info
     assert data_key(validate(base | {"model": {"hidden_size": 7}})) == key
+
+
+def test_predict_outputs_of_relative_windows_are_per_window_in_data_units():
+    """A predict batch gives each window's last value as (W, 1) (the test split as (W,)): both add
+    it to the locations only, one row per window (predict on a normalize: last model once broadcast
+    it to (W, W, H))."""
+    from pipeline.tasks import DataInfo
+    from pipeline.tasks.forecast import ForecastInfo, outputs
+
+    own = ForecastInfo(
+        scaler={"mean": [0.0, 0.0], "std": [2.0, 2.0]}, season=1, window_normalize="last", likelihood="gaussian"
+    )
+    info = DataInfo(task="forecast", input_size=1, output_size=4, target="float", max_len=3, task_info=own)
+    pred = np.array([[0.5, 0.1, 1.0, 0.2], [0.0, 0.3, 0.0, 0.3]])  # (W, H * (mu, sigma)), standardized
+    for ref in (np.array([[100.0], [200.0]]), np.array([100.0, 200.0])):
+        out = {"pred": pred, "y": np.zeros((2, 2)), "ref": ref, "baseline": np.zeros((2, 2))}
+        out |= {"series": np.array(["a", "a"]), "time": np.array([1, 2])}
+        cols = outputs(out, info)
+        assert np.allclose(cols["mu"], [[101.0, 102.0], [200.0, 200.0]])  # 0.5 * 2 + 100, ...
+        assert np.allclose(cols["sigma"], [[0.2, 0.4], [0.6, 0.6]])  # scaled, not shifted
+        assert np.allclose(cols["forecast"], cols["mu"]) and np.allclose(cols["actual"], [[100, 100], [200, 200]])
