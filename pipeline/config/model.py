@@ -80,6 +80,13 @@ class ModelConfig(Section):
         max_length=99,
         description="likelihood quantile: the levels, ascending in (0, 1) (0.025 0.1 0.25 0.5 0.75 0.9 0.975)",
     )
+    intervals: Literal["none", "conformal"] | None = Field(
+        None,
+        description=(
+            "forecast with likelihood none: conformal (split conformal 80% and 95% intervals per horizon step from "
+            "the validation residuals; predict writes lower_/upper_ columns)"
+        ),
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
@@ -104,6 +111,11 @@ class ModelConfig(Section):
             raise ValueError(
                 f"model.subsample {self.subsample} pools frames between the first and second layers and "
                 "model.num_layers is 1; set model.num_layers: 2 (or more) or remove model.subsample"
+            )
+        if self.intervals == "conformal" and self.likelihood not in (None, "none"):
+            raise ValueError(
+                f"model.intervals: conformal is for point forecasts; model.likelihood {self.likelihood} gives its own "
+                "intervals: remove one of them"
             )
         if self.quantiles is not None and self.likelihood != "quantile":
             raise ValueError("model.quantiles are for model.likelihood: quantile; set it or remove model.quantiles")

@@ -37,7 +37,8 @@ from pipeline.data.windows import (
     time_cuts,
 )
 from pipeline.errors import DataError
-from pipeline.tasks import DataInfo, OutputUnits, Prepared, Task, TaskInfo
+from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
+from pipeline.tasks.forecast_units import model_intervals, distribution_in_data_units, in_data_units, output_units
 from pipeline.tasks.rules import check_layout
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class ForecastInfo(TaskInfo):
     likelihood: str = "none"  # model.likelihood: outputs are a distribution's parameters per horizon step
     quantiles: list[float] = field(default_factory=list)  # likelihood quantile: the levels, ascending
     naive_quantiles: list[list[float]] | None = None  # (H, L) seasonal naive's validation residual quantiles
+    intervals: str = "none"  # model.intervals: conformal intervals around a point forecast
+    conformal: dict[str, list[float]] | None = None  # coverage ("80", "95") -> half-width per step (data units)
 
     @property
     def per_step(self) -> int:
@@ -234,64 +237,6 @@ def target_scaler(mean: np.ndarray, std: np.ndarray, *, horizon: int) -> dict[st
     return {"mean": [float(mean[0])] * horizon, "std": [float(std[0])] * horizon}
 
 
-def _param_units(own) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per output (H * P): scale, shift and whether it is a location (gets the window's reference).
-    Locations (a mean, quantiles) take the target's scale and shift; spreads only its scale; nu neither."""
-    from pipeline.model.likelihood import param_names
-
-    kind = getattr(own, "likelihood", "none")
-    names = param_names(kind, getattr(own, "quantiles", []))
-    sd, mu = np.repeat(own.scaler["std"], len(names)), np.repeat(own.scaler["mean"], len(names))
-    kinds = np.tile(names, len(own.scaler["std"]))
-    located = np.array([n == "mu" or n == "value" or n.startswith("q") for n in kinds])
-    scale = np.where(kinds == "nu", 1.0, sd)
-    return scale, np.where(located, mu, 0.0), located
-
-
-def output_units(info: DataInfo) -> OutputUnits:
-    own = info.task_info
-    scale, shift, located = _param_units(own)
-    return OutputUnits(
-        scale=scale.tolist(),
-        shift=shift.tolist(),
-        reference=getattr(own, "window_normalize", "none"),
-        located=located.tolist(),
-    )
-
-
-def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:
-    """Standardized (relative) forecasts and targets -> the data's units: (W, H) point forecasts
-    (a distribution's mean or median) and values."""
-    own: ForecastInfo = info.task_info
-    mu, sd = np.asarray(own.scaler["mean"]), np.asarray(own.scaler["std"])
-    ref = _reference(out) if own.window_normalize == "last" else 0.0
-    y = out["y"] * sd + mu + ref if "y" in out else None
-    params = distribution_in_data_units(out, info)  # (W, H, P)
-    if own.likelihood == "none":
-        return params[..., 0], y
-    import torch
-
-    from pipeline.model.likelihood import point
-
-    flat = torch.from_numpy(np.ascontiguousarray(params.reshape(len(params), -1)))
-    return np.ascontiguousarray(point(own.likelihood, flat, horizon=len(sd), quantiles=own.quantiles).numpy()), y
-
-
-def _reference(out: dict[str, np.ndarray]) -> np.ndarray:
-    """Each window's last value as (W, 1): the test split gives it as (W,), a predict batch as (W, 1)."""
-    ref = np.asarray(out["ref"])
-    return ref.reshape(len(ref), -1)[:, :1]
-
-
-def distribution_in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> np.ndarray:
-    """The model's outputs (W, H * P) -> (W, H, P) in the data's units, as the served model gives them."""
-    own: ForecastInfo = info.task_info
-    scale, shift, located = _param_units(own)
-    ref = _reference(out) if own.window_normalize == "last" else 0.0
-    values = out["pred"] * scale + shift + ref * located
-    return values.reshape(len(values), len(own.scaler["std"]), -1)
-
-
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
     """Per window: the point forecast and, for a probabilistic model, each parameter (or quantile)
     per horizon step, in the data's units."""
@@ -304,6 +249,9 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
         params = distribution_in_data_units(out, info)
         names = param_names(own.likelihood, own.quantiles)
         cols |= {name: list(np.ascontiguousarray(params[..., k])) for k, name in enumerate(names)}  # (W, H) each
+    if own.conformal is not None:
+        for name, half in own.conformal.items():
+            cols |= {f"lower_{name}": list(pred - np.asarray(half)), f"upper_{name}": list(pred + np.asarray(half))}
     return cols | {"actual": list(y), "seasonal_naive": list(out["baseline"])}
 
 
@@ -325,6 +273,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: Mode
             season=w.season,
             window_normalize=w.normalize,
             likelihood=model_cfg.likelihood or "none",
+            intervals=model_cfg.intervals or "none",
             quantiles=list(model_cfg.quantile_levels),
         ),
     )
@@ -352,28 +301,40 @@ def loss_options(info: DataInfo) -> dict:
 
 
 def calibrate(out: dict[str, np.ndarray], info: DataInfo) -> DataInfo:
-    """A probabilistic model's baseline: seasonal naive's residual quantiles on the validation windows."""
-    if info.task_info.likelihood == "none":
+    """On the validation windows: seasonal naive's residual quantiles (the baseline of a model with
+    intervals), and for `model.intervals: conformal` the model's conformal half-widths."""
+    own = info.task_info
+    if own.likelihood == "none" and own.intervals == "none":
         return info
-    from pipeline.tasks.probabilistic import LEVELS, residual_quantiles
+    from pipeline.tasks.probabilistic import LEVELS, conformal_half_widths, residual_quantiles
 
-    _, y = in_data_units(out, info)
-    levels = info.task_info.quantiles if info.task_info.likelihood == "quantile" else LEVELS
-    return info.with_task_info(naive_quantiles=residual_quantiles(out["baseline"], y, levels))
+    pred, y = in_data_units(out, info)
+    levels = own.quantiles if own.likelihood == "quantile" else LEVELS
+    changes = {"naive_quantiles": residual_quantiles(out["baseline"], y, levels)}
+    if own.intervals == "conformal":
+        changes["conformal"] = conformal_half_widths(pred, y)
+    return info.with_task_info(**changes)
 
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
+    """MAE, RMSE, sMAPE, MASE of the (point) forecast; with a distribution or intervals also CRPS,
+    pinball loss and interval coverage and width, beside the baseline's."""
     pred, y = in_data_units(out, info)  # (W, H) in data units
     model = forecast_metrics(pred, y, scale=out["scale"])
     naive = forecast_metrics(out["baseline"], y, scale=out["scale"])
     own = info.task_info
-    if own.likelihood != "none":
-        from pipeline.tasks.probabilistic import LEVELS, scores
+    q, levels = model_intervals(out, info, pred)
+    if q is not None:
+        from pipeline.tasks.probabilistic import LEVELS, interval_scores, scores
 
-        levels = own.quantiles if own.likelihood == "quantile" else LEVELS
-        model |= scores(own.likelihood, distribution_in_data_units(out, info), y, levels=levels)
+        naive_levels = own.quantiles if own.likelihood == "quantile" else LEVELS
         naive_q = out["baseline"][..., None] + np.asarray(own.naive_quantiles)[None]  # (W, H, L)
-        naive |= scores("quantile", naive_q, y, levels=levels)
+        if own.likelihood != "none":
+            model |= scores(own.likelihood, distribution_in_data_units(out, info), y, levels=levels)
+            naive |= scores("quantile", naive_q, y, levels=naive_levels)
+        else:  # conformal intervals around a point forecast
+            model |= interval_scores(q, y, levels)
+            naive |= interval_scores(naive_q, y, naive_levels)
     return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
 
 
@@ -392,40 +353,15 @@ def forecast_vs_actual(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray) ->
     return fig
 
 
-def fan_chart(bands: dict[str, tuple[np.ndarray, np.ndarray]], pred: np.ndarray, y: np.ndarray) -> Figure:
-    """First-step forecasts of consecutive test windows with their central intervals (data units)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4), layout="tight")
-    ax = fig.subplots()
-    x = np.arange(len(y))
-    for (name, (lo, hi)), alpha in zip(sorted(bands.items(), reverse=True), (0.2, 0.35)):
-        ax.fill_between(x, lo, hi, alpha=alpha, color="tab:blue", linewidth=0, label=f"{name}% interval")
-    ax.plot(x, y, color="black", label="actual")
-    ax.plot(x, pred, color="tab:blue", marker=".", ms=3, label="forecast")
-    ax.set_xlabel("test window")
-    ax.set_title("one-step-ahead forecasts and their intervals on the test split")
-    ax.legend()
-    return fig
-
-
 def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
     pred, y = in_data_units(out, info)
     figures = {"forecast_vs_actual.png": forecast_vs_actual(pred, y, out["baseline"])}
-    own = info.task_info
-    if own.likelihood == "none":
+    q, levels = model_intervals(out, info, pred)
+    if q is None:
         return figures
-    from pipeline.tasks.probabilistic import INTERVALS, LEVELS, quantiles_of
+    from pipeline.tasks.probabilistic import fan_chart, first_step_bands
 
-    params = distribution_in_data_units(out, info)  # (W, H, P)
-    levels = list(own.quantiles) if own.likelihood == "quantile" else list(LEVELS)
-    q = params if own.likelihood == "quantile" else quantiles_of(own.likelihood, params, levels)
-    bands = {
-        name: (q[:, 0, levels.index(lo)], q[:, 0, levels.index(hi)])
-        for name, (lo, hi) in INTERVALS.items()
-        if lo in levels and hi in levels
-    }
-    return figures | {"fan_chart.png": fan_chart(bands, pred[:, 0], y[:, 0])}
+    return figures | {"fan_chart.png": fan_chart(first_step_bands(q, levels), pred[:, 0], y[:, 0])}
 
 
 def check(cfg: Config) -> None:
@@ -446,6 +382,6 @@ TASK = Task(
     plots=plots,
     output_units=output_units,
     calibrate=calibrate,
-    prepare_reads=("model.likelihood", "model.quantiles"),
+    prepare_reads=("model.likelihood", "model.quantiles", "model.intervals"),
     loss_options=loss_options,
 )

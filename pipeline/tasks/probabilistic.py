@@ -7,6 +7,12 @@
 
 The seasonal-naive baseline becomes probabilistic with empirical quantiles of its residuals on the
 validation period, per horizon step, so its coverage is compared fairly with the model's.
+
+Split conformal intervals (`model.intervals: conformal`) for a point model: per horizon step, the
+half-width is the ceil((n + 1) c)-th smallest absolute validation residual of n, for coverage c; on
+exchangeable data the interval covers a new value with probability at least c (Vovk et al. 2005;
+Angelopoulos & Bates 2021). Test coverage is reported, not assumed: forecast errors over time are
+rarely exchangeable.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import numpy as np
 
 LEVELS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975)
 INTERVALS = {"80": (0.1, 0.9), "95": (0.025, 0.975)}
+COVERAGE = {"80": 0.8, "95": 0.95}
+INTERVAL_LEVELS = (0.025, 0.1, 0.9, 0.975)  # the central intervals' ends, as quantile levels
 
 
 def crps_gaussian(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -86,3 +94,47 @@ def scores(kind: str, params: np.ndarray, y: np.ndarray, *, levels) -> dict[str,
 def residual_quantiles(forecast: np.ndarray, y: np.ndarray, levels=LEVELS) -> list[list[float]]:
     """(W, H) forecasts and values -> per horizon step, the residuals' empirical quantiles (H, L)."""
     return np.quantile(y - forecast, levels, axis=0).T.tolist()
+
+
+def conformal_half_widths(pred: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    """(W, H) validation forecasts and values -> per coverage, each step's half-width (H,)."""
+    err = np.sort(np.abs(y - pred), axis=0)  # (n, H)
+    n = len(err)
+    out = {}
+    for name, c in COVERAGE.items():
+        k = int(np.ceil((n + 1) * c))  # the k-th smallest residual (1-based)
+        out[name] = (err[k - 1] if k <= n else np.full(err.shape[1], np.inf)).tolist()
+    return out
+
+
+def conformal_quantiles(pred: np.ndarray, half: dict[str, list[float]]) -> np.ndarray:
+    """(W, H) forecasts -> (W, H, 4) interval ends at INTERVAL_LEVELS (95% low, 80% low, 80% high, 95% high)."""
+    h80, h95 = np.asarray(half["80"]), np.asarray(half["95"])
+    return np.stack([pred - h95, pred - h80, pred + h80, pred + h95], axis=-1)
+
+
+def first_step_bands(q: np.ndarray, levels) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(W, H, L) quantiles -> the central intervals the levels hold, at the first horizon step."""
+    levels = list(levels)
+    return {
+        name: (q[:, 0, levels.index(lo)], q[:, 0, levels.index(hi)])
+        for name, (lo, hi) in INTERVALS.items()
+        if lo in levels and hi in levels
+    }
+
+
+def fan_chart(bands: dict[str, tuple[np.ndarray, np.ndarray]], pred: np.ndarray, y: np.ndarray):
+    """First-step forecasts of consecutive test windows with their central intervals (data units)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4), layout="tight")
+    ax = fig.subplots()
+    x = np.arange(len(y))
+    for (name, (lo, hi)), alpha in zip(sorted(bands.items(), reverse=True), (0.2, 0.35)):
+        ax.fill_between(x, lo, hi, alpha=alpha, color="tab:blue", linewidth=0, label=f"{name}% interval")
+    ax.plot(x, y, color="black", label="actual")
+    ax.plot(x, pred, color="tab:blue", marker=".", ms=3, label="forecast")
+    ax.set_xlabel("test window")
+    ax.set_title("one-step-ahead forecasts and their intervals on the test split")
+    ax.legend()
+    return fig

@@ -29,6 +29,7 @@ TASK_MODEL_KEYS = {
     "subsample": ("transcribe",),
     "likelihood": ("forecast",),
     "quantiles": ("forecast",),
+    "intervals": ("forecast",),
 }
 
 

@@ -128,3 +128,32 @@ def test_predict_outputs_of_relative_windows_are_per_window_in_data_units():
         assert np.allclose(cols["mu"], [[101.0, 102.0], [200.0, 200.0]])  # 0.5 * 2 + 100, ...
         assert np.allclose(cols["sigma"], [[0.2, 0.4], [0.6, 0.6]])  # scaled, not shifted
         assert np.allclose(cols["forecast"], cols["mu"]) and np.allclose(cols["actual"], [[100, 100], [200, 200]])
+
+
+def test_conformal_intervals_cover_exchangeable_data_at_least_as_promised():
+    rng = np.random.default_rng(3)
+    covered = {"80": [], "95": []}
+    for _ in range(200):  # many small calibrations: the guarantee is on average over them
+        val_y, test_y = rng.standard_t(3, size=(50, 2)), rng.standard_t(3, size=(50, 2))  # heavy tails
+        half = prob.conformal_half_widths(np.zeros_like(val_y), val_y)
+        q = prob.conformal_quantiles(np.zeros_like(test_y), half)
+        got = prob.interval_scores(q, test_y, prob.INTERVAL_LEVELS)
+        for name in covered:
+            covered[name].append(got[f"coverage_{name}"])
+    assert 0.80 <= np.mean(covered["80"]) < 0.84 and 0.95 <= np.mean(covered["95"]) < 0.975
+
+
+def test_conformal_with_too_few_residuals_gives_an_infinite_interval():
+    half = prob.conformal_half_widths(np.zeros((5, 1)), np.ones((5, 1)))  # ceil(6 * 0.95) = 6 > 5
+    assert half["95"] == [np.inf] and half["80"] == [1.0]
+
+
+def test_conformal_is_for_point_forecasts():
+    with pytest.raises(Exception, match="model.intervals: conformal is for point forecasts"):
+        validate(
+            {
+                "task": "forecast",
+                "data": {"source": "airline", "window": {"lookback": 12}},
+                "model": {"likelihood": "gaussian", "intervals": "conformal"},
+            }
+        )
