@@ -38,7 +38,7 @@ from pipeline.data.windows import (
 )
 from pipeline.errors import DataError
 from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
-from pipeline.tasks.forecast_units import model_intervals, distribution_in_data_units, in_data_units, output_units
+from pipeline.tasks.forecast_units import distribution_in_data_units, in_data_units, model_intervals, output_units
 from pipeline.tasks.rules import check_layout
 
 if TYPE_CHECKING:
