@@ -53,6 +53,15 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(redact_tree(payload), indent=2, default=str) + "\n")
 
 
+# why a test metric can have no value (NaN), in words for the summary
+UNDEFINED = {
+    "test_auroc": (
+        "the test period holds no labelled anomaly (or only anomalies), so AUROC has no value; "
+        "give the test period more time (data.test_fraction)"
+    ),
+}
+
+
 def render(summary: RunSummary, *, title: str) -> str:
     m = summary.metrics
     lines = [f"== {title}: {summary.name} ({summary.status}) =="]
@@ -72,6 +81,9 @@ def render(summary: RunSummary, *, title: str) -> str:
                 if k.startswith("baseline_") and k.endswith(f"_{key}") and k != f"baseline_{key}"
             }
             vs += "".join(f"   {name} {v:.4f}" for name, v in others.items())
+            if value != value:  # NaN: the metric has no value on this test split; say why instead
+                lines.append(f"{key:<16} undefined: {UNDEFINED.get(key, 'the test split cannot score it')}")
+                continue
             lines.append(f"{key:<16} {value:.4f}{vs}")
     lines.append(f"mlflow run {summary.run_id} in experiment '{summary.experiment}'")
     if summary.child_run_ids:

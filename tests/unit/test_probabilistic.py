@@ -157,3 +157,20 @@ def test_conformal_is_for_point_forecasts():
                 "model": {"likelihood": "gaussian", "intervals": "conformal"},
             }
         )
+
+
+def test_the_summary_says_why_a_metric_has_no_value_instead_of_nan():
+    from pipeline.track.summary import RunSummary, render
+
+    summary = RunSummary(
+        status="FINISHED",
+        tracking_uri="sqlite:///m.db",
+        experiment="e",
+        run_id="r",
+        name="n",
+        metrics={"test_auroc": float("nan"), "baseline_test_auroc": float("nan"), "test_f1": 0.0},
+    )
+    text = render(summary, title="train")
+    assert "nan" not in text
+    assert "test_auroc       undefined: the test period holds no labelled anomaly" in text
+    assert "data.test_fraction" in text and "test_f1          0.0000" in text
