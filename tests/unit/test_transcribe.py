@@ -11,7 +11,7 @@ from pipeline.config import ModelConfig, validate
 from pipeline.errors import DataError
 from pipeline.model.cells import pool_time
 from pipeline.model.ctc import BLANK, Transcriber, greedy, infeasible, output_lengths, prefix_beam
-from pipeline.tasks import transcribe
+from pipeline.tasks import transcribe, transcribe_report
 
 # ---- the handwriting source
 
@@ -157,7 +157,7 @@ def test_metrics_are_jiwers_with_the_most_frequent_transcript_as_baseline():
 
     out = {"hyp": ["the cat", "a dog", "sat"], "ref": ["the cat", "the dog", "sat on"], "group": ["a", "b", "b"]}
     info = type("Info", (), {"task_info": transcribe.TranscribeInfo(alphabet=list("acdeghnost "), most_frequent="the")})
-    m = transcribe.test_metrics(out, info)
+    m = transcribe_report.test_metrics(out, info)
     assert m["test_cer"] == pytest.approx(jiwer.cer(out["ref"], out["hyp"]))
     assert m["test_wer"] == pytest.approx(jiwer.wer(out["ref"], out["hyp"]))
     assert m["test_seq_accuracy"] == pytest.approx(1 / 3)
