@@ -114,3 +114,17 @@ def fill_missing(values: np.ndarray, *, policy: str) -> tuple[np.ndarray, np.nda
         filled = values[idx, np.arange(values.shape[1])[None, :]]
         return filled, ~np.isnan(filled).any(axis=1)
     return values, ~gaps.any(axis=1)  # drop
+
+
+REVIN_EPS = 1e-8  # a window whose std is below this is only centred (the served model uses the same rule)
+
+
+def window_reference(history: np.ndarray, *, normalize: str) -> tuple[np.ndarray, np.ndarray]:
+    """history (W, L) of the target -> each window's (shift, scale) (W,), (W,): last: its last value
+    and 1; revin: its mean and std (1 for a constant window, as the served model computes them);
+    none: its last value (kept for predict's output) and 1."""
+    if normalize != "revin":
+        return history[:, -1].astype(np.float64), np.ones(len(history))
+    h = history.astype(np.float64)
+    std = h.std(axis=1)
+    return h.mean(axis=1), np.where(std > REVIN_EPS, std, 1.0)

@@ -16,6 +16,7 @@ from torch import nn
 
 from pipeline.config import ModelConfig
 from pipeline.data.tokenize import PAD_ID
+from pipeline.data.windows import REVIN_EPS
 from pipeline.model.cells import Recurrent
 
 if TYPE_CHECKING:
@@ -110,8 +111,9 @@ class ServingModel(nn.Module):
         *,
         out_scale: list[float] | None = None,
         out_shift: list[float] | None = None,
-        reference: Literal["none", "last"] = "none",
+        reference: Literal["none", "last", "revin"] = "none",
         located: list[bool] | None = None,
+        scaled: list[bool] | None = None,
     ):
         super().__init__()
         self.rnn, self.head, self.readout, self.reference = model.rnn, model.head, model.readout, reference
@@ -125,14 +127,20 @@ class ServingModel(nn.Module):
         self.register_buffer("out_shift", torch.tensor(out_shift or [0.0] * size, dtype=torch.float32))
         where = [1.0 if k else 0.0 for k in located] if located is not None else [1.0] * size
         self.register_buffer("out_located", torch.tensor(where, dtype=torch.float32))  # (O,) 1: add the reference
+        times = [1.0 if k else 0.0 for k in scaled] if scaled is not None else [1.0] * size
+        self.register_buffer("out_scaled", torch.tensor(times, dtype=torch.float32))  # (O,) 1: times the window's scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         real = ~torch.isnan(x[..., 0])  # (B, T)
         last = real.sum(dim=1).clamp(min=1) - 1  # (B,) index of the last real step
         ref = torch.zeros(x.shape[0], 1, dtype=x.dtype)  # (B, 1)
+        ref_scale = torch.ones(x.shape[0], 1, dtype=x.dtype)  # (B, 1)
         if self.reference == "last":  # forecast relative to the last value
             ref = x[..., 0].gather(1, last.view(-1, 1))  # (B, 1) last observed target
-            x = torch.cat([x[..., :1] - ref.unsqueeze(-1), x[..., 1:]], dim=-1)
+        elif self.reference == "revin":  # standardized by the window's own mean and std (RevIN)
+            ref, ref_scale = window_moments(x[..., 0], real)  # (B, 1), (B, 1)
+        if self.reference != "none":
+            x = torch.cat([(x[..., :1] - ref.unsqueeze(-1)) / ref_scale.unsqueeze(-1), x[..., 1:]], dim=-1)
         if self.embed is not None:
             x = self.embed(torch.nan_to_num(x[..., 0], nan=0.0).long())  # (B, T) ids -> (B, T, E), padding id 0
         else:
@@ -142,7 +150,19 @@ class ServingModel(nn.Module):
             logits = self.head(out)  # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
         pooled = pool_steps(out, h, real.sum(dim=1), how=self.pooling)  # (B, D)
-        return self.dist(self.head(pooled)) * self.out_scale + self.out_shift + ref * self.out_located  # (B, O)
+        out = self.dist(self.head(pooled)) * self.out_scale + self.out_shift  # (B, O)
+        return out * (1 + (ref_scale - 1) * self.out_scaled) + ref * self.out_located  # (B, O) in data units
+
+
+def window_moments(target: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """target (B, T) with NaN past each end, real (B, T) -> each window's mean and std (B, 1) over its
+    real steps; a std below REVIN_EPS is 1 (a constant window is only centred), as the training windows'."""
+    n = real.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
+    v = torch.where(real, target, torch.zeros_like(target))  # (B, T)
+    mean = v.sum(dim=1, keepdim=True) / n  # (B, 1)
+    var = (torch.where(real, target - mean, torch.zeros_like(target)) ** 2).sum(dim=1, keepdim=True) / n
+    std = var.sqrt()  # (B, 1)
+    return mean, torch.where(std > REVIN_EPS, std, torch.ones_like(std))
 
 
 def build_model(

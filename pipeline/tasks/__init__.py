@@ -48,13 +48,14 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class OutputUnits:
-    """How the served model turns standardized outputs back into the data's units: out * scale + shift
-    (+ the window's last value, for forecasts relative to it)."""
+    """How the served model turns standardized outputs back into the data's units: out * scale + shift,
+    then for forecasts relative to their window (* the window's scale) + the window's reference."""
 
     scale: list[float]
     shift: list[float]
-    reference: Literal["none", "last"] = "none"
+    reference: Literal["none", "last", "revin"] = "none"  # last: the last value; revin: the window's mean and std
     located: list[bool] | None = None  # outputs the reference is added to (locations, not spreads); None: all
+    scaled: list[bool] | None = None  # outputs the window's scale multiplies (revin; not shape parameters); None: all
 
 
 @dataclass

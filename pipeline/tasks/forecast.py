@@ -35,6 +35,7 @@ from pipeline.data.windows import (
     seasonal_naive,
     split_labels,
     time_cuts,
+    window_reference,
 )
 from pipeline.errors import DataError
 from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 class ForecastInfo(TaskInfo):
     scaler: dict[str, list[float]]  # {"mean": [...], "std": [...]} of the target, per horizon step (training period)
     season: int  # seasonal-naive period
-    window_normalize: Literal["none", "last"] = "none"  # targets relative to each window's last value
+    window_normalize: Literal["none", "last", "revin"] = "none"  # targets relative to each window (ref, ref_scale)
     likelihood: str = "none"  # model.likelihood: outputs are a distribution's parameters per horizon step
     quantiles: list[float] = field(default_factory=list)  # likelihood quantile: the levels, ascending
     naive_quantiles: list[list[float]] | None = None  # (H, L) seasonal naive's validation residual quantiles
@@ -68,7 +69,7 @@ class ForecastInfo(TaskInfo):
         return len(param_names(self.likelihood, self.quantiles))
 
 
-WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref")
+WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref", "ref_scale")
 
 
 def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
@@ -129,18 +130,19 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
         steps["label"] = group["label"].to_numpy()[kept]
     win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps, at=at)
     baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)  # (W, H)
-    ref = win["history"][:, -1]  # (W,) last observed value
+    ref, ref_scale = window_reference(win["history"], normalize=w.normalize)  # (W,), (W,)
     x, y = win["x"], win["y"]
-    if w.normalize == "last":  # relative to the last value
+    if w.normalize != "none":  # relative to the window: (v - ref) / ref_scale
         x = x.copy()
-        x[..., 0] -= ref[:, None]
-        y = y - ref[:, None]
+        x[..., 0] = (x[..., 0] - ref[:, None]) / ref_scale[:, None]
+        y = (y - ref[:, None]) / ref_scale[:, None]
     table = sequence_table(x, np.zeros(len(x), np.float32))  # x: (W, L, C)
     return pa.table(
         {
             "x": table.column("x"),
             "y": pa.array(list((y - mean[0]) / std[0])),  # (W, H) standardized
             "ref": pa.array(ref.astype(np.float64)),
+            "ref_scale": pa.array(ref_scale.astype(np.float64)),
             "baseline": pa.array(list(baseline)),
             "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
             "split": pa.array(win["split"], pa.string()),
@@ -181,6 +183,8 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
         std = np.where(std < 1e-8, 1.0, std)
         if w.normalize == "last":
             mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred
+        if w.normalize == "revin":
+            mean[0], std[0] = 0.0, 1.0  # the target is standardized per window already
         windows = (
             labelled.groupby("series")
             .map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas")

@@ -36,7 +36,17 @@ def output_units(info: DataInfo) -> OutputUnits:
         shift=shift.tolist(),
         reference=getattr(own, "window_normalize", "none"),
         located=located.tolist(),
+        scaled=_scaled(own).tolist(),
     )
+
+
+def _scaled(own) -> np.ndarray:
+    """Per output (H * P): whether it is in the target's units (a location or a spread), so a
+    window's scale multiplies it; a shape parameter (student-t's nu) is not."""
+    from pipeline.model.likelihood import param_names
+
+    names = param_names(getattr(own, "likelihood", "none"), getattr(own, "quantiles", []))
+    return np.tile([n != "nu" for n in names], len(own.scaler["std"]))
 
 
 def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:
@@ -44,8 +54,8 @@ def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarra
     (a distribution's mean or median) and values."""
     own: ForecastInfo = info.task_info
     mu, sd = np.asarray(own.scaler["mean"]), np.asarray(own.scaler["std"])
-    ref = _reference(out) if own.window_normalize == "last" else 0.0
-    y = out["y"] * sd + mu + ref if "y" in out else None
+    ref, ref_scale = window_units(out, own)
+    y = (out["y"] * sd + mu) * ref_scale + ref if "y" in out else None
     params = distribution_in_data_units(out, info)  # (W, H, P)
     if own.likelihood == "none":
         return params[..., 0], y
@@ -57,18 +67,29 @@ def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarra
     return np.ascontiguousarray(point(own.likelihood, flat, horizon=len(sd), quantiles=own.quantiles).numpy()), y
 
 
-def _reference(out: dict[str, np.ndarray]) -> np.ndarray:
-    """Each window's last value as (W, 1): the test split gives it as (W,), a predict batch as (W, 1)."""
-    ref = np.asarray(out["ref"])
-    return ref.reshape(len(ref), -1)[:, :1]
+def _per_window(values) -> np.ndarray:
+    """One value per window as (W, 1): the test split gives (W,), a predict batch (W, 1)."""
+    values = np.asarray(values)
+    return values.reshape(len(values), -1)[:, :1]
+
+
+def window_units(out: dict[str, np.ndarray], own) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Each window's (shift, scale) as (W, 1) each, that its relative outputs are turned back with:
+    last: (its last value, 1); revin: (its mean, std); none: (0, 1)."""
+    normalize = getattr(own, "window_normalize", "none")
+    if normalize == "none":
+        return 0.0, 1.0
+    scale = _per_window(out["ref_scale"]) if normalize == "revin" else 1.0
+    return _per_window(out["ref"]), scale
 
 
 def distribution_in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> np.ndarray:
     """The model's outputs (W, H * P) -> (W, H, P) in the data's units, as the served model gives them."""
     own: ForecastInfo = info.task_info
     scale, shift, located = _param_units(own)
-    ref = _reference(out) if own.window_normalize == "last" else 0.0
-    values = out["pred"] * scale + shift + ref * located
+    ref, ref_scale = window_units(out, own)  # (W, 1) each, or scalars
+    scaled = np.where(_scaled(own), ref_scale, 1.0)  # (W, H * P)
+    values = (out["pred"] * scale + shift) * scaled + ref * located
     return values.reshape(len(values), len(own.scaler["std"]), -1)
 
 

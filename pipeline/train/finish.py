@@ -146,5 +146,10 @@ def serving_model(model: SequenceModel, info: DataInfo) -> ServingModel:
         return ServingModel(model)
     units = output_units(info)
     return ServingModel(
-        model, out_scale=units.scale, out_shift=units.shift, reference=units.reference, located=units.located
+        model,
+        out_scale=units.scale,
+        out_shift=units.shift,
+        reference=units.reference,
+        located=units.located,
+        scaled=units.scaled,
     )

@@ -53,7 +53,7 @@ def predict_split(model: torch.nn.Module, ds: ray.data.Dataset, *, info: DataInf
             for name, values in key_columns(rows).items():
                 parts.setdefault(name, []).append(values)
     out = {name: _concat(chunks) for name, chunks in parts.items()}
-    for name in ("scale", "ref"):  # one value per window
+    for name in ("scale", "ref", "ref_scale"):  # one value per window
         if name in out:
             out[name] = out[name][:, 0]
     return out

@@ -70,6 +70,17 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
     assert forecast.shape == (4, 3)
     assert 20 < float(np.mean(forecast)) < 150  # data units (sales ~ 50..120), not standardized
 
+    # normalize: revin: the target is standardized per window (its scaler is the identity), the
+    # covariate still by the training period's scaler, and the windows carry their mean and std
+    revin = config.validate(raw | {"data": raw["data"] | {"window": raw["data"]["window"] | {"normalize": "revin"}}})
+    per_window = load_splits(revin)
+    assert per_window.info.input_mean[0] == 0.0 and per_window.info.input_std[0] == 1.0
+    assert per_window.info.input_mean[1] == info.input_mean[1]
+    test = per_window.test.to_pandas()
+    assert {"ref", "ref_scale"} <= set(test.columns) and (test["ref"] > 40).all() and (test["ref_scale"] > 1).all()
+    x0 = np.stack([np.stack(v)[:, 0] for v in test["x"]])  # (W, L) the target, standardized per window
+    assert np.allclose(x0.mean(axis=1), 0, atol=1e-4) and np.allclose(x0.std(axis=1), 1, atol=1e-3)
+
 
 def test_gaps_fail_by_default_and_fill_on_request(ray_session, tiny_raw, tmp_path):
     import pytest

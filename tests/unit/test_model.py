@@ -109,6 +109,34 @@ def test_serving_model_relative_to_last_value():
         assert torch.allclose(serving(padded), expected, atol=1e-4)
 
 
+def test_serving_model_standardizes_each_window_by_itself_for_revin():
+    """forecast with window.normalize=revin: the served model standardizes each row's target by the
+    mean and std of its own real steps (padding excluded), and reverses that on its outputs: the
+    locations get std and mean, a spread only std, a shape parameter neither."""
+    from torch.export import Dim
+
+    from pipeline.model.sequence_model import ServingModel
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=6), input_size=2, output_size=3).eval()
+    seqs = [torch.randn(n, 2) * 50 + 100.0 for n in (4, 2)]
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
+    serving = ServingModel(
+        model, reference="revin", out_scale=[1.0] * 3, located=[True, False, False], scaled=[True, True, False]
+    ).eval()
+    mean = torch.stack([s[:, 0].mean() for s in seqs]).unsqueeze(1)  # (B, 1)
+    std = torch.stack([s[:, 0].std(unbiased=False) for s in seqs]).unsqueeze(1)
+    relative = [torch.cat([(s[:, :1] - m) / d, s[:, 1:]], dim=1) for s, m, d in zip(seqs, mean, std)]
+    with torch.no_grad():
+        raw = model(torch.nn.utils.rnn.pad_sequence(relative, batch_first=True), torch.tensor([4, 2]))  # (B, 3)
+        got = serving(padded)
+        exported = torch.export.export(serving, (padded,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]).module()
+        assert torch.allclose(exported(padded), got, atol=1e-5)  # the logged (pt2) form computes the same
+    assert torch.allclose(got[:, 0:1], raw[:, 0:1] * std + mean, atol=1e-4)  # location
+    assert torch.allclose(got[:, 1:2], raw[:, 1:2] * std, atol=1e-4)  # spread
+    assert torch.allclose(got[:, 2:3], raw[:, 2:3], atol=1e-5)  # shape
+
+
 @pytest.mark.parametrize(("cell", "bidirectional"), [("cifg", False), ("lstm", True), ("fgr", True)])
 def test_served_model_matches_and_exports_for_variants_and_both_directions(cell, bidirectional):
     import warnings

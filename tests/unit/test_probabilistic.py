@@ -130,6 +130,25 @@ def test_predict_outputs_of_relative_windows_are_per_window_in_data_units():
         assert np.allclose(cols["forecast"], cols["mu"]) and np.allclose(cols["actual"], [[100, 100], [200, 200]])
 
 
+def test_revin_outputs_scale_locations_and_spreads_but_not_student_t_nu():
+    """A revin model's student-t parameters per window: mu * std + mean, sigma * std, nu as is; the
+    served model is told the same (OutputUnits.located, .scaled)."""
+    from pipeline.tasks import DataInfo
+    from pipeline.tasks.forecast import ForecastInfo, output_units, outputs
+
+    own = ForecastInfo(scaler={"mean": [0.0], "std": [1.0]}, season=1, window_normalize="revin", likelihood="student_t")
+    info = DataInfo(task="forecast", input_size=1, output_size=3, target="float", max_len=3, task_info=own)
+    out = {"pred": np.array([[0.5, 0.2, 4.0]]), "y": np.array([[1.0]]), "ref": np.array([100.0])}
+    out |= {"ref_scale": np.array([10.0]), "baseline": np.zeros((1, 1)), "series": ["a"], "time": [1]}
+    cols = outputs(out, info)
+    assert (
+        np.allclose(cols["mu"], [[105.0]]) and np.allclose(cols["sigma"], [[2.0]]) and np.allclose(cols["nu"], [[4.0]])
+    )
+    assert np.allclose(cols["actual"], [[110.0]])
+    units = output_units(info)
+    assert units.reference == "revin" and units.located == [True, False, False] and units.scaled == [True, True, False]
+
+
 def test_conformal_intervals_cover_exchangeable_data_at_least_as_promised():
     rng = np.random.default_rng(3)
     covered = {"80": [], "95": []}

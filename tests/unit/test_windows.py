@@ -81,7 +81,42 @@ def test_relative_windows_subtract_the_last_value():
     assert t.column("y").to_pylist() == [[0.5, 1.0], [0.5, 1.0]]  # (13-12)/2, (14-12)/2
 
 
-@pytest.mark.parametrize("normalize", ["none", "last"])
+def test_revin_windows_are_standardized_by_their_own_mean_and_std():
+    import pandas as pd
+
+    from pipeline.config import DataConfig
+    from pipeline.tasks.forecast import _windows
+
+    cfg = DataConfig(source="x.csv", window={"lookback": 2, "horizon": 1, "normalize": "revin"})
+    group = pd.DataFrame({"time": range(4), "y": [10.0, 14, 14, 20], "split": ["train"] * 4, "series": "a"})
+    t = _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([1.0]), at="first")
+    assert t.column("ref").to_pylist() == [12.0, 14.0]  # window means
+    assert t.column("ref_scale").to_pylist() == [2.0, 1.0]  # std of (10, 14); (14, 14) is constant: only centred
+    assert t.column("x")[0].as_py() == [[-1.0], [1.0]] and t.column("x")[1].as_py() == [[0.0], [0.0]]
+    assert t.column("y").to_pylist() == [[1.0], [6.0]]  # (14 - 12) / 2, (20 - 14) / 1
+
+
+def test_revin_puts_series_of_any_scale_on_one_scale():
+    """Two series 1000 times apart give the same windows under revin (what per-window
+    normalization is for), and different ones without it."""
+    import pandas as pd
+
+    from pipeline.config import DataConfig
+    from pipeline.tasks.forecast import _windows
+
+    values = 5 + np.sin(np.arange(12) / 2)
+    cut = {}
+    for normalize in ("none", "revin"):
+        cfg = DataConfig(source="x.csv", window={"lookback": 4, "horizon": 2, "normalize": normalize})
+        for name, k in (("small", 1.0), ("large", 1000.0)):
+            group = pd.DataFrame({"time": range(12), "y": k * values, "split": ["train"] * 12, "series": name})
+            t = _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([1.0]), at="first")
+            cut[normalize, name] = np.array(t.column("y").to_pylist())
+    assert np.allclose(cut["revin", "small"], cut["revin", "large"], atol=1e-5)
+    assert not np.allclose(cut["none", "small"], cut["none", "large"])
+
+
+@pytest.mark.parametrize("normalize", ["none", "last", "revin"])
 def test_target_scaler_round_trip(normalize):
     """Windows standardize targets with the training scaler; in_data_units brings them back exactly."""
     import pandas as pd
@@ -93,14 +128,15 @@ def test_target_scaler_round_trip(normalize):
     cfg = DataConfig(source="x.csv", window={"lookback": 4, "horizon": 3, "normalize": normalize})
     values = 50 + 10 * np.sin(np.arange(40) / 3)
     group = pd.DataFrame({"time": range(40), "y": values, "split": ["train"] * 40, "series": "a"})
-    mean, std = np.array([0.0 if normalize == "last" else values.mean()]), np.array([values.std()])
+    mean = np.array([values.mean() if normalize == "none" else 0.0])
+    std = np.array([1.0 if normalize == "revin" else values.std()])
     t = _windows(group, cfg=cfg, mean=mean, std=std, at="first")
     y = np.array(t.column("y").to_pylist())
     own = ForecastInfo(
         scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3}, season=1, window_normalize=normalize
     )
     info = DataInfo(task="forecast", input_size=1, output_size=3, target="float", max_len=4, task_info=own)
-    out = {"pred": y, "y": y, "ref": np.array(t.column("ref").to_pylist())}
+    out = {"pred": y, "y": y} | {k: np.array(t.column(k).to_pylist()) for k in ("ref", "ref_scale")}
     pred, actual = in_data_units(out, info)
     expected = np.stack([values[i + 4 : i + 7] for i in range(len(y))])
     assert np.allclose(pred, expected, atol=1e-4) and np.allclose(actual, expected, atol=1e-4)
