@@ -35,6 +35,17 @@ def seasonal_naive(history: np.ndarray, *, horizon: int, season: int) -> np.ndar
     return np.stack([last[:, h % season] for h in range(horizon)], axis=1)
 
 
+def seasonal_naive_drift(history: np.ndarray, *, horizon: int, season: int) -> np.ndarray:
+    """history (W, L) -> (W, H): seasonal naive plus the trend, one season of it per season ahead:
+    y_hat[h] = seasonal_naive[h] + season * (h // season + 1) * c, where c is the mean change per step
+    between values whole seasons apart (the longest such span in the lookback, so the season itself
+    is not read as trend). With season 1 this is the random walk with drift."""
+    span = season * ((history.shape[1] - 1) // season)  # the longest whole number of seasons in the lookback
+    c = (history[:, -1] - history[:, -1 - span]) / span if span else np.zeros(len(history))  # (W,)
+    ahead = season * (np.arange(horizon) // season + 1)  # (H,) steps between a forecast and the value it repeats
+    return seasonal_naive(history, horizon=horizon, season=season) + c[:, None] * ahead[None, :]
+
+
 def mase_scale(target: np.ndarray, splits: np.ndarray, *, season: int) -> float:
     """In-sample seasonal-naive MAE on the training part of one series (MASE's denominator); on new
     data with no training part (predict, evaluate), over the whole series."""

@@ -33,6 +33,7 @@ from pipeline.data.windows import (
     forecast_metrics,
     mase_scale,
     seasonal_naive,
+    seasonal_naive_drift,
     split_labels,
     time_cuts,
     window_reference,
@@ -69,7 +70,7 @@ class ForecastInfo(TaskInfo):
         return len(param_names(self.likelihood, self.quantiles))
 
 
-WINDOW_COLUMNS = ("x", "y", "baseline", "scale", "ref", "ref_scale")
+WINDOW_COLUMNS = ("x", "y", "baseline", "drift", "scale", "ref", "ref_scale")
 
 
 def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
@@ -144,6 +145,7 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
             "ref": pa.array(ref.astype(np.float64)),
             "ref_scale": pa.array(ref_scale.astype(np.float64)),
             "baseline": pa.array(list(baseline)),
+            "drift": pa.array(list(seasonal_naive_drift(win["history"], horizon=w.horizon, season=w.season))),
             "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
             "split": pa.array(win["split"], pa.string()),
             "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
@@ -190,9 +192,11 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
             .map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas")
             .materialize()
         )
+        tested = keep if "series" in keep else (*keep, "series")  # the test split says which series it scores
         parts = tuple(
             windows.map_batches(
-                functools.partial(rows_in_split, name=name, keep=keep), batch_format="pyarrow"
+                functools.partial(rows_in_split, name=name, keep=tested if name == "test" else keep),
+                batch_format="pyarrow",
             ).materialize()
             for name in SPLITS
         )
@@ -339,7 +343,20 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
         else:  # conformal intervals around a point forecast
             model |= interval_scores(q, y, levels)
             naive |= interval_scores(naive_q, y, naive_levels)
-    return {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
+    metrics = {f"test_{k}": v for k, v in model.items()} | {f"baseline_test_{k}": v for k, v in naive.items()}
+    if "drift" in out:  # seasonal naive with drift: the point metrics
+        drift = forecast_metrics(out["drift"], y, scale=out["scale"])
+        metrics |= {f"baseline_drift_test_{k}": v for k, v in drift.items()}
+    return metrics | windows_counted(out)
+
+
+def windows_counted(out: dict[str, np.ndarray]) -> dict[str, float]:
+    """How many test windows and series the metrics average over (overlapping windows are few
+    independent errors)."""
+    counts = {"test_windows": float(len(out["y"]))}
+    if "series" in out:
+        counts["test_series"] = float(len(set(np.asarray(out["series"]).tolist())))
+    return counts
 
 
 def forecast_vs_actual(pred: np.ndarray, y: np.ndarray, baseline: np.ndarray) -> Figure:

@@ -62,6 +62,26 @@ UNDEFINED = {
 }
 
 
+COUNTS = {"test_windows": "windows", "test_series": "series"}  # what the test metrics average over
+LOWER_IS_BETTER = ("mae", "rmse", "smape", "mase", "crps", "pinball", "cer", "wer")
+
+
+def verdict(key: str, value: float, metrics: dict[str, float]) -> str:
+    """For a lower-is-better test metric with two or more baselines: the strongest, and whether the
+    model beats it."""
+    if not key.endswith(LOWER_IS_BETTER):
+        return ""
+    bases = {
+        ("naive" if k == f"baseline_{key}" else k.removeprefix("baseline_").removesuffix(f"_{key}")): v
+        for k, v in metrics.items()
+        if k.startswith("baseline_") and k.endswith(key) and v == v
+    }
+    if len(bases) < 2 or value != value:
+        return ""
+    name = min(bases, key=bases.get)
+    return f"   -> beats the strongest baseline ({name})" if value < bases[name] else f"   -> behind {name}"
+
+
 def render(summary: RunSummary, *, title: str) -> str:
     m = summary.metrics
     lines = [f"== {title}: {summary.name} ({summary.status}) =="]
@@ -72,6 +92,8 @@ def render(summary: RunSummary, *, title: str) -> str:
     if val:
         lines.append(f"best epoch {int(m.get('best_epoch', 0)) + 1}: val " + ", ".join(val))
     for key, value in m.items():
+        if key in COUNTS:
+            continue
         if key.startswith("test_"):
             base = m.get(f"baseline_{key}")
             vs = f"   naive baseline {base:.4f}" if base is not None else ""
@@ -84,7 +106,10 @@ def render(summary: RunSummary, *, title: str) -> str:
             if value != value:  # NaN: the metric has no value on this test split; say why instead
                 lines.append(f"{key:<16} undefined: {UNDEFINED.get(key, 'the test split cannot score it')}")
                 continue
-            lines.append(f"{key:<16} {value:.4f}{vs}")
+            lines.append(f"{key:<16} {value:.4f}{vs}{verdict(key, value, m)}")
+    counted = [f"{int(m[k])} {COUNTS[k]}" for k in COUNTS if k in m]
+    if counted:
+        lines.append("scored on " + ", ".join(counted) + " of the test split")
     lines.append(f"mlflow run {summary.run_id} in experiment '{summary.experiment}'")
     if summary.child_run_ids:
         lines.append(f"trial runs: {', '.join(summary.child_run_ids)}")

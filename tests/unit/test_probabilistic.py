@@ -193,3 +193,18 @@ def test_the_summary_says_why_a_metric_has_no_value_instead_of_nan():
     assert "nan" not in text
     assert "test_auroc       undefined: the test period holds no labelled anomaly" in text
     assert "data.test_fraction" in text and "test_f1          0.0000" in text
+
+
+def test_the_summary_names_the_strongest_baseline_and_counts_the_test_windows():
+    from pipeline.track.summary import RunSummary, render
+
+    metrics = {"test_mase": 0.5, "baseline_test_mase": 0.9, "baseline_drift_test_mase": 0.4, "test_windows": 32.0}
+    summary = RunSummary(
+        status="FINISHED", tracking_uri="sqlite:///m.db", experiment="e", run_id="r", name="n", metrics=metrics
+    )
+    text = render(summary, title="train")
+    assert "test_mase        0.5000   naive baseline 0.9000   drift 0.4000   -> behind drift" in text
+    assert "scored on 32 windows of the test split" in text and "test_windows" not in text
+    summary.metrics = metrics | {"test_mase": 0.3, "test_series": 2.0}
+    text = render(summary, title="train")
+    assert "-> beats the strongest baseline (drift)" in text and "32 windows, 2 series" in text

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from pipeline.data.windows import cut_windows, forecast_metrics, mase_scale, seasonal_naive, split_labels, time_cuts
+from pipeline.data.windows import (
+    cut_windows,
+    forecast_metrics,
+    mase_scale,
+    seasonal_naive,
+    seasonal_naive_drift,
+    split_labels,
+    time_cuts,
+)
 from pipeline.errors import DataError
 
 
@@ -32,6 +40,14 @@ def test_windows_never_straddle_splits():
 def test_too_short_series_gives_no_windows():
     win = cut_windows(np.zeros((3, 1)), np.zeros(3), np.array(["train"] * 3, dtype=object), lookback=3, horizon=2)
     assert win["x"].shape == (0, 3, 1)
+
+
+def test_seasonal_naive_with_drift_carries_the_trend_on():
+    history = np.array([[1.0, 2, 3, 4, 5, 6]])  # +1 per step
+    np.testing.assert_allclose(seasonal_naive_drift(history, horizon=5, season=3), [[7, 8, 9, 10, 11]])
+    np.testing.assert_allclose(seasonal_naive_drift(history, horizon=2, season=1), [[7, 8]])  # random walk + drift
+    flat = np.array([[2.0, 5, 2, 5]])  # no trend: seasonal naive itself
+    np.testing.assert_allclose(seasonal_naive_drift(flat, horizon=3, season=2), [[2, 5, 2]])
 
 
 def test_seasonal_naive_repeats_last_season():
