@@ -150,6 +150,13 @@ class DataConfig(Section):
             "anomaly without labels: flag steps scoring above this quantile of validation scores (default 0.99)"
         ),
     )
+    anomaly_score: Literal["error", "nll"] | None = Field(
+        None,
+        description=(
+            "anomaly: score a step by the forecasts' absolute error (error, the default) or by their negative "
+            "log-likelihood of the value (nll; needs model.likelihood gaussian or student_t)"
+        ),
+    )
     input_scaling: Literal["standard", "none"] = Field(
         "standard", description="standardize each input feature by the training split"
     )

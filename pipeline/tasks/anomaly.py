@@ -3,7 +3,10 @@
 The model forecasts the next `horizon` steps from a window of the series (the forecast task's
 time split, scaler and Ray Data windowing). A step is covered by the forecasts of up to `horizon`
 windows, made 1..horizon steps before it; its score is their mean absolute error, in units of the
-training period's standard deviation. With horizon 1 a level shift or drift is only scored at its
+training period's standard deviation, or with `data.anomaly_score: nll` (a model with
+`model.likelihood` gaussian or student_t) the mean negative log-likelihood of the value under their
+predicted distributions (standardized units), so a step is judged against the spread the model
+expected there. With horizon 1 a level shift or drift is only scored at its
 start (the next windows contain it and the forecaster follows it); forecasts made from before an
 anomaly keep scoring it throughout, and the mean over many forecasts is less noisy.
 
@@ -15,7 +18,7 @@ precision, recall and F1 on the test period.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,15 +26,14 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
-from pipeline.tasks.forecast import cut, output_units, target_scaler, windows_with
+from pipeline.tasks.forecast import cut, loss_options, loss_terms, output_units, target_scaler, windows_with
 from pipeline.tasks.rules import check_layout
 
 if TYPE_CHECKING:
     import ray.data
-    import torch
     from matplotlib.figure import Figure
 
-    from pipeline.config import Config, DataConfig
+    from pipeline.config import Config, DataConfig, ModelConfig
 
 DEFAULT_QUANTILE = 0.99
 
@@ -42,15 +44,25 @@ class AnomalyInfo(TaskInfo):
     flag_quantile: float  # without labels: flag validation scores above this quantile
     threshold: float | None = None  # score above which a step is flagged (chosen on val)
     baseline_threshold: float | None = None  # the z-score baseline's threshold (chosen on val)
+    likelihood: str = "none"  # model.likelihood: outputs are a distribution's parameters per horizon step
+    score: str = "error"  # data.anomaly_score: a step's score is its forecasts' mean |error| or mean NLL
+    quantiles: list[float] = field(default_factory=list)  # (no quantile head for anomaly; forecast's units read it)
+
+    @property
+    def per_step(self) -> int:
+        from pipeline.model.likelihood import param_names
+
+        return len(param_names(self.likelihood, self.quantiles))
 
 
 def _columns(cfg: DataConfig) -> tuple[str, ...]:
     return ("x", "y", "series", "time", "pos", *(("label",) if cfg.columns.label else ()))
 
 
-def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
+def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
     win = cut(ds, cfg, path=path, keep=_columns(cfg), at="all")
     h = cfg.window.horizon
+    likelihood = model_cfg.likelihood or "none"
     info = DataInfo(
         task="anomaly",
         target="float",
@@ -61,9 +73,13 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str) -> Prepared:
         input_mean=win.mean.tolist(),
         input_std=win.std.tolist(),
         task_info=AnomalyInfo(
-            scaler=target_scaler(win.mean, win.std, horizon=h), flag_quantile=cfg.anomaly_quantile or DEFAULT_QUANTILE
+            scaler=target_scaler(win.mean, win.std, horizon=h),
+            flag_quantile=cfg.anomaly_quantile or DEFAULT_QUANTILE,
+            likelihood=likelihood,
+            score=cfg.anomaly_score or "error",
         ),
     )
+    info.output_size = h * info.task_info.per_step
     return Prepared(train=win.parts[0], val=win.parts[1], test=win.parts[2], info=info)
 
 
@@ -71,16 +87,34 @@ def inference_rows(ds: ray.data.Dataset, cfg: DataConfig, info: DataInfo, *, pat
     return windows_with(ds, cfg, info, path=path, keep=_columns(cfg), at="all")
 
 
-def window_steps(out: dict[str, np.ndarray]) -> pd.DataFrame:
+def step_errors(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Windows -> (W, H) point forecasts and each step's error (standardized): |forecast - value|,
+    or the value's negative log-likelihood under the forecast distribution (data.anomaly_score: nll)."""
+    own: AnomalyInfo = info.task_info
+    if own.likelihood == "none":
+        return out["pred"], np.abs(out["pred"] - out["y"])
+    import torch
+
+    from pipeline.model.likelihood import nll, point
+
+    params, y = torch.from_numpy(np.ascontiguousarray(out["pred"])), torch.from_numpy(out["y"])
+    with torch.no_grad():
+        mid = point(own.likelihood, params, horizon=y.shape[1], quantiles=[]).numpy()  # (W, H)
+        error = nll(own.likelihood, params, y, quantiles=[]).numpy() if own.score == "nll" else np.abs(mid - out["y"])
+    return mid, error
+
+
+def window_steps(out: dict[str, np.ndarray], info: DataInfo) -> pd.DataFrame:
     """Windows (W, H) -> one row per (window, target step): series, pos, time, y, pred, error."""
     w, h = out["y"].shape
+    pred, error = step_errors(out, info)
     steps = {
         "series": np.repeat(out["series"], h),
         "pos": out["pos"].reshape(-1),
         "time": out["time"].reshape(-1),
         "y": out["y"].reshape(-1),
-        "pred": out["pred"].reshape(-1),
-        "error": np.abs(out["pred"] - out["y"]).reshape(-1),
+        "pred": pred.reshape(-1),
+        "error": error.reshape(-1),
     }
     if "label" in out:
         steps["label"] = out["label"].reshape(-1).astype(np.int8)
@@ -97,8 +131,8 @@ def step_scores(steps: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"error": "score"}).assign(baseline_score=lambda d: d["y"].abs())
 
 
-def scored(out: dict[str, np.ndarray]) -> pd.DataFrame:
-    return step_scores(window_steps(out))
+def scored(out: dict[str, np.ndarray], info: DataInfo) -> pd.DataFrame:
+    return step_scores(window_steps(out, info))
 
 
 def best_f1_threshold(score: np.ndarray, labels: np.ndarray) -> float:
@@ -119,7 +153,7 @@ def choose_threshold(score: np.ndarray, labels: np.ndarray | None, *, quantile: 
 
 
 def calibrate(val: dict[str, np.ndarray], info: DataInfo) -> DataInfo:
-    steps = scored(val)
+    steps = scored(val, info)
     labels = steps["label"].to_numpy() if "label" in steps else None
     quantile = info.task_info.flag_quantile
     return info.with_task_info(
@@ -139,7 +173,7 @@ def detection_metrics(score: np.ndarray, labels: np.ndarray, *, threshold: float
 
 def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]:
     own: AnomalyInfo = info.task_info
-    steps = scored(out)
+    steps = scored(out, info)
     model, naive = steps["score"].to_numpy(), steps["baseline_score"].to_numpy()
     if "label" not in steps:
         return {
@@ -172,12 +206,12 @@ def flags_frame(steps: pd.DataFrame, info: DataInfo) -> pd.DataFrame:
 
 
 def flags_table(out: dict[str, np.ndarray], info: DataInfo) -> pa.Table:
-    return pa.Table.from_pandas(flags_frame(scored(out), info), preserve_index=False)
+    return pa.Table.from_pandas(flags_frame(scored(out, info), info), preserve_index=False)
 
 
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
     """Per (window, target step); `combine` averages them into one row per step."""
-    steps = window_steps(out)
+    steps = window_steps(out, info)
     return {name: steps[name].to_numpy() for name in steps.columns}
 
 
@@ -190,12 +224,7 @@ def combine(ds: ray.data.Dataset, info: DataInfo) -> ray.data.Dataset:
     return ds.groupby(["series", "pos"]).map_groups(one_step_group, batch_format="pandas").sort(["series", "time"])
 
 
-def loss_terms(pred: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
-    se = ((pred - y) ** 2).sum()  # (B, H) standardized
-    return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
-
-
-def anomaly_flags(table: pa.Table, *, threshold: float) -> Figure:
+def anomaly_flags(table: pa.Table, *, threshold: float, score: str = "error") -> Figure:
     """One series of the test period: values with flagged steps (and labelled ones), and the scores."""
     from matplotlib.figure import Figure
 
@@ -221,19 +250,26 @@ def anomaly_flags(table: pa.Table, *, threshold: float) -> Figure:
     top.set_title(f"test period of series {first['series'].iloc[0]}")
     bottom.plot(first["time"], first["score"], lw=0.8)
     bottom.axhline(threshold, color="tab:red", ls="--", label="threshold (chosen on val)")
-    bottom.set_ylabel("score (|error| / std)")
+    bottom.set_ylabel("score (|error| / std)" if score == "error" else "score (negative log-likelihood)")
     bottom.legend(fontsize=7)
     return fig
 
 
 def plots(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, Figure]:
-    return {"anomaly_flags.png": anomaly_flags(flags_table(out, info), threshold=info.task_info.threshold)}
+    own = info.task_info
+    return {"anomaly_flags.png": anomaly_flags(flags_table(out, info), threshold=own.threshold, score=own.score)}
 
 
 def check(cfg: Config) -> None:
     check_layout(cfg, task="anomaly", layout="series")
     if cfg.data.window.normalize != "none":
         raise ValueError("data.window.normalize is for task: forecast; anomaly scores values in the data's units")
+    if cfg.model.likelihood == "quantile":
+        raise ValueError("model.likelihood quantile is for task: forecast; anomaly takes gaussian or student_t")
+    if cfg.data.anomaly_score == "nll" and cfg.model.likelihood is None:
+        raise ValueError(
+            "data.anomaly_score nll needs a predictive distribution: set model.likelihood to gaussian or student_t"
+        )
     if cfg.data.window.season != 1:
         raise ValueError(
             "data.window.season is for task: forecast (its seasonal-naive baseline); anomaly's baseline is the z-score "
@@ -263,4 +299,6 @@ TASK = Task(
     plots=plots,
     output_units=output_units,
     higher_is_better=("auroc", "f1", "precision", "recall"),
+    prepare_reads=("model.likelihood",),
+    loss_options=loss_options,
 )

@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.tasks import Layout
 
-ANOMALY_ONLY = "data.anomaly_quantile and data.columns.label are only for task: anomaly (task is {task}); remove them"
+ANOMALY_ONLY = (
+    "data.anomaly_quantile, data.anomaly_score and data.columns.label are only for task: anomaly (task is {task}); "
+    "remove them"
+)
 
 
 TEXT_TASKS = ("classify", "translate")
@@ -27,7 +30,7 @@ TASK_MODEL_KEYS = {
     "length_penalty": ("translate",),
     "max_output_tokens": ("translate",),
     "subsample": ("transcribe",),
-    "likelihood": ("forecast",),
+    "likelihood": ("forecast", "anomaly"),
     "quantiles": ("forecast",),
     "intervals": ("forecast",),
 }
@@ -78,7 +81,9 @@ def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
     if task == "generate" and cfg.model.pooling != "last":
         raise ValueError("model.pooling does not apply to generate, which reads out every step; remove it")
     data, columns = cfg.data, cfg.data.columns
-    if task != "anomaly" and (data.anomaly_quantile is not None or columns.label is not None):
+    if task != "anomaly" and (
+        data.anomaly_quantile is not None or data.anomaly_score is not None or columns.label is not None
+    ):
         raise ValueError(ANOMALY_ONLY.format(task=task))
     if layout == "series":
         if data.split_column is not None:

@@ -1,4 +1,6 @@
-"""`anomaly`: labelled synthetic sensor series -> one-step forecaster -> threshold on val -> flags."""
+"""`anomaly`: labelled synthetic sensor series -> a Gaussian forecaster -> steps scored by the values'
+negative log-likelihood (data.anomaly_score: nll) -> threshold on val -> flags. The point model's
+absolute-error score is the same path without the distribution (tests/unit/test_anomaly.py)."""
 
 import numpy as np
 import pandas as pd
@@ -24,19 +26,21 @@ def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflo
             "val_fraction": 0.2,
             "test_fraction": 0.2,
             "cache_dir": tiny_raw["data"]["cache_dir"],
+            "anomaly_score": "nll",
         },
-        "model": {"hidden_size": 16},
+        "model": {"hidden_size": 16, "likelihood": "gaussian"},
         "train": {**tiny_raw["train"], "epochs": 3, "lr": 0.01},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-anomaly"},
     }
     cfg = config.validate(raw)
     splits = load_splits(cfg)
     assert splits.info.num_rows["test"] == 2 * (240 - 12 + 1)  # windows with all 12 targets in the test period
+    assert splits.info.output_size == 2 * 12  # (mu, sigma) per horizon step
     summary = run_training(cfg, name="a-sensors", splits=splits)
     m = summary.metrics
     for name in ("auroc", "precision", "recall", "f1"):
         assert f"test_{name}" in m and f"baseline_test_{name}" in m
-    assert m["test_auroc"] > m["baseline_test_auroc"]  # forecast error beats the raw z-score
+    assert m["test_auroc"] > m["baseline_test_auroc"]  # the forecasts' NLL beats the raw z-score
     artifacts = {a.path: a.file_size for a in mlflow_client.list_artifacts(summary.run_id)}
     assert artifacts["test_anomaly.parquet"] > 0
     assert "plots/anomaly_flags.png" in [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")]

@@ -66,6 +66,59 @@ def test_a_step_is_scored_by_every_forecast_covering_it():
         "time": np.array([[10, 11], [11, 12]]),
         "pos": np.array([[0, 1], [1, 2]]),
     }
-    steps = anomaly.scored(out)
+    info = DataInfo(
+        task="anomaly",
+        input_size=1,
+        output_size=2,
+        target="float",
+        max_len=4,
+        task_info=AnomalyInfo(scaler={"mean": [0.0] * 2, "std": [1.0] * 2}, flag_quantile=0.5),
+    )
+    steps = anomaly.scored(out, info)
     assert steps["time"].tolist() == [10, 11, 12] and steps["forecasts"].tolist() == [1, 2, 1]
     assert steps["score"].tolist() == [0.0, 1.0, 0.5] and steps["baseline_score"].tolist() == [0.0, 2.0, 0.5]
+
+
+def test_nll_scores_a_step_against_the_spread_the_model_expected():
+    """data.anomaly_score nll: the same miss (|error| 2) scores high where the model expected a narrow
+    spread and low where it expected a wide one; the error score cannot tell them apart. The point
+    forecast (the mean) is what the flags table reports."""
+    import math
+
+    out = {
+        "pred": np.array([[0.0, 0.1], [0.0, 4.0]]),  # (W, H * (mu, sigma)), H = 1
+        "y": np.array([[2.0], [2.0]]),
+        "series": np.array(["a", "a"]),
+        "time": np.array([[0], [1]]),
+        "pos": np.array([[0], [1]]),
+    }
+    own = {"scaler": {"mean": [0.0], "std": [1.0]}, "flag_quantile": 0.5, "likelihood": "gaussian"}
+    info = {
+        score: DataInfo(
+            task="anomaly",
+            input_size=1,
+            output_size=2,
+            target="float",
+            max_len=4,
+            task_info=AnomalyInfo(**own, score=score),
+        )
+        for score in ("error", "nll")
+    }
+    by_nll, by_error = anomaly.scored(out, info["nll"]), anomaly.scored(out, info["error"])
+    gauss = [0.5 * math.log(2 * math.pi) + math.log(s) + 0.5 * (2.0 / s) ** 2 for s in (0.1, 4.0)]
+    assert by_nll["score"].tolist() == pytest.approx(gauss, rel=1e-5) and gauss[0] > 50 * gauss[1]
+    assert by_error["score"].tolist() == [2.0, 2.0] and by_nll["pred"].tolist() == [0.0, 0.0]
+
+
+def test_anomaly_score_rules():
+    from pipeline.config import ConfigError, validate
+
+    base = {"task": "anomaly", "data": {"source": "sensor_anomalies", "window": {"lookback": 8}}}
+    with pytest.raises(ConfigError, match="data.anomaly_score nll needs a predictive distribution"):
+        validate(base | {"data": base["data"] | {"anomaly_score": "nll"}})
+    with pytest.raises(ConfigError, match="anomaly takes gaussian or student_t"):
+        validate(base | {"model": {"likelihood": "quantile"}})
+    ok = validate(base | {"data": base["data"] | {"anomaly_score": "nll"}, "model": {"likelihood": "student_t"}})
+    assert ok.data.anomaly_score == "nll"
+    with pytest.raises(ConfigError, match="data.anomaly_score and data.columns.label are only for task: anomaly"):
+        validate({"task": "forecast", "data": {"source": "airline", "anomaly_score": "error"}})
