@@ -11,16 +11,12 @@ RAY_SUITES = ("integration", "reliability")
 # smoke command's own Ray instance) and never the session's Ray instance: they run beside the Ray
 # suites, not after them.
 OWN_SERVERS = ("test_cluster.py", "test_mlflow_auth.py", "test_smoke.py")
-# Ray suites that run in the other worker, on a Ray instance of its own (its `ray_session`): the Ray
-# group alone took 14 of the suite's 14.3 minutes, the other worker 7.6, and the two together keep
-# the 2 cores only about a quarter busy (Ray's start-ups and polls wait more than they compute).
-OWN_RAY = ("test_text.py",)
 
 
 def xdist_group_of(path: Path) -> str:
-    """The Ray suites' group is the longest: everything else, the unit tests and the text suite (on
-    its own Ray) included, runs in the other worker, beside it, so the two finish together."""
-    if path.parent.name in RAY_SUITES and path.name not in OWN_SERVERS + OWN_RAY:
+    """The Ray suites' group is the longest (~13 of the 15 minutes): everything else, the unit tests
+    included, runs in the other worker, beside it, so nothing waits behind the Ray group."""
+    if path.parent.name in RAY_SUITES and path.name not in OWN_SERVERS:
         return "ray"
     return "servers"
 
