@@ -47,9 +47,12 @@ def seasonal_naive_drift(history: np.ndarray, *, horizon: int, season: int) -> n
 
 
 def mase_scale(target: np.ndarray, splits: np.ndarray, *, season: int) -> float:
-    """In-sample seasonal-naive MAE on the training part of one series (MASE's denominator); on new
-    data with no training part (predict, evaluate), over the whole series."""
+    """In-sample seasonal-naive MAE on the training part of one series (MASE's denominator); when that
+    is shorter than a season and a step, on everything before the test period (a short series among
+    long ones); on new data with no training part (predict, evaluate), over the whole series."""
     y = target[splits == "train"] if (splits == "train").any() else target
+    if len(y) <= season:
+        y = target[splits != "test"]
     if len(y) <= season:
         return float("nan")
     return float(np.mean(np.abs(y[season:] - y[:-season])))

@@ -118,6 +118,9 @@ def test_bundled_ucr_sets_and_series_load():
     airline = SOURCES["airline"].generate(SOURCES["airline"].options_model())
     assert airline.num_rows == 144 and airline.column("y")[0].as_py() == 112.0
     assert str(airline.column("time")[0].as_py())[:7] == "1949-01"
+    m1 = SOURCES["m1_yearly"].generate(SOURCES["m1_yearly"].options_model()).to_pandas()
+    assert m1["series"].nunique() == 181 and m1.groupby("series")["time"].max().eq(0).all()  # aligned at the end
+    assert m1.groupby("series").size().between(15, 58).all() and m1.loc[m1["series"] == "T1", "y"].iloc[0] == 3600.0
     nile = SOURCES["nile"].generate(SOURCES["nile"].options_model())
     assert nile.num_rows == 100 and nile.column("time")[0].as_py() == 1871
 

@@ -59,6 +59,8 @@ def test_seasonal_naive_repeats_last_season():
 def test_mase_scale_uses_training_part_only():
     y = np.array([0.0, 2.0, 4.0, 100.0])
     assert mase_scale(y, np.array(["train", "train", "train", "test"], dtype=object), season=1) == 2.0
+    short = np.array(["train", "val", "val", "test"], dtype=object)  # one training step: no difference in it
+    assert mase_scale(np.array([0.0, 2.0, 6.0, 100.0]), short, season=1) == 3.0  # before the test period
 
 
 def test_forecast_metrics_by_hand():

@@ -102,6 +102,15 @@ SOURCES: dict[str, Source] = {
         options_model=series.NoOptions,
         generate=series.airline,
     ),
+    "m1_yearly": Source(
+        name="m1_yearly",
+        size="181 yearly series of 15-58 steps (4,515 rows)",
+        task="forecast",
+        description="The M1 competition's yearly series (aeon): 7 domains, scales from units to millions; "
+        "time counts back from each series' end",
+        options_model=series.NoOptions,
+        generate=series.m1_yearly,
+    ),
     "nile": Source(
         name="nile",
         size="100 yearly steps, 1 series",

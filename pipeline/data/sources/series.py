@@ -1,4 +1,4 @@
-"""Real time series that ship inside statsmodels' wheel, in the long format: (time, y)."""
+"""Real time series that ship inside statsmodels' and aeon's wheels, in the long format: ([series,] time, y)."""
 
 from __future__ import annotations
 
@@ -48,4 +48,27 @@ def nile(opts: NoOptions) -> pa.Table:
     data = sm.datasets.nile.load_pandas().data
     return pa.table(
         {"time": pa.array(data["year"].to_numpy(np.int64)), "y": pa.array(data["volume"].to_numpy(np.float64))}
+    )
+
+
+def m1_yearly(opts: NoOptions) -> pa.Table:
+    """The M1 competition's 181 yearly series (aeon's wheel), values from 2.4 to 1.9e7 on average.
+    They end in different years (1909-2004), so `time` counts the years before each series' last
+    observation (0 = the last): the global time cut then gives every series its last years as the
+    test period, as the competition scored them."""
+    from aeon.datasets import load_forecasting
+
+    frame = load_forecasting("m1_yearly_dataset")
+    names, times, values = [], [], []
+    for name, series_values in zip(frame["series_name"], frame["series_value"]):
+        v = np.asarray(series_values, np.float64)
+        names += [str(name)] * len(v)
+        times.append(np.arange(len(v), dtype=np.int64) - (len(v) - 1))
+        values.append(v)
+    return pa.table(
+        {
+            "series": pa.array(names, pa.string()),
+            "time": pa.array(np.concatenate(times)),
+            "y": pa.array(np.concatenate(values)),
+        }
     )
