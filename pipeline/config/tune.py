@@ -12,7 +12,6 @@ from pipeline.config.base import Section
 
 
 class SpaceSpec(Section):
-    choice: list[Any] | None = None
     choice: list[Any] | None = Field(None, max_length=1000)
     uniform: list[float] | None = Field(None, min_length=2, max_length=2)
     loguniform: list[float] | None = Field(None, min_length=2, max_length=2)

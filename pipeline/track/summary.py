@@ -107,6 +107,10 @@ def render(summary: RunSummary, *, title: str) -> str:
                 lines.append(f"{key:<16} undefined: {UNDEFINED.get(key, 'the test split cannot score it')}")
                 continue
             lines.append(f"{key:<16} {value:.4f}{vs}{verdict(key, value, m)}")
+    if "seeds" in m:  # a sweep with a seed axis: the best setting's test metrics over its seeds
+        means = {k[6:-5]: v for k, v in m.items() if k.startswith("seeds_test_") and k.endswith("_mean")}  # test_<x>
+        spread = [f"{name} {v:.4f} ± {m.get(f'seeds_{name}_std', float('nan')):.4f}" for name, v in means.items()]
+        lines.append(f"over {int(m['seeds'])} seeds (mean ± std): " + ", ".join(spread))
     counted = [f"{int(m[k])} {COUNTS[k]}" for k in COUNTS if k in m]
     if counted:
         lines.append("scored on " + ", ".join(counted) + " of the test split")

@@ -90,6 +90,35 @@ def cells_by_data_chart(pivot: pd.DataFrame, *, metric: str, solved_below: float
     return fig
 
 
+SEED = "train.seed"
+
+
+def over_seeds(table: pd.DataFrame, *, space: dict[str, SpaceSpec]) -> pd.DataFrame | None:
+    """With `train.seed` in the space: each setting of the other searched keys over its seeds, every
+    test metric (and baseline) as mean and std (ddof 1) beside the number of seeds; None without."""
+    if SEED not in space or SEED not in table:
+        return None
+    tested = [c for c in table.columns if c.startswith(("test_", "baseline_")) and table[c].notna().any()]
+    if not tested:
+        return None
+    keys = [k for k in space if k != SEED and k in table]
+    grouped = table.groupby(keys, dropna=False) if keys else table.assign(_all="all").groupby("_all")
+    stats = grouped[tested].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats.insert(0, "seeds", grouped[SEED].nunique())
+    return stats.reset_index().drop(columns=["_all"], errors="ignore")
+
+
+def seed_lines(spread: pd.DataFrame, *, metric: str, mode: str) -> dict[str, float]:
+    """The best setting's test metrics over its seeds, as <metric>_mean / _std / seeds (the summary's)."""
+    order = spread.sort_values(f"{metric}_mean", ascending=mode == "min", na_position="last")
+    best = order.iloc[0]
+    means = [c.removesuffix("_mean") for c in spread.columns if c.endswith("_mean")]
+    out = {f"seeds_{m}_mean": float(best[f"{m}_mean"]) for m in means}
+    out |= {f"seeds_{m}_std": float(best[f"{m}_std"]) for m in means}
+    return out | {"seeds": float(best["seeds"])}
+
+
 def markdown(table: pd.DataFrame) -> str:
     cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]

@@ -144,14 +144,14 @@ def _finish_sweep(
         alias=CHAMPION_ALIAS,
         history_run=best_child,
     )
-    log_report(cfg, list(grid), goal=goal, parent=parent)
+    over_seeds = log_report(cfg, list(grid), goal=goal, parent=parent)
     return RunSummary(
         status="FINISHED",
         tracking_uri=ctx.tracking_uri,
         experiment=cfg.tracking.experiment,
         run_id=parent.run_id,
         name=ctx.sweep_name,
-        metrics=final.metrics,
+        metrics=final.metrics | over_seeds,
         model_uri=final.logged.model_uri,
         registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,
@@ -160,13 +160,21 @@ def _finish_sweep(
     )
 
 
-def log_report(cfg: Config, results: list, *, goal: Objective, parent: SweepRun) -> None:
-    """The odyssey report on the parent run: trials table, metric per cell, fANOVA importance."""
+def log_report(cfg: Config, results: list, *, goal: Objective, parent: SweepRun) -> dict[str, float]:
+    """The odyssey report on the parent run: trials table, metric per cell, fANOVA importance; with
+    `train.seed` in the space, every setting over its seeds (report/seeds.md), and the best setting's
+    mean and std (returned, and logged on the parent run as seeds_<metric>_mean/_std)."""
     space, solved = cfg.tune.space, cfg.tune.solved_below
     table = report.trial_table(results, space=space, metric=goal.metric, mode=goal.mode)
     table = report.with_test_metrics(table, parent.trial_test_metrics())
     parent.log_text(table.to_csv(index=False), "report/trials.csv")
     parent.log_text(report.markdown(table), "report/trials.md")
+    test_metric = "test_" + goal.metric.removeprefix("val_")
+    spread, seeds = report.over_seeds(table, space=space), {}
+    if spread is not None and f"{test_metric}_mean" in spread:
+        parent.log_text(report.markdown(spread), "report/seeds.md")
+        seeds = report.seed_lines(spread, metric=test_metric, mode=goal.mode)
+        parent.log_metrics(seeds, step=0)
     scores = report.importance(table, space=space, metric=goal.metric, mode=goal.mode)
     if scores:
         parent.log_dict(scores, "report/importance.json")
@@ -174,7 +182,6 @@ def log_report(cfg: Config, results: list, *, goal: Objective, parent: SweepRun)
         "metric_by_cell.png": report.metric_by_cell(table, metric=goal.metric),
         "importance.png": report.importance_chart(scores),
     }
-    test_metric = "test_" + goal.metric.removeprefix("val_")
     pivot = report.cells_by_data(table, space=space, metric=test_metric)
     if pivot is not None:
         parent.log_text(report.cells_by_data_markdown(pivot, solved_below=solved), "report/cells_by_data.md")
@@ -182,6 +189,7 @@ def log_report(cfg: Config, results: list, *, goal: Objective, parent: SweepRun)
     if cfg.telemetry.enabled and "model.cell" in space:
         figures["telemetry_by_cell.png"] = _telemetry_by_cell(cfg, parent=parent)
     parent.log_figures({k: v for k, v in figures.items() if v is not None})
+    return seeds
 
 
 def _telemetry_by_cell(cfg: Config, *, parent: SweepRun):

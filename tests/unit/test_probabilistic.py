@@ -208,3 +208,42 @@ def test_the_summary_names_the_strongest_baseline_and_counts_the_test_windows():
     summary.metrics = metrics | {"test_mase": 0.3, "test_series": 2.0}
     text = render(summary, title="train")
     assert "-> beats the strongest baseline (drift)" in text and "32 windows, 2 series" in text
+
+
+def test_a_seed_axis_reports_each_setting_as_mean_and_std_over_its_seeds():
+    """tune.space with train.seed: the sweep report groups the trials by the other searched keys and
+    gives every test metric as mean and std over the seeds; the summary prints the best setting's."""
+    import pandas as pd
+
+    from pipeline.config import validate
+    from pipeline.track.summary import RunSummary, render
+    from pipeline.tune.report import over_seeds, seed_lines
+
+    space = validate(
+        {
+            "task": "forecast",
+            "data": {"source": "airline", "window": {"lookback": 12}},
+            "tune": {"space": {"train.seed": {"choice": [0, 1, 2]}, "model.hidden_size": {"choice": [8, 16]}}},
+        }
+    ).tune.space
+    table = pd.DataFrame(
+        {
+            "trial_id": list("abcdef"),
+            "train.seed": [0, 1, 2, 0, 1, 2],
+            "model.hidden_size": [8, 8, 8, 16, 16, 16],
+            "test_mase": [0.5, 0.7, 0.6, 0.9, 1.1, 1.0],
+            "baseline_test_mase": [1.4] * 6,
+        }
+    )
+    spread = over_seeds(table, space=space).set_index("model.hidden_size")
+    assert spread.loc[8, "seeds"] == 3 and spread.loc[8, "test_mase_mean"] == pytest.approx(0.6)
+    assert spread.loc[8, "test_mase_std"] == pytest.approx(0.1) and spread.loc[16, "test_mase_mean"] == pytest.approx(
+        1.0
+    )
+    best = seed_lines(over_seeds(table, space=space), metric="test_mase", mode="min")
+    assert best["seeds_test_mase_mean"] == pytest.approx(0.6) and best["seeds"] == 3
+    summary = RunSummary(
+        status="FINISHED", tracking_uri="sqlite:///m.db", experiment="e", run_id="r", name="n", metrics=best
+    )
+    assert "over 3 seeds (mean ± std): test_mase 0.6000 ± 0.1000" in render(summary, title="tune")
+    assert over_seeds(table, space={k: v for k, v in space.items() if k != "train.seed"}) is None
