@@ -152,7 +152,12 @@ def importance(table: pd.DataFrame, *, space: dict[str, SpaceSpec], metric: str,
     if len(done) < 3 or not varying:
         return {}
     dists = {k: _distribution(space[k]) for k in varying}
-    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" on the console
+    try:
+        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for _, row in done.iterrows():
         params = {k: _param(row[k], space[k]) for k in varying}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[column])))
