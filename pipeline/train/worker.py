@@ -26,6 +26,7 @@ from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
 from pipeline.train import checkpoint
+from pipeline.train.exit_stop import ExitStop
 from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
 from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
@@ -61,9 +62,13 @@ class WorkerSpec:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    with ExitStop() as exiting:  # the loop leaves before the worker's interpreter finalizes (exit_stop)
+        _train(loop_config["spec"], exiting=exiting)
+
+
+def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
     ray_compat.quiet_train_report_lines()  # one line per epoch comes from EpochProgress instead
     keep_freed_memory()  # every step's freed activations reused, not faulted in again (host_memory)
-    spec: WorkerSpec = loop_config["spec"]
     model_cfg, train_cfg = ModelConfig(**spec.model), TrainConfig(**spec.train)
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -118,6 +123,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         acc = defaultdict(MeanAccumulator)
         start = time.perf_counter()
         for batch in train_batches.epoch(epoch):
+            if exiting.requested:
+                return
             batch = to_device(batch, device)
             with amp.autocast():
                 pred = model(*model_args(batch))  # x: (B, T, C), lengths: (B,) [, y_in] -> pred: (B, O)
@@ -129,6 +136,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         model.eval()
         with torch.no_grad(), amp.autocast():
             for batch in val_batches:
+                if exiting.requested:
+                    return
                 batch = to_device(batch, device)
                 if probe is None and logger is not None and spec.telemetry_epochs:
                     probe = probe_batch(batch, size=spec.probe_size)
