@@ -97,6 +97,12 @@ class Config(Section):
             metric = self.train.checkpoint_metric
             hint = suggest(metric, val_metrics) or f"; use one of {', '.join(val_metrics)}"
             raise ValueError(f"train.checkpoint_metric '{metric}' is not a validation metric of task {self.task}{hint}")
+        stopping = self.train.early_stopping
+        if stopping is not None and stopping.metric is not None and stopping.metric not in val_metrics:
+            hint = suggest(stopping.metric, val_metrics) or f"; use one of {', '.join(val_metrics)}"
+            raise ValueError(
+                f"train.early_stopping.metric '{stopping.metric}' is not a validation metric of task {self.task}{hint}"
+            )
         late = [e for e in self.telemetry.epochs or [] if not 0 <= e < self.train.epochs]
         if late:
             raise ValueError(

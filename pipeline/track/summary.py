@@ -91,6 +91,8 @@ def render(summary: RunSummary, *, title: str) -> str:
     val = [f"{k.removeprefix('val_')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
     if val:
         lines.append(f"best epoch {int(m.get('best_epoch', 0)) + 1}: val " + ", ".join(val))
+    if "stopped_epoch" in m:  # train.early_stopping ended the run (or the best trial) before train.epochs
+        lines.append(f"early stopping: stopped after epoch {int(m['stopped_epoch'])} of {int(m['max_epochs'])}")
     for key, value in m.items():
         if key in COUNTS:
             continue

@@ -27,6 +27,8 @@ from pipeline.train.lifecycle import run_lifecycle
 from pipeline.train.progress import EpochProgress
 from pipeline.train.worker import WorkerSpec, train_loop_per_worker
 
+STOPPED_TAG = "lstmpipe.stopped_early_after_epoch"  # train.early_stopping ended the run after this many epochs
+
 
 @dataclass(frozen=True)
 class FitOutcome:
@@ -147,6 +149,16 @@ def outcome_of(result: ray.train.Result, cfg: Config) -> FitOutcome:
     return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path, history=history)
 
 
+def stopped_early(cfg: Config, outcome: FitOutcome, *, run: TrackedRun) -> dict[str, float]:
+    """Where early stopping ended the run (`stopped_epoch`, 1-based, of `max_epochs`), tagged on `run`;
+    {} when it trained every epoch."""
+    trained = len(outcome.history)
+    if cfg.train.early_stopping is None or trained >= cfg.train.epochs:
+        return {}
+    run.set_tags({STOPPED_TAG: str(trained)})
+    return {"stopped_epoch": float(trained), "max_epochs": float(cfg.train.epochs)}
+
+
 def sync_history(cfg: Config, outcome: FitOutcome, *, run: TrackedRun, resume_hint: str) -> None:
     """Every epoch in MLflow before the model is logged: what rank 0 could not log during an outage."""
     if not sync_epochs(run, outcome.history, wait_s=cfg.tracking.outage_wait_s):
@@ -182,13 +194,14 @@ def run_training(
             register_as=cfg.tracking.register_as,
             alias=None,
         )
+        stopped = stopped_early(cfg, outcome, run=run)
     return RunSummary(
         status="FINISHED",
         tracking_uri=run.uri,
         experiment=cfg.tracking.experiment,
         run_id=run.run_id,
         name=life.name,
-        metrics=final.metrics,
+        metrics=final.metrics | stopped,
         model_uri=final.logged.model_uri,
         registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,

@@ -29,6 +29,7 @@ from pipeline.train import checkpoint
 from pipeline.train.exit_stop import ExitStop
 from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
+from pipeline.train.recipe import lr_at, optimizer_for, stop_rule
 from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
 
 
@@ -77,13 +78,13 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
         torch.set_num_threads(1)  # one core per worker: more threads only fight the other workers
 
     info = DataInfo.from_dict(spec.info)
+    task = get_task(spec.task)
     raw_model = model_for(model_cfg, info)
-    optimizer = torch.optim.Adam(raw_model.parameters(), lr=train_cfg.lr)
+    optimizer = optimizer_for(raw_model, train_cfg)  # adam, adamw or sgd; no decay on biases (recipe)
     restored = _restore(raw_model, optimizer, spec=spec)
     model = ray.train.torch.prepare_model(raw_model)  # DDP-wrapped, on this worker's device
     device = ray.train.torch.get_device()
     amp = mixed_precision(train_cfg.precision, device=device)
-    task = get_task(spec.task)
     loss_terms = task.loss(train_cfg, info)  # with the config's and the data's options (label smoothing, likelihood)
 
     # Training batches in a new order every epoch, from (train.seed, epoch): the whole split is read
@@ -117,8 +118,14 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
             logger.set_tags({"lstmpipe.restored_from_epoch": str(restored.start_epoch - 1)})
 
     history = list(restored.history)
+    rule = stop_rule(train_cfg, mode_of=task.metric_mode)  # early stopping, from the history alone
     probe = None  # the first validation sequences of rank 0: the fixed telemetry probe
     for epoch in range(restored.start_epoch, train_cfg.epochs):
+        if rule is not None and rule.reached(history):  # every rank holds the same reduced history
+            break
+        lr = lr_at(epoch, history, train_cfg)  # the schedule's rate for this epoch (recipe)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         model.train()
         acc = defaultdict(MeanAccumulator)
         start = time.perf_counter()
@@ -144,7 +151,7 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
                 for name, (total, n) in loss_terms(model(*model_args(batch)).float(), batch["y"]).items():
                     acc[f"val_{name}"].add(total, n)
 
-        metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch}
+        metrics = reduce_means(dict(acc)) | speed | {"epoch": epoch, "lr": lr}
         if task.val_texts is not None:  # decoded outputs scored over the whole split (BLEU, chrF)
             metrics |= _decoded_scores(raw_model, val_batches, task=task, info=info, device=device)
         recorded = None

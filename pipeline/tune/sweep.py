@@ -21,7 +21,7 @@ from pipeline.owner import owner
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
 from pipeline.track.summary import RunSummary
-from pipeline.train.driver import FitOutcome, outcome_of
+from pipeline.train.driver import FitOutcome, outcome_of, stopped_early
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
 from pipeline.tune import report
@@ -151,7 +151,7 @@ def _finish_sweep(
         experiment=cfg.tracking.experiment,
         run_id=parent.run_id,
         name=ctx.sweep_name,
-        metrics=final.metrics | over_seeds,
+        metrics=final.metrics | over_seeds | stopped_early(best_cfg, outcome, run=parent),
         model_uri=final.logged.model_uri,
         registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,

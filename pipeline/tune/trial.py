@@ -15,7 +15,7 @@ from pipeline.config import Config, apply_overrides, validate
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import KIND_TAG, TRIAL_TAG, SweepRun, TrackedRun
 from pipeline.track.reconcile import OWNER_TAG
-from pipeline.train.driver import build_trainer, fit, sync_history, worker_spec
+from pipeline.train.driver import build_trainer, fit, stopped_early, sync_history, worker_spec
 from pipeline.train.finish import test_checkpoint
 from pipeline.train.lifecycle import RESUMED_TAG
 
@@ -109,4 +109,5 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     sync_history(cfg, outcome, run=run, resume_hint=f"`lstmpipe tune --name {ctx.sweep_name} --resume`")
     tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)  # for the report; selection stays on validation
     run.log_metrics(tested.metrics, step=int(outcome.best_metrics["epoch"]))
+    stopped_early(cfg, outcome, run=run)  # tagged: where train.early_stopping ended the trial
     run.end("FINISHED")

@@ -100,19 +100,34 @@ def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):
         run_training(tiny_cfg, name="t-taken", splits=splits)
 
 
-def test_cli_train_writes_summary_json(tiny_raw, workdir, ray_session, tmp_path):
+def test_cli_train_writes_summary_json(tiny_raw, workdir, ray_session, tmp_path, mlflow_client):
+    """Also the recipe on real workers: adamw on a cosine schedule, and early stopping that cannot see
+    an improvement (min_delta 1000) ends a 3-epoch run after epoch 2 (patience 1)."""
+    from pipeline.train.recipe import lr_at
+
     conf = tmp_path / "tiny.yaml"
     conf.write_text(json.dumps(tiny_raw))  # JSON is YAML
     out = tmp_path / "summary.json"
-    result = CliRunner().invoke(
-        app, ["train", "-c", str(conf), "--set", "train.epochs=1", "--name", "t-cli", "--summary-json", str(out)]
-    )
+    recipe = ["train.epochs=3", "train.optimizer=adamw", "train.weight_decay=0.01", "train.schedule=cosine"]
+    recipe += ["train.early_stopping.patience=1", "train.early_stopping.min_delta=1000.0"]
+    sets = [arg for item in recipe for arg in ("--set", item)]
+    result = CliRunner().invoke(app, ["train", "-c", str(conf), *sets, "--name", "t-cli", "--summary-json", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
     assert summary["status"] == "FINISHED" and summary["experiment"] == "it"
     assert {"val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(summary["metrics"])
     assert summary["model_uri"].startswith("models:/") and summary["checkpoint"]
     assert "mlflow ui --backend-store-uri sqlite:///" in result.output
+
+    assert summary["metrics"]["stopped_epoch"] == 2 and summary["metrics"]["max_epochs"] == 3
+    assert "early stopping: stopped after epoch 2 of 3" in result.output
+    run = mlflow_client.get_run(summary["run_id"])
+    assert run.data.tags["lstmpipe.stopped_early_after_epoch"] == "2"
+    assert sorted(m.step for m in mlflow_client.get_metric_history(summary["run_id"], "val_loss")) == [0, 1]
+    cfg = config.validate(config.apply_overrides(tiny_raw, recipe))
+    rates = {m.step: m.value for m in mlflow_client.get_metric_history(summary["run_id"], "lr")}
+    assert rates == pytest.approx({0: lr_at(0, [], cfg.train), 1: lr_at(1, [], cfg.train)})
+    assert rates[1] < rates[0]  # the schedule reached the workers
 
 
 def test_more_workers_than_cpus_fails_before_training(tiny_cfg, splits):
