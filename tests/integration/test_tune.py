@@ -60,9 +60,12 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
 
 def test_optuna_search_over_data_variants_tests_every_trial(tiny_raw, mlflow_client):
     """TPE over lr and a data setting: each data variant is prepared before the trials, every trial's
-    child run carries its test metrics, and the report pivots them by cell and data variant."""
+    child run carries its test metrics, and the report pivots them by cell and data variant. Each
+    trial also stops early (no improvement can beat min_delta 1000): after epoch 2 of 3."""
+    stopping = {"patience": 1, "min_delta": 1000.0}
     raw = {
         **tiny_raw,
+        "train": {**tiny_raw["train"], "epochs": 3, "schedule": "onecycle", "early_stopping": stopping},
         "tune": {
             "num_samples": 2,
             "search": "optuna",
@@ -83,6 +86,10 @@ def test_optuna_search_over_data_variants_tests_every_trial(tiny_raw, mlflow_cli
     assert 0.001 <= summary.best_config["train.lr"] <= 0.05
     trials = [mlflow_client.get_run(c) for c in summary.child_run_ids]
     assert len({t.data.params["train.lr"] for t in trials}) == 2  # TPE proposed two values
+    assert summary.metrics["stopped_epoch"] == 2 and summary.metrics["max_epochs"] == 3
+    for t in trials:  # early stopping ended each trial, which tested its model and closed its own run
+        assert t.info.status == "FINISHED" and t.data.tags["lstmpipe.stopped_early_after_epoch"] == "2"
+        assert "lstmpipe.stopped_early" not in t.data.tags  # the scheduler's tag: it stopped none
     for t in trials:  # each trained on its own variant
         assert t.data.params["data.options.seq_len"] in {"6", "10"} and {"test_mse", "baseline_test_mse"} <= set(
             t.data.metrics
