@@ -12,9 +12,17 @@ LSTM_VARIANTS = ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")
 
 
 class ModelConfig(Section):
-    cell: Literal["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"] = Field(
+    cell: Literal[
+        "lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr", "slstm", "mlstm"
+    ] = Field(
         "lstm",
-        description="lstm: torch's fused LSTM (Greff's NP); gru; rnn (tanh); or a Greff variant (model/cells.py)",
+        description=(
+            "lstm: torch's fused LSTM (Greff's NP); gru; rnn (tanh); a Greff variant (model/cells.py); or xLSTM's "
+            "slstm or mlstm (model/xlstm.py)"
+        ),
+    )
+    heads: int | None = Field(
+        None, ge=1, le=64, description="slstm, mlstm: heads (hidden_size a multiple of them); null: 1"
     )
     hidden_size: int = Field(64, ge=1, le=8192, description="units per layer and direction")
     num_layers: int = Field(1, ge=1, le=16, description="stacked recurrent layers")
@@ -100,6 +108,12 @@ class ModelConfig(Section):
         if self.proj_size >= self.hidden_size:
             raise ValueError(
                 f"model.proj_size {self.proj_size} must be smaller than model.hidden_size {self.hidden_size}"
+            )
+        if self.heads is not None and self.cell not in ("slstm", "mlstm"):
+            raise ValueError(f"model.heads is for cell slstm or mlstm (cell is {self.cell}); remove it")
+        if self.hidden_size % (self.heads or 1):
+            raise ValueError(
+                f"model.hidden_size {self.hidden_size} is not a multiple of model.heads {self.heads}; change either"
             )
         if self.forget_bias is not None and self.cell in ("gru", "rnn"):
             raise ValueError(f"model.forget_bias is for LSTM cells; a {self.cell} has no forget gate: remove it")

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.model.scan import scan
+from pipeline.model.xlstm import MLSTMLayer, SLSTMLayer
 
 if TYPE_CHECKING:
     from pipeline.config import ModelConfig
@@ -83,6 +84,7 @@ VARIANTS: dict[str, Variant] = {
     "cifg": Variant(coupled=True, forget_gate=False),
     "fgr": Variant(gate_recurrence=True),
 }
+XLSTM: dict[str, type[nn.Module]] = {"slstm": SLSTMLayer, "mlstm": MLSTMLayer}  # Beck et al. 2024 (model/xlstm.py)
 NO_PEEPHOLES = Variant(peepholes=False)  # Greff's NP, computed by the custom cell (tests: equals nn.LSTM)
 
 
@@ -130,8 +132,13 @@ class VariantLayer(nn.Module):
         return out.transpose(0, 1), (h, c, gates)  # (B, T, H)
 
 
+CUSTOM = (VariantLayer, SLSTMLayer, MLSTMLayer)  # our own layers: (x, lengths, state) -> (outputs, state)
+
+
 def _cell(cfg: ModelConfig, input_size: int) -> nn.Module:
     """One layer, one direction."""
+    if cfg.cell in XLSTM:
+        return XLSTM[cfg.cell](input_size, cfg.hidden_size, heads=cfg.heads or 1, forget_bias=cfg.lstm_forget_bias)
     if cfg.cell in VARIANTS:
         return VariantLayer(input_size, cfg.hidden_size, VARIANTS[cfg.cell], forget_bias=cfg.lstm_forget_bias)
     kwargs = {"proj_size": cfg.proj_size} if cfg.cell == "lstm" else {}
@@ -203,7 +210,7 @@ class Recurrent(nn.Module):
         x = x_t.unsqueeze(1)  # (B, 1, C)
         new = []
         for (cell,), s in zip(self.layers, state):
-            x, s = cell(x, state=s) if isinstance(cell, VariantLayer) else cell(x, s)
+            x, s = cell(x, state=s) if isinstance(cell, CUSTOM) else cell(x, s)
             new.append(s)
         return x[:, 0], new
 
@@ -221,8 +228,8 @@ def pool_time(x: Tensor, lengths: Tensor, *, factor: int) -> Tensor:
 
 
 def _run(cell: nn.Module, x: Tensor, lengths: Tensor, *, padding: Padding) -> Tensor:
-    if isinstance(cell, VariantLayer):
-        return cell(x, lengths)[0]  # masked: padding never enters the state
+    if isinstance(cell, CUSTOM):
+        return cell(x, lengths)[0]  # masked (or causal): padding never reaches a real step
     if padding == "pack" and bool((lengths != x.shape[1]).any()):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return pad_packed_sequence(cell(packed)[0], batch_first=True, total_length=x.shape[1])[0]

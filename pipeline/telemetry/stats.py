@@ -64,6 +64,11 @@ def _layer_rows(tr: LayerTrace, real: Tensor) -> list[tuple]:
             (*key, f"gate:{name}", t, *_spread(values[:, t][real[:, t]].detach().flatten(), gate=True))
             for t in range(values.shape[1])
         ]
+    for name, values in tr.states.items():  # xLSTM: (B, T, H or heads), unbounded
+        rows += [
+            (*key, f"state:{name}", t, *_spread(values[:, t][real[:, t]].detach().flatten(), gate=False))
+            for t in range(values.shape[1])
+        ]
     per_seq: dict[str, Tensor] = {
         "hidden_norm": torch.stack([h.detach().norm(dim=1) for h in tr.hidden], dim=1)
     }  # (B, T)

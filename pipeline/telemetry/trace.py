@@ -11,7 +11,7 @@ the model's own (tested), so gradients taken through it are the model's gradient
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from pipeline.model.cells import VariantLayer, reverse_padded
 from pipeline.model.scan import reference_scan
 from pipeline.model.sequence_model import pool_steps
+from pipeline.model.xlstm import MLSTMLayer, SLSTMLayer, mlstm_step
 
 
 @dataclass
@@ -31,6 +32,8 @@ class LayerTrace:
     cell: Tensor | None  # (B, T, H) c_t of LSTM cells, else None
     hidden: list[Tensor]  # T tensors (B, H): h_t as computed, nodes of the graph
     grads: list[Tensor] | None = None  # T tensors (B, H): dloss/dh_t, set by `telemetry.probe`
+    # xLSTM cells: gate pre-activations, normalizer and stabilizer (B, T, H or heads), unbounded
+    states: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +76,10 @@ def trace_cell(cell: nn.Module, x: Tensor, lengths: Tensor, *, layer: int, direc
     mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, T) real steps
     if isinstance(cell, VariantLayer):
         return _variant(cell, x, mask, layer=layer, direction=direction)
+    if isinstance(cell, SLSTMLayer):
+        return _slstm(cell, x, mask, layer=layer, direction=direction)
+    if isinstance(cell, MLSTMLayer):
+        return _mlstm(cell, x, mask, layer=layer, direction=direction)
     if isinstance(cell, nn.LSTM):
         return _lstm(cell, x, mask, layer=layer, direction=direction)
     if isinstance(cell, nn.GRU):
@@ -166,3 +173,43 @@ def _variant(cell: VariantLayer, x: Tensor, mask: Tensor, *, layer: int, directi
     return LayerTrace(
         layer=layer, direction=direction, gates=stacked, cell=cell_state, hidden=[s["hidden"] for s in steps]
     )
+
+
+def _slstm(cell: SLSTMLayer, x: Tensor, mask: Tensor, *, layer: int, direction: int) -> LayerTrace:
+    """sLSTM through its own loop's trace hook: pre-activations of the exponential input gate and the
+    forget gate, the normalizer n_t and the stabilizer m_t per unit."""
+    steps: list[dict[str, Tensor]] = []
+    cell(x, mask.sum(dim=1), trace=steps)
+    states = _stacked(steps, ("input_pre", "forget_pre", "normalizer", "stabilizer", "cell"))
+    cell_state = states.pop("cell")
+    return LayerTrace(
+        layer=layer, direction=direction, gates={}, cell=cell_state, hidden=[s["hidden"] for s in steps], states=states
+    )
+
+
+def _mlstm(cell: MLSTMLayer, x: Tensor, mask: Tensor, *, layer: int, direction: int) -> LayerTrace:
+    """mLSTM in its recurrent form (equal to the parallel one, tested): gate pre-activations and the
+    stabilizer per head, the normalizer's norm per head, the matrix memory C_t as the cell state."""
+    b = x.shape[0]
+    q, k, v, i_pre, f_pre = cell._project(x)  # (B, NH, T, d), gates (B, NH, T, 1)
+    out_gate = torch.sigmoid(cell.out_gate(x))  # (B, T, H)
+    state = cell.initial_state(x)
+    steps, hs = [], []
+    for t in range(x.shape[1]):
+        h_t, new = mlstm_step(state, q[:, :, t], k[:, :, t], v[:, :, t], i_pre[:, :, t], f_pre[:, :, t])
+        keep = mask[:, t].view(b, 1, 1)  # padded steps leave the state as it was
+        state = tuple(torch.where(keep.view(b, *[1] * (s.dim() - 1)), s_new, s) for s, s_new in zip(state, new))
+        hs.append(out_gate[:, t] * h_t.reshape(b, -1))  # (B, H)
+        c, n, m = new
+        steps.append(
+            {
+                "input_pre": i_pre[:, :, t, 0],
+                "forget_pre": f_pre[:, :, t, 0],
+                "normalizer": n.norm(dim=-1),
+                "stabilizer": m[..., 0],
+                "cell": c.reshape(b, -1),
+            }
+        )
+    states = _stacked(steps, ("input_pre", "forget_pre", "normalizer", "stabilizer", "cell"))
+    cell_state = states.pop("cell")
+    return LayerTrace(layer=layer, direction=direction, gates={}, cell=cell_state, hidden=hs, states=states)

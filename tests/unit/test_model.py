@@ -6,7 +6,7 @@ import torch
 from pipeline.config import ModelConfig
 from pipeline.model.sequence_model import build_model
 
-ALL_CELLS = ["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr"]
+ALL_CELLS = ["lstm", "gru", "rnn", "peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr", "slstm", "mlstm"]
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
@@ -39,7 +39,7 @@ def test_reads_the_last_time_step():
     assert not torch.allclose(model(x), model(changed))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "cifg", "fgr"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "cifg", "fgr", "slstm", "mlstm"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_packed_padded_batch_equals_sequences_one_by_one(cell, bidirectional):
     torch.manual_seed(0)
@@ -137,7 +137,9 @@ def test_serving_model_standardizes_each_window_by_itself_for_revin():
     assert torch.allclose(got[:, 2:3], raw[:, 2:3], atol=1e-5)  # shape
 
 
-@pytest.mark.parametrize(("cell", "bidirectional"), [("cifg", False), ("lstm", True), ("fgr", True)])
+@pytest.mark.parametrize(
+    ("cell", "bidirectional"), [("cifg", False), ("lstm", True), ("fgr", True), ("slstm", True), ("mlstm", False)]
+)
 def test_served_model_matches_and_exports_for_variants_and_both_directions(cell, bidirectional):
     import warnings
 

@@ -51,6 +51,8 @@ def test_gates_recomputed_from_nn_lstm_weights_equal_the_custom_cells_internal_g
         ("nog", {}),
         ("fgr", {}),
         ("lstm", {"num_layers": 2, "bidirectional": True}),
+        ("slstm", {"heads": 2}),
+        ("mlstm", {"heads": 2, "num_layers": 2, "bidirectional": True}),
     ],
 )
 def test_the_traced_model_computes_the_models_output(cell, extra):
@@ -68,8 +70,12 @@ def test_the_traced_model_computes_the_models_output(cell, extra):
         "cifg": {"input", "forget", "output"},
         "nog": {"input", "forget"},
         "fgr": {"input", "forget", "output"},
+        "slstm": set(),  # exponential gates: their pre-activations, normalizer and stabilizer are states
+        "mlstm": set(),
     }[cell]
     assert set(trace.layers[0].gates) == names
+    if cell in ("slstm", "mlstm"):
+        assert set(trace.layers[0].states) == {"input_pre", "forget_pre", "normalizer", "stabilizer"}
     assert len(trace.layers) == (4 if extra.get("bidirectional") else 1)
 
 
@@ -126,3 +132,16 @@ def test_without_a_target_gates_and_states_only_and_the_reading_says_what_happen
     assert reading[0].startswith("input gate opened most at steps") and reading[1].startswith("forget gate")
     assert len(reading) == 3  # no gradient line without a target
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("cell", ["slstm", "mlstm"])
+def test_xlstm_telemetry_summarizes_gate_pre_activations_normalizer_stabilizer_and_gradient_flow(cell):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell=cell, hidden_size=6, heads=2), input_size=2, output_size=1)
+    x, lengths = _batch()
+    table = summarize(probe(model, x, lengths, torch.randn(4, 1), loss=lambda p, t: ((p - t) ** 2).sum()))
+    quantities = set(table.column("quantity").to_pylist())
+    assert {"state:input_pre", "state:forget_pre", "state:normalizer", "state:stabilizer"} <= quantities
+    assert {"cell_norm", "hidden_norm", "grad_norm"} <= quantities
+    assert np.all(column(table, quantity="state:normalizer") > 0)  # n_t >= the stabilized input gate > 0
+    assert np.all(np.isfinite(column(table, quantity="grad_norm")))
