@@ -17,6 +17,9 @@ import torch
 from torch import nn
 
 from pipeline.model.cells import VARIANTS, VariantLayer
+from pipeline.model.xlstm import MLSTMLayer, SLSTMLayer
+
+XLSTM_CELLS = ("slstm", "mlstm")  # reported beside the Greff variants, not held to their goal
 
 
 def seconds_per_step(layer: nn.Module, x: torch.Tensor, *, steps: int) -> float:
@@ -49,6 +52,7 @@ def measure(
     x = torch.randn(batch, seq, inputs)  # (B, T, C)
     layers: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(inputs, hidden, batch_first=True)}
     layers |= {name: VariantLayer(inputs, hidden, variant) for name, variant in VARIANTS.items()}
+    layers |= {"slstm": SLSTMLayer(inputs, hidden), "mlstm": MLSTMLayer(inputs, hidden)}
     times: dict[str, list[float]] = {name: [] for name in layers}
     for _ in range(reps):
         for name, layer in layers.items():
@@ -58,13 +62,33 @@ def measure(
     }
 
 
-def table(measured: dict[str, dict[str, list[float]]]) -> str:
-    lines = ["| cell | ms per step (median) | speed vs nn.LSTM: median | min | max |", "|---|---|---|---|---|"]
+def forward_flops(name: str, *, hidden: int, seq: int, inputs: int) -> float:
+    """Multiply-adds x 2 of one sequence's forward pass through one layer (matmuls only; one head).
+    LSTM and sLSTM: 4 gates from the input and from h_{t-1}; `fgr` adds the 3 x 3 gate recurrence.
+    mLSTM: q, k, v, o and 2 gate projections of the input, then its parallel form's (T, T) scores
+    and their product with v: quadratic in the sequence length."""
+    lstm = 2 * seq * 4 * hidden * (inputs + hidden)
+    if name == "fgr":
+        return lstm + 2 * seq * (3 * hidden) ** 2
+    if name == "mlstm":
+        return 2 * seq * inputs * (4 * hidden + 2) + 2 * 2 * seq * seq * hidden
+    return lstm
+
+
+def table(measured: dict[str, dict[str, list[float]]], *, hidden: int = 128, seq: int = 100, inputs: int = 8) -> str:
+    """Speed relative to nn.LSTM, and FLOP-adjusted: the ratio times the cell's FLOPs over the LSTM's
+    (above 1: more arithmetic per second than nn.LSTM)."""
+    lines = [
+        "| cell | ms per step (median) | speed vs nn.LSTM: median | min | max | FLOPs vs LSTM | FLOP-adjusted |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = forward_flops("lstm", hidden=hidden, seq=seq, inputs=inputs)
     for name, m in measured.items():
         r = m["ratio"]
+        work = forward_flops(name, hidden=hidden, seq=seq, inputs=inputs) / base
         lines.append(
             f"| `{name}` | {1000 * statistics.median(m['seconds']):.1f} | {statistics.median(r):.2f}x | "
-            f"{min(r):.2f}x | {max(r):.2f}x |"
+            f"{min(r):.2f}x | {max(r):.2f}x | {work:.2f} | {statistics.median(r) * work:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -84,7 +108,7 @@ def main() -> None:
         f"hidden {args.hidden}, seq {args.seq}, batch {args.batch}, {args.threads} thread(s), "
         f"{args.reps} repetitions of {args.steps} forward+backward steps; torch {torch.__version__}\n"
     )
-    print(table(measured))
+    print(table(measured, hidden=args.hidden, seq=args.seq, inputs=args.inputs))
 
 
 if __name__ == "__main__":

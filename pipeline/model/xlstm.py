@@ -66,10 +66,12 @@ class SLSTMLayer(nn.Module):
         xw = self.w(x).view(b, t, 4, self.hidden_size)  # (B, T, 4, H): one matmul for all steps
         h, c, n, m = state if state is not None else self.initial_state(x)
         real = None if lengths is None else torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        nh, d = self.heads, self.head_size
+        r = self.r.permute(1, 3, 0, 2).reshape(nh, d, 4 * d)  # (heads, d_in, 4 d_out): one matmul per head
         outs = []
         for step in range(t):
-            ry = torch.einsum("bnk,gnjk->bgnj", h.view(b, self.heads, self.head_size), self.r)  # (B, 4, heads, d)
-            raw = xw[:, step] + ry.reshape(b, 4, self.hidden_size)  # (B, 4, H)
+            ry = torch.bmm(h.view(b, nh, d).transpose(0, 1), r)  # (heads, B, 4 d)
+            raw = xw[:, step] + ry.view(nh, b, 4, d).permute(1, 2, 0, 3).reshape(b, 4, self.hidden_size)  # (B, 4, H)
             i_pre, f_pre, z_pre, o_pre = raw.unbind(1)
             log_f = F.logsigmoid(f_pre) + m
             m_new = torch.maximum(log_f, i_pre)  # the stabilizer: exp below never exceeds 1
