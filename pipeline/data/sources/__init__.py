@@ -28,6 +28,7 @@ from pipeline.data.sources import (
     handwriting,
     japanese_vowels,
     numbers,
+    parity,
     sentiment,
     series,
     spoken_digits,
@@ -77,6 +78,17 @@ SOURCES: dict[str, Source] = {
         ),
         options_model=japanese_vowels.JapaneseVowelsOptions,
         generate=japanese_vowels.generate,
+    ),
+    "parity": Source(
+        name="parity",
+        size="6,000 strings of 2-20 symbols (train, val) + 1,000 of 40 (test; data.options.test_length)",
+        task="classify",
+        description=(
+            "Running parity (or sum mod data.options.modulus) of a symbol string: trained on short strings, "
+            "tested on longer ones (length generalization; set data.split_column: split)"
+        ),
+        options_model=parity.ParityOptions,
+        generate=parity.generate,
     ),
     "gunpoint": Source(
         name="gunpoint",
