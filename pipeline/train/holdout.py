@@ -102,7 +102,9 @@ def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.
     # the split's first batch: `ds.limit(rows)` would plan and run a new Ray Data job (seconds here)
     batch = next(iter(iter_batches(ds, info=info, batch_size=rows)))
     x = batch["x"].numpy()  # (rows, T_batch, C)
-    out = np.full((len(x), served_length(info), x.shape[2]), np.nan, np.float32)
+    t = served_length(info)
+    out = np.full((len(x), t, x.shape[2]), np.nan, np.float32)
     for i, n in enumerate(batch["lengths"].tolist()):
+        n = min(n, t)  # a test row longer than any training row (e.g. parity's test strings) is cut
         out[i, :n] = x[i, :n]
     return out
