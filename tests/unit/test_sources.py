@@ -182,3 +182,32 @@ def test_tfidf_baseline_learns_words():
     texts = ["good fun", "great fun", "good film", "bad mess", "awful mess", "bad film"] * 3
     model = tfidf_logreg(texts, np.array([1, 1, 1, 0, 0, 0] * 3))
     assert model.predict(["good great", "awful bad"]).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("modulus", [2, 3])
+def test_parity_labels_are_the_sum_mod_m_and_the_test_strings_are_longer(modulus):
+    from pipeline.data.sources import parity
+
+    opts = parity.ParityOptions(modulus=modulus, num_sequences=200, test_sequences=30, test_length=50, seed=1)
+    rows = parity.generate(opts).to_pylist()
+    assert len(rows) == 230
+    for row in rows:
+        x = np.asarray(row["x"])  # (T, modulus) one-hot
+        assert x.shape[1] == modulus and np.all(x.sum(axis=1) == 1)
+        assert row["y"] == str(int(x.argmax(axis=1).sum()) % modulus)
+        if row["split"] == "test":
+            assert len(x) == 50
+        else:
+            assert opts.min_length <= len(x) <= opts.max_length
+    splits = [r["split"] for r in rows]
+    assert splits.count("val") == 20 and splits.count("train") == 180 and splits.count("test") == 30
+    assert {r["y"] for r in rows} == {str(k) for k in range(modulus)}
+
+
+def test_parity_options_refuse_inverted_lengths():
+    from pydantic import ValidationError
+
+    from pipeline.data.sources import parity
+
+    with pytest.raises(ValidationError, match="min_length 30 is above max_length 20"):
+        parity.ParityOptions(min_length=30)
