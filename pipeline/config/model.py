@@ -75,11 +75,12 @@ class ModelConfig(Section):
             "CTC output run at a lower frame rate (needs model.num_layers >= 2; 1 = none)"
         ),
     )
-    likelihood: Literal["none", "gaussian", "student_t", "quantile"] | None = Field(
+    likelihood: Literal["none", "gaussian", "student_t", "negative_binomial", "quantile"] | None = Field(
         None,
         description=(
             "forecast: none (a point per step, MSE), or a distribution per step trained by its likelihood: gaussian, "
-            "student_t, or quantile (pinball loss over model.quantiles)"
+            "student_t, negative_binomial (counts: mean and dispersion), or quantile (pinball loss over "
+            "model.quantiles)"
         ),
     )
     quantiles: list[float] | None = Field(

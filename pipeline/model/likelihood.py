@@ -5,8 +5,11 @@ parameters of a distribution per horizon step, constrained here, and the negativ
 Per step the head gives P numbers, flattened as (B, H * P) like every other model output:
   gaussian   mu, sigma            sigma = softplus(.) + 1e-3
   student_t  mu, sigma, nu        nu = 2.01 + softplus(.) (a finite variance)
+  negative_binomial  mu, alpha    mu = softplus(.) + 1e-6 (mean), alpha = softplus(.) + 1e-4 (dispersion:
+                                  variance mu + alpha mu^2); for counts, scaled by the training mean only
   quantile   q_1 <= ... <= q_Q    q_1 + cumulative softplus increments: monotone by construction
-All in standardized target units; the served model rescales them (`OutputUnits`).
+All in standardized target units (negative_binomial: mu in units of the training mean, alpha in
+counts' own units); the served model rescales them (`OutputUnits`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Likelihood = Literal["none", "gaussian", "student_t", "quantile"]
-PARAMS = {"gaussian": ("mu", "sigma"), "student_t": ("mu", "sigma", "nu")}
+Likelihood = Literal["none", "gaussian", "student_t", "negative_binomial", "quantile"]
+PARAMS = {"gaussian": ("mu", "sigma"), "student_t": ("mu", "sigma", "nu"), "negative_binomial": ("mu", "alpha")}
+UNSCALED = ("nu", "alpha")  # shape parameters: the same in any units of the target
 
 
 def param_names(kind: Likelihood, quantiles: list[float]) -> tuple[str, ...]:
@@ -38,7 +42,9 @@ class DistributionHead(nn.Module):
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         r = raw.reshape(raw.shape[0], -1, self.per_step)  # (B, H, P)
-        if self.kind == "quantile":
+        if self.kind == "negative_binomial":
+            out = torch.cat([F.softplus(r[..., :1]) + 1e-6, F.softplus(r[..., 1:2]) + 1e-4], dim=-1)  # (B, H, 2)
+        elif self.kind == "quantile":
             steps = F.softplus(r[..., 1:])  # (B, H, Q-1) increments >= 0
             out = torch.cat([r[..., :1], r[..., :1] + torch.cumsum(steps, dim=-1)], dim=-1)  # (B, H, Q) sorted
         else:
@@ -50,9 +56,14 @@ class DistributionHead(nn.Module):
         return out.reshape(raw.shape[0], -1)
 
 
-def nll(kind: Likelihood, params: torch.Tensor, y: torch.Tensor, *, quantiles: list[float]) -> torch.Tensor:
-    """Per-value loss (B, H): negative log-likelihood, or the mean pinball loss over the quantiles."""
+def nll(
+    kind: Likelihood, params: torch.Tensor, y: torch.Tensor, *, quantiles: list[float], count_scale: float = 1.0
+) -> torch.Tensor:
+    """Per-value loss (B, H): negative log-likelihood, or the mean pinball loss over the quantiles.
+    negative_binomial: y and mu in units of `count_scale` (the training mean), scored as counts."""
     p = params.reshape(y.shape[0], y.shape[1], -1)  # (B, H, P)
+    if kind == "negative_binomial":
+        return negative_binomial_nll(p[..., 0] * count_scale, p[..., 1], torch.round(y * count_scale))
     if kind == "gaussian":
         mu, sigma = p[..., 0], p[..., 1]
         return 0.5 * math.log(2 * math.pi) + torch.log(sigma) + 0.5 * ((y - mu) / sigma) ** 2
@@ -70,3 +81,16 @@ def point(kind: Likelihood, params: torch.Tensor, *, horizon: int, quantiles: li
     if kind == "quantile":
         return p[..., min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))]
     return p[..., 0]
+
+
+def negative_binomial_nll(mu: torch.Tensor, alpha: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log P(y) of counts y under mean mu and dispersion alpha (NB2: variance mu + alpha mu^2)."""
+    r = 1.0 / alpha  # the number of failures, real-valued
+    log_p = (
+        torch.lgamma(y + r)
+        - torch.lgamma(r)
+        - torch.lgamma(y + 1)
+        + r * torch.log(r / (r + mu))
+        + y * torch.log(mu / (r + mu))
+    )
+    return -log_p

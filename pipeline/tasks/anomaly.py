@@ -264,8 +264,10 @@ def check(cfg: Config) -> None:
     check_layout(cfg, task="anomaly", layout="series")
     if cfg.data.window.normalize != "none":
         raise ValueError("data.window.normalize is for task: forecast; anomaly scores values in the data's units")
-    if cfg.model.likelihood == "quantile":
-        raise ValueError("model.likelihood quantile is for task: forecast; anomaly takes gaussian or student_t")
+    if cfg.model.likelihood in ("quantile", "negative_binomial"):
+        raise ValueError(
+            f"model.likelihood {cfg.model.likelihood} is for task: forecast; anomaly takes gaussian or student_t"
+        )
     if cfg.data.anomaly_score == "nll" and cfg.model.likelihood is None:
         raise ValueError(
             "data.anomaly_score nll needs a predictive distribution: set model.likelihood to gaussian or student_t"

@@ -7,7 +7,7 @@ data's units (the model standardizes them with the training scaler); targets are
 the loss and the served model returns forecasts in the data's units. Metrics: MAE, RMSE, sMAPE and
 MASE against the seasonal-naive forecast on the same test windows.
 
-Probabilistic forecasts (`model.likelihood`: gaussian, student_t, or quantile with
+Probabilistic forecasts (`model.likelihood`: gaussian, student_t, negative_binomial for counts, or quantile with
 `model.quantiles`): the head gives a distribution per horizon step (`pipeline.model.likelihood`),
 trained by its negative log-likelihood (pinball loss for quantiles); the point metrics score its
 mean (median), and CRPS, pinball loss and the 80%/95% intervals' coverage and width are scored
@@ -116,11 +116,16 @@ def _label(batch: pa.Table, *, val_start, test_start) -> pa.Table:
 Step = Literal["first", "all"]  # time, pos (and label) of a window's first target step, or lists over all of them
 
 
-def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.ndarray, at: Step) -> pa.Table:
-    """One series (any order) -> its windows with targets standardized, baseline in data units."""
+def _windows(
+    group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.ndarray, at: Step, counts: bool = False
+) -> pa.Table:
+    """One series (any order) -> its windows with targets standardized, baseline in data units;
+    `counts`: the target must hold counts (model.likelihood negative_binomial)."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
     values = group[[c.target, *c.features]].to_numpy(np.float32)  # (T, C): target first, NaN = gap
+    if counts:
+        _check_counts(values[:, 0], name=c.target)
     values, kept = fill_missing(values, policy=cfg.missing)
     values = values[kept]
     target = values[:, 0]  # (T,)
@@ -153,6 +158,16 @@ def _windows(group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.
     )
 
 
+def _check_counts(target: np.ndarray, *, name: str) -> None:
+    seen = target[np.isfinite(target)]
+    bad = int(((seen < 0) | (seen != np.round(seen))).sum())
+    if bad:
+        raise DataError(
+            f"target column '{name}' has {bad} value(s) that are not counts (non-negative integers) and "
+            "model.likelihood is negative_binomial; use gaussian or student_t"
+        )
+
+
 @dataclass(frozen=True)
 class Windows:
     parts: tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset]
@@ -161,8 +176,17 @@ class Windows:
     std: np.ndarray
 
 
-def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ...], at: Step = "first") -> Windows:
-    """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns."""
+def cut(
+    ds: ray.data.Dataset,
+    cfg: DataConfig,
+    *,
+    path: str,
+    keep: tuple[str, ...],
+    at: Step = "first",
+    counts: bool = False,
+) -> Windows:
+    """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns.
+    `counts`: the target holds counts, scaled by its training mean only (not centred)."""
     from ray.data.aggregate import Mean, Std
 
     c, w = cfg.columns, cfg.window
@@ -186,9 +210,13 @@ def cut(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, keep: tuple[str, ..
             mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred
         if w.normalize == "revin":
             mean[0], std[0] = 0.0, 1.0  # the target is standardized per window already
+        if counts:  # a count stays a non-negative multiple of the training mean
+            mean[0], std[0] = 0.0, (mean[0] if mean[0] > 1e-8 else 1.0)
         windows = (
             labelled.groupby("series")
-            .map_groups(functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas")
+            .map_groups(
+                functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, counts=counts), batch_format="pandas"
+            )
             .materialize()
         )
         tested = keep if "series" in keep else (*keep, "series")  # the test split says which series it scores
@@ -264,7 +292,7 @@ def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
     c, w = cfg.columns, cfg.window
-    win = cut(ds, cfg, path=path, keep=WINDOW_COLUMNS)
+    win = cut(ds, cfg, path=path, keep=WINDOW_COLUMNS, counts=model_cfg.likelihood == "negative_binomial")
     mean, std, counts, parts = win.mean, win.std, win.counts, win.parts
     info = DataInfo(
         task="forecast",
@@ -289,26 +317,41 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: Mode
 
 
 def loss_terms(
-    pred: torch.Tensor, y: torch.Tensor, *, likelihood: str = "none", quantiles: tuple[float, ...] = ()
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    likelihood: str = "none",
+    quantiles: tuple[float, ...] = (),
+    count_scale: float = 1.0,
 ) -> dict[str, tuple[torch.Tensor, int]]:
-    """pred (B, H) point forecasts, or (B, H * P) a distribution's parameters; y (B, H); standardized."""
+    """pred (B, H) point forecasts, or (B, H * P) a distribution's parameters; y (B, H); standardized
+    (counts: in units of the training mean, `count_scale`)."""
     if likelihood == "none":
         se = ((pred - y) ** 2).sum()  # (B, H) in standardized units
         return {"loss": (se, y.numel()), "mae": ((pred - y).abs().sum().detach(), y.numel())}
     from pipeline.model.likelihood import nll, point
 
-    loss = nll(likelihood, pred, y, quantiles=list(quantiles)).sum()  # (B, H) summed
+    loss = nll(likelihood, pred, y, quantiles=list(quantiles), count_scale=count_scale).sum()  # (B, H) summed
     mid = point(likelihood, pred, horizon=y.shape[1], quantiles=list(quantiles))  # (B, H)
     return {"loss": (loss, y.numel()), "mae": ((mid - y).abs().sum().detach(), y.numel())}
 
 
 def loss_options(info: DataInfo) -> dict:
     own = info.task_info
-    return {} if own.likelihood == "none" else {"likelihood": own.likelihood, "quantiles": tuple(own.quantiles)}
+    if own.likelihood == "none":
+        return {}
+    counts = {"count_scale": own.scaler["std"][0]} if own.likelihood == "negative_binomial" else {}
+    return {"likelihood": own.likelihood, "quantiles": tuple(own.quantiles)} | counts
 
 
 def check(cfg: Config) -> None:
     check_layout(cfg, task="forecast", layout="series")
+    normalize = cfg.data.window.normalize if cfg.data.window is not None else "none"
+    if cfg.model.likelihood == "negative_binomial" and normalize != "none":
+        raise ValueError(
+            f"model.likelihood negative_binomial models counts and data.window.normalize {normalize} makes the "
+            "target relative to each window; set data.window.normalize: none"
+        )
 
 
 TASK = Task(

@@ -16,15 +16,16 @@ if TYPE_CHECKING:
 
 def _param_units(own) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per output (H * P): scale, shift and whether it is a location (gets the window's reference).
-    Locations (a mean, quantiles) take the target's scale and shift; spreads only its scale; nu neither."""
-    from pipeline.model.likelihood import param_names
+    Locations (a mean, quantiles) take the target's scale and shift; spreads only its scale; shape
+    parameters (nu, a negative binomial's alpha) neither."""
+    from pipeline.model.likelihood import UNSCALED, param_names
 
     kind = getattr(own, "likelihood", "none")
     names = param_names(kind, getattr(own, "quantiles", []))
     sd, mu = np.repeat(own.scaler["std"], len(names)), np.repeat(own.scaler["mean"], len(names))
     kinds = np.tile(names, len(own.scaler["std"]))
     located = np.array([n == "mu" or n == "value" or n.startswith("q") for n in kinds])
-    scale = np.where(kinds == "nu", 1.0, sd)
+    scale = np.where(np.isin(kinds, UNSCALED), 1.0, sd)
     return scale, np.where(located, mu, 0.0), located
 
 
@@ -43,10 +44,10 @@ def output_units(info: DataInfo) -> OutputUnits:
 def _scaled(own) -> np.ndarray:
     """Per output (H * P): whether it is in the target's units (a location or a spread), so a
     window's scale multiplies it; a shape parameter (student-t's nu) is not."""
-    from pipeline.model.likelihood import param_names
+    from pipeline.model.likelihood import UNSCALED, param_names
 
     names = param_names(getattr(own, "likelihood", "none"), getattr(own, "quantiles", []))
-    return np.tile([n != "nu" for n in names], len(own.scaler["std"]))
+    return np.tile([n not in UNSCALED for n in names], len(own.scaler["std"]))
 
 
 def in_data_units(out: dict[str, np.ndarray], info: DataInfo) -> tuple[np.ndarray, np.ndarray | None]:

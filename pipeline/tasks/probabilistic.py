@@ -1,7 +1,8 @@
 """Scores of probabilistic forecasts, in the data's units (numpy; no Ray, no torch):
 
   CRPS       exact for Gaussian and Student-t forecasts (Gneiting & Raftery 2007; Jordan et al.
-             2019), from quantiles otherwise: twice the mean pinball loss over the levels
+             2019), from quantiles otherwise (quantile models, the negative binomial's 13 LEVELS):
+             twice the mean pinball loss over the levels
   pinball    mean quantile loss over LEVELS
   intervals  coverage and mean width of the central 80% and 95% intervals
 
@@ -51,6 +52,11 @@ def quantiles_of(kind: str, params: np.ndarray, levels=LEVELS) -> np.ndarray:
         return params[..., :1] + params[..., 1:2] * norm.ppf(lv)
     if kind == "student_t":
         return params[..., :1] + params[..., 1:2] * t.ppf(lv, params[..., 2:3])
+    if kind == "negative_binomial":
+        from scipy.stats import nbinom
+
+        r = 1.0 / params[..., 1:2]  # (W, H, 1)
+        return nbinom.ppf(lv, r, r / (r + params[..., :1])).astype(np.float64)
     raise ValueError(f"no parametric quantiles for likelihood {kind}")
 
 
@@ -82,6 +88,10 @@ def scores(kind: str, params: np.ndarray, y: np.ndarray, *, levels) -> dict[str,
     """CRPS, pinball and interval scores of (W, H, P) parameters (or quantiles at `levels`)."""
     if kind == "quantile":
         q = params
+        crps = 2 * pinball(q, y, levels)
+    elif kind == "negative_binomial":  # no closed form used: twice the mean pinball loss over LEVELS
+        levels = LEVELS
+        q = quantiles_of(kind, params, levels)
         crps = 2 * pinball(q, y, levels)
     else:
         levels = LEVELS

@@ -130,3 +130,49 @@ def test_relative_windows_on_a_trend_beyond_the_training_range(ray_session, tiny
     # 6 tiny epochs leave a few units of error; an absolute-level model could not leave the training range (< 260)
     assert np.allclose(p[..., 0], [[293.0, 294.0]], atol=5.0), p
     assert (0 < p[..., 1]).all() and (p[..., 1] < 10).all(), p  # a spread in data units, not shifted by the level
+
+
+def test_negative_binomial_forecasts_counts(ray_session, tiny_raw, tmp_path, mlflow_client):
+    """Counts (rounded sales): scaled by the training mean only, trained by the NB likelihood on 2
+    workers, scored by CRPS and intervals, served as mean and dispersion per step in counts."""
+    import pytest
+
+    from pipeline.errors import DataError
+
+    _long_csv(tmp_path / "sales.csv")
+    frame = pd.read_csv(tmp_path / "sales.csv")
+    frame["sales"] = frame["sales"].round()
+    frame.to_csv(tmp_path / "counts.csv", index=False)
+    data = {
+        "source": str(tmp_path / "counts.csv"),
+        "columns": {"time": "date", "target": "sales", "series": "store"},
+        "window": {"lookback": 12, "horizon": 3, "season": 12},
+        "val_fraction": 0.15,
+        "test_fraction": 0.15,
+    }
+    raw = {
+        **tiny_raw,
+        "task": "forecast",
+        "data": data,
+        "model": {"hidden_size": 8, "likelihood": "negative_binomial"},
+        "train": {**tiny_raw["train"], "epochs": 2},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-counts"},
+    }
+    cfg = config.validate(raw)
+    splits = load_splits(cfg)
+    train_mean = frame[frame["date"] < 84]["sales"].mean()
+    assert splits.info.input_mean[0] == 0.0 and splits.info.input_std[0] == pytest.approx(train_mean)
+    y = np.stack(splits.test.to_pandas()["y"]) * train_mean  # (W, H) back in counts
+    assert np.allclose(y, np.round(y), atol=1e-3) and (y >= 0).all()
+
+    summary = run_training(cfg, name="f-counts", splits=splits)
+    m = summary.metrics
+    assert {"test_crps", "test_coverage_80", "baseline_test_crps", "test_mase"} <= set(m)
+    assert np.isfinite(m["test_crps"]) and 0 <= m["test_coverage_95"] <= 1
+    served = load_served(cfg.tracking.uri, "models:/tiny-counts/1")
+    params = np.asarray(served.predict(served.input_example)).reshape(4, 3, 2)  # (B, H, mu/alpha)
+    assert 20 < params[..., 0].mean() < 150 and (params[..., 1] > 0).all()  # mean in counts
+
+    not_counts = config.validate(raw | {"data": data | {"source": str(tmp_path / "sales.csv")}})
+    with pytest.raises(DataError, match="not counts"):
+        load_splits(not_counts)

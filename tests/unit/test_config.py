@@ -57,7 +57,9 @@ def test_bad_value_names_key_and_value():
 
 
 def test_bad_cell_lists_choices():
-    with pytest.raises(ConfigError, match="'model.cell' = 'lstmm'.*'lstm', 'gru', 'rnn', 'peephole'.*'fgr', 'slstm' or 'mlstm'"):
+    with pytest.raises(
+        ConfigError, match="'model.cell' = 'lstmm'.*'lstm', 'gru', 'rnn', 'peephole'.*'fgr', 'slstm' or 'mlstm'"
+    ):
         config.load(None, ["model.cell=lstmm"])
 
 

@@ -6,6 +6,7 @@ import torch
 
 from pipeline.config import validate
 from pipeline.model.likelihood import DistributionHead, nll, point
+from pipeline.tasks import DataInfo
 from pipeline.tasks import probabilistic as prob
 
 
@@ -83,16 +84,88 @@ def test_losses_are_the_distributions_negative_log_likelihoods():
     assert point("quantile", quant, horizon=1, quantiles=levels).item() == 1.0  # the median
 
 
+def test_negative_binomial_scores_counts_like_scipy():
+    from scipy.stats import nbinom
+
+    from pipeline.model.likelihood import negative_binomial_nll
+
+    mu, alpha = torch.tensor([[3.0, 40.0]]), torch.tensor([[0.5, 0.05]])
+    y = torch.tensor([[0.0, 37.0]])
+    r = 1 / alpha
+    expected = -nbinom.logpmf(y.numpy(), r.numpy(), (r / (r + mu)).numpy())
+    assert np.allclose(negative_binomial_nll(mu, alpha, y).numpy(), expected, atol=1e-4)
+    # the head's mu is in units of the training mean (count_scale); y too, scored as counts
+    params = torch.stack([mu / 20.0, alpha], dim=-1).reshape(1, 4)
+    got = nll("negative_binomial", params, y / 20.0, quantiles=[], count_scale=20.0)
+    assert np.allclose(got.numpy(), expected, atol=1e-4)
+    q = prob.quantiles_of("negative_binomial", np.array([[[40.0, 0.05]]]), levels=(0.1, 0.5, 0.9))
+    assert q[0, 0].tolist() == nbinom.ppf([0.1, 0.5, 0.9], 20.0, 20.0 / 60.0).tolist()
+
+
+def test_negative_binomial_head_keeps_mean_and_dispersion_positive_and_only_mu_is_rescaled():
+    from pipeline.tasks.forecast import ForecastInfo
+    from pipeline.tasks.forecast_units import output_units
+
+    out = DistributionHead("negative_binomial", per_step=2)(torch.randn(8, 6) * 10)  # (B, H * 2)
+    assert torch.all(out > 0)
+    info = DataInfo(
+        task="forecast",
+        target="float",
+        input_size=1,
+        output_size=4,
+        max_len=5,
+        num_rows={},
+        task_info=ForecastInfo(
+            scaler={"mean": [0.0, 0.0], "std": [20.0, 20.0]}, season=1, likelihood="negative_binomial"
+        ),
+    )
+    units = output_units(info)
+    assert units.scale == [20.0, 1.0, 20.0, 1.0] and units.shift == [0.0] * 4  # mu in counts, alpha as is
+    assert units.scaled == [True, False, True, False]
+
+
+def test_a_target_that_is_not_counts_is_refused_for_negative_binomial():
+    import pandas as pd
+
+    from pipeline.errors import DataError
+    from pipeline.tasks.forecast import _windows
+
+    cfg = validate(
+        {
+            "task": "forecast",
+            "data": {"source": "airline", "window": {"lookback": 3}},
+            "model": {"likelihood": "negative_binomial"},
+        }
+    ).data
+    group = pd.DataFrame(
+        {"series": "0", "time": range(12), "y": [1.0, 2, 3, 0, 5, 6, 7, 8, 9, 10, 2.5, -1], "split": ["train"] * 12}
+    )
+    cfg = cfg.model_copy(update={"columns": cfg.columns.model_copy(update={"target": "y"})})
+    one, zero = np.ones(1), np.zeros(1)
+    with pytest.raises(DataError, match="target column 'y' has 2 value\\(s\\) that are not counts"):
+        _windows(group, cfg=cfg, mean=zero, std=one, at="first", counts=True)
+    assert len(_windows(group, cfg=cfg, mean=zero, std=one, at="first")) > 0  # not checked otherwise
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
+        ({"likelihood": "negative_binomial", "normalize": "revin"}, "negative_binomial models counts"),
         ({"quantiles": [0.1, 0.9]}, "model.quantiles are for model.likelihood: quantile"),
         ({"likelihood": "quantile", "quantiles": [0.9, 0.1]}, "must be ascending levels strictly between 0 and 1"),
     ],
 )
 def test_likelihood_config_rules(model, message):
+    window = {"lookback": 12} | ({"normalize": model.pop("normalize")} if "normalize" in model else {})
     with pytest.raises(Exception, match=message):
-        validate({"task": "forecast", "data": {"source": "airline", "window": {"lookback": 12}}, "model": model})
+        validate({"task": "forecast", "data": {"source": "airline", "window": window}, "model": model})
+
+
+def test_anomaly_refuses_the_negative_binomial():
+    with pytest.raises(Exception, match="model.likelihood negative_binomial is for task: forecast"):
+        validate(
+            {"task": "anomaly", "data": {"source": "sensor_anomalies"}, "model": {"likelihood": "negative_binomial"}}
+        )
 
 
 def test_likelihood_is_for_forecasts():
