@@ -23,7 +23,7 @@ Batching = Literal["shuffled", "by_length"]
 
 # evaluation-only columns: forecast's seasonal-naive baselines (without and with drift), MASE scale and
 # window reference (last value, or mean and std); anomaly's labels; text classification's baselines' class ids
-EXTRA_COLUMNS = ("baseline", "drift", "scale", "ref", "ref_scale", "label", "baseline_tfidf", "baseline_lexicon")
+EXTRA_COLUMNS = ("baseline", "drift", "ets", "scale", "ref", "ref_scale", "label", "baseline_tfidf", "baseline_lexicon")
 
 
 class SequenceBatch(ArrowBatchCollateFn):

@@ -69,7 +69,7 @@ class ForecastInfo(TaskInfo):
         return len(param_names(self.likelihood, self.quantiles))
 
 
-WINDOW_COLUMNS = ("x", "y", "baseline", "drift", "scale", "ref", "ref_scale")
+WINDOW_COLUMNS = ("x", "y", "baseline", "drift", "ets", "scale", "ref", "ref_scale")
 
 
 def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
@@ -117,10 +117,18 @@ Step = Literal["first", "all"]  # time, pos (and label) of a window's first targ
 
 
 def _windows(
-    group: pd.DataFrame, *, cfg: DataConfig, mean: np.ndarray, std: np.ndarray, at: Step, counts: bool = False
+    group: pd.DataFrame,
+    *,
+    cfg: DataConfig,
+    mean: np.ndarray,
+    std: np.ndarray,
+    at: Step,
+    counts: bool = False,
+    ets: bool = False,
 ) -> pa.Table:
-    """One series (any order) -> its windows with targets standardized, baseline in data units;
-    `counts`: the target must hold counts (model.likelihood negative_binomial)."""
+    """One series (any order) -> its windows with targets standardized, baselines in data units;
+    `counts`: the target must hold counts (model.likelihood negative_binomial); `ets`: add the
+    exponential smoothing baseline fitted on the series' training part (forecast, first step)."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
     values = group[[c.target, *c.features]].to_numpy(np.float32)  # (T, C): target first, NaN = gap
@@ -150,12 +158,25 @@ def _windows(
             "ref_scale": pa.array(ref_scale.astype(np.float64)),
             "baseline": pa.array(list(baseline)),
             "drift": pa.array(list(seasonal_naive_drift(win["history"], horizon=w.horizon, season=w.season))),
+            **({"ets": pa.array(list(_ets(target, splits, win, horizon=w.horizon, season=w.season)))} if ets else {}),
             "scale": pa.array(np.full(len(baseline), mase_scale(target, splits, season=w.season), np.float64)),
             "split": pa.array(win["split"], pa.string()),
             "series": pa.array([str(group["series"].iloc[0])] * len(baseline), pa.string()),
             **{name: pa.array(list(v) if v.ndim == 2 else v) for name, v in win["at_target"].items()},
         }
     )
+
+
+def _ets(target: np.ndarray, splits: np.ndarray, win: dict, *, horizon: int, season: int) -> np.ndarray:
+    """(W, H) ETS forecasts from each window's origin, fitted on the series' training part (new data
+    for predict/evaluate has none: then on the steps before its first window's forecast)."""
+    from pipeline.data.ets import ets_forecasts, fit_ets
+
+    origins = np.asarray(win["at_target"]["pos"], dtype=np.int64) - 1  # (W,) each window's last observed step
+    train = target[splits == "train"]
+    if len(train) == 0 and len(origins):
+        train = target[: origins.min() + 1]
+    return ets_forecasts(target, origins, fit=fit_ets(train, season=season), horizon=horizon)
 
 
 def _check_counts(target: np.ndarray, *, name: str) -> None:
@@ -215,7 +236,8 @@ def cut(
         windows = (
             labelled.groupby("series")
             .map_groups(
-                functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, counts=counts), batch_format="pandas"
+                functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, counts=counts, ets="ets" in keep),
+                batch_format="pandas",
             )
             .materialize()
         )
@@ -256,7 +278,7 @@ def windows_with(
             _all_test, batch_format="pyarrow"
         )
         windows = rows.groupby("series").map_groups(
-            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at), batch_format="pandas"
+            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, ets="ets" in keep), batch_format="pandas"
         )
         return windows.map_batches(
             functools.partial(rows_in_split, name="test", keep=keep), batch_format="pyarrow"

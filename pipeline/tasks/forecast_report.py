@@ -56,6 +56,9 @@ def test_metrics(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, float]
     if "drift" in out:  # seasonal naive with drift: the point metrics
         drift = forecast_metrics(out["drift"], y, scale=out["scale"])
         metrics |= {f"baseline_drift_test_{k}": v for k, v in drift.items()}
+    if "ets" in out:  # exponential smoothing fitted per series (pipeline.data.ets): the point metrics
+        ets = forecast_metrics(out["ets"], y, scale=out["scale"])
+        metrics |= {f"baseline_ets_test_{k}": v for k, v in ets.items()}
     return metrics | windows_counted(out)
 
 

@@ -61,6 +61,8 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
     m = summary.metrics
     for name in ("mae", "rmse", "smape", "mase"):
         assert f"test_{name}" in m and f"baseline_test_{name}" in m
+        assert f"baseline_ets_test_{name}" in m and f"baseline_drift_test_{name}" in m
+    assert m["baseline_ets_test_mase"] < m["baseline_test_mase"]  # ETS reads the trend seasonal naive misses
     assert m["baseline_test_mase"] > 0 and np.isfinite(m["test_mase"])
     plots = [a.path for a in mlflow_client.list_artifacts(summary.run_id, "plots")]
     assert "plots/forecast_vs_actual.png" in plots
