@@ -26,7 +26,8 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.tasks import DataInfo, Prepared, Task, TaskInfo
-from pipeline.tasks.forecast import cut, loss_options, loss_terms, output_units, target_scaler, windows_with
+from pipeline.tasks.forecast import loss_options, loss_terms, output_units, target_scaler
+from pipeline.tasks.forecast_windows import cut, windows_with
 from pipeline.tasks.rules import check_layout
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ def test_too_short_to_fit_forecasts_the_last_value():
 
 def test_forecast_windows_carry_the_ets_baseline_fitted_on_the_training_part():
     from pipeline.config import validate
-    from pipeline.tasks.forecast import _windows
+    from pipeline.tasks.forecast_windows import _windows
 
     cfg = validate(
         {"task": "forecast", "data": {"source": "airline", "window": {"lookback": 12, "horizon": 3, "season": 12}}}

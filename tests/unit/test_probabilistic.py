@@ -128,7 +128,7 @@ def test_a_target_that_is_not_counts_is_refused_for_negative_binomial():
     import pandas as pd
 
     from pipeline.errors import DataError
-    from pipeline.tasks.forecast import _windows
+    from pipeline.tasks.forecast_windows import _windows
 
     cfg = validate(
         {

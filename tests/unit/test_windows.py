@@ -89,7 +89,7 @@ def test_relative_windows_subtract_the_last_value():
     import pandas as pd
 
     from pipeline.config import DataConfig
-    from pipeline.tasks.forecast import _windows
+    from pipeline.tasks.forecast_windows import _windows
 
     cfg = DataConfig(source="x.csv", window={"lookback": 3, "horizon": 2, "normalize": "last"})
     group = pd.DataFrame({"time": range(6), "y": [10.0, 11, 12, 13, 14, 15], "split": ["train"] * 6, "series": "a"})
@@ -103,7 +103,7 @@ def test_revin_windows_are_standardized_by_their_own_mean_and_std():
     import pandas as pd
 
     from pipeline.config import DataConfig
-    from pipeline.tasks.forecast import _windows
+    from pipeline.tasks.forecast_windows import _windows
 
     cfg = DataConfig(source="x.csv", window={"lookback": 2, "horizon": 1, "normalize": "revin"})
     group = pd.DataFrame({"time": range(4), "y": [10.0, 14, 14, 20], "split": ["train"] * 4, "series": "a"})
@@ -120,7 +120,7 @@ def test_revin_puts_series_of_any_scale_on_one_scale():
     import pandas as pd
 
     from pipeline.config import DataConfig
-    from pipeline.tasks.forecast import _windows
+    from pipeline.tasks.forecast_windows import _windows
 
     values = 5 + np.sin(np.arange(12) / 2)
     cut = {}
@@ -141,7 +141,8 @@ def test_target_scaler_round_trip(normalize):
 
     from pipeline.config import DataConfig
     from pipeline.tasks import DataInfo
-    from pipeline.tasks.forecast import ForecastInfo, _windows, in_data_units
+    from pipeline.tasks.forecast import ForecastInfo, in_data_units
+    from pipeline.tasks.forecast_windows import _windows
 
     cfg = DataConfig(source="x.csv", window={"lookback": 4, "horizon": 3, "normalize": normalize})
     values = 50 + 10 * np.sin(np.arange(40) / 3)
