@@ -96,6 +96,14 @@ class ModelConfig(Section):
             "the validation residuals; predict writes lower_/upper_ columns)"
         ),
     )
+    readout: Literal["last", "steps"] | None = Field(
+        None,
+        description=(
+            "forecast: how the head reads a multi-step forecast: last (every step from the last state, default) or "
+            "steps (step k from the state at lookback position L-H+k through one shared linear layer, as "
+            "neuralforecast's and darts' LSTMs do; needs horizon <= lookback)"
+        ),
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )
@@ -137,6 +145,11 @@ class ModelConfig(Section):
         levels = self.quantiles or []
         if any(not 0 < q < 1 for q in levels) or any(b <= a for a, b in zip(levels, levels[1:])):
             raise ValueError(f"model.quantiles {levels} must be ascending levels strictly between 0 and 1")
+        if self.readout == "steps" and self.pooling != "last":
+            raise ValueError(
+                f"model.pooling {self.pooling} is not read with model.readout steps (each step reads its own "
+                "position); remove one of them"
+            )
         if self.dropout > 0 and self.num_layers == 1:
             raise ValueError(
                 f"model.dropout {self.dropout:g} applies between stacked layers and model.num_layers is 1; "

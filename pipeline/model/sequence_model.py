@@ -22,7 +22,9 @@ from pipeline.model.cells import Recurrent
 if TYPE_CHECKING:
     from pipeline.tasks import DataInfo
 
-Readout = Literal["last", "every"]  # one output per sequence (its last step), or one per step (generate)
+# one output per sequence (its last step), one per step (generate), or a forecast's horizon step k
+# from the state at position length - horizon + k (model.readout steps, one head shared by the steps)
+Readout = Literal["last", "every", "steps"]
 Pooling = Literal["last", "mean", "max"]  # readout "last": which vector of the outputs the head reads
 
 
@@ -38,6 +40,27 @@ def pool_steps(out: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor | No
     if how == "mean":
         return (out * real).sum(dim=1) / lengths.clamp(min=1).unsqueeze(-1).to(out.dtype)  # (B, D)
     return out.masked_fill(~real, float("-inf")).amax(dim=1)  # (B, D)
+
+
+def read_out(
+    head: nn.Module,
+    out: torch.Tensor,
+    last: torch.Tensor,
+    lengths: torch.Tensor | None,
+    *,
+    readout: Readout,
+    pooling: Pooling,
+    horizon: int,
+) -> torch.Tensor:
+    """The head on the stack's outputs out (B, T, D): on one pooled vector per sequence -> (B, O), or
+    ("steps") on the states at positions length-H .. length-1, one per horizon step -> (B, H * P)."""
+    if readout != "steps":
+        return head(pool_steps(out, last, lengths, how=pooling))  # (B, O)
+    b, t, d = out.shape
+    lengths = torch.full((b,), t, device=out.device) if lengths is None else lengths.to(out.device)
+    pos = (lengths[:, None] - horizon + torch.arange(horizon, device=out.device)[None, :]).clamp(min=0)  # (B, H)
+    picked = out.gather(1, pos.unsqueeze(-1).expand(b, horizon, d))  # (B, H, D)
+    return head(picked).reshape(b, -1)  # (B, H, P) -> (B, H * P), step-major
 
 
 class SequenceModel(nn.Module):
@@ -57,9 +80,11 @@ class SequenceModel(nn.Module):
         vocab_size: int | None = None,
         padding_idx: int | None = PAD_ID,
         distribution: nn.Module | None = None,
+        horizon: int = 1,
     ):
         super().__init__()
         self.readout = readout
+        self.horizon, self.output_size = horizon, output_size
         self.pooling = cfg.pooling
         # Input standardization fitted on the training split; buffers, so it travels with the weights.
         mean = torch.tensor(input_mean, dtype=torch.float32) if input_mean else torch.zeros(input_size)  # (I,)
@@ -70,7 +95,8 @@ class SequenceModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=padding_idx) if vocab_size else None
         self.embed_dropout = nn.Dropout(cfg.embedding_dropout)  # identity in eval, and at 0
         self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
-        self.head = nn.Linear(self.rnn.output_size, output_size)
+        per_read = output_size // horizon if readout == "steps" else output_size  # steps: one head for all
+        self.head = nn.Linear(self.rnn.output_size, per_read)
         # a probabilistic forecast's head reads the outputs as distribution parameters (model/likelihood.py)
         self.dist = distribution if distribution is not None else nn.Identity()
 
@@ -85,7 +111,10 @@ class SequenceModel(nn.Module):
         out, last = self.rnn(x, lengths)  # (B, T, D), (B, D)
         if self.readout == "every":
             return self.head(out)  # (B, T, O)
-        return self.dist(self.head(pool_steps(out, last, lengths, how=self.pooling)))  # (B, O)
+        head = read_out(
+            self.head, out, last, lengths, readout=self.readout, pooling=self.pooling, horizon=self.horizon
+        )  # (B, O)
+        return self.dist(head)
 
     def step(self, x_t: torch.Tensor, state=None):
         """One step of the recurrence for sampling: x_t (B, C) values, or (B, 1) token ids -> logits
@@ -118,11 +147,11 @@ class ServingModel(nn.Module):
         super().__init__()
         self.rnn, self.head, self.readout, self.reference = model.rnn, model.head, model.readout, reference
         self.dist = model.dist
-        self.pooling = model.pooling
+        self.pooling, self.horizon = model.pooling, model.horizon
         self.embed = model.embed  # token models: x holds ids (as floats, NaN-padded)
         self.register_buffer("in_mean", model.in_mean.clone())
         self.register_buffer("in_std", model.in_std.clone())
-        size = model.head.out_features
+        size = model.output_size
         self.register_buffer("out_scale", torch.tensor(out_scale or [1.0] * size, dtype=torch.float32))
         self.register_buffer("out_shift", torch.tensor(out_shift or [0.0] * size, dtype=torch.float32))
         where = [1.0 if k else 0.0 for k in located] if located is not None else [1.0] * size
@@ -149,8 +178,10 @@ class ServingModel(nn.Module):
         if self.readout == "every":
             logits = self.head(out)  # (B, T, O)
             return torch.where(real.unsqueeze(-1), logits, torch.full_like(logits, float("nan")))
-        pooled = pool_steps(out, h, real.sum(dim=1), how=self.pooling)  # (B, D)
-        out = self.dist(self.head(pooled)) * self.out_scale + self.out_shift  # (B, O)
+        head = read_out(
+            self.head, out, h, real.sum(dim=1), readout=self.readout, pooling=self.pooling, horizon=self.horizon
+        )  # (B, O)
+        out = self.dist(head) * self.out_scale + self.out_shift  # (B, O)
         return out * (1 + (ref_scale - 1) * self.out_scaled) + ref * self.out_located  # (B, O) in data units
 
 
@@ -176,6 +207,7 @@ def build_model(
     vocab_size: int | None = None,
     padding_idx: int | None = PAD_ID,
     distribution: nn.Module | None = None,
+    horizon: int = 1,
 ) -> SequenceModel:
     return SequenceModel(
         cfg,
@@ -187,6 +219,7 @@ def build_model(
         vocab_size=vocab_size,
         padding_idx=padding_idx,
         distribution=distribution,
+        horizon=horizon,
     )
 
 
@@ -214,11 +247,24 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
         output_size=info.output_size,
         input_mean=info.input_mean,
         input_std=info.input_std,
-        readout="every" if info.target in ("tokens", "frames") else "last",
+        readout=_readout(cfg, info),
         vocab_size=info.input_size if info.embedded else None,
         padding_idx=PAD_ID if info.tokens_in else None,  # generate's ids are all tokens (padding is masked)
         distribution=_distribution(info),
+        horizon=info.output_size // _distribution_size(info) if cfg.readout == "steps" else 1,
     )
+
+
+def _readout(cfg: ModelConfig, info: DataInfo) -> Readout:
+    if info.target in ("tokens", "frames"):
+        return "every"
+    return "steps" if cfg.readout == "steps" else "last"
+
+
+def _distribution_size(info: DataInfo) -> int:
+    """Outputs per horizon step: a distribution's parameters, or 1 for a point forecast."""
+    per_step = getattr(info.task_info, "per_step", 1)
+    return per_step if isinstance(per_step, int) else 1
 
 
 def _distribution(info: DataInfo) -> nn.Module | None:

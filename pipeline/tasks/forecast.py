@@ -139,6 +139,12 @@ def loss_options(info: DataInfo) -> dict:
 
 def check(cfg: Config) -> None:
     check_layout(cfg, task="forecast", layout="series")
+    window = cfg.data.window
+    if cfg.model.readout == "steps" and window is not None and window.horizon > window.lookback:
+        raise ValueError(
+            f"model.readout steps reads step k at lookback position L-H+k and data.window.horizon {window.horizon} "
+            f"exceeds data.window.lookback {window.lookback}; lengthen the lookback or use model.readout last"
+        )
     normalize = cfg.data.window.normalize if cfg.data.window is not None else "none"
     if cfg.model.likelihood == "negative_binomial" and normalize != "none":
         raise ValueError(

@@ -33,6 +33,7 @@ TASK_MODEL_KEYS = {
     "likelihood": ("forecast", "anomaly"),
     "quantiles": ("forecast",),
     "intervals": ("forecast",),
+    "readout": ("forecast",),
 }
 
 

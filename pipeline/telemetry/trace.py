@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from pipeline.model.cells import VariantLayer, reverse_padded
 from pipeline.model.scan import reference_scan
-from pipeline.model.sequence_model import pool_steps
+from pipeline.model.sequence_model import read_out
 from pipeline.model.xlstm import MLSTMLayer, SLSTMLayer, mlstm_step
 
 
@@ -66,7 +66,13 @@ def trace_model(model: nn.Module, x: Tensor, lengths: Tensor) -> ModelTrace:
     if len(rnn.layers[0]) == 2:
         last = torch.cat([last, inp[:, 0, width:]], dim=-1)
     output = (
-        model.head(inp) if model.readout == "every" else model.head(pool_steps(inp, last, lengths, how=model.pooling))
+        model.head(inp)
+        if model.readout == "every"
+        else model.dist(
+            read_out(
+                model.head, inp, last, lengths, readout=model.readout, pooling=model.pooling, horizon=model.horizon
+            )
+        )
     )
     return ModelTrace(layers=traces, output=output, lengths=lengths)
 

@@ -212,3 +212,69 @@ def test_pooled_readout_reads_only_real_steps_and_serves_the_same(pooling, bidir
         assert torch.allclose(alone[1:], model.head(pooled), atol=1e-5)
         nan_padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=float("nan"))
         assert torch.allclose(ServingModel(model).eval()(nan_padded), both, atol=1e-5)
+
+
+def test_steps_readout_reads_horizon_step_k_from_position_l_minus_h_plus_k():
+    """model.readout steps (forecast): one head shared by the steps; step k sees inputs up to L-H+k only."""
+    import warnings
+
+    from torch.export import Dim
+
+    from pipeline.model.sequence_model import ServingModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_size=6, readout="steps")
+    model = build_model(cfg, input_size=2, output_size=3, readout="steps", horizon=3).eval()
+    assert model.head.out_features == 1  # shared by the 3 steps
+    x = torch.randn(4, 8, 2)
+    changed = x.clone()
+    changed[:, -1] += 5.0  # the last input: only the last step's state saw it
+    with torch.no_grad():
+        a, b = model(x), model(changed)
+        assert a.shape == (4, 3)
+        assert torch.allclose(a[:, :2], b[:, :2]) and not torch.allclose(a[:, 2], b[:, 2])
+        out, _ = model.rnn(model.inputs(x))  # (B, T, D)
+        assert torch.allclose(a, model.head(out[:, 5:8]).squeeze(-1), atol=1e-6)
+        served = ServingModel(model, out_scale=[2.0] * 3, out_shift=[1.0] * 3).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(served, (x,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]).module()
+        assert torch.allclose(exported(x), a * 2.0 + 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"task": "regression", "model": {"readout": "steps"}}, "model.readout is for task: forecast"),
+        (
+            {
+                "task": "forecast",
+                "data": {"source": "airline", "window": {"lookback": 2, "horizon": 3}},
+                "model": {"readout": "steps"},
+            },
+            "data.window.horizon 3 exceeds data.window.lookback 2",
+        ),
+        (
+            {"task": "forecast", "data": {"source": "airline"}, "model": {"readout": "steps", "pooling": "mean"}},
+            "model.pooling mean is not read with model.readout steps",
+        ),
+    ],
+)
+def test_steps_readout_rules(raw, message):
+    from pipeline.config import validate
+
+    with pytest.raises(Exception, match=message):
+        validate(raw)
+
+
+def test_steps_readout_of_a_probabilistic_forecast_shares_one_head_of_its_parameters():
+    from pipeline.model.sequence_model import model_for
+    from pipeline.tasks import DataInfo
+    from pipeline.tasks.forecast import ForecastInfo
+
+    own = ForecastInfo(scaler={"mean": [0.0] * 3, "std": [1.0] * 3}, season=1, likelihood="gaussian")
+    info = DataInfo(task="forecast", target="float", input_size=1, output_size=6, max_len=8, num_rows={}, task_info=own)
+    model = model_for(ModelConfig(hidden_size=6, readout="steps"), info).eval()
+    assert model.horizon == 3 and model.head.out_features == 2  # (mu, sigma), shared by the 3 steps
+    out = model(torch.randn(5, 8, 1)).reshape(5, 3, 2)
+    assert torch.all(out[..., 1] > 0)  # sigma through the distribution head
