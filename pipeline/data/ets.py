@@ -2,7 +2,7 @@
 
 For each series, statsmodels' `ETSModel` (additive errors; a damped additive trend and an additive
 season of `season` steps where the fitting part is long enough) is fitted by maximum likelihood on
-the series' training part. Its parameters are then fixed and the same recursions run over the whole
+the part of the series before its test period (the forecast task's choice). Its parameters are then fixed and the same recursions run over the whole
 series (Hyndman et al. 2008, ETS(A,Ad,A)), so every window's forecast comes from the state at its own
 origin, as the LSTM's does, without refitting and without seeing the values it forecasts:
 

@@ -131,15 +131,17 @@ def _windows(
 
 
 def _ets(target: np.ndarray, splits: np.ndarray, win: dict, *, horizon: int, season: int) -> np.ndarray:
-    """(W, H) ETS forecasts from each window's origin, fitted on the series' training part (new data
-    for predict/evaluate has none: then on the steps before its first window's forecast)."""
+    """(W, H) ETS forecasts from each window's origin, fitted on every step before the test period
+    (train and val: what the LSTM's training and checkpoint selection saw), so only the test
+    windows' forecasts, the ones scored, are out of sample. New data for predict/evaluate is all
+    test: then ETS is fitted on the steps up to its first window's origin."""
     from pipeline.data.ets import ets_forecasts, fit_ets
 
     origins = np.asarray(win["at_target"]["pos"], dtype=np.int64) - 1  # (W,) each window's last observed step
-    train = target[splits == "train"]
-    if len(train) == 0 and len(origins):
-        train = target[: origins.min() + 1]
-    return ets_forecasts(target, origins, fit=fit_ets(train, season=season), horizon=horizon)
+    seen = target[splits != "test"]
+    if len(seen) == 0 and len(origins):
+        seen = target[: origins.min() + 1]
+    return ets_forecasts(target, origins, fit=fit_ets(seen, season=season), horizon=horizon)
 
 
 def _check_counts(target: np.ndarray, *, name: str) -> None:

@@ -46,7 +46,7 @@ def test_too_short_to_fit_forecasts_the_last_value():
     assert out.tolist() == [[7.0, 7.0], [2.0, 2.0]]
 
 
-def test_forecast_windows_carry_the_ets_baseline_fitted_on_the_training_part():
+def test_forecast_windows_carry_the_ets_baseline_fitted_before_the_test_period():
     from pipeline.config import validate
     from pipeline.tasks.forecast_windows import _windows
 
@@ -62,6 +62,6 @@ def test_forecast_windows_carry_the_ets_baseline_fitted_on_the_training_part():
     table = _windows(group, cfg=cfg, mean=np.zeros(1), std=np.ones(1), at="first", ets=True)
     ets = np.stack(table.column("ets").to_numpy(zero_copy_only=False))  # (W, H)
     first = table.column("pos").to_numpy()  # each window's first forecast step
-    expected = ets_forecasts(y, first - 1, fit=fit_ets(y[:72], season=12), horizon=3)
+    expected = ets_forecasts(y, first - 1, fit=fit_ets(y[:84], season=12), horizon=3)  # train and val
     assert np.allclose(ets, expected, atol=1e-5)
     assert "ets" not in _windows(group, cfg=cfg, mean=np.zeros(1), std=np.ones(1), at="first").column_names
