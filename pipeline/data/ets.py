@@ -2,9 +2,10 @@
 
 For each series, statsmodels' `ETSModel` (additive errors; a damped additive trend and an additive
 season of `season` steps where the fitting part is long enough) is fitted by maximum likelihood on
-the part of the series before its test period (the forecast task's choice). Its parameters are then fixed and the same recursions run over the whole
-series (Hyndman et al. 2008, ETS(A,Ad,A)), so every window's forecast comes from the state at its own
-origin, as the LSTM's does, without refitting and without seeing the values it forecasts:
+the part of the series before its test period (the forecast task's choice). Its parameters are
+then fixed and the same recursions run over the whole series (Hyndman et al. 2008, ETS(A,Ad,A)), so
+every window's forecast comes from the state at its own origin, as the LSTM's does, without
+refitting and without seeing the values it forecasts:
 
     mu_t = l_{t-1} + phi b_{t-1} + s_{t-m}        e_t = y_t - mu_t
     l_t = l_{t-1} + phi b_{t-1} + alpha e_t       b_t = phi b_{t-1} + beta e_t       s_t = s_{t-m} + gamma e_t
