@@ -7,11 +7,16 @@ filesystem: S3, GCS, HDFS), read without opening them; a built-in's is its name 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.fs
 
 from pipeline.config import DataConfig
+
+if TYPE_CHECKING:
+    from pipeline.tasks import Prepared
 
 MAX_FILES = 10_000  # a listing beyond this is cut: the first MAX_FILES files by name still count
 
@@ -33,6 +38,28 @@ def source_fingerprint(cfg: DataConfig) -> dict[str, str]:
     files = sorted((i for i in infos if i.type == pyarrow.fs.FileType.File), key=lambda i: i.path)[:MAX_FILES]
     root = path.rstrip("/")
     return {_relative(i.path, root): f"{i.size}:{i.mtime_ns}" for i in files}
+
+
+@dataclass(frozen=True)
+class DataLineage:
+    """What a run read: logged as the run's MLflow dataset input (`pipeline.track.lineage`)."""
+
+    name: str  # data.source as the user wrote it (a built-in's name, or a path or URI)
+    uri: str | None  # a file source's URI; None for a built-in
+    fingerprint: dict[str, str]  # file -> "size:mtime_ns", or built-in -> its parameters
+    columns: dict[str, str]  # prepared column -> Arrow type
+    split_sizes: dict[str, int]  # train/val/test -> rows (or windows)
+
+
+def lineage_of(cfg: DataConfig, splits: Prepared) -> DataLineage:
+    schema = splits.train.schema()
+    return DataLineage(
+        name=cfg.source,
+        uri=None if cfg.is_builtin else cfg.source,
+        fingerprint=source_fingerprint(cfg),
+        columns={name: str(kind) for name, kind in zip(schema.names, schema.types)},
+        split_sizes={k: int(v) for k, v in splits.info.num_rows.items()},
+    )
 
 
 def changes(before: dict[str, str], after: dict[str, str], *, most: int = 3) -> list[str]:

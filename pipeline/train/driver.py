@@ -14,11 +14,13 @@ import ray.train.torch
 
 from pipeline import ray_compat
 from pipeline.config import Config
+from pipeline.data.fingerprint import lineage_of
 from pipeline.data.ingest import load_splits
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.redaction import redact, redact_tree
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TrackedRun, sync_epochs
+from pipeline.track.lineage import log_lineage
 from pipeline.track.models import warm_export
 from pipeline.track.summary import PhaseClock, RunSummary
 from pipeline.train import checkpoint
@@ -179,6 +181,7 @@ def run_training(
         splits = splits or load_splits(cfg)
         clock.lap("data")  # read, split, scale, window, materialize (0 when the caller passed splits)
         run = life.open()
+        log_lineage(run, lineage_of(cfg.data, splits))  # the run's dataset input: source, digest, schema, sizes
         spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri)
         trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
         warm_export()  # the model's export imports load while the workers train

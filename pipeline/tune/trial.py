@@ -12,8 +12,10 @@ import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from pipeline.config import Config, apply_overrides, validate
+from pipeline.data.fingerprint import lineage_of
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import KIND_TAG, TRIAL_TAG, SweepRun, TrackedRun
+from pipeline.track.lineage import log_lineage
 from pipeline.track.reconcile import OWNER_TAG
 from pipeline.train.driver import build_trainer, fit, stopped_early, sync_history, worker_spec
 from pipeline.train.finish import test_checkpoint
@@ -88,6 +90,7 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     if run is None:
         return
     splits = ctx.data[data_key(cfg)]
+    log_lineage(run, lineage_of(cfg.data, splits))  # the trial's dataset input (its own data variant)
     spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri)
     trainer = build_trainer(
         cfg,

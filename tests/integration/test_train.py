@@ -52,6 +52,10 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     assert run.info.status == "FINISHED" and run.info.run_name == "t-basic"
     assert run.data.params["model.hidden_size"] == "8" and run.data.params["train.workers"] == "2"
     assert run.data.tags["lstmpipe.world_size"] == "2"  # logged by rank 0 of a 2-worker group
+    (inp,) = run.inputs.dataset_inputs  # lineage: the built-in, its parameters' digest, the split sizes
+    assert inp.tags[0].value == "training" and inp.dataset.source_type == "code"
+    assert json.loads(inp.dataset.profile)["split_sizes"] == splits.info.num_rows
+    assert "x" in json.loads(inp.dataset.schema)["mlflow_colspec"][0]["name"]
     history = mlflow_client.get_metric_history(summary.run_id, "val_loss")
     assert sorted(m.step for m in history) == [0, 1]
     assert {"train_loss", "val_loss", "val_mse", "test_mse", "baseline_test_mse"} <= set(run.data.metrics)

@@ -147,3 +147,30 @@ def test_a_locked_sqlite_store_is_waited_out_then_one_sentence(monkeypatch):
     with pytest.raises(RuntimeError, match="no such table"):  # anything else is not retried
         store.LockRetrying(other, uri="sqlite:////x/m.db").set_tag("r", "k", "v")
     assert isinstance(TrackedRun("sqlite:////x/m.db", "r").client, store.LockRetrying)
+
+
+def test_dataset_lineage_names_the_source_digest_schema_and_split_sizes():
+    import json
+
+    from pipeline.data.fingerprint import DataLineage
+    from pipeline.track.lineage import dataset_entity, digest
+
+    files = DataLineage(
+        name="s3://key:secret@bucket/sales/",
+        uri="s3://key:secret@bucket/sales/",
+        fingerprint={"a.parquet": "10:1", "b.parquet": "12:2"},
+        columns={"x": "list<item: list<item: float>>", "y": "float"},
+        split_sizes={"train": 80, "val": 10, "test": 10},
+    )
+    entity = dataset_entity(files)
+    assert entity.source_type == "s3" and "secret" not in entity.source and "secret" not in entity.name
+    assert json.loads(entity.profile) == {"split_sizes": {"train": 80, "val": 10, "test": 10}, "files": 2}
+    assert [c["name"] for c in json.loads(entity.schema)["mlflow_colspec"]] == ["x", "y"]
+    changed = DataLineage(**{**files.__dict__, "fingerprint": {"a.parquet": "10:1", "b.parquet": "13:3"}})
+    assert digest(changed) != digest(files) == entity.digest  # different data, different digest
+    builtin = dataset_entity(
+        DataLineage(
+            name="adding", uri=None, fingerprint={"built-in adding": '{"seq_len": 8}'}, columns={}, split_sizes={}
+        )
+    )
+    assert builtin.source_type == "code" and json.loads(builtin.source)["tags"]["lstmpipe.builtin"] == "adding"
