@@ -15,6 +15,15 @@ class TrackingConfig(Section):
         max_length=256,
         description="train: register the model under this name; tune: the champion's name (default: the experiment's)",
     )
+    system_metrics_s: float | None = Field(
+        None,
+        ge=1,
+        le=3600,
+        description=(
+            "sample CPU, memory, disk and network (GPU too where there is one) every this many seconds on every "
+            "node of a training run, logged as system/node_<rank>/...; null: off"
+        ),
+    )
     outage_wait_s: float = Field(
         300,
         ge=0,

@@ -52,6 +52,7 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
         tracking_uri=tracking_uri,
         telemetry_epochs=tuple(cfg.telemetry_epochs()),
         probe_size=cfg.telemetry.probe_size,
+        system_metrics_s=cfg.tracking.system_metrics_s,
     )
 
 

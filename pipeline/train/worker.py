@@ -57,6 +57,7 @@ class WorkerSpec:
     tracking_uri: str
     telemetry_epochs: tuple[int, ...] = ()  # epochs whose gates, states and gradient flow rank 0 records
     probe_size: int = 32
+    system_metrics_s: float | None = None  # tracking.system_metrics_s: each node's local rank 0 samples its node
 
     def as_loop_config(self) -> dict[str, Any]:
         return {"spec": self}
@@ -111,6 +112,7 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
     )
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
     logger = _rank0_logger(spec) if rank == 0 else None
+    system = _node_monitor(spec, ctx)
     if logger is not None:
         logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
         logger.log_history(restored.history)  # epochs a failed attempt trained but could not log
@@ -168,6 +170,19 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
                 )
     if logger is not None:
         logger.flush()
+    if system is not None:
+        system.finish()
+
+
+def _node_monitor(spec: WorkerSpec, ctx):
+    """Each node's local rank 0 samples its node's system metrics into the run (tracking.system_metrics_s)."""
+    if not spec.run_id or spec.system_metrics_s is None or ctx.get_local_rank() != 0:
+        return None
+    from pipeline.track.system import start_system_metrics
+
+    return start_system_metrics(
+        spec.tracking_uri, spec.run_id, node=f"node_{ctx.get_node_rank()}", interval_s=spec.system_metrics_s
+    )
 
 
 def _decoded_scores(model: nn.Module, batches, *, task, info: DataInfo, device) -> dict[str, float]:

@@ -41,7 +41,7 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
         {
             **tiny_raw,
             "train": {**tiny_raw["train"], "precision": PRECISION},
-            "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train"},
+            "tracking": {**tiny_raw["tracking"], "register_as": "tiny-train", "system_metrics_s": 1.0},
             "telemetry": {"enabled": True, "probe_size": 8},
         }
     )
@@ -52,6 +52,8 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     assert run.info.status == "FINISHED" and run.info.run_name == "t-basic"
     assert run.data.params["model.hidden_size"] == "8" and run.data.params["train.workers"] == "2"
     assert run.data.tags["lstmpipe.world_size"] == "2"  # logged by rank 0 of a 2-worker group
+    system = {k for k in run.data.metrics if k.startswith("system/node_0/")}  # one node: its local rank 0 sampled it
+    assert {"system/node_0/cpu_utilization_percentage", "system/node_0/system_memory_usage_megabytes"} <= system
     (inp,) = run.inputs.dataset_inputs  # lineage: the built-in, its parameters' digest, the split sizes
     assert inp.tags[0].value == "training" and inp.dataset.source_type == "code"
     assert json.loads(inp.dataset.profile)["split_sizes"] == splits.info.num_rows
