@@ -174,3 +174,64 @@ def test_explain_one_sequence_through_the_cli(registered, tmp_path, join_env):
         env=join_env,
     )
     assert bad.returncode == 2 and "pick --row 0..299" in bad.stderr and "Traceback" not in own_output(bad.stderr)
+
+
+def test_mlflow_models_serve_answers_invocations(registered, tmp_path):
+    """`mlflow models serve -m models:/NAME/1 --env-manager local`: MLflow's own scoring server takes
+    the registered model, and /invocations answers what the served model computes in-process."""
+    import os
+    import socket
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from helpers import load_served
+
+    cfg, _ = registered
+    with socket.socket() as s:  # a free loopback port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # the server execs uvicorn from this environment
+    env = {**os.environ, "MLFLOW_TRACKING_URI": cfg.tracking.uri, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    server = subprocess.Popen(
+        [
+            os.path.join(bin_dir, "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/tiny-adding/1",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the uvicorn it starts goes with it
+    )
+    try:
+        x = np.random.default_rng(0).random((3, 8, 2), dtype=np.float32)
+        body = json.dumps({"inputs": x.tolist()}).encode()
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+                )
+                answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not answer within 120 s"
+                time.sleep(1)
+        expected = np.asarray(load_served(cfg.tracking.uri, "models:/tiny-adding/1").predict(x))
+        assert np.allclose(np.asarray(answer["predictions"]), expected, atol=1e-5)
+    finally:
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
