@@ -156,6 +156,20 @@ def test_greff_variant_bidirectional_on_two_workers(ray_session, tiny_raw, tmp_p
     assert np.asarray(trained.served.predict(trained.served.input_example)).shape == (4, 1)
 
 
+def test_xlstm_cells_train_through_ddp_and_serve(ray_session, tiny_raw):
+    """An mLSTM stack (2 layers, 2 heads) through DDP on 2 workers (DDP fails if a parameter gets no
+    gradient), then exported and served from MLflow; the sLSTM's equations and export are unit-tested."""
+    raw = {
+        **tiny_raw,
+        "model": {"cell": "mlstm", "hidden_size": 8, "heads": 2, "num_layers": 2},
+        "train": {**tiny_raw["train"], "epochs": 1},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-mlstm"},
+    }
+    trained = train_and_serve(raw, name="t-mlstm")
+    assert np.isfinite(trained.summary.metrics["test_mse"])
+    assert np.asarray(trained.served.predict(trained.served.input_example)).shape == (4, 1)
+
+
 @pytest.mark.skipif(cpu_supports_bf16(), reason="this CPU has bf16 kernels")
 def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_by_the_worker(tiny_raw, splits, mlflow_client):
     """The check runs where the model runs (a worker), before its first step: one sentence, exit 2, run FAILED."""
