@@ -17,7 +17,7 @@ import os
 
 LOG_ENV = "LSTMPIPE_LOG"
 # Loggers whose INFO lines are set up chatter, not news: MLflow's store creation and its migrations.
-CHATTY = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic", "mlflow.pyfunc")
+CHATTY = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic", "mlflow.pyfunc", "ray.serve")
 TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
 # The raylet's warning that "N PYTHON worker processes have been started ..., which is Kx the maximum

@@ -20,6 +20,7 @@ import typer
 from pipeline import config as config_mod
 from pipeline.cli.cluster import cluster_app, jobs_app, submit
 from pipeline.cli.options import DEBUG_ENV, ConfOpt, ModelOpt, NameOpt, SetOpt, SummaryOpt, TrackingOpt, user_errors
+from pipeline.cli.serve import serve
 from pipeline.console import LOG_ENV, quiet_libraries
 
 app = typer.Typer(
@@ -322,6 +323,7 @@ def smoke(summary_json: SummaryOpt = None) -> None:
     typer.echo(f"smoke finished in {wall:.0f} s")
 
 
+app.command()(serve)
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(jobs_app, name="jobs")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(submit)

@@ -66,21 +66,27 @@ def target_scaler(mean: np.ndarray, std: np.ndarray, *, horizon: int) -> dict[st
 
 
 def outputs(out: dict[str, np.ndarray], info: DataInfo) -> dict[str, np.ndarray]:
-    """Per window: the point forecast and, for a probabilistic model, each parameter (or quantile)
-    per horizon step, in the data's units."""
+    """Per window: where it starts, the forecast columns, the values and the seasonal naive forecast."""
+    pred, y = in_data_units(out, info)
+    cols = {"series": out["series"], "time": out["time"]}  # time: the first forecast step
+    return cols | forecast_columns(out, info, pred=pred) | {"actual": list(y), "seasonal_naive": list(out["baseline"])}
+
+
+def forecast_columns(out: dict[str, np.ndarray], info: DataInfo, *, pred: np.ndarray) -> dict[str, list]:
+    """Per window: the point forecast `pred` (W, H) and, for a probabilistic model, each parameter
+    (or quantile) per horizon step, or the conformal intervals, in the data's units (predict, serve)."""
     from pipeline.model.likelihood import param_names
 
-    pred, y = in_data_units(out, info)
-    cols = {"series": out["series"], "time": out["time"], "forecast": list(pred)}  # time: the first forecast step
+    cols = {"forecast": list(pred)}
     own = info.task_info
     if own.likelihood != "none":
         params = distribution_in_data_units(out, info)
         names = param_names(own.likelihood, own.quantiles)
         cols |= {name: list(np.ascontiguousarray(params[..., k])) for k, name in enumerate(names)}  # (W, H) each
-    if own.conformal is not None:
+    if getattr(own, "conformal", None) is not None:
         for name, half in own.conformal.items():
             cols |= {f"lower_{name}": list(pred - np.asarray(half)), f"upper_{name}": list(pred + np.asarray(half))}
-    return cols | {"actual": list(y), "seasonal_naive": list(out["baseline"])}
+    return cols
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
