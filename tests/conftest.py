@@ -65,6 +65,22 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
+def serve_port(ray_session):
+    """Ray Serve on the session's Ray instance, its HTTP proxy on a free loopback port (`lstmpipe serve`
+    tests deploy their applications there and delete them)."""
+    import socket
+
+    from ray import serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
+    yield port
+    serve.shutdown()
+
+
+@pytest.fixture(scope="session")
 def join_env(ray_session):
     """The environment for a CLI subprocess that joins the session's Ray instead of starting its own
     (15-20 s saved per call on 2 cores; the session's auth token is found the way a user's shell finds it).

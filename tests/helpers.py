@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,39 @@ def train_and_serve(raw: dict, *, name: str, splits: Prepared | None = None) -> 
     summary = run_training(cfg, name=name, splits=splits)
     model_uri = f"models:/{cfg.tracking.register_as}/1" if cfg.tracking.register_as else summary.model_uri
     return Trained(cfg=cfg, splits=splits, summary=summary, served=load_served(summary.tracking_uri, model_uri))
+
+
+@contextmanager
+def served_over_http(model_uri: str, tracking_uri: str, *, port: int, route: str) -> Iterator[Any]:
+    """`lstmpipe serve`'s deployment of a model on the session's Serve (conftest's serve_port), half
+    a CPU per replica; its applications are deleted afterwards."""
+    from ray import serve
+
+    from pipeline.serve.deployment import ServeOptions, deploy
+    from pipeline.serve.loading import load
+
+    options = ServeOptions(route=route, replica_cpus=0.5, max_rows=64)
+    served = deploy(load(model_uri, tracking_uri=tracking_uri), options=options, http_port=port)
+    try:
+        yield served
+    finally:
+        for app in served.apps:
+            serve.delete(app)
+
+
+def post(url: str, body: Any, *, raw: bytes | None = None) -> tuple[int, Any]:
+    """POST JSON (or `raw` bytes) -> (HTTP status, the JSON answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
 
 
 # A line Ray forwards from one of its worker processes: "(ListFiles pid=587) ...", colored or not.

@@ -16,7 +16,7 @@ def serve(
     model: ModelOpt,
     route: Annotated[str, typer.Option("--route", help="HTTP path of the model; streams at ROUTE/stream.")] = "/model",
     replicas: Annotated[
-        int, typer.Option("--replicas", min=1, help="Copies of the batch endpoint (Serve's num_replicas), 1 CPU each.")
+        int, typer.Option("--replicas", min=1, help="Copies of the batch endpoint (Serve's num_replicas).")
     ] = 1,
     max_replicas: Annotated[
         int | None,
@@ -27,6 +27,9 @@ def serve(
             "by ongoing requests per replica).",
         ),
     ] = None,
+    replica_cpus: Annotated[
+        float, typer.Option("--replica-cpus", min=0.01, help="CPUs Ray reserves for each replica.")
+    ] = 1.0,
     address: Annotated[
         str | None, typer.Option("--address", help="Ray cluster to deploy on (default RAY_ADDRESS, else a local Ray).")
     ] = None,
@@ -66,6 +69,7 @@ def serve(
             replicas=replicas,
             max_replicas=max_replicas,
             max_rows=max_rows,
+            replica_cpus=replica_cpus,
             streams=StreamLimits(max_streams=max_streams, ttl_s=stream_ttl_s),
         )
         if address:

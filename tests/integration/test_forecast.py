@@ -2,7 +2,7 @@
 
 import numpy as np
 import pandas as pd
-from helpers import load_served, train_and_serve
+from helpers import load_served, post, served_over_http, train_and_serve
 
 from pipeline import config
 from pipeline.data.ingest import load_splits
@@ -27,7 +27,7 @@ def _long_csv(path):
     pd.concat(frames).sample(frac=1.0, random_state=0).to_csv(path, index=False)  # rows in any order
 
 
-def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
+def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, serve_port):
     _long_csv(tmp_path / "sales.csv")
     raw = {
         **tiny_raw,
@@ -82,6 +82,31 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client):
     assert {"ref", "ref_scale"} <= set(test.columns) and (test["ref"] > 40).all() and (test["ref_scale"] > 1).all()
     x0 = np.stack([np.stack(v)[:, 0] for v in test["x"]])  # (W, L) the target, standardized per window
     assert np.allclose(x0.mean(axis=1), 0, atol=1e-4) and np.allclose(x0.std(axis=1), 1, atol=1e-3)
+
+    # `lstmpipe serve`: store s0's windows, sent as rows and as a stream, get predict's forecasts
+    from pipeline.serve.inputs import DataChoice
+    from pipeline.serve.predict import predict
+
+    predict(
+        "models:/tiny-forecast/1",
+        DataChoice(str(tmp_path / "sales.csv")),
+        out=tmp_path / "p",
+        tracking_uri=cfg.tracking.uri,
+    )
+    pred = pd.read_parquet(tmp_path / "p").query("series == 's0'").sort_values("time")
+    expected = np.stack(pred["forecast"])[:40]  # (40, 3): the windows starting at steps 0..39
+    series = pd.read_csv(tmp_path / "sales.csv").query("store == 's0'").sort_values("date")[["sales", "promo"]]
+    steps = series.to_numpy()  # (120, 2): target, covariate
+    with served_over_http("models:/tiny-forecast/1", cfg.tracking.uri, port=serve_port, route="/sales") as served:
+        status, got = post(served.url, {"rows": [{"x": steps[i : i + 12].tolist()} for i in range(40)]})
+        assert status == 200 and np.allclose([r["forecast"] for r in got["predictions"]], expected, atol=1e-4)
+        status, first = post(served.stream_url, {"stream": "s0", "window": steps[:12].tolist()})
+        status, rest = post(served.stream_url, {"stream": "s0", "values": steps[12:51].tolist()})
+        streamed = [a["forecast"] for a in first["answers"] + rest["answers"]]
+        assert status == 200 and np.allclose(streamed, expected, atol=1e-4)
+        assert post(served.url, {"rows": [{"x": [[1.0]] * 12}]})[1] == {
+            "error": "row 0: 'x' has 1 value(s) per step; this model reads 2"
+        }
 
 
 def test_gaps_fail_by_default_and_fill_on_request(ray_session, tiny_raw, tmp_path):

@@ -5,6 +5,7 @@ absolute-error score is the same path without the distribution (tests/unit/test_
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from helpers import post, served_over_http
 
 from pipeline import config
 from pipeline.data.ingest import load_splits
@@ -14,7 +15,7 @@ from pipeline.serve.predict import predict
 from pipeline.train.driver import run_training
 
 
-def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflow_client):
+def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflow_client, serve_port):
     raw = {
         **tiny_raw,
         "task": "anomaly",
@@ -67,3 +68,31 @@ def test_anomaly_flags_scores_and_predict(ray_session, tiny_raw, tmp_path, mlflo
     assert np.allclose(out["value"], data[data["series"] == "sensor_0"]["value"].to_numpy()[24:], atol=1e-4)
     ev = evaluate("models:/tiny-anomaly/1", DataChoice(source=str(tmp_path / "new.csv")), tracking_uri=cfg.tracking.uri)
     assert set(ev.metrics) == {"test_flagged_fraction", "baseline_test_flagged_fraction"}
+
+    # `lstmpipe serve`: the same series streamed value by value (in requests of 1 and of 40 values)
+    # gets predict's score and flag for every step, without resending the window
+    values = data[data["series"] == "sensor_0"]["value"].to_numpy()[:300]
+    with served_over_http("models:/tiny-anomaly/1", cfg.tracking.uri, port=serve_port, route="/anomaly") as served:
+        status, first = post(served.stream_url, {"stream": "sensor_0", "window": values[:24].tolist()})
+        assert status == 200 and len(first["answers"][0]["forecast"]) == 12
+        answers = []
+        for chunk in [values[24:25], *np.array_split(values[25:], 7)]:
+            status, got = post(served.stream_url, {"stream": "sensor_0", "values": chunk.tolist()})
+            assert status == 200, got
+            answers += got["answers"]
+        streamed = pd.DataFrame(answers).assign(time=lambda d: d["step"] + 24).set_index("time")
+        expected = out.set_index("time").loc[24 : 300 - 12]  # steps every forecast covering them reached
+        assert np.allclose(streamed.loc[expected.index, "score"], expected["score"], rtol=1e-4, atol=1e-5)
+        assert (streamed.loc[expected.index, "flag"].to_numpy() == expected["flag"].to_numpy()).all()
+        assert (streamed.loc[expected.index, "forecasts"].to_numpy() == expected["forecasts"].to_numpy()).all()
+        # bad requests: 4xx with one sentence, and the replicas keep answering
+        assert post(served.stream_url, {"stream": "other", "values": [1.0]})[0] == 404
+        assert post(served.url, {"rows": [{"x": [1.0] * 23}]}) == (
+            400,
+            {"error": "row 0: 'x' has 23 steps; this model reads windows of 24 (lookback)"},
+        )
+        assert post(served.url, {"rows": [{"x": [1.0] * 24}] * 65})[0] == 413
+        assert post(served.url, None, raw=b'{"rows": [{"x": [NaN')[0] == 400
+        assert post(served.url, None, raw=b'{"rows": [{"x": [' + b"NaN," * 23 + b"1]}]}")[0] == 400
+        status, ok = post(served.url, {"rows": [{"x": values[:24].tolist(), "y": values[24:27].tolist()}]})
+        assert status == 200 and len(ok["predictions"][0]["score"]) == 3
