@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Annotated
 
@@ -82,6 +83,7 @@ def serve(
     if served.stream_url:
         typer.echo(f"streaming at {served.stream_url}")
     typer.echo("Ctrl-C to stop")
+    sys.stdout.flush()  # a log file or pipe sees the addresses now, not when the server stops
     try:
         while True:
             time.sleep(3600)

@@ -1,10 +1,15 @@
 """`classify` through the same path: ragged sequences packed per batch, labels mapped and saved."""
 
+import signal
+import subprocess
+import sys
+
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import load_served, own_output
+from helpers import load_served, own_output, post
 
 from pipeline import config
 from pipeline.data.ingest import load_splits
@@ -27,7 +32,7 @@ def _ragged_labelled(path, *, n=240, seed=0, test_label=None):
     pq.write_table(pa.table({"seq": rows, "label": labels, "part": splits}), path)
 
 
-def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_client):
+def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_client, serve_port, join_env):
     _ragged_labelled(tmp_path / "mine.parquet")
     raw = {
         **tiny_raw,
@@ -68,6 +73,45 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     logits = np.asarray(model.predict(example))
     assert logits.shape == (len(example), 2) and np.isfinite(logits).all()
     assert model.metadata.metadata["data_info"]["task_info"]["classes"] == ["down", "up"]
+
+    # `lstmpipe serve` (the command, joining the session's Ray and Serve): rows of ragged sequences
+    # get predict's class and probability; Ctrl-C removes the application
+    from pipeline.serve.inputs import DataChoice
+    from pipeline.serve.predict import predict
+
+    source = DataChoice(str(tmp_path / "mine.parquet"))
+    predict("models:/tiny-classify/1", source, out=tmp_path / "p", tracking_uri=cfg.tracking.uri)
+    expected = pd.read_parquet(tmp_path / "p").head(20)
+    sequences = pq.read_table(tmp_path / "mine.parquet").column("seq").to_pylist()[:20]
+    command = [sys.executable, "-m", "pipeline.cli", "serve", "-m", "models:/tiny-classify/1", "--route", "/cls"]
+    log = (tmp_path / "serve.err").open("w")  # a file, not a pipe nobody drains while the server runs
+    server = subprocess.Popen(
+        [*command, "--port", str(serve_port), "--replica-cpus", "0.5", "--tracking-uri", cfg.tracking.uri],
+        cwd=tmp_path,
+        env=join_env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        lines = [server.stdout.readline() for _ in range(2)]  # a classifier has no stream: no second address
+        assert lines[1] == "Ctrl-C to stop\n", lines
+        assert lines[0].startswith("serving models:/tiny-classify/1 (classify) at http://127.0.0.1:"), lines
+        url = f"http://127.0.0.1:{serve_port}/cls"
+        status, got = post(url, {"rows": [{"x": s} for s in sequences]})
+        assert status == 200, got
+        answers = pd.DataFrame(got["predictions"])
+        assert answers["predicted"].tolist() == expected["predicted"].tolist()
+        assert np.allclose(answers["probability"], expected["probability"], atol=1e-5)
+        assert post(url, {"rows": [{"x": [[1.0, float("inf")]]}]})[0] == 400
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=60)
+        log.close()
+    assert server.returncode == 0 and "stopped" in out, (tmp_path / "serve.err").read_text()[-2000:]
+    from ray import serve
+
+    assert "cls" not in serve.status().applications
 
 
 def test_label_unseen_in_training_is_a_data_error(ray_session, tiny_raw, tmp_path):
