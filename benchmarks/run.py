@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import bucketing, cells, ingest, search, startup, throughput, work
+from benchmarks import bucketing, cells, ingest, search, serving, startup, throughput, work
 from benchmarks.results import Result, Stat, log_to_mlflow, render
 
 HERE = Path(__file__).parent
@@ -327,11 +327,51 @@ ratio {gain.show()}. Padded token slots: {100 * pad["shuffled"]:.0f}% of each sh
     )
 
 
+def b11() -> Result:
+    got = serving.measure()
+    one, two = (Stat.of([r["rps"] for r in got["batch"][n]]) for n in (1, 2))
+    p50, p99 = ({n: Stat.of([r[k] for r in got["batch"][n]]) for n in (1, 2)} for k in ("p50_ms", "p99_ms"))
+    scale = Stat.of([b["rps"] / a["rps"] for a, b in zip(got["batch"][1], got["batch"][2], strict=True)])
+    stream = got["stream"]  # one run
+    s_p50, s_p99 = stream["p50_ms"], stream["p99_ms"]
+    errors = sum(r["errors"] for n in (1, 2) for r in got["batch"][n]) + stream["errors"]
+    return Result(
+        key="B11",
+        title="lstmpipe serve under load (loopback): batch endpoint at 1 and 2 replicas, 100 streams",
+        figure=f"{one.median:.0f} req/s at 1 replica, {two.median:.0f} at 2 ({scale.median:.2f}x)",
+        goal="reported",
+        verdict="reported",
+        section=f"""A forecast model of the co2 experiment's shape (LSTM 32, lookback {serving.LOOKBACK}, horizon
+{serving.HORIZON}, Gaussian head; untrained weights) on Ray Serve, half a CPU per replica; {serving.CLIENTS} client
+threads on this machine post one window per request for {serving.SECONDS:.0f} s, 1 and 2 replicas alternated
+(A B A B, the application scaled in place).
+
+| endpoint | requests/s | p50 ms | p99 ms |
+|---|---|---|---|
+| batch, 1 replica | {one.show(fmt=".0f")} | {p50[1].show(fmt=".1f")} | {p99[1].show(fmt=".1f")} |
+| batch, 2 replicas | {two.show(fmt=".0f")} | {p50[2].show(fmt=".1f")} | {p99[2].show(fmt=".1f")} |
+| stream, {got["streams"]} streams, 1 value a request | {stream["rps"]:.0f} | {s_p50:.1f} | {s_p99:.1f} |
+
+2 replicas / 1: {scale.show()} (the clients, Serve's proxy and the replicas share these 2 cores). Each stream holds
+{got["bytes_per_stream"]:.0f} bytes of arrays on the server (its window and the forecasts waiting for their values).
+Non-200 answers: {errors:.0f}.""",
+        metrics={
+            "rps_1": one.median,
+            "rps_2": two.median,
+            "replica_scaling": scale.median,
+            "p99_ms_1": p99[1].median,
+            "stream_rps": stream["rps"],
+            "stream_p99_ms": stream["p99_ms"],
+            "bytes_per_stream": got["bytes_per_stream"],
+        },
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        default="B1,B2,B3,B4,B5,B6,B7,B8,B9,B10",
+        default="B1,B2,B3,B4,B5,B6,B7,B8,B9,B10,B11",
         help="comma-separated subset, e.g. B1,B3 (B2 and B3 need B1)",
     )
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
@@ -377,10 +417,12 @@ def main() -> None:
             b5_trial(next(r for r in results if r.key == "B5"), workdir)
         if "B6" in only:
             results.append(b6(workdir))
+        if "B11" in only:
+            results.append(b11())
     results.sort(key=lambda r: r.key)
     command = (
         "make bench"
-        if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10"}
+        if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11"}
         else f"python -m benchmarks.run --only {args.only}"
     )
     text = render(results, command=command, started=started, minutes=(time.perf_counter() - clock) / 60)
