@@ -34,7 +34,7 @@ test: lint
 docs: install
 	$(BIN)/python -m pipeline.config.reference > docs/configuration.md
 
-# Benchmarks B1-B10 (about 12.5 min here): benchmarks/RESULTS.md and the MLflow experiment `benchmarks`.
+# Benchmarks B1-B11 (about 14 min here): benchmarks/RESULTS.md and the MLflow experiment `benchmarks`.
 bench: install
 	$(BIN)/python -m benchmarks.run
 

@@ -190,3 +190,14 @@ def never_deduplicate(pattern: str) -> None:
 
     for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
         dedup.allow_re = _add_pattern(dedup.allow_re, pattern)
+
+
+def serve_http_port(default: int) -> int:
+    """The port Serve's HTTP proxies listen on. `serve.start` keeps a running Serve's own port (it
+    only logs that new http_options are not applied); its controller client holds the real one."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        return int(_get_global_client().http_config.port)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return default

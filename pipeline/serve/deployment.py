@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import ray_compat
 from pipeline.console import verbose
 from pipeline.serve.loading import Trained
 from pipeline.serve.online import BadRequest, OnlineModel, kind_of
@@ -180,7 +181,7 @@ def deploy(trained: Trained, *, options: ServeOptions, http_host: str = "127.0.0
     )
     serve.run(batch_cls.options(**scaling).bind(payload), name=name, route_prefix=route, logging_config=logs)
     apps, stream_url = (name,), None
-    base = f"http://{http_host}:{http_port}"
+    base = f"http://{http_host}:{ray_compat.serve_http_port(http_port)}"  # a running Serve keeps its port
     if kind_of(trained) == "windows":
         stream_route = f"{route.rstrip('/')}/stream"
         serve.run(stream_cls.bind(payload), name=f"{name}-stream", route_prefix=stream_route, logging_config=logs)

@@ -84,9 +84,10 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     expected = pd.read_parquet(tmp_path / "p").head(20)
     sequences = pq.read_table(tmp_path / "mine.parquet").column("seq").to_pylist()[:20]
     command = [sys.executable, "-m", "pipeline.cli", "serve", "-m", "models:/tiny-classify/1", "--route", "/cls"]
+    # --port: another than the running Serve's, which keeps its own (the address printed says which)
     log = (tmp_path / "serve.err").open("w")  # a file, not a pipe nobody drains while the server runs
     server = subprocess.Popen(
-        [*command, "--port", str(serve_port), "--replica-cpus", "0.5", "--tracking-uri", cfg.tracking.uri],
+        [*command, "--port", str(serve_port + 1), "--replica-cpus", "0.5", "--tracking-uri", cfg.tracking.uri],
         cwd=tmp_path,
         env=join_env,
         stdout=subprocess.PIPE,
@@ -96,7 +97,7 @@ def test_classify_ragged_string_labels(ray_session, tiny_raw, tmp_path, mlflow_c
     try:
         lines = [server.stdout.readline() for _ in range(2)]  # a classifier has no stream: no second address
         assert lines[1] == "Ctrl-C to stop\n", lines
-        assert lines[0].startswith("serving models:/tiny-classify/1 (classify) at http://127.0.0.1:"), lines
+        assert lines[0] == f"serving models:/tiny-classify/1 (classify) at http://127.0.0.1:{serve_port}/cls\n", lines
         url = f"http://127.0.0.1:{serve_port}/cls"
         status, got = post(url, {"rows": [{"x": s} for s in sequences]})
         assert status == 200, got
