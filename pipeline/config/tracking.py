@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import Section
+
+
+class PromoteConfig(Section):
+    """The promotion gate: the new model gets the `champion` alias only if it beats these on `metric`."""
+
+    metric: str | None = Field(
+        None,
+        max_length=64,
+        description="the test metric compared (test_<name>); null: test_ and the task's own validation metric",
+    )
+    must_beat: list[Literal["baseline", "champion"]] = Field(
+        ["baseline", "champion"],
+        min_length=1,
+        max_length=2,
+        description=(
+            "baseline: the task's naive baseline on the same test split; champion: the model now holding "
+            "@champion, tested on the same data and split (else the gate fails)"
+        ),
+    )
+    min_delta: float = Field(0.0, ge=0, le=1e9, description="the new model must beat each by more than this")
+
+    @field_validator("metric")
+    @classmethod
+    def _test_metric(cls, metric: str | None) -> str | None:
+        if metric is not None and not metric.startswith("test_"):
+            raise ValueError(f"'{metric}' is not a test metric; name one the summary prints, e.g. test_mse")
+        return metric
+
+    @field_validator("must_beat")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"{names} names a rival twice; list baseline and/or champion once each")
+        return names
 
 
 class TrackingConfig(Section):
@@ -13,7 +49,10 @@ class TrackingConfig(Section):
     register_as: str | None = Field(
         None,
         max_length=256,
-        description="train: register the model under this name; tune: the champion's name (default: the experiment's)",
+        description=(
+            "train: register the model under this name (with tracking.promote, default: the experiment's); tune: "
+            "the champion's name (default: the experiment's)"
+        ),
     )
     system_metrics_s: float | None = Field(
         None,
@@ -22,6 +61,14 @@ class TrackingConfig(Section):
         description=(
             "sample CPU, memory, disk and network (GPU too where there is one) every this many seconds on every "
             "node of a training run, logged as system/node_<rank>/...; null: off"
+        ),
+    )
+    promote: PromoteConfig | None = Field(
+        None,
+        description=(
+            "a promotion gate for the registered model (train with register_as, or a sweep's champion): the "
+            "`champion` alias only if it beats the baseline and the current champion; null: train sets no alias, "
+            "a sweep's champion always gets it"
         ),
     )
     outage_wait_s: float = Field(

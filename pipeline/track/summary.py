@@ -26,9 +26,12 @@ class RunSummary:
     best_config: dict[str, Any] | None = None
     child_run_ids: list[str] | None = None
     phase_s: dict[str, float] = field(default_factory=dict)  # where the command's time went (PhaseClock)
+    promotion: str | None = None  # tracking.promote's decision, in words
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        if self.promotion is None:
+            out.pop("promotion")
         if self.best_config is None:
             out.pop("best_config")
             out.pop("child_run_ids")
@@ -122,6 +125,8 @@ def render(summary: RunSummary, *, title: str) -> str:
     if summary.model_uri:
         reg = f"  registered as {summary.registered_model}" if summary.registered_model else ""
         lines.append(f"model {summary.model_uri}{reg}")
+    if summary.promotion:
+        lines.append(summary.promotion)
     if summary.checkpoint:
         lines.append(f"checkpoint {summary.checkpoint}")
     lines.append(f"browse: {redact(ui_command(summary.tracking_uri))}")

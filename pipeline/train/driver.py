@@ -195,7 +195,7 @@ def run_training(
             outcome.best_checkpoint,
             outcome.best_metrics,
             run=run,
-            register_as=cfg.tracking.register_as,
+            register_as=cfg.tracking.register_as or (cfg.tracking.experiment if cfg.tracking.promote else None),
             alias=None,
         )
         stopped = stopped_early(cfg, outcome, run=run)
@@ -210,4 +210,5 @@ def run_training(
         registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,
         phase_s=clock.lap("finish"),  # test split, plots, the MLflow model and its registration
+        promotion=final.promotion,
     )

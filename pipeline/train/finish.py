@@ -31,6 +31,7 @@ class Tested:
 class FinalModel:
     metrics: dict[str, float]
     logged: LoggedModel
+    promotion: str | None = None  # the promotion gate's decision, in words (tracking.promote)
 
 
 def test_checkpoint(cfg: Config, splits: Prepared, path: str) -> Tested:
@@ -60,6 +61,8 @@ def finish_model(
     """Test the best checkpoint; log final metrics, plots and the model to `run` (learning curves
     from `history_run`'s epochs, e.g. the best trial's run for a sweep)."""
     task = get_task(splits.info.task)
+    gated = register_as is not None and cfg.tracking.promote is not None
+    alias = None if gated else alias  # the gate sets the alias, or not
     tested = test_checkpoint(cfg, splits, best_checkpoint)
     model, info, predictions, test = tested.model, tested.info, tested.predictions, tested.metrics
     history = (history_run or run).metric_history(["train_loss", "val_loss"])
@@ -84,7 +87,32 @@ def finish_model(
                 register_as=register_as,
                 alias=alias,
             )
-    return FinalModel(metrics=metrics, logged=logged)
+    promotion = promote(cfg, splits, run=run, logged=logged, metrics=metrics) if gated else None
+    return FinalModel(metrics=metrics, logged=logged, promotion=promotion)
+
+
+def promote(cfg: Config, splits: Prepared, *, run: TrackedRun, logged: LoggedModel, metrics: dict[str, float]) -> str:
+    """tracking.promote: the registered version gets @champion only if it passes the gate; the decision in words."""
+    from pipeline.data.fingerprint import lineage_of
+    from pipeline.track.lineage import digest, log_lineage
+    from pipeline.track.promotion import gate
+
+    rule, task = cfg.tracking.promote, get_task(splits.info.task)
+    metric = rule.metric or f"test_{task.val_metric}"
+    lineage = lineage_of(cfg.data, splits)
+    log_lineage(run, lineage)  # a sweep's parent run too: the champion's data, told apart in the UI
+    decision = gate(
+        run,
+        name=logged.registered_name,
+        version=logged.version,
+        metric=metric,
+        metrics=metrics,
+        must_beat=list(rule.must_beat),
+        mode=task.metric_mode(metric),
+        min_delta=rule.min_delta,
+        digest=digest(lineage),
+    )
+    return decision.reason
 
 
 def _log_text_model(

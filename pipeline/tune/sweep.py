@@ -20,6 +20,7 @@ from pipeline.errors import TrainingFailed
 from pipeline.owner import owner
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
+from pipeline.track.promotion import CHAMPION_ALIAS
 from pipeline.track.summary import RunSummary
 from pipeline.train.driver import FitOutcome, outcome_of, stopped_early
 from pipeline.train.finish import finish_model
@@ -27,8 +28,6 @@ from pipeline.train.lifecycle import run_lifecycle
 from pipeline.tune import report
 from pipeline.tune.space import Objective, concurrency, objective, scheduler, search_space, searcher, trial_base
 from pipeline.tune.trial import TRIAL_RESOURCES, SweepContext, data_key, trial_driver, trial_name, trial_storage
-
-CHAMPION_ALIAS = "champion"
 
 
 def data_variants(cfg: Config, *, splits: Prepared | None = None) -> dict[str, Prepared]:
@@ -157,6 +156,7 @@ def _finish_sweep(
         checkpoint=outcome.best_checkpoint,
         best_config=dict(best.config),
         child_run_ids=[r.info.run_id for r in children],
+        promotion=final.promotion,
     )
 
 

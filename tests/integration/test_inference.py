@@ -17,7 +17,8 @@ from pipeline.train.driver import run_training
 
 @pytest.fixture(scope="module")
 def registered(ray_session, tiny_raw):
-    raw = {**tiny_raw, "tracking": {**tiny_raw["tracking"], "register_as": "tiny-adding"}}
+    promote = {"must_beat": ["champion"]}  # the promotion gate: the first version has no champion to beat
+    raw = {**tiny_raw, "tracking": {**tiny_raw["tracking"], "register_as": "tiny-adding", "promote": promote}}
     cfg = config.validate(raw)
     summary = run_training(cfg, name="i-adding")
     return cfg, summary
@@ -87,6 +88,17 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, join_env,
     with torch.no_grad():
         expected = model(torch.tensor(x, dtype=torch.float32))[:, 0].numpy()
     assert np.allclose(pred["prediction"], expected, atol=1e-5)
+
+
+def test_the_promotion_gate_gives_the_first_version_the_champion_alias(registered, mlflow_client):
+    from pipeline.track.summary import render
+
+    _, summary = registered
+    assert summary.promotion.startswith("promoted to @champion: test_mse") and "(no champion yet)" in summary.promotion
+    assert str(mlflow_client.get_model_version_by_alias("tiny-adding", "champion").version) == "1"
+    assert mlflow_client.get_run(summary.run_id).data.tags["lstmpipe.promotion"] == summary.promotion
+    assert summary.promotion in render(summary, title="train").splitlines()
+    assert mlflow_client.get_run(summary.run_id).inputs.dataset_inputs  # the data it was tested on
 
 
 def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path, join_env):

@@ -17,9 +17,10 @@ def test_sweep_tracks_parent_children_and_champion(tiny_raw, splits, mlflow_clie
             "trial_workers": 1,
             "space": {"model.hidden_size": {"choice": [4, 8]}, "model.cell": {"choice": ["lstm", "cifg"]}},
         },
-        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-sweep"},
+        "tracking": {**tiny_raw["tracking"], "register_as": "tiny-sweep", "promote": {"must_beat": ["champion"]}},
     }
     summary = run_sweep(config.validate(raw), name="s-basic", splits=splits)
+    assert summary.promotion.startswith("promoted to @champion")  # a sweep's champion passes the same gate
 
     assert summary.status == "FINISHED"
     assert set(summary.best_config) == {"model.hidden_size", "model.cell"}
