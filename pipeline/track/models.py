@@ -29,6 +29,7 @@ class LoggedModel:
     model_uri: str
     registered_name: str | None
     version: str | None
+    model_id: str | None = None  # MLflow 3's LoggedModel id: its metrics, searchable across runs
 
     @property
     def registered_label(self) -> str | None:
@@ -104,7 +105,7 @@ def log_model(
         version = _register(run, info, name=register_as) if register_as else None
     if register_as and alias:
         run.client.set_registered_model_alias(register_as, alias, version)
-    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version, model_id=info.model_id)
 
 
 def log_text_model(
@@ -152,7 +153,7 @@ def log_text_model(
         version = _register(run, info, name=register_as) if register_as else None
     if register_as and alias:
         run.client.set_registered_model_alias(register_as, alias, version)
-    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version)
+    return LoggedModel(model_uri=info.model_uri, registered_name=register_as, version=version, model_id=info.model_id)
 
 
 @contextmanager

@@ -108,9 +108,12 @@ class TrackedRun:
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=redacted_tags(tags))
 
-    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], *, step: int, model_id: str | None = None) -> None:
+        """`model_id`: the metrics are also the logged model's (MLflow 3: `search_logged_models` ranks by them)."""
         ts = now_ms()
-        batch = [Metric(k, float(v), ts, step) for k, v in metrics.items() if isinstance(v, (int, float))]
+        batch = [
+            Metric(k, float(v), ts, step, model_id=model_id) for k, v in metrics.items() if isinstance(v, (int, float))
+        ]
         self.client.log_batch(self.run_id, metrics=batch)
 
     def metric_history(self, keys: list[str]) -> dict[str, list[tuple[int, float]]]:

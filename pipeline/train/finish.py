@@ -71,7 +71,6 @@ def finish_model(
         run.log_table(task.export(predictions, info), f"test_{task.name}.parquet")
     best = {k: v for k, v in best_metrics.items() if k.startswith(("train_", "val_"))}
     metrics = best | {"best_epoch": best_metrics["epoch"]} | test
-    run.log_metrics(test, step=int(metrics["best_epoch"]))
     run.log_dict(info.as_dict(), "data_info.json")
     with tempfile.TemporaryDirectory() as tmp:
         _log_tested_checkpoint(run, model, cfg=cfg, info=info, metrics=best_metrics, directory=tmp)
@@ -87,6 +86,9 @@ def finish_model(
                 register_as=register_as,
                 alias=alias,
             )
+    # the test metrics, on the run and on the logged model (MLflow 3's model-centric view: checkpoints
+    # ranked across runs by `search_logged_models`)
+    run.log_metrics(test, step=int(metrics["best_epoch"]), model_id=logged.model_id)
     promotion = promote(cfg, splits, run=run, logged=logged, metrics=metrics) if gated else None
     return FinalModel(metrics=metrics, logged=logged, promotion=promotion)
 

@@ -98,7 +98,16 @@ def test_the_promotion_gate_gives_the_first_version_the_champion_alias(registere
     assert str(mlflow_client.get_model_version_by_alias("tiny-adding", "champion").version) == "1"
     assert mlflow_client.get_run(summary.run_id).data.tags["lstmpipe.promotion"] == summary.promotion
     assert summary.promotion in render(summary, title="train").splitlines()
-    assert mlflow_client.get_run(summary.run_id).inputs.dataset_inputs  # the data it was tested on
+    run = mlflow_client.get_run(summary.run_id)
+    assert run.inputs.dataset_inputs  # the data it was tested on
+    # MLflow 3's model-centric view: the tested checkpoint's logged model holds its test metrics
+    ranked = mlflow_client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string="metrics.test_mse > 0",
+        order_by=[{"field_name": "metrics.test_mse", "ascending": True}],
+    )
+    mine = next(m for m in ranked if m.source_run_id == summary.run_id)
+    assert {m.key: m.value for m in mine.metrics}["test_mse"] == pytest.approx(summary.metrics["test_mse"])
 
 
 def test_bad_model_uri_and_missing_target_exit_2(registered, tmp_path, join_env):
