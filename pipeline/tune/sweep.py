@@ -15,11 +15,13 @@ import ray.train
 import ray.tune
 
 from pipeline.config import Config, apply_overrides, validate
+from pipeline.data.fingerprint import lineage_of
 from pipeline.data.ingest import load_splits
 from pipeline.errors import TrainingFailed
 from pipeline.owner import owner
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
+from pipeline.track.lineage import log_lineage
 from pipeline.track.promotion import CHAMPION_ALIAS
 from pipeline.track.summary import RunSummary
 from pipeline.train.driver import FitOutcome, outcome_of, stopped_early
@@ -143,6 +145,8 @@ def _finish_sweep(
         alias=CHAMPION_ALIAS,
         history_run=best_child,
     )
+    lineage = lineage_of(best_cfg.data, ctx.data[data_key(best_cfg)])
+    log_lineage(parent, lineage)  # the champion's data: the parent run's "Dataset" in the UI
     over_seeds = log_report(cfg, list(grid), goal=goal, parent=parent)
     return RunSummary(
         status="FINISHED",

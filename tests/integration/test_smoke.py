@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 # stderr lines a clean smoke run may print besides its own: none. A line here needs a reason.
@@ -15,7 +16,10 @@ STDERR_ALLOWED: tuple[re.Pattern, ...] = ()
 OWN_STDERR = re.compile(r"^(error: |marked \d+ run\(s\) )")
 
 
-def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(tmp_path):
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """`lstmpipe smoke` once, in a fresh directory: (the finished process, the directory)."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LSTMPIPE_LOG")}
     out = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "smoke", "--summary-json", "summary.json"],
@@ -25,6 +29,11 @@ def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(tmp_path):
         cwd=tmp_path,
         env=env | {"RAY_ADDRESS": ""},
     )
+    return out, tmp_path
+
+
+def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(smoke):
+    out, tmp_path = smoke
     assert out.returncode == 0, out.stderr[-3000:]
     foreign = [
         line
@@ -66,3 +75,59 @@ def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(tmp_path):
             assert "test_mse" in trial.data.metrics and "lstmpipe.error" not in trial.data.tags, trial.data.tags
         else:
             assert trial.data.tags.get("lstmpipe.stopped_early") == "true"
+
+
+def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
+    """The smoke run's store in `mlflow server`, opened in headless Chromium as a user would: the
+    sweep's parent run and, expanded, its trial runs; the training run's val_loss chart with one
+    point per epoch; a logged PNG plot rendered. Screenshots are kept under tmp_path."""
+    from browser import browser_missing, chromium, mlflow_server, wait_for
+
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from selenium.webdriver.common.by import By
+
+    out, store_dir = smoke
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{store_dir}/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("lstmpipe.kind") == "sweep")
+    trials = [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    train = next(r for r in runs if r.info.run_name.startswith("train-"))
+    epochs = len(client.get_metric_history(train.info.run_id, "val_loss"))
+    assert len(trials) == 2 and epochs == 5
+    base = f"#/experiments/{experiment.experiment_id}"
+    with mlflow_server(store_dir / "mlflow.db", cwd=store_dir) as url, chromium() as page:
+        page.get(f"{url}/{base}/runs")
+        link = wait_for(page, lambda p: p.find_element(By.LINK_TEXT, parent.info.run_name), what="the sweep's run")
+        assert page.find_elements(By.LINK_TEXT, train.info.run_name)
+        row = link.find_element(By.XPATH, "./ancestor::*[@role='gridcell'][1]")
+        row.find_element(By.TAG_NAME, "button").click()  # expand the parent: its nested trial runs
+        wait_for(page, lambda p: all(p.find_elements(By.LINK_TEXT, name) for name in trials), what="the trial runs")
+        page.save_screenshot(str(tmp_path / "experiment.png"))
+
+        page.get(f"{url}/{base}/runs/{train.info.run_id}/model-metrics")
+        search = "input[placeholder='Search metric charts']"
+        wait_for(page, lambda p: p.find_element(By.CSS_SELECTOR, search), what="the metric charts").send_keys(
+            "val_loss"
+        )
+        wait_for(page, lambda p: p.find_elements(By.XPATH, "//*[text()='val_loss']"), what="the val_loss chart")
+        points = wait_for(
+            page,
+            lambda p: len(p.find_elements(By.CSS_SELECTOR, "g.points path.point")) == epochs,
+            what=f"{epochs} points (one per epoch) in the val_loss chart",
+        )
+        assert points
+        page.save_screenshot(str(tmp_path / "metrics.png"))
+
+        page.get(f"{url}/{base}/runs/{train.info.run_id}/artifacts/plots/learning_curves.png")
+        rendered = "return arguments[0].complete && arguments[0].naturalWidth"
+        wait_for(
+            page,
+            lambda p: [i for i in p.find_elements(By.TAG_NAME, "img") if p.execute_script(rendered, i) > 100],
+            what="the learning curves PNG rendered",
+        )
+        page.save_screenshot(str(tmp_path / "plot.png"))
+    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("experiment", "metrics", "plot"))
