@@ -80,7 +80,8 @@ def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(smoke):
 def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
     """The smoke run's store in `mlflow server`, opened in headless Chromium as a user would: the
     sweep's parent run and, expanded, its trial runs; the training run's val_loss chart with one
-    point per epoch; a logged PNG plot rendered. Screenshots are kept under tmp_path."""
+    point per epoch; a logged PNG plot rendered; the registered model's version with its alias.
+    Screenshots are kept under tmp_path."""
     from browser import browser_missing, chromium, mlflow_server, wait_for
 
     missing = browser_missing()
@@ -130,4 +131,10 @@ def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
             what="the learning curves PNG rendered",
         )
         page.save_screenshot(str(tmp_path / "plot.png"))
-    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("experiment", "metrics", "plot"))
+
+        page.get(f"{url}/#/models/smoke")  # the registry: the sweep's champion holds the alias
+        text = lambda p: p.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        wait_for(page, lambda p: "Version 1" in text(p) and "@ champion" in text(p), what="smoke v1 @ champion")
+        page.save_screenshot(str(tmp_path / "model.png"))
+    shots = ("experiment", "metrics", "plot", "model")
+    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in shots)
