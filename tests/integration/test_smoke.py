@@ -133,7 +133,7 @@ def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
         page.save_screenshot(str(tmp_path / "plot.png"))
 
         page.get(f"{url}/#/models/smoke")  # the registry: the sweep's champion holds the alias
-        text = lambda p: p.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        text = lambda p: p.find_element(By.TAG_NAME, "body").text
         wait_for(page, lambda p: "Version 1" in text(p) and "@ champion" in text(p), what="smoke v1 @ champion")
         page.save_screenshot(str(tmp_path / "model.png"))
     shots = ("experiment", "metrics", "plot", "model")
