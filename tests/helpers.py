@@ -70,8 +70,8 @@ def served_over_http(model_uri: str, tracking_uri: str, *, port: int, route: str
     try:
         yield served
     finally:
-        for app in served.apps:
-            serve.delete(app)
+        for app in served.apps:  # not waiting for the replicas to go: the next test's own start overlaps it
+            serve.delete(app, _blocking=False)
 
 
 def post(url: str, body: Any, *, raw: bytes | None = None) -> tuple[int, Any]:
