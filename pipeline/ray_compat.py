@@ -197,7 +197,17 @@ def serve_http_port(default: int) -> int:
     only logs that new http_options are not applied); its controller client holds the real one."""
     try:
         from ray.serve.context import _get_global_client
+        from ray.serve.exceptions import RayServeException
 
-        return int(_get_global_client().http_config.port)
-    except (ImportError, AttributeError, TypeError, ValueError):
+        client = _get_global_client()  # after serve.start: the running controller
+    except (ImportError, RayServeException):
         return default
+    try:
+        return int(client.http_config.port)
+    except (AttributeError, TypeError, ValueError):
+        return default
+
+
+# What `ray start` prints when its raylet did not register with the GCS within Ray's fixed 30 s
+# (ray._private.node.Node.__init__, raylet_start_wait_time_s): a busy machine, not a broken node.
+RAYLET_START_TIMEOUT = "The current node timed out during startup"

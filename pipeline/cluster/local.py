@@ -28,6 +28,7 @@ from pathlib import Path
 from pipeline.cluster import mlflow_auth
 from pipeline.errors import RunStateError
 from pipeline.owner import start_ticks
+from pipeline.ray_compat import RAYLET_START_TIMEOUT
 
 STATE_FILE = "cluster.json"
 BIN = Path(sys.executable).parent
@@ -143,23 +144,17 @@ def up(
             )
         )
         _wait(lambda: _nodes_alive(cluster) >= 1, procs, what="the Ray head", timeout_s=timeout_s)
+        server = _mlflow_server(state_dir, mlflow_port) + (["--app-name", "basic-auth"] if auth == "basic" else [])
+        procs.append(_spawn("mlflow", server, env=mlflow_env, state_dir=state_dir))
         for i in range(1, workers + 1):
             # The custom resource names the node's role, so a node id maps back to the process group to stop.
             role = f"worker-{i}"
-            procs.append(
-                _spawn(
-                    role,
-                    _ray_start(
-                        [f"--address={gcs}", f"--resources={json.dumps({role_resource(role): 1})}"],
-                        cpus_per_node,
-                        temp_dir=ray_temp / f"node{i}",
-                    ),
-                    env=env,
-                    state_dir=state_dir,
-                )
+            command = _ray_start(
+                [f"--address={gcs}", f"--resources={json.dumps({role_resource(role): 1})}"],
+                cpus_per_node,
+                temp_dir=ray_temp / f"node{i}",
             )
-        server = _mlflow_server(state_dir, mlflow_port) + (["--app-name", "basic-auth"] if auth == "basic" else [])
-        procs.append(_spawn("mlflow", server, env=mlflow_env, state_dir=state_dir))
+            procs.append(_start_worker(role, command, cluster=cluster, procs=procs, env=env, timeout_s=timeout_s))
         _wait(
             lambda: _nodes_alive(cluster) >= cluster.nodes,
             procs,
@@ -273,6 +268,31 @@ def _mlflow_server(state_dir: Path, port: int) -> list[str]:
         "--workers",
         "1",
     ]
+
+
+def _start_worker(
+    role: str, command: list[str], *, cluster: LocalCluster, procs: list[Proc], env: dict[str, str], timeout_s: float
+) -> Proc:
+    """One worker node, joined before the next starts (nodes starting together on a busy machine can
+    miss Ray's fixed 30 s raylet registration window); a node that timed out in that window is
+    started once more."""
+    state_dir, joined = Path(cluster.state_dir), len(procs) - 1  # the head and the nodes so far (not mlflow)
+    for attempt in (1, 2):
+        proc = _spawn(role, command, env=env, state_dir=state_dir)
+        try:
+            _wait(
+                lambda: _nodes_alive(cluster) >= joined + 1,
+                [*procs, proc],
+                what=f"Ray node {role}",
+                timeout_s=timeout_s,
+            )
+            return proc
+        except RunStateError:
+            log = Path(proc.log).read_text(errors="replace")
+            if attempt == 2 or RAYLET_START_TIMEOUT not in log:
+                raise
+            _stop([proc])
+    raise AssertionError("unreachable")
 
 
 def _spawn(role: str, cmd: list[str], *, env: dict[str, str], state_dir: Path) -> Proc:

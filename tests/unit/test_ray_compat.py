@@ -198,3 +198,12 @@ def test_ray_passes_a_module_setup_hook_in_the_variable_we_set():
     from ray._private import ray_constants
 
     assert ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR == ray_compat.SETUP_HOOK_ENV
+
+
+def test_ray_start_says_so_when_its_raylet_misses_the_registration_window():
+    """`cluster up` starts a node again only on this message (pipeline.cluster.local._start_worker)."""
+    import inspect
+
+    from ray._private.node import Node
+
+    assert ray_compat.RAYLET_START_TIMEOUT in inspect.getsource(Node.__init__)
