@@ -21,7 +21,7 @@ from pipeline.config.model import LSTM_VARIANTS, ModelConfig
 from pipeline.config.root import ALL_KEYS, SECTIONS, TUNABLE_KEYS, Config, flatten
 from pipeline.config.tracking import TelemetryConfig, TrackingConfig
 from pipeline.config.train import TrainConfig
-from pipeline.config.tune import SpaceSpec, TuneConfig
+from pipeline.config.tune import PBT_MUTABLE, PbtConfig, SpaceSpec, TuneConfig
 from pipeline.data.sources import SOURCES
 from pipeline.errors import ConfigError
 
@@ -29,6 +29,7 @@ __all__ = [
     "ALL_KEYS",
     "CONFIG_ENV",
     "LSTM_VARIANTS",
+    "PBT_MUTABLE",
     "SECTIONS",
     "SOURCES",
     "TUNABLE_KEYS",
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ModelConfig",
+    "PbtConfig",
     "SpaceSpec",
     "TelemetryConfig",
     "TrackingConfig",

@@ -111,6 +111,16 @@ class Config(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _pbt_fits_epochs(self) -> Config:
+        if self.tune.scheduler == "pbt" and self.tune.pbt_settings().perturbation_interval >= self.train.epochs:
+            interval = self.tune.pbt_settings().perturbation_interval
+            raise ValueError(
+                f"tune.pbt.perturbation_interval {interval} is not below train.epochs {self.train.epochs}, so no trial "
+                "would ever be perturbed; lower it or train more epochs"
+            )
+        return self
+
     def telemetry_epochs(self) -> list[int]:
         """The epochs whose telemetry is recorded: telemetry.epochs, else the first and the last."""
         if not self.telemetry.enabled:

@@ -48,6 +48,36 @@ class SpaceSpec(Section):
         return [low, high, *(math.exp(rng.uniform(math.log(low), math.log(high))) for _ in range(draws))]
 
 
+# What population-based training may change in a running trial: the weights carry over, so only keys
+# that leave the model's shapes alone. Other tune.space keys are sampled once and, on an exploit,
+# copied from the trial whose checkpoint is cloned (with its weights).
+PBT_MUTABLE = ("train.lr", "train.weight_decay", "model.dropout")
+
+
+class PbtConfig(Section):
+    """Population-based training (`tune.scheduler: pbt`, Ray Tune's PopulationBasedTraining)."""
+
+    perturbation_interval: int = Field(
+        2, ge=1, le=100_000, description="epochs between two exploit/explore decisions of a trial"
+    )
+    quantile_fraction: float = Field(
+        0.25,
+        gt=0,
+        le=0.5,
+        description="the bottom share of the population that clones a checkpoint of the top share",
+    )
+    resample_probability: float = Field(
+        0.25, ge=0, le=1, description="explore: the chance a mutated key is drawn anew from tune.space, else perturbed"
+    )
+    rounds: Literal["async", "sync"] = Field(
+        "async",
+        description=(
+            "async: a trial is compared with the population's latest results when it reaches its interval (Ray's "
+            "default); sync: every trial waits at each interval for the whole population (reproducible decisions)"
+        ),
+    )
+
+
 class TuneConfig(Section):
     num_samples: int = Field(2, ge=1, le=10_000, description="trials (grid: repetitions of the whole grid)")
     max_concurrent: int = Field(0, ge=0, le=1024, description="0 = as many trials as the cluster's CPUs/GPUs fit")
@@ -61,10 +91,16 @@ class TuneConfig(Section):
             "per trial; optuna: TPE"
         ),
     )
-    scheduler: Literal["asha", "fifo"] = Field(
+    scheduler: Literal["asha", "fifo", "pbt"] = Field(
         "asha",
-        description="asha stops poor trials early (grace_period, reduction_factor); fifo runs every trial to the end",
+        description=(
+            "asha stops poor trials early (grace_period, reduction_factor); fifo runs every trial to the end; pbt: "
+            "population-based training, poor trials clone a good trial's checkpoint and mutate "
+            + ", ".join(PBT_MUTABLE)
+            + " (tune.pbt)"
+        ),
     )
+    pbt: PbtConfig | None = Field(None, description="tune.scheduler pbt: how it exploits and explores; null: defaults")
     grace_period: int = Field(1, ge=1, le=100_000, description="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, le=100, description="ASHA: keep 1/reduction_factor per rung")
     metric: str | None = Field(None, description="what the sweep optimizes; default the task's validation metric")
@@ -103,12 +139,34 @@ class TuneConfig(Section):
 
     @model_validator(mode="after")
     def _asha_keys_need_asha(self) -> TuneConfig:
-        if self.scheduler == "fifo" and (self.grace_period != 1 or self.reduction_factor != 2):
+        if self.scheduler != "asha" and (self.grace_period != 1 or self.reduction_factor != 2):
             raise ValueError(
-                "tune.grace_period and tune.reduction_factor are ASHA's and tune.scheduler is fifo; "
+                f"tune.grace_period and tune.reduction_factor are ASHA's and tune.scheduler is {self.scheduler}; "
                 "remove them or set tune.scheduler: asha"
             )
         return self
+
+    @model_validator(mode="after")
+    def _pbt_rules(self) -> TuneConfig:
+        if self.scheduler != "pbt":
+            if self.pbt is not None:
+                raise ValueError(f"tune.pbt is read by tune.scheduler pbt and it is {self.scheduler}; remove tune.pbt")
+            return self
+        if not any(key in self.space for key in PBT_MUTABLE):
+            raise ValueError(
+                f"tune.scheduler pbt mutates {', '.join(PBT_MUTABLE)} and tune.space has none of them; add one "
+                "(e.g. train.lr: {loguniform: [0.0001, 0.01]})"
+            )
+        if self.search == "optuna":
+            raise ValueError(
+                "tune.scheduler pbt makes its own choices and cannot follow optuna; set tune.search: random"
+            )
+        if self.search == "random" and self.num_samples < 2:
+            raise ValueError("tune.scheduler pbt needs a population: set tune.num_samples to 2 or more")
+        return self
+
+    def pbt_settings(self) -> PbtConfig:
+        return self.pbt or PbtConfig()
 
     @model_validator(mode="after")
     def _grid_needs_choices(self) -> TuneConfig:

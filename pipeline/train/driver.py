@@ -40,7 +40,14 @@ class FitOutcome:
     history: list[dict[str, float]]  # every epoch's metrics, from the latest checkpoint
 
 
-def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_uri: str) -> WorkerSpec:
+def worker_spec(
+    cfg: Config,
+    splits: Prepared,
+    *,
+    run_id: str | None,
+    tracking_uri: str,
+    warm_start: ray.train.Checkpoint | None = None,
+) -> WorkerSpec:
     return WorkerSpec(
         task=cfg.task,
         model=cfg.model.model_dump(),
@@ -53,6 +60,7 @@ def worker_spec(cfg: Config, splits: Prepared, *, run_id: str | None, tracking_u
         telemetry_epochs=tuple(cfg.telemetry_epochs()),
         probe_size=cfg.telemetry.probe_size,
         system_metrics_s=cfg.tracking.system_metrics_s,
+        warm_start=warm_start,
     )
 
 

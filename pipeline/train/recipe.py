@@ -49,6 +49,16 @@ def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """A checkpoint's optimizer state (moments, momentum buffers) under this run's hyperparameters:
+    torch's load_state_dict would also bring back the saved weight decay and momentum, which a PBT
+    clone has just mutated (the rate is set each epoch anyway)."""
+    own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, hyper in zip(optimizer.param_groups, own, strict=True):
+        group.update(hyper)
+
+
 def lr_at(epoch: int, history: Sequence[dict[str, float]], cfg: TrainConfig) -> float:
     """The learning rate of `epoch`, from the metrics of the epochs before it."""
     lr, total, warm = cfg.lr, cfg.epochs, cfg.warmup_epochs

@@ -29,7 +29,7 @@ from pipeline.train import checkpoint
 from pipeline.train.exit_stop import ExitStop
 from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
-from pipeline.train.recipe import lr_at, optimizer_for, stop_rule
+from pipeline.train.recipe import load_optimizer_state, lr_at, optimizer_for, stop_rule
 from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
 
 
@@ -58,6 +58,7 @@ class WorkerSpec:
     telemetry_epochs: tuple[int, ...] = ()  # epochs whose gates, states and gradient flow rank 0 records
     probe_size: int = 32
     system_metrics_s: float | None = None  # tracking.system_metrics_s: each node's local rank 0 samples its node
+    warm_start: ray.train.Checkpoint | None = None  # PBT: another trial's checkpoint this run starts from
 
     def as_loop_config(self) -> dict[str, Any]:
         return {"spec": self}
@@ -217,16 +218,18 @@ class Restored:
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, *, spec: WorkerSpec) -> Restored:
     """Load the latest checkpoint Ray Train registered for this run (after a worker failure or a
-    --resume), verified against its manifest and checked to be this run's (run id, config hash)."""
+    --resume), verified against its manifest and checked to be this run's (run id, config hash);
+    else the checkpoint PBT cloned into this trial (`spec.warm_start`: another trial's, same shapes)."""
     ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
+    if ckpt is None and spec.warm_start is None:
         return Restored(start_epoch=0, history=[])
-    with ckpt.as_directory() as directory:
+    with (ckpt or spec.warm_start).as_directory() as directory:
         state = checkpoint.load(directory)
-    checkpoint.check_belongs(state.meta, run_id=spec.run_id, config_hash=spec.config_hash, where=ckpt.path)
+    if ckpt is not None:
+        checkpoint.check_belongs(state.meta, run_id=spec.run_id, config_hash=spec.config_hash, where=ckpt.path)
     model.load_state_dict(state.model)
     if state.optimizer is not None:
-        optimizer.load_state_dict(state.optimizer)
+        load_optimizer_state(optimizer, state.optimizer)  # keeps this run's decay (PBT may have mutated it)
     return Restored(start_epoch=state.meta.epoch + 1, history=state.meta.history)
 
 

@@ -14,6 +14,7 @@ from pipeline.cluster.connect import available
 from pipeline.config import Config, SpaceSpec, TuneConfig
 from pipeline.errors import ConfigError
 from pipeline.tasks import get_task
+from pipeline.tune.pbt import pbt_scheduler
 
 
 def to_tune_space(space: dict[str, SpaceSpec]) -> dict[str, Any]:
@@ -72,6 +73,8 @@ def searcher(cfg: TuneConfig, goal: Objective, *, max_concurrent: int = 0):
 def scheduler(cfg: TuneConfig, *, max_epochs: int):
     if cfg.scheduler == "fifo":
         return FIFOScheduler()
+    if cfg.scheduler == "pbt":
+        return pbt_scheduler(cfg, domains=to_tune_space(cfg.space))
     # stop_last_trials=False: a trial that reaches max_t ends by itself. Ray's default stops it there,
     # i.e. Tune ends the trial's actor the moment its last epoch is reported, before the trial has
     # tested its best checkpoint and closed its MLflow run (every full-length trial lost its test

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import warnings
 
 import ray.train
 import ray.tune
@@ -27,7 +28,7 @@ from pipeline.track.summary import RunSummary
 from pipeline.train.driver import FitOutcome, outcome_of, stopped_early
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
-from pipeline.tune import report
+from pipeline.tune import pbt, report
 from pipeline.tune.space import Objective, concurrency, objective, scheduler, search_space, searcher, trial_base
 from pipeline.tune.trial import TRIAL_RESOURCES, SweepContext, data_key, trial_driver, trial_name, trial_storage
 
@@ -76,7 +77,11 @@ def run_sweep(
             owner=owner(),
         )
         trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
-        grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, restore=life.previous is not None).fit()
+        with warnings.catch_warnings():
+            # Tune suggests reuse_actors for PBT; a trial's actor owns its TorchTrainer's controller and
+            # workers, which must die with it when PBT replaces the trial's weights.
+            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
+            grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, restore=life.previous is not None).fit()
         parent.close_trials(trial_outcomes(grid, max_epochs=cfg.train.epochs))
         return _finish_sweep(cfg, grid, parent=parent, goal=goal, ctx=ctx)
 
@@ -129,10 +134,14 @@ def _finish_sweep(
         raise TrainingFailed(f"every trial of sweep '{ctx.sweep_name}' failed; first error: {reason}")
     best = grid.get_best_result(metric=goal.metric, mode=goal.mode, scope="all", filter_nan_and_inf=True)
     best_id = best.metrics["trial_id"]
-    best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
-    outcome = best_trial_outcome(
-        trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best_id), best_cfg
-    )
+    if cfg.tune.scheduler == "pbt":  # the trial's weights passed through several runs: Tune kept each epoch
+        mode = get_task(cfg.task).metric_mode(cfg.train.checkpoint_metric)
+        outcome, best_cfg = pbt.best_outcome(best, ctx.base, cfg=cfg, mode=mode)
+    else:
+        best_cfg = validate(apply_overrides(ctx.base, best.config), origin="best trial")
+        outcome = best_trial_outcome(
+            trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, best_id), best_cfg
+        )
     children = parent.children()
     best_child = next((parent.child(r.info.run_id) for r in children if r.data.tags.get(TRIAL_TAG) == best_id), None)
     final = finish_model(
@@ -158,10 +167,16 @@ def _finish_sweep(
         model_uri=final.logged.model_uri,
         registered_model=final.logged.registered_label,
         checkpoint=outcome.best_checkpoint,
-        best_config=dict(best.config),
+        best_config=searched_values(best_cfg, cfg.tune.space) if cfg.tune.scheduler == "pbt" else dict(best.config),
         child_run_ids=[r.info.run_id for r in children],
         promotion=final.promotion,
     )
+
+
+def searched_values(cfg: Config, space: dict) -> dict:
+    """The values of the searched keys in `cfg` (PBT: those of the best checkpoint's weights)."""
+    flat = cfg.flat()
+    return {key: flat[key] for key in space if key in flat}
 
 
 def log_report(cfg: Config, results: list, *, goal: Objective, parent: SweepRun) -> dict[str, float]:

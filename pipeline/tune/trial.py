@@ -17,9 +17,12 @@ from pipeline.tasks import Prepared, get_task
 from pipeline.track import KIND_TAG, TRIAL_TAG, SweepRun, TrackedRun
 from pipeline.track.lineage import log_lineage
 from pipeline.track.reconcile import OWNER_TAG
+from pipeline.train.checkpoint import load_meta
 from pipeline.train.driver import build_trainer, fit, stopped_early, sync_history, worker_spec
 from pipeline.train.finish import test_checkpoint
 from pipeline.train.lifecycle import RESUMED_TAG
+from pipeline.tune import pbt
+from pipeline.tune.handoff import CheckpointReport, Handoff
 
 # The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
 # {"cpu": 0.01} would leave 1.99 CPUs on a 2-CPU machine, too few for 2 one-CPU workers: the worker
@@ -83,7 +86,8 @@ def _trial_run(cfg: Config, ctx: SweepContext, *, trial_id: str) -> TrackedRun |
 
 
 def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
-    """One Tune trial = one TorchTrainer run, tracked as a nested MLflow run."""
+    """One Tune trial = one TorchTrainer run, tracked as a nested MLflow run. Under PBT, one run per
+    checkpoint the trial's weights start from (`pbt.generation_name`), reporting checkpoints to Tune."""
     cfg = validate(apply_overrides(ctx.base, params), origin="tune trial")
     trial_id = ray.tune.get_context().get_trial_id()
     run = _trial_run(cfg, ctx, trial_id=trial_id)
@@ -91,18 +95,23 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         return
     splits = ctx.data[data_key(cfg)]
     log_lineage(run, lineage_of(cfg.data, splits))  # the trial's dataset input (its own data variant)
-    spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri)
+    population = cfg.tune.scheduler == "pbt"
+    start = ray.tune.get_checkpoint() if population else None  # a clone's (or a restored trial's) weights
+    if population:
+        _log_generation(run, cfg, start)
+    spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri, warm_start=start)
+    handoff = Handoff.remote() if population else None
     trainer = build_trainer(
         cfg,
         splits,
         spec=spec,
-        name=trial_name(ctx.sweep_name, trial_id),
+        name=pbt.generation_name(trial_name(ctx.sweep_name, trial_id), start),
         storage=trial_storage(ctx.storage, ctx.sweep_name),
-        callbacks=[TuneReportCallback()],
+        callbacks=[CheckpointReport(handoff) if population else TuneReportCallback()],
         owner="trial",
     )
     try:
-        outcome = fit(trainer, cfg)
+        outcome = pbt.fit_reporting_checkpoints(trainer, cfg, handoff=handoff) if population else fit(trainer, cfg)
     except BaseException as err:
         # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
         # group and the TrainController dies under us. The sweep driver closes this run once Tune
@@ -114,3 +123,15 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     run.log_metrics(tested.metrics, step=int(outcome.best_metrics["epoch"]))
     stopped_early(cfg, outcome, run=run)  # tagged: where train.early_stopping ended the trial
     run.end("FINISHED")
+
+
+def _log_generation(run: TrackedRun, cfg: Config, start: ray.tune.Checkpoint | None) -> None:
+    """PBT: the hyperparameters this trial trains with from now on (`hp/<key>` at its next epoch) and,
+    for a clone, the checkpoint it cloned: which epoch of which trial's run."""
+    epoch = 0
+    if start is not None:
+        with start.as_directory() as directory:
+            meta = load_meta(directory)
+        epoch = meta.epoch + 1
+        run.set_tags({pbt.GENERATION_TAG: f"epoch {meta.epoch} of run {meta.run_id}"})
+    run.log_metrics(pbt.generation_params(cfg), step=epoch)

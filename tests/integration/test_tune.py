@@ -1,6 +1,7 @@
 """`tune`: a sweep of TorchTrainer trials, one MLflow parent run with nested child runs, champion alias."""
 
 import numpy as np
+import pytest
 from helpers import load_served
 
 from pipeline import config
@@ -166,3 +167,51 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
     assert "lstmpipe.resumed" not in kept.data.tags  # the finished trial did not run again
     assert sorted(m.step for m in mlflow_client.get_metric_history(kept.info.run_id, "val_loss")) == [0, 1]
     assert mlflow_client.get_run(summary.run_id).data.tags["lstmpipe.resumed"] == "true"
+
+
+def test_pbt_clones_the_better_trials_checkpoint_into_the_poorer(tiny_raw, splits, mlflow_client):
+    """Two trials, synchronous PBT after epoch 2 of 3: the poorer trial continues from the better
+    trial's epoch-1 checkpoint (its next checkpoint's history is the donor's) with a mutated rate and
+    a decay clipped to tune.space; the champion is the best checkpoint Tune kept."""
+    import glob
+    import json
+
+    raw = {
+        **tiny_raw,
+        "train": {**tiny_raw["train"], "epochs": 3, "optimizer": "adamw"},
+        "tune": {
+            "num_samples": 1,
+            "search": "grid",
+            "scheduler": "pbt",
+            "trial_workers": 1,
+            "pbt": {"perturbation_interval": 2, "rounds": "sync", "resample_probability": 0.0},
+            "space": {"train.lr": {"choice": [0.0001, 0.03]}, "train.weight_decay": {"uniform": [0.001, 0.01]}},
+        },
+    }
+    summary = run_sweep(config.validate(raw), name="s-pbt", splits=splits)
+    assert summary.status == "FINISHED" and len(summary.child_run_ids) == 2
+    runs = {c: mlflow_client.get_run(c) for c in summary.child_run_ids}
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    clones = [
+        (c, other)
+        for c, r in runs.items()
+        for other in runs
+        if other != c and r.data.tags.get("lstmpipe.pbt.generation") == f"epoch 1 of run {other}"
+    ]
+    assert len(clones) == 1, {c: r.data.tags.get("lstmpipe.pbt.generation") for c, r in runs.items()}
+    clone, donor = clones[0]
+    lrs = mlflow_client.get_metric_history(clone, "hp/train.lr")
+    assert [m.step for m in sorted(lrs, key=lambda m: m.step)] == [0, 2]  # a new rate from epoch 2 on
+    assert {m.value for m in lrs} <= {0.0001, 0.03}
+    for m in mlflow_client.get_metric_history(clone, "hp/train.weight_decay"):
+        assert 0.001 <= m.value <= 0.01  # x0.8 / x1.2, clipped to the space
+    # the clone's new Ray Train run starts from the donor's weights: its history is the donor's
+    trial_id = runs[clone].data.tags["lstmpipe.trial_id"]
+    storage = tiny_raw["train"]["storage_path"]
+    (meta_path,) = glob.glob(f"{storage}/s-pbt/trials/s-pbt-{trial_id}-g*/epoch_0002/meta.json")
+    history = json.load(open(meta_path))["history"]
+    donor_val = {m.step: m.value for m in mlflow_client.get_metric_history(donor, "val_loss")}
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert history[1]["val_loss"] == pytest.approx(donor_val[1])
+    assert summary.best_config["train.lr"] in {0.0001, 0.03}
+    assert "test_mse" in mlflow_client.get_run(summary.run_id).data.metrics
