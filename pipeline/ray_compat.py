@@ -69,6 +69,14 @@ def _quiet_cleaner_thread_end() -> None:
     threading.excepthook = hook
 
 
+# A PBT trial reports a checkpoint to Tune every epoch, and restarts from one at every clone and
+# every time-slice: Tune logs each at INFO in the trial's process, beside our epoch line.
+PBT_NOTICES = (
+    ("ray.train._internal.storage", "Checkpoint successfully created at"),
+    ("ray.tune.trainable.trainable", "Restored on "),
+)
+
+
 def setup_process() -> None:
     """Every Ray worker process of ours (and the driver), before any task: the quiet console, and
     Ray Data's logging pointed at our config, resolved where this process runs (unless the user set
@@ -80,6 +88,8 @@ def setup_process() -> None:
     if not verbose():
         drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
         _quiet_cleaner_thread_end()
+        for logger, notice in PBT_NOTICES:
+            drop_line(logger, notice)
     if RAY_DATA_LOGGING_ENV in os.environ:
         return
     os.environ[RAY_DATA_LOGGING_ENV] = ray_data_logging_config()

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import ray
+import ray.exceptions
 import ray.train
 from ray.train.v2.api.callback import UserCallback
 
@@ -42,4 +43,9 @@ class CheckpointReport(UserCallback):
         self._handoff = handoff
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: ray.train.Checkpoint | None):
-        ray.get(self._handoff.send.remote((dict(metrics[0]), checkpoint)))
+        try:
+            ray.get(self._handoff.send.remote((dict(metrics[0]), checkpoint)))
+        except ray.exceptions.RayActorError:
+            # PBT paused the trial (or Tune ended it) on this very report: its actor, the handoff and
+            # this controller go together; a traceback here would only be noise.
+            pass

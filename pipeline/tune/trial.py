@@ -22,7 +22,6 @@ from pipeline.train.driver import build_trainer, fit, stopped_early, sync_histor
 from pipeline.train.finish import test_checkpoint
 from pipeline.train.lifecycle import RESUMED_TAG
 from pipeline.tune import pbt
-from pipeline.tune.handoff import CheckpointReport, Handoff
 
 # The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
 # {"cpu": 0.01} would leave 1.99 CPUs on a 2-CPU machine, too few for 2 one-CPU workers: the worker
@@ -100,18 +99,20 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     if population:
         _log_generation(run, cfg, start)
     spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri, warm_start=start)
-    handoff = Handoff.remote() if population else None
-    trainer = build_trainer(
-        cfg,
-        splits,
-        spec=spec,
-        name=pbt.generation_name(trial_name(ctx.sweep_name, trial_id), start),
-        storage=trial_storage(ctx.storage, ctx.sweep_name),
-        callbacks=[CheckpointReport(handoff) if population else TuneReportCallback()],
-        owner="trial",
-    )
+
+    def build(callbacks: list):
+        return build_trainer(
+            cfg,
+            splits,
+            spec=spec,
+            name=pbt.generation_name(trial_name(ctx.sweep_name, trial_id), start),
+            storage=trial_storage(ctx.storage, ctx.sweep_name),
+            callbacks=callbacks,
+            owner="trial",
+        )
+
     try:
-        outcome = pbt.fit_reporting_checkpoints(trainer, cfg, handoff=handoff) if population else fit(trainer, cfg)
+        outcome = pbt.fit_generation(cfg, start, build=build) if population else fit(build([TuneReportCallback()]), cfg)
     except BaseException as err:
         # Not necessarily a failure: when the scheduler stops a trial, Tune removes its placement
         # group and the TrainController dies under us. The sweep driver closes this run once Tune
@@ -126,12 +127,14 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
 
 
 def _log_generation(run: TrackedRun, cfg: Config, start: ray.tune.Checkpoint | None) -> None:
-    """PBT: the hyperparameters this trial trains with from now on (`hp/<key>` at its next epoch) and,
-    for a clone, the checkpoint it cloned: which epoch of which trial's run."""
-    epoch = 0
-    if start is not None:
-        with start.as_directory() as directory:
-            meta = load_meta(directory)
-        epoch = meta.epoch + 1
+    """PBT: the hyperparameters a trial trains with (`hp/<key>`, at the first epoch they apply to) when
+    it starts and each time it clones another trial's checkpoint, tagged with the epoch and run it
+    cloned. A trial PBT paused to free its slot resumes from its own checkpoint: nothing changed."""
+    if start is None:
+        run.log_metrics(pbt.generation_params(cfg), step=0)
+        return
+    with start.as_directory() as directory:
+        meta = load_meta(directory)
+    if meta.run_id != run.run_id:
         run.set_tags({pbt.GENERATION_TAG: f"epoch {meta.epoch} of run {meta.run_id}"})
-    run.log_metrics(pbt.generation_params(cfg), step=epoch)
+        run.log_metrics(pbt.generation_params(cfg), step=meta.epoch + 1)

@@ -225,6 +225,9 @@ def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
         )
 
 
+_PBT_SPACE = {"train.lr": {"loguniform": [0.001, 0.01]}}
+
+
 @pytest.mark.parametrize(
     ("raw", "named"),
     [
@@ -245,6 +248,31 @@ def test_grid_search_needs_choices_and_metric_defaults_to_the_task():
         (
             {"tune": {"scheduler": "fifo", "reduction_factor": 3}},
             "tune.grace_period and tune.reduction_factor are ASHA's",
+        ),
+        (
+            {"tune": {"scheduler": "pbt", "num_samples": 2, "grace_period": 3, "space": _PBT_SPACE}},
+            "tune.grace_period and tune.reduction_factor are ASHA's and tune.scheduler is pbt",
+        ),
+        ({"tune": {"pbt": {"rounds": "sync"}}}, "tune.pbt is read by tune.scheduler pbt and it is asha"),
+        (
+            {"tune": {"scheduler": "pbt", "num_samples": 2, "space": {"model.hidden_size": {"choice": [4, 8]}}}},
+            "tune.scheduler pbt mutates train.lr, train.weight_decay, model.dropout and tune.space has none",
+        ),
+        (
+            {"tune": {"scheduler": "pbt", "num_samples": 2, "search": "optuna", "space": _PBT_SPACE}},
+            "cannot follow optuna; set tune.search: random",
+        ),
+        (
+            {"tune": {"scheduler": "pbt", "num_samples": 1, "space": _PBT_SPACE}},
+            "pbt needs a population: set tune.num_samples",
+        ),
+        (
+            {"train": {"epochs": 2}, "tune": {"scheduler": "pbt", "num_samples": 2, "space": _PBT_SPACE}},
+            "tune.pbt.perturbation_interval 2 is not below train.epochs 2",
+        ),
+        (
+            {"tune": {"scheduler": "pbt", "num_samples": 2, "pbt": {"quantile_fraction": 0.6}, "space": _PBT_SPACE}},
+            "tune.pbt.quantile_fraction",
         ),
         ({"data": {"columns": {"series": "store"}}}, "data.columns.series is for task: forecast or anomaly"),
         (
