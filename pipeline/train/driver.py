@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import ray.data
@@ -23,7 +24,7 @@ from pipeline.track import TrackedRun, sync_epochs
 from pipeline.track.lineage import log_lineage
 from pipeline.track.models import warm_export
 from pipeline.track.summary import PhaseClock, RunSummary
-from pipeline.train import checkpoint
+from pipeline.train import checkpoint, snapshot
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
 from pipeline.train.progress import EpochProgress
@@ -160,6 +161,23 @@ def outcome_of(result: ray.train.Result, cfg: Config) -> FitOutcome:
     return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path, history=history)
 
 
+def checkpoint_outcome(ckpt: ray.train.Checkpoint) -> FitOutcome:
+    """One checkpoint as an outcome: its own metrics and the history it carries."""
+    with ckpt.as_directory() as directory:
+        meta = checkpoint.load_meta(directory)
+    return FitOutcome(best_checkpoint=ckpt.path, best_metrics=meta.metrics, run_path=ckpt.path, history=meta.history)
+
+
+def with_best_of(cfg: Config, outcome: FitOutcome, other: FitOutcome) -> FitOutcome:
+    """`outcome`, with `other`'s best checkpoint instead of its own where that is better by
+    train.checkpoint_metric (e.g. the checkpoint a run restarted from, which Ray Train did not list)."""
+    metric = cfg.train.checkpoint_metric
+    sign = 1.0 if get_task(cfg.task).metric_mode(metric) == "min" else -1.0
+    if sign * other.best_metrics[metric] < sign * outcome.best_metrics[metric]:
+        return replace(outcome, best_checkpoint=other.best_checkpoint, best_metrics=other.best_metrics)
+    return outcome
+
+
 def stopped_early(cfg: Config, outcome: FitOutcome, *, run: TrackedRun) -> dict[str, float]:
     """Where early stopping ended the run (`stopped_epoch`, 1-based, of `max_epochs`), tagged on `run`;
     {} when it trained every epoch."""
@@ -191,10 +209,13 @@ def run_training(
         clock.lap("data")  # read, split, scale, window, materialize (0 when the caller passed splits)
         run = life.open()
         log_lineage(run, lineage_of(cfg.data, splits))  # the run's dataset input: source, digest, schema, sizes
-        spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri)
+        restart = _recovered_checkpoint(life.storage, life.name) if life.previous else None
+        spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri, warm_start=restart)
         trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
         warm_export()  # the model's export imports load while the workers train
         outcome = fit(trainer, cfg)
+        if restart is not None:
+            outcome = with_best_of(cfg, outcome, checkpoint_outcome(restart))
         clock.lap("fit")  # Ray Train: controller, worker group, shards, every epoch, checkpoints
         sync_history(cfg, outcome, run=run, resume_hint=life.resume_hint())
         final = finish_model(
@@ -220,3 +241,20 @@ def run_training(
         phase_s=clock.lap("finish"),  # test split, plots, the MLflow model and its registration
         promotion=final.promotion,
     )
+
+
+def _recovered_checkpoint(storage: str, name: str) -> ray.train.Checkpoint | None:
+    """On --resume: where Ray Train's checkpoint list was left damaged by a killed process, the latest
+    complete checkpoint to start the workers from (`pipeline.train.snapshot`), said on stderr."""
+    recovered = snapshot.recover(storage, name)
+    if recovered is None:
+        return None
+    start = recovered.checkpoint or "epoch 0 (no complete checkpoint)"
+    print(
+        f"run '{name}': Ray Train's checkpoint list was damaged (a process was killed while writing it); moved it to "
+        f"{recovered.moved_to} and resuming from {start}",
+        file=sys.stderr,
+    )
+    if recovered.checkpoint is None:
+        return None
+    return ray.train.Checkpoint(recovered.checkpoint, filesystem=recovered.filesystem)

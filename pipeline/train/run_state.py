@@ -65,13 +65,13 @@ def resolve_storage(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def _fs(storage: str, name: str) -> tuple[pyarrow.fs.FileSystem, str]:
+def run_fs(storage: str, name: str) -> tuple[pyarrow.fs.FileSystem, str]:
     fs, root = pyarrow.fs.FileSystem.from_uri(storage) if "://" in storage else (pyarrow.fs.LocalFileSystem(), storage)
     return fs, f"{root.rstrip('/')}/{name}"
 
 
 def read_state(storage: str, name: str) -> RunState | None:
-    fs, run_dir = _fs(storage, name)
+    fs, run_dir = run_fs(storage, name)
     info = fs.get_file_info(f"{run_dir}/{STATE_FILE}")
     if info.type == pyarrow.fs.FileType.NotFound:
         return None
@@ -86,7 +86,7 @@ def read_state(storage: str, name: str) -> RunState | None:
 
 
 def write_state(storage: str, name: str, state: RunState) -> None:
-    fs, run_dir = _fs(storage, name)
+    fs, run_dir = run_fs(storage, name)
     fs.create_dir(run_dir, recursive=True)
     tmp = f"{run_dir}/.{STATE_FILE}.{os.getpid()}"
     with fs.open_output_stream(tmp) as f:
@@ -96,7 +96,7 @@ def write_state(storage: str, name: str, state: RunState) -> None:
 
 def check_writable(storage: str) -> None:
     """Fail before any Ray work if checkpoints could not be written: Ray would fail deep in a worker."""
-    fs, probe = _fs(storage, f".lstmpipe-write-probe-{os.getpid()}")
+    fs, probe = run_fs(storage, f".lstmpipe-write-probe-{os.getpid()}")
     try:
         fs.create_dir(probe.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(probe) as f:
@@ -119,7 +119,7 @@ class Claim:
     token: str
 
     def release(self) -> None:
-        fs, run_dir = _fs(self.storage, self.name)
+        fs, run_dir = run_fs(self.storage, self.name)
         try:
             if isinstance(fs, pyarrow.fs.LocalFileSystem):
                 with _guard(run_dir):
@@ -136,7 +136,7 @@ class Claim:
 
 def claim(storage: str, name: str) -> Claim:
     """Claim `name` under `storage` for this process, or refuse (RunStateError) while another holds it."""
-    fs, run_dir = _fs(storage, name)
+    fs, run_dir = run_fs(storage, name)
     fs.create_dir(run_dir, recursive=True)
     lock, token = f"{run_dir}/{LOCK_FILE}", f"{owner()}:{secrets.token_hex(4)}"
     if isinstance(fs, pyarrow.fs.LocalFileSystem):
@@ -200,7 +200,7 @@ def check_start(
     check_name(name)
     check_writable(storage)
     state = read_state(storage, name)
-    fs, run_dir = _fs(storage, name)
+    fs, run_dir = run_fs(storage, name)
     entries = fs.get_file_info(pyarrow.fs.FileSelector(run_dir, allow_not_found=True))
     exists = any(not e.base_name.startswith((LOCK_FILE, GUARD_FILE)) for e in entries)
     if not resume:

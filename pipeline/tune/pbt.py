@@ -32,7 +32,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from pipeline.config import PBT_MUTABLE, Config, SpaceSpec, TuneConfig, apply_overrides, validate
 from pipeline.tasks import get_task
 from pipeline.train.checkpoint import load_meta
-from pipeline.train.driver import FitOutcome, fit
+from pipeline.train.driver import FitOutcome, checkpoint_outcome, fit, with_best_of
 from pipeline.train.recipe import stop_rule
 from pipeline.tune.handoff import CheckpointReport, Handoff
 
@@ -86,24 +86,13 @@ def fit_generation(cfg: Config, start: ray.tune.Checkpoint | None, *, build: Cal
     its last epoch (to give the slot to a waiting trial) or clone a donor's last epoch: then there is
     nothing left to train and the start checkpoint is the outcome. Of the start and what the
     generation trained, the better by train.checkpoint_metric is the trial's best checkpoint."""
-    begun = _start_outcome(start)
+    begun = checkpoint_outcome(start) if start is not None else None
     rule = stop_rule(cfg.train, mode_of=get_task(cfg.task).metric_mode)
     if begun is not None and (len(begun.history) >= cfg.train.epochs or (rule and rule.reached(begun.history))):
         return begun
     handoff = Handoff.remote()
     trained = fit_reporting_checkpoints(build([CheckpointReport(handoff)]), cfg, handoff=handoff)
-    if begun is None:
-        return trained
-    metric = cfg.train.checkpoint_metric
-    sign = 1.0 if get_task(cfg.task).metric_mode(metric) == "min" else -1.0
-    return min(trained, begun, key=lambda o: sign * o.best_metrics[metric])
-
-
-def _start_outcome(start: ray.tune.Checkpoint | None) -> FitOutcome | None:
-    if start is None:
-        return None
-    meta = load_meta(start.path)
-    return FitOutcome(best_checkpoint=start.path, best_metrics=meta.metrics, run_path=start.path, history=meta.history)
+    return trained if begun is None else with_best_of(cfg, trained, begun)
 
 
 def fit_reporting_checkpoints(trainer, cfg: Config, *, handoff) -> FitOutcome:

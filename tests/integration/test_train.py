@@ -80,15 +80,21 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     assert np.asarray(model.predict(example)).shape == (3, 1)
 
 
-def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client):
+def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client, capsys):
+    """Also when the run was stopped while Ray Train rewrote its checkpoint list (Ray then refuses the
+    run): the list is moved aside and the workers start from the latest complete checkpoint."""
     from pathlib import Path
 
     first = run_training(tiny_cfg, name="t-resume", splits=splits)
-    partial = Path(tiny_cfg.train.storage_path) / "t-resume" / "epoch_0007"  # a writer killed mid-save
+    run_dir = Path(tiny_cfg.train.storage_path) / "t-resume"
+    partial = run_dir / "epoch_0007"  # a writer killed mid-save
     partial.mkdir()
     (partial / "model.pt").write_bytes(b"\x80\x02half a checkpoint")
+    (run_dir / "checkpoint_manager_snapshot.json").write_text('{"checkpoint_results": [{"check')  # cut short
     longer = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "epochs": 3}})
     second = run_training(longer, name="t-resume", resume=True, splits=splits)
+    assert "Ray Train's checkpoint list was damaged" in capsys.readouterr().err
+    assert list(run_dir.glob("checkpoint_manager_snapshot.json.damaged-*"))
 
     assert second.run_id == first.run_id
     steps = [m.step for m in mlflow_client.get_metric_history(first.run_id, "val_loss")]
