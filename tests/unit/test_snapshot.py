@@ -50,8 +50,8 @@ def test_without_a_complete_checkpoint_the_run_starts_over(tmp_path):
 
 def test_the_checkpoint_a_run_restarted_from_stays_its_best_if_nothing_beat_it():
     cfg = config.validate({})
-    trained = FitOutcome(best_checkpoint="e3", best_metrics={"val_loss": 0.5, "epoch": 3}, run_path="r", history=[{}] * 4)
-    start = FitOutcome(best_checkpoint="e1", best_metrics={"val_loss": 0.2, "epoch": 1}, run_path="r", history=[{}] * 2)
+    trained = FitOutcome(best_checkpoint="e3", best_metrics={"val_loss": 0.5}, run_path="r", history=[{}] * 4)
+    start = FitOutcome(best_checkpoint="e1", best_metrics={"val_loss": 0.2}, run_path="r", history=[{}] * 2)
     best = with_best_of(cfg, trained, start)
     assert best.best_checkpoint == "e1" and best.history == trained.history  # the history is still the whole run
     assert with_best_of(cfg, start, trained).best_checkpoint == "e1"
