@@ -6,10 +6,12 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+SMOKE_YAML = Path(__file__).parents[2] / "conf" / "smoke.yaml"
 # stderr lines a clean smoke run may print besides its own: none. A line here needs a reason.
 STDERR_ALLOWED: tuple[re.Pattern, ...] = ()
 # What the product itself writes to stderr (none of it in a clean run): errors and notices.
@@ -77,11 +79,34 @@ def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(smoke):
             assert trial.data.tags.get("lstmpipe.stopped_early") == "true"
 
 
+def _gated_run(store_dir) -> str:
+    """One more training run in the smoke's store, with what the smoke leaves off: system metrics per
+    node and the promotion gate (its own registered model, so the smoke's champion stays); its run id."""
+    sets = ["tracking.system_metrics_s=1", "tracking.promote.must_beat=[baseline]"]
+    sets += ["tracking.register_as=ui-gate"]
+    args = [arg for item in sets for arg in ("--set", item)]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LSTMPIPE_LOG")}
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "train", "-c", str(SMOKE_YAML), *args, "--name", "ui-gate"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=store_dir,
+        env=env | {"RAY_ADDRESS": ""},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{store_dir}/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke").experiment_id
+    (run,) = client.search_runs([experiment], "attributes.run_name = 'ui-gate'")
+    return run.info.run_id
+
+
 def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
     """The smoke run's store in `mlflow server`, opened in headless Chromium as a user would: the
     sweep's parent run and, expanded, its trial runs; the training run's val_loss chart with one
-    point per epoch; a logged PNG plot rendered; the registered model's version with its alias.
-    Screenshots are kept under tmp_path."""
+    point per epoch; a logged PNG plot rendered; the registered model's version with its alias; and,
+    on a run with them, the promotion gate's verdict, the dataset, the system metrics of its node and
+    the logged model. Screenshots are kept under tmp_path."""
     from browser import browser_missing, chromium, mlflow_server, wait_for
 
     missing = browser_missing()
@@ -99,6 +124,10 @@ def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
     train = next(r for r in runs if r.info.run_name.startswith("train-"))
     epochs = len(client.get_metric_history(train.info.run_id, "val_loss"))
     assert len(trials) == 2 and epochs == 5
+    gated = _gated_run(store_dir)
+    dataset = client.get_run(gated).inputs.dataset_inputs[0].dataset
+    samples = client.get_metric_history(gated, "system/node_0/cpu_utilization_percentage")
+    assert len(samples) >= 2, samples  # sampled every second while the 5 epochs trained: a curve, not a dot
     base = f"#/experiments/{experiment.experiment_id}"
     with mlflow_server(store_dir / "mlflow.db", cwd=store_dir) as url, chromium() as page:
         page.get(f"{url}/{base}/runs")
@@ -136,5 +165,21 @@ def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
         text = lambda p: p.find_element(By.TAG_NAME, "body").text
         wait_for(page, lambda p: "Version 1" in text(p) and "@ champion" in text(p), what="smoke v1 @ champion")
         page.save_screenshot(str(tmp_path / "model.png"))
-    shots = ("experiment", "metrics", "plot", "model")
+
+        page.get(f"{url}/{base}/runs/{gated}")  # the gate's verdict (a tag), the dataset, the registered version
+        wait_for(
+            page,
+            lambda p: all(s in text(p) for s in ("promoted to @champion", f"{dataset.name} ({dataset.digest})")),
+            what="the promotion tag and the run's dataset",
+        )
+        page.save_screenshot(str(tmp_path / "gate.png"))
+        page.get(f"{url}/{base}/runs/{gated}/system-metrics")  # 8 charts of node 0 (rank 0 of the node samples it)
+        wait_for(page, lambda p: "system/node_0\n(8)" in text(p), what="8 system metric charts of node_0")
+        lines = "path.js-line"  # a chart's curve, drawn once its history loaded (the first row at least)
+        wait_for(page, lambda p: len(p.find_elements(By.CSS_SELECTOR, lines)) >= 3, what="the system metric curves")
+        page.save_screenshot(str(tmp_path / "system.png"))
+        page.get(f"{url}/{base}/models")  # MLflow 3's logged models: the tested checkpoint, linked to its run
+        wait_for(page, lambda p: "Ready" in text(p) and "ui-gate" in text(p), what="the logged model of ui-gate")
+        page.save_screenshot(str(tmp_path / "logged_models.png"))
+    shots = ("experiment", "metrics", "plot", "model", "gate", "system", "logged_models")
     assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in shots)
