@@ -9,13 +9,15 @@ A request is a list of rows (JSON objects); each answer row holds the task's out
   distribution parameters or quantiles, conformal intervals). An anomaly row may add `"y"`: the values
   that followed (up to `horizon`), then scored and flagged as predict scores one window's forecasts.
 - classify, regression, generate on numbers: `{"x": sequence}`, (steps, features) lists.
-- text in (classify on text, translate): `{"text": "..."}`; a transcriber: `{"frames": [[...], ...]}`.
+- text in (classify on text, translate): `{"text": "..."}`; a transcriber: `{"frames": [[...], ...]}`,
+  or, when it was trained on audio, `{"wav": "<base64 of a WAV file>"}` (featurized as in training).
 
 Input checks raise `BadRequest` (an HTTP 4xx and one sentence), never a server error.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,6 +60,13 @@ def kind_of(trained: Trained) -> Kind:
 
 
 @dataclass(frozen=True)
+class Wav:
+    """One audio row of a transcriber trained on audio: a WAV file's bytes."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Window:
     """One forecast/anomaly input: x (L, C) in data units; y (k,) the values that followed, or None."""
 
@@ -91,11 +100,18 @@ class OnlineModel:
             "windows": f'{{"x": [the last {self.info.max_len} values]}}',
             "sequences": '{"x": [[step values], ...]}',
             "texts": '{"text": "..."}',
-            "frames": '{"frames": [[frame values], ...]}',
+            "frames": '{"frames": [[frame values], ...]}'
+            + (' or {"wav": "<base64 of a WAV file>"}' if self.reads_audio else ""),
         }[self.kind]
+
+    @property
+    def reads_audio(self) -> bool:
+        return self.kind == "frames" and self.info.task_info.audio_spec is not None
 
     def _parse_row(self, row: Any, *, where: str):
         key = {"texts": "text", "frames": "frames"}.get(self.kind, "x")
+        if self.reads_audio and isinstance(row, dict) and "wav" in row:
+            return self._wav(row, where=where)
         if not isinstance(row, dict) or key not in row:
             raise BadRequest(f"{where}: expected an object with '{key}', like {self.row_example()}")
         extra = sorted(set(row) - {key, *(("y",) if self.info.task == "anomaly" else ())})
@@ -113,6 +129,18 @@ class OnlineModel:
             return self._window(x, row.get("y"), where=where)
         return x
 
+    def _wav(self, row: dict, *, where: str) -> Wav:
+        extra = sorted(set(row) - {"wav"})
+        if extra:
+            raise BadRequest(f'{where}: unknown field \'{extra[0]}\'; send only {{"wav": "<base64 WAV>"}}')
+        try:
+            data = base64.b64decode(row["wav"], validate=True)
+        except (TypeError, ValueError) as err:
+            raise BadRequest(f"{where}: 'wav' must be a WAV file's bytes in base64 ({err})") from err
+        if not data:
+            raise BadRequest(f"{where}: 'wav' is empty; send a WAV file's bytes in base64")
+        return Wav(data=data)
+
     def _window(self, x: np.ndarray, y: Any, *, where: str) -> Window:
         lookback, horizon = self.info.max_len, len(self.info.task_info.scaler["std"])
         if len(x) != lookback:
@@ -128,17 +156,33 @@ class OnlineModel:
     def answer(self, items: list) -> list[dict[str, Any]]:
         """Parsed rows -> one answer row each (JSON-ready)."""
         if self.kind in ("texts", "frames"):
-            from pipeline.serve.text import answer
-
-            try:
-                columns = answer(self.trained, items)
-            except DataError as err:
-                raise BadRequest(str(err)) from err
+            columns = self._text_columns(items)
         elif self.kind == "windows":
             columns = self.window_columns([w.x for w in items], [w.y for w in items])
         else:
             columns = self._sequence_columns(items)
         return [{name: json_value(values[i]) for name, values in columns.items()} for i in range(len(items))]
+
+    def _text_columns(self, items: list) -> dict[str, list]:
+        """Texts, frames or WAV files (a request may mix frames and WAVs): each kind answered as
+        `predict` answers it, the rows put back in their order."""
+        from pipeline.serve.text import answer
+
+        wavs = [i for i, item in enumerate(items) if isinstance(item, Wav)]
+        rest = [i for i in range(len(items)) if not isinstance(items[i], Wav)]
+        columns: dict[str, list] = {}
+        try:
+            for where, audio in ((wavs, True), (rest, False)):
+                if not where:
+                    continue
+                answered = answer(self.trained, [items[i].data if audio else items[i] for i in where], audio=audio)
+                for name, values in answered.items():
+                    column = columns.setdefault(name, [None] * len(items))
+                    for i, value in zip(where, values, strict=True):
+                        column[i] = value
+        except DataError as err:
+            raise BadRequest(str(err)) from err
+        return columns
 
     def window_outputs(self, windows: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Windows (W, L, C) in data units -> the model's outputs as the predict path holds them:

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv
 import pyarrow.parquet as pq
+import pytest
 from helpers import load_served, served_in_fresh_process
 
 from pipeline import config
@@ -245,3 +246,20 @@ def test_speech_transcriber_reads_wav_files_in_predict_and_when_served(ray_sessi
     served = model.predict(pd.DataFrame({"audio": clips}))
     by_file = {r["path"].rsplit("/", 1)[-1]: r["transcript"] for r in got}
     assert served["transcript"].tolist() == [by_file["a.wav"], by_file["b.wav"]]  # the same features and decoding
+
+    # `lstmpipe serve`'s replica code: WAV files as base64 rows (mixed with frames) answer as predict does
+    import base64
+
+    from pipeline.serve.loading import load
+    from pipeline.serve.online import BadRequest, OnlineModel
+
+    online = OnlineModel(load("models:/tiny-speech/1", tracking_uri=cfg.tracking.uri))
+    frames = splits.test.take(1)[0]["x"]
+    rows = [{"wav": base64.b64encode(c).decode()} for c in clips] + [{"frames": np.asarray(frames).tolist()}]
+    answered = online.answer(online.parse({"rows": rows}, max_rows=8))
+    assert [a["transcript"] for a in answered[:2]] == [by_file["a.wav"], by_file["b.wav"]]
+    assert answered[2]["transcript"] == online.answer([np.asarray(frames).tolist()])[0]["transcript"]
+    for row in ({"wav": "not base64!"}, {"wav": base64.b64encode(b"RIFF not a wav").decode()}, {"wav": "", "x": 1}):
+        with pytest.raises(BadRequest) as err:
+            online.answer(online.parse({"rows": [row]}, max_rows=8))
+        assert err.value.status == 400 and "wav" in str(err.value).lower()
