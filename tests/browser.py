@@ -11,6 +11,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.cluster.mlflow_server import server_env
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -32,7 +34,7 @@ def mlflow_server(store: Path, *, cwd: Path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = server_env({**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     server = subprocess.Popen(
         [
             str(bin_dir / "mlflow"),

@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.cluster import mlflow_auth
+from pipeline.cluster import mlflow_auth, mlflow_server
 from pipeline.errors import RunStateError
 from pipeline.owner import start_ticks
 from pipeline.ray_compat import RAYLET_START_TIMEOUT
@@ -104,7 +104,7 @@ def up(
     token_path = state_dir / "auth_token"
     write_token(token_path)
     env = _node_env(token_path)
-    mlflow_env = dict(env)
+    mlflow_env = mlflow_server.server_env(env)
     if auth == "basic":
         files = mlflow_auth.write_auth(state_dir)
         mlflow_env |= files.server_env()
@@ -144,7 +144,7 @@ def up(
             )
         )
         _wait(lambda: _nodes_alive(cluster) >= 1, procs, what="the Ray head", timeout_s=timeout_s)
-        server = _mlflow_server(state_dir, mlflow_port) + (["--app-name", "basic-auth"] if auth == "basic" else [])
+        server = mlflow_server.command(BIN, state_dir=state_dir, port=mlflow_port, auth=auth)
         procs.append(_spawn("mlflow", server, env=mlflow_env, state_dir=state_dir))
         for i in range(1, workers + 1):
             # The custom resource names the node's role, so a node id maps back to the process group to stop.
@@ -161,7 +161,7 @@ def up(
             what=f"{cluster.nodes} Ray nodes",
             timeout_s=timeout_s,
         )
-        _wait(lambda: _healthy(cluster.tracking_uri), procs, what="the MLflow server", timeout_s=timeout_s)
+        _wait(lambda: mlflow_server.healthy(cluster.tracking_uri), procs, what="the MLflow server", timeout_s=timeout_s)
     except BaseException:
         _stop(procs)
         shutil.rmtree(ray_temp, ignore_errors=True)
@@ -189,7 +189,7 @@ def status(state_dir: Path) -> ClusterStatus:
         cluster=cluster,
         alive={p.role: _alive(p.pid) for p in cluster.procs},
         nodes_alive=_nodes_alive(cluster),
-        mlflow_healthy=_healthy(cluster.tracking_uri),
+        mlflow_healthy=mlflow_server.healthy(cluster.tracking_uri),
     )
 
 
@@ -249,24 +249,6 @@ def _ray_start(args: list[str], cpus: int, *, temp_dir: Path) -> list[str]:
         f"--temp-dir={temp_dir}",
         *args,
         *(f"{flag}={port}" for flag, port in ports.items()),
-    ]
-
-
-def _mlflow_server(state_dir: Path, port: int) -> list[str]:
-    return [
-        str(BIN / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{state_dir / 'mlflow.db'}",
-        "--serve-artifacts",
-        "--artifacts-destination",
-        str(state_dir / "mlartifacts"),
-        "--workers",
-        "1",
     ]
 
 
@@ -401,11 +383,3 @@ def _nodes_alive(cluster: LocalCluster) -> int:
         return 0
     nodes = body.get("data", {}).get("result", {}).get("result", [])
     return sum(1 for n in nodes if n.get("state") == "ALIVE")
-
-
-def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=5) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import ray.data
 from ray.data.context import ShuffleStrategy
@@ -78,10 +79,37 @@ def read(path: str) -> ray.data.Dataset:
             ds = ray.data.read_binary_files(path, include_paths=True, file_extensions=["wav"])
             ds = ds.rename_columns({"bytes": AUDIO_COLUMN, "path": PATH_COLUMN})
         else:
-            ds = ray.data.read_csv(path)
+            # Read once, whole: a CSV's schema is known only by reading it, and Ray Data finds it by
+            # running the read with limit(1), then cancelling the read tasks still running. Cancelling
+            # a finishing ReadCSV task has crashed Ray's core worker here (task_manager.cc "Tried to
+            # complete task that was not pending"); every later step reads the materialized blocks.
+            ds = ray.data.read_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=refuse_row)).materialize()
     except UNREADABLE as err:  # a bug of ours (TypeError, KeyError, ...) is not an unreadable file
-        raise _unreadable(path, fmt, err) from err
+        raise _unreadable(path, fmt, _csv_reason(path, err) if fmt == "csv" else err) from err
     return with_task_shuffle(ds)
+
+
+def refuse_row(row) -> str:
+    """pyarrow's answer to a row with the wrong number of fields: fail with its own message ("CSV
+    parse error: Expected 2 columns, got 3: 40,1,7"). Ray Data 2.60 sets pyarrow's handler to None
+    when none is given, and pyarrow then calls None: a TypeError traceback printed by every read task."""
+    return "error"
+
+
+def _csv_reason(path: str, err: BaseException) -> BaseException:
+    """pyarrow's reason ("CSV parse error: Expected 2 columns, got 3: ..."), found by streaming the
+    file(s) here up to the bad block: Ray Data's read task raises only "Failed to read CSV file",
+    without its cause."""
+    if "://" in path:
+        return err
+    p = Path(path)
+    for f in sorted(p.glob("*.csv")) if p.is_dir() else [p]:
+        try:
+            for _ in pacsv.open_csv(f, parse_options=pacsv.ParseOptions(invalid_row_handler=refuse_row)):
+                pass
+        except UNREADABLE as reason:
+            return reason
+    return err
 
 
 # Set by a user who wants Ray Data's own choice of Parquet reader.

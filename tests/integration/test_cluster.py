@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -155,6 +156,11 @@ def test_cluster_status_sees_three_nodes_and_mlflow(local_cluster):
     st = lstmpipe("cluster", "status", "--state-dir", str(local_cluster["state"]), env=local_cluster["env"], timeout=60)
     assert st.returncode == 0, st.stdout + st.stderr
     assert "ray nodes  3/3 alive" in st.stdout and "mlflow     healthy" in st.stdout
+    # the server and its one uvicorn worker, without MLflow's job runners (Huey consumers)
+    procs = json.loads((local_cluster["state"] / "cluster.json").read_text())["procs"]
+    server = psutil.Process(next(p["pid"] for p in procs if p["role"] == "mlflow"))
+    lines = [" ".join(c.cmdline()) for c in server.children(recursive=True)]
+    assert lines and not [line for line in lines if "huey" in line or "_job_runner" in line], lines
     assert local_cluster["exports"]["RAY_AUTH_MODE"] == "token"
     token = Path(local_cluster["exports"]["RAY_AUTH_TOKEN_PATH"])
     assert token.stat().st_mode & 0o077 == 0

@@ -126,27 +126,16 @@ def test_killed_worker_without_retries_fails_the_run_naming_the_worker(ray_sessi
 
 
 def _start_mlflow(state, port):
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
-    mlflow = Path(sys.executable).parent / "mlflow"
+    from pipeline.cluster import mlflow_server
+
     proc = subprocess.Popen(
-        [
-            str(mlflow),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{state}/mlflow.db",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(state / "art"),
-        ],
+        mlflow_server.command(Path(sys.executable).parent, state_dir=state, port=port),
+        env=mlflow_server.server_env(dict(os.environ)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

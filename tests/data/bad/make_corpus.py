@@ -38,6 +38,7 @@ def main() -> None:
     pq.write_table(pa.table({"x": seqs(36) + [[]] * 4, "y": [1.0] * 40}), HERE / "zero_length.parquet")
     (HERE / "short_series.csv").write_text("time,value\n" + "".join(f"{t},{t % 5}\n" for t in range(10)))
     (HERE / "bad_header.csv").write_text("2020-01-01,3.5\n2020-01-02,3.7\n2020-01-03,3.6\n")
+    (HERE / "ragged_rows.csv").write_text("time,value\n" + "".join(f"{t},{t % 5}\n" for t in range(40)) + "40,1,7\n")
     (HERE / "text_values.csv").write_text("time,value\n" + "".join(f"{t},abc\n" for t in range(60)))
     pq.write_table(pa.table({"f": [[[0.0, 2.0], [1.0, 0.0]]] * 20}), HERE / "frames_not_0_1.parquet")
     labels = ["up"] * 30 + ["down"] * 30 + ["sideways"] * 5
