@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from pipeline.cluster import local, mlflow_auth
+from pipeline.cluster import local, mlflow_auth, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +26,12 @@ def test_the_basic_auth_server_refuses_strangers_and_serves_the_admin(tmp_path, 
     files = mlflow_auth.write_auth(tmp_path)
     assert files.password.stat().st_mode & 0o777 == 0o600 and files.config.stat().st_mode & 0o777 == 0o600
     port = local.free_port()
-    env = local._node_env(tmp_path / "token") | files.server_env()
-    server = local._mlflow_server(tmp_path, port) + ["--app-name", "basic-auth"]
+    env = mlflow_server.server_env(local._node_env(tmp_path / "token") | files.server_env())
+    server = mlflow_server.command(local.BIN, state_dir=tmp_path, port=port, auth="basic")
     proc = local._spawn("mlflow", server, env=env, state_dir=tmp_path)
     uri = f"http://127.0.0.1:{port}"
     try:
-        local._wait(lambda: local._healthy(uri), [proc], what="the MLflow server", timeout_s=120)
+        local._wait(lambda: mlflow_server.healthy(uri), [proc], what="the MLflow server", timeout_s=120)
         with pytest.raises(urllib.error.HTTPError) as refused:
             call(uri, "/api/2.0/mlflow/experiments/search")
         assert refused.value.code == 401
