@@ -101,6 +101,26 @@ def tune(
     _report(summary, title="tune", summary_json=summary_json)
 
 
+@app.command()
+def backtest(
+    config: ConfOpt,
+    step: Annotated[int, typer.Option("--step", min=1, help="Time steps between two forecast origins.")],
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Forecast origins (folds), STEP time steps apart.")] = 3,
+    set_: SetOpt = None,
+    name: NameOpt = None,
+    summary_json: SummaryOpt = None,
+) -> None:
+    """Rolling-origin backtest of a forecaster: one model per origin (Tune trials side by side), test
+    metrics per fold and their mean and std, under one MLflow run; registers nothing."""
+    with user_errors():
+        cfg = config_mod.load(config, set_)
+        from pipeline.tune.backtest import backtest_config, run_backtest
+
+        backtest_config(cfg, folds=folds, step=step)  # refused before Ray starts
+        summary = run_backtest(cfg, folds=folds, step=step, name=name)
+    _report(summary, title="backtest", summary_json=summary_json)
+
+
 def _tracking_uri(uri: str | None) -> str:
     from pipeline.track.store import resolve_uri
 

@@ -57,6 +57,16 @@ class WindowConfig(Section):
         ),
     )
 
+    origin_shift: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "the last N time steps (distinct timestamps) are left out before the time split: the forecast "
+            "origin moves N steps back (`lstmpipe backtest` sets it per fold)"
+        ),
+    )
+
     @model_validator(mode="after")
     def _season_fits(self) -> WindowConfig:
         if self.season > self.lookback:

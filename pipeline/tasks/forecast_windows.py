@@ -76,6 +76,22 @@ def _label(batch: pa.Table, *, val_start, test_start) -> pa.Table:
     )
 
 
+def before_origin(times: np.ndarray, *, shift: int, path: str) -> np.ndarray:
+    """The sorted distinct timestamps without the last `shift` (data.window.origin_shift)."""
+    if shift >= len(times):
+        raise DataError(
+            f"{path}: data.window.origin_shift {shift} leaves out all {len(times)} time steps; lower it "
+            "(lstmpipe backtest: fewer --folds or a smaller --step)"
+        )
+    return times[: len(times) - shift]
+
+
+def _before(batch: pa.Table, *, end) -> pa.Table:
+    """The rows up to and including time `end` (the last step before the shifted origin's cut)."""
+    times = batch.column("time").to_numpy(zero_copy_only=False)
+    return batch.filter(pa.array(times <= end))
+
+
 Step = Literal["first", "all"]  # time, pos (and label) of a window's first target step, or lists over all of them
 
 
@@ -179,9 +195,11 @@ def cut(
     columns = [c.target, *c.features]
     with data_errors(path):
         rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").materialize()
-        val_start, test_start = time_cuts(
-            np.asarray(rows.unique("time")), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
-        )
+        times = np.sort(np.asarray(rows.unique("time")))
+        if w.origin_shift:
+            times = before_origin(times, shift=w.origin_shift, path=path)
+            rows = rows.map_batches(functools.partial(_before, end=times[-1]), batch_format="pyarrow").materialize()
+        val_start, test_start = time_cuts(times, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
         labelled = rows.map_batches(
             functools.partial(_label, val_start=val_start, test_start=test_start), batch_format="pyarrow"
         ).materialize()

@@ -116,6 +116,13 @@ def render(summary: RunSummary, *, title: str) -> str:
         means = {k[6:-5]: v for k, v in m.items() if k.startswith("seeds_test_") and k.endswith("_mean")}  # test_<x>
         spread = [f"{name} {v:.4f} ± {m.get(f'seeds_{name}_std', float('nan')):.4f}" for name, v in means.items()]
         lines.append(f"over {int(m['seeds'])} seeds (mean ± std): " + ", ".join(spread))
+    if "folds" in m:  # lstmpipe backtest: the test metrics above are means over the folds
+        spread = [
+            f"{k} {m[k]:.4f} ± {m[f'folds_{k}_std']:.4f}"
+            for k in m
+            if k.startswith("test_") and k not in COUNTS and f"folds_{k}_std" in m
+        ]
+        lines.append(f"over {int(m['folds'])} folds (mean ± std): " + ", ".join(spread))
     counted = [f"{int(m[k])} {COUNTS[k]}" for k in COUNTS if k in m]
     if counted:
         lines.append("scored on " + ", ".join(counted) + " of the test split")

@@ -39,8 +39,8 @@ from pipeline.train.run_state import (
     write_state,
 )
 
-Kind = Literal["train", "tune"]
-RUN_KIND = {"train": "train", "tune": "sweep"}  # the lstmpipe.kind tag of the MLflow run
+Kind = Literal["train", "tune", "backtest"]
+RUN_KIND = {"train": "train", "tune": "sweep", "backtest": "backtest"}  # the lstmpipe.kind tag of the MLflow run
 RESUMED_TAG = "lstmpipe.resumed"
 
 
@@ -70,7 +70,7 @@ class Lifecycle:
 
     def open(self) -> TrackedRun:
         """Start the MLflow run (or reopen it, resuming) and tie it to the run directory."""
-        cls = SweepRun if self.kind == "tune" else TrackedRun
+        cls = TrackedRun if self.kind == "train" else SweepRun  # a backtest's folds are trials
         tags = {OWNER_TAG: owner()}
         if self.previous is None:
             self.run = cls.start(
@@ -111,7 +111,7 @@ def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, co
         # starts: the driver mostly waits on Ray's processes then, and a core is idle.
         with ThreadPoolExecutor(1, thread_name_prefix="lstmpipe-tracking") as pool:
             reconciled = pool.submit(reconcile_and_report, uri, cfg.tracking.experiment)
-            connect(kind)
+            connect("train" if kind == "train" else "tune")  # a backtest's folds are Tune trials
             reconciled.result()
         check_resources(cfg)
         life = Lifecycle(

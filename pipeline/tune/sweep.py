@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import warnings
+from dataclasses import dataclass
 
 import ray.train
 import ray.tune
@@ -27,7 +28,7 @@ from pipeline.track.promotion import CHAMPION_ALIAS
 from pipeline.track.summary import RunSummary
 from pipeline.train.driver import FitOutcome, outcome_of, stopped_early
 from pipeline.train.finish import finish_model
-from pipeline.train.lifecycle import run_lifecycle
+from pipeline.train.lifecycle import RUN_KIND, Lifecycle, run_lifecycle
 from pipeline.tune import pbt, report
 from pipeline.tune.space import Objective, concurrency, objective, scheduler, search_space, searcher, trial_base
 from pipeline.tune.trial import TRIAL_RESOURCES, SweepContext, data_key, trial_driver, trial_name, trial_storage
@@ -64,26 +65,44 @@ def run_sweep(
     cfg = trial_base(cfg)
     goal = objective(cfg)
     with run_lifecycle(cfg, kind="tune", name=name, resume=resume, config_hash=sweep_hash(cfg)) as life:
-        data = data_variants(cfg, splits=splits)
-        parent = life.open()
-        ctx = SweepContext(
-            base=cfg.model_dump(mode="json"),
-            data=data,
-            parent_run_id=parent.run_id,
-            tracking_uri=life.uri,
-            experiment=cfg.tracking.experiment,
-            storage=life.storage,
-            sweep_name=life.name,
-            owner=owner(),
-        )
-        trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
-        with warnings.catch_warnings():
-            # Tune suggests reuse_actors for PBT; a trial's actor owns its TorchTrainer's controller and
-            # workers, which must die with it when PBT replaces the trial's weights.
-            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
-            grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, restore=life.previous is not None).fit()
-        parent.close_trials(trial_outcomes(grid, max_epochs=cfg.train.epochs))
-        return _finish_sweep(cfg, grid, parent=parent, goal=goal, ctx=ctx)
+        fitted = fit_trials(cfg, life, goal=goal, splits=splits)
+        return _finish_sweep(cfg, fitted.grid, parent=fitted.parent, goal=goal, ctx=fitted.ctx)
+
+
+@dataclass(frozen=True)
+class Trials:
+    grid: ray.tune.ResultGrid
+    parent: SweepRun  # the sweep's MLflow run, its trials' runs nested in it (closed by Tune's verdict)
+    ctx: SweepContext
+
+
+def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepared | None = None) -> Trials:
+    """Every data variant prepared, the parent run opened, and the trials fitted by Ray Tune (also
+    `lstmpipe backtest`'s folds). Raises TrainingFailed when no trial reported a result."""
+    data = data_variants(cfg, splits=splits)
+    parent = life.open()
+    ctx = SweepContext(
+        base=cfg.model_dump(mode="json"),
+        data=data,
+        parent_run_id=parent.run_id,
+        tracking_uri=life.uri,
+        experiment=cfg.tracking.experiment,
+        storage=life.storage,
+        sweep_name=life.name,
+        owner=owner(),
+    )
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
+    with warnings.catch_warnings():
+        # Tune suggests reuse_actors for PBT; a trial's actor owns its TorchTrainer's controller and
+        # workers, which must die with it when PBT replaces the trial's weights.
+        warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
+        grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, restore=life.previous is not None).fit()
+    parent.close_trials(trial_outcomes(grid, max_epochs=cfg.train.epochs))
+    if not [r for r in grid if r.error is None and r.metrics]:
+        first = next((r.error for r in grid if r.error is not None), None)
+        reason = str(first).strip().splitlines()[-1] if first else "no metrics reported"
+        raise TrainingFailed(f"every trial of {RUN_KIND[life.kind]} '{life.name}' failed; first error: {reason}")
+    return Trials(grid=grid, parent=parent, ctx=ctx)
 
 
 def _tuner(cfg: Config, trainable, *, goal: Objective, ctx: SweepContext, restore: bool) -> ray.tune.Tuner:
@@ -128,10 +147,6 @@ def best_trial_outcome(storage: str, name: str, cfg: Config) -> FitOutcome:
 def _finish_sweep(
     cfg: Config, grid: ray.tune.ResultGrid, *, parent: SweepRun, goal: Objective, ctx: SweepContext
 ) -> RunSummary:
-    if not [r for r in grid if r.error is None and r.metrics]:
-        first = next((r.error for r in grid if r.error is not None), None)
-        reason = str(first).strip().splitlines()[-1] if first else "no metrics reported"
-        raise TrainingFailed(f"every trial of sweep '{ctx.sweep_name}' failed; first error: {reason}")
     best = grid.get_best_result(metric=goal.metric, mode=goal.mode, scope="all", filter_nan_and_inf=True)
     best_id = best.metrics["trial_id"]
     if cfg.tune.scheduler == "pbt":  # the trial's weights passed through several runs: Tune kept each epoch

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pandas as pd
+import pytest
+import yaml
 from helpers import load_served, post, served_over_http, train_and_serve
 
 from pipeline import config
@@ -110,8 +112,6 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, 
 
 
 def test_gaps_fail_by_default_and_fill_on_request(ray_session, tiny_raw, tmp_path):
-    import pytest
-
     from pipeline.errors import DataError
 
     _long_csv(tmp_path / "sales.csv")
@@ -162,8 +162,6 @@ def test_relative_windows_on_a_trend_beyond_the_training_range(ray_session, tiny
 def test_negative_binomial_forecasts_counts(ray_session, tiny_raw, tmp_path, mlflow_client):
     """Counts (rounded sales): scaled by the training mean only, trained by the NB likelihood on 2
     workers, scored by CRPS and intervals, served as mean and dispersion per step in counts."""
-    import pytest
-
     from pipeline.errors import DataError
 
     _long_csv(tmp_path / "sales.csv")
@@ -203,3 +201,49 @@ def test_negative_binomial_forecasts_counts(ray_session, tiny_raw, tmp_path, mlf
     not_counts = config.validate(raw | {"data": data | {"source": str(tmp_path / "sales.csv")}})
     with pytest.raises(DataError, match="not counts"):
         load_splits(not_counts)
+
+
+def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, tiny_raw, tmp_path, mlflow_client):
+    """`lstmpipe backtest --folds 2 --step 6` on the long CSV: fold 0's origin 6 steps earlier (its
+    data ends at t=113), each fold a 1-worker Tune trial with its own child run and test metrics, the
+    parent run with the table and each metric's mean and std over the folds; no model registered."""
+    from pipeline.cli.main import run_command
+    from pipeline.track import PARENT_TAG
+
+    _long_csv(tmp_path / "sales.csv")
+    raw = {
+        **tiny_raw,
+        "task": "forecast",
+        "data": {
+            "source": str(tmp_path / "sales.csv"),
+            "columns": {"time": "date", "target": "sales", "series": "store"},
+            "window": {"lookback": 12, "horizon": 3, "season": 12},
+            "val_fraction": 0.15,
+            "test_fraction": 0.15,
+        },
+        "train": {**tiny_raw["train"], "workers": 1},
+        "tracking": {**tiny_raw["tracking"], "experiment": "backtest"},
+    }
+    # 114 steps: train targets 12..78, val 79..95, test 96..113 (rows at t >= 114 would add test windows)
+    window = raw["data"]["window"] | {"origin_shift": 6}
+    shifted = load_splits(config.validate(raw | {"data": raw["data"] | {"window": window}}))
+    assert shifted.info.num_rows == {"train": 2 * 67, "val": 2 * 15, "test": 2 * 16}
+
+    (tmp_path / "bt.yaml").write_text(yaml.safe_dump(raw))
+    code = run_command(["backtest", "-c", str(tmp_path / "bt.yaml"), "--folds", "2", "--step", "6", "--name", "bt"])
+    assert code == 0
+    exp = mlflow_client.get_experiment_by_name("backtest")
+    parent = next(r for r in mlflow_client.search_runs([exp.experiment_id]) if r.info.run_name == "bt")
+    assert parent.data.tags["lstmpipe.kind"] == "backtest" and parent.info.status == "FINISHED"
+    nested = f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
+    children = mlflow_client.search_runs([exp.experiment_id], filter_string=nested)
+    assert sorted(c.data.params["data.window.origin_shift"] for c in children) == ["0", "6"]
+    mases = [c.data.metrics["test_mase"] for c in children]
+    assert all(c.info.status == "FINISHED" and "baseline_test_mase" in c.data.metrics for c in children)
+    m = parent.data.metrics
+    assert m["folds"] == 2 and m["test_mase"] == pytest.approx(np.mean(mases))
+    assert m["folds_test_mase_std"] == pytest.approx(np.std(mases, ddof=1))
+    table = pd.read_csv(mlflow_client.download_artifacts(parent.info.run_id, "report/folds.csv", str(tmp_path)))
+    assert table["origin_shift"].tolist() == [6, 0] and np.allclose(sorted(table["test_mase"]), sorted(mases))
+    ours = {parent.info.run_id, *(c.info.run_id for c in children)}
+    assert not [v for v in mlflow_client.search_model_versions() if v.run_id in ours]  # nothing registered
