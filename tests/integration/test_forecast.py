@@ -224,10 +224,11 @@ def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, 
         "train": {**tiny_raw["train"], "workers": 1},
         "tracking": {**tiny_raw["tracking"], "experiment": "backtest"},
     }
-    # 114 steps: train targets 12..78, val 79..95, test 96..113 (rows at t >= 114 would add test windows)
+    # 114 steps: train targets 12..78, val 79..95, test 96..113, whole horizons inside each (rows at
+    # t >= 114 would add test windows)
     window = raw["data"]["window"] | {"origin_shift": 6}
     shifted = load_splits(config.validate(raw | {"data": raw["data"] | {"window": window}}))
-    assert shifted.info.num_rows == {"train": 2 * 67, "val": 2 * 15, "test": 2 * 16}
+    assert shifted.info.num_rows == {"train": 2 * 65, "val": 2 * 15, "test": 2 * 16}
 
     (tmp_path / "bt.yaml").write_text(yaml.safe_dump(raw))
     code = run_command(["backtest", "-c", str(tmp_path / "bt.yaml"), "--folds", "2", "--step", "6", "--name", "bt"])
