@@ -88,7 +88,7 @@ def fold_results(fitted: Trials, *, shifts: list[int]) -> list[Fold]:
     """Each fold's child run and test metrics, earliest origin first; a fold that failed fails the backtest."""
     parent: SweepRun = fitted.parent
     runs = {r.data.tags.get(TRIAL_TAG): r for r in parent.children()}
-    tested = parent.trial_test_metrics()
+    tested = {trial_id: _test_metrics(run.data.metrics) for trial_id, run in runs.items()}
     by_shift: dict[int, Fold] = {}
     for result in fitted.grid:
         shift = int(result.config[ORIGIN_KEY])
@@ -99,6 +99,11 @@ def fold_results(fitted: Trials, *, shifts: list[int]) -> list[Fold]:
         fold = shifts.index(shift)
         by_shift[shift] = Fold(fold, shift, runs[trial_id].info.run_id, tested[trial_id])
     return [by_shift[s] for s in shifts]
+
+
+def _test_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """test_* and every baseline's (baseline_test_*, baseline_ets_test_*, baseline_drift_test_*)."""
+    return {k: v for k, v in metrics.items() if k.startswith("test_") or (k.startswith("baseline_") and "test_" in k)}
 
 
 def fold_table(done: list[Fold]) -> pd.DataFrame:

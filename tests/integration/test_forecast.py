@@ -243,6 +243,8 @@ def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, 
     assert all(c.info.status == "FINISHED" and "baseline_test_mase" in c.data.metrics for c in children)
     m = parent.data.metrics
     assert m["folds"] == 2 and m["test_mase"] == pytest.approx(np.mean(mases))
+    ets = [c.data.metrics["baseline_ets_test_mase"] for c in children]  # every baseline, per fold and on average
+    assert m["baseline_ets_test_mase"] == pytest.approx(np.mean(ets)) and "folds_baseline_drift_test_mase_std" in m
     assert m["folds_test_mase_std"] == pytest.approx(np.std(mases, ddof=1))
     table = pd.read_csv(mlflow_client.download_artifacts(parent.info.run_id, "report/folds.csv", str(tmp_path)))
     assert table["origin_shift"].tolist() == [6, 0] and np.allclose(sorted(table["test_mase"]), sorted(mases))
