@@ -106,18 +106,23 @@ def backtest(
     config: ConfOpt,
     step: Annotated[int, typer.Option("--step", min=1, help="Time steps between two forecast origins.")],
     folds: Annotated[int, typer.Option("--folds", min=2, help="Forecast origins (folds), STEP time steps apart.")] = 3,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Train a model per origin (Tune trials side by side), not one for all.")
+    ] = False,
     set_: SetOpt = None,
     name: NameOpt = None,
     summary_json: SummaryOpt = None,
 ) -> None:
-    """Rolling-origin backtest of a forecaster: one model per origin (Tune trials side by side), test
-    metrics per fold and their mean and std, under one MLflow run; registers nothing."""
+    """Rolling-origin backtest of a forecaster: the first origin's model tested at every origin (or,
+    with --refit, one model per origin), test metrics per fold and their mean and std, under one
+    MLflow run; registers nothing."""
     with user_errors():
         cfg = config_mod.load(config, set_)
         from pipeline.tune.backtest import backtest_config, run_backtest
 
-        backtest_config(cfg, folds=folds, step=step)  # refused before Ray starts
-        summary = run_backtest(cfg, folds=folds, step=step, name=name)
+        fits = "each_fold" if refit else "once"
+        backtest_config(cfg, folds=folds, step=step, fits=fits)  # refused before Ray starts
+        summary = run_backtest(cfg, folds=folds, step=step, fits=fits, name=name)
     _report(summary, title="backtest", summary_json=summary_json)
 
 

@@ -186,11 +186,11 @@ def cut(
     keep: tuple[str, ...],
     at: Step = "first",
     counts: bool = False,
+    scaler: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Windows:
     """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns.
-    `counts`: the target holds counts, scaled by its training mean only (not centred)."""
-    from ray.data.aggregate import Mean, Std
-
+    `counts`: the target holds counts, scaled by its training mean only (not centred). `scaler`: a
+    fitted model's (mean, std) instead of this training period's (a backtest origin without refit)."""
     c, w = cfg.columns, cfg.window
     columns = [c.target, *c.features]
     with data_errors(path):
@@ -206,16 +206,10 @@ def cut(
         train_rows = labelled.map_batches(
             functools.partial(rows_in_split, name="train", keep=columns), batch_format="pyarrow"
         )
-        moments = train_rows.aggregate(*(Mean(col) for col in columns), *(Std(col, ddof=0) for col in columns))
-        mean = np.array([moments[f"mean({col})"] for col in columns], np.float64)  # (C,) one pass for all
-        std = np.array([moments[f"std({col})"] for col in columns], np.float64)
-        std = np.where(std < 1e-8, 1.0, std)
-        if w.normalize == "last":
-            mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred
-        if w.normalize == "revin":
-            mean[0], std[0] = 0.0, 1.0  # the target is standardized per window already
-        if counts:  # a count stays a non-negative multiple of the training mean
-            mean[0], std[0] = 0.0, (mean[0] if mean[0] > 1e-8 else 1.0)
+        if scaler is None:
+            mean, std = _moments(train_rows, columns=columns, normalize=w.normalize, counts=counts)
+        else:
+            mean, std = (np.asarray(v, np.float64) for v in scaler)
         windows = (
             labelled.groupby("series")
             .map_groups(
@@ -240,6 +234,23 @@ def cut(
             "lower data.window.lookback or provide a longer series"
         )
     return Windows(parts=parts, counts=counts, mean=mean, std=std)
+
+
+def _moments(train_rows: ray.data.Dataset, *, columns: list[str], normalize: str, counts: bool):
+    """(C,) mean and std of target and features over the training period, in one pass."""
+    from ray.data.aggregate import Mean, Std
+
+    moments = train_rows.aggregate(*(Mean(col) for col in columns), *(Std(col, ddof=0) for col in columns))
+    mean = np.array([moments[f"mean({col})"] for col in columns], np.float64)  # (C,)
+    std = np.array([moments[f"std({col})"] for col in columns], np.float64)
+    std = np.where(std < 1e-8, 1.0, std)
+    if normalize == "last":
+        mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred
+    if normalize == "revin":
+        mean[0], std[0] = 0.0, 1.0  # the target is standardized per window already
+    if counts:  # a count stays a non-negative multiple of the training mean
+        mean[0], std[0] = 0.0, (mean[0] if mean[0] > 1e-8 else 1.0)
+    return mean, std
 
 
 def _all_test(batch: pa.Table) -> pa.Table:

@@ -124,11 +124,14 @@ def render(summary: RunSummary, *, title: str) -> str:
         ]
         lines.append(f"over {int(m['folds'])} folds (mean ± std): " + ", ".join(spread))
     counted = [f"{int(m[k])} {COUNTS[k]}" for k in COUNTS if k in m]
+    folds = "folds" in m
     if counted:
-        lines.append("scored on " + ", ".join(counted) + " of the test split")
+        lines.append(
+            "scored on " + ", ".join(counted) + (" of each fold's test split (mean)" if folds else " of the test split")
+        )
     lines.append(f"mlflow run {summary.run_id} in experiment '{summary.experiment}'")
     if summary.child_run_ids:
-        lines.append(f"trial runs: {', '.join(summary.child_run_ids)}")
+        lines.append(f"{'fold' if folds else 'trial'} runs: {', '.join(summary.child_run_ids)}")
     if summary.model_uri:
         reg = f"  registered as {summary.registered_model}" if summary.registered_model else ""
         lines.append(f"model {summary.model_uri}{reg}")

@@ -203,15 +203,9 @@ def test_negative_binomial_forecasts_counts(ray_session, tiny_raw, tmp_path, mlf
         load_splits(not_counts)
 
 
-def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, tiny_raw, tmp_path, mlflow_client):
-    """`lstmpipe backtest --folds 2 --step 6` on the long CSV: fold 0's origin 6 steps earlier (its
-    data ends at t=113), each fold a 1-worker Tune trial with its own child run and test metrics, the
-    parent run with the table and each metric's mean and std over the folds; no model registered."""
-    from pipeline.cli.main import run_command
-    from pipeline.track import PARENT_TAG
-
+def _backtest_raw(tiny_raw, tmp_path) -> dict:
     _long_csv(tmp_path / "sales.csv")
-    raw = {
+    return {
         **tiny_raw,
         "task": "forecast",
         "data": {
@@ -224,6 +218,24 @@ def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, 
         "train": {**tiny_raw["train"], "workers": 1},
         "tracking": {**tiny_raw["tracking"], "experiment": "backtest"},
     }
+
+
+def _backtest_runs(mlflow_client, name: str):
+    from pipeline.track import PARENT_TAG
+
+    exp = mlflow_client.get_experiment_by_name("backtest")
+    parent = next(r for r in mlflow_client.search_runs([exp.experiment_id]) if r.info.run_name == name)
+    nested = f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
+    return parent, mlflow_client.search_runs([exp.experiment_id], filter_string=nested)
+
+
+def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, tiny_raw, tmp_path, mlflow_client):
+    """`lstmpipe backtest --folds 2 --step 6 --refit` on the long CSV: fold 0's origin 6 steps earlier (its
+    data ends at t=113), each fold a 1-worker Tune trial with its own child run and test metrics, the
+    parent run with the table and each metric's mean and std over the folds; no model registered."""
+    from pipeline.cli.main import run_command
+
+    raw = _backtest_raw(tiny_raw, tmp_path)
     # 114 steps: train targets 12..78, val 79..95, test 96..113, whole horizons inside each (rows at
     # t >= 114 would add test windows)
     window = raw["data"]["window"] | {"origin_shift": 6}
@@ -231,13 +243,12 @@ def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, 
     assert shifted.info.num_rows == {"train": 2 * 65, "val": 2 * 15, "test": 2 * 16}
 
     (tmp_path / "bt.yaml").write_text(yaml.safe_dump(raw))
-    code = run_command(["backtest", "-c", str(tmp_path / "bt.yaml"), "--folds", "2", "--step", "6", "--name", "bt"])
-    assert code == 0
-    exp = mlflow_client.get_experiment_by_name("backtest")
-    parent = next(r for r in mlflow_client.search_runs([exp.experiment_id]) if r.info.run_name == "bt")
+    argv = ["backtest", "-c", str(tmp_path / "bt.yaml"), "--folds", "2", "--step", "6", "--refit", "--name", "bt"]
+    assert run_command(argv) == 0
+    parent, children = _backtest_runs(mlflow_client, "bt")
     assert parent.data.tags["lstmpipe.kind"] == "backtest" and parent.info.status == "FINISHED"
-    nested = f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
-    children = mlflow_client.search_runs([exp.experiment_id], filter_string=nested)
+    assert parent.data.tags["lstmpipe.backtest_fits"] == "each_fold"
+    assert {c.data.tags["lstmpipe.kind"] for c in children} == {"trial"}  # a Tune trial per origin
     assert sorted(c.data.params["data.window.origin_shift"] for c in children) == ["0", "6"]
     mases = [c.data.metrics["test_mase"] for c in children]
     assert all(c.info.status == "FINISHED" and "baseline_test_mase" in c.data.metrics for c in children)
@@ -250,3 +261,45 @@ def test_backtest_refits_one_model_per_origin_under_one_parent_run(ray_session, 
     assert table["origin_shift"].tolist() == [6, 0] and np.allclose(sorted(table["test_mase"]), sorted(mases))
     ours = {parent.info.run_id, *(c.info.run_id for c in children)}
     assert not [v for v in mlflow_client.search_model_versions() if v.run_id in ours]  # nothing registered
+
+
+def test_backtest_without_refit_tests_the_first_origins_model_at_every_origin(
+    ray_session, tiny_raw, tmp_path, mlflow_client
+):
+    """`lstmpipe backtest --folds 2 --step 6` (no --refit): one Tune trial fits fold 0 (origin 6
+    steps back); fold 1 is that model on fold 1's own test windows, scaled with the model's training
+    scaler, logged as a nested run tagged with the trial's run; the parent averages both folds."""
+    from dataclasses import replace
+
+    from pipeline.cli.main import run_command
+    from pipeline.tune.backtest import MODEL_RUN_TAG, origin_test
+
+    raw = _backtest_raw(tiny_raw, tmp_path)
+    (tmp_path / "bt.yaml").write_text(yaml.safe_dump(raw))
+    assert (
+        run_command(["backtest", "-c", str(tmp_path / "bt.yaml"), "--folds", "2", "--step", "6", "--name", "once"]) == 0
+    )
+    parent, children = _backtest_runs(mlflow_client, "once")
+    assert parent.data.tags["lstmpipe.backtest_fits"] == "once" and parent.info.status == "FINISHED"
+    by_shift = {c.data.params["data.window.origin_shift"]: c for c in children}
+    assert sorted(by_shift) == ["0", "6"] and len(children) == 2  # one fit, one later origin
+    fit, later = by_shift["6"], by_shift["0"]
+    assert fit.data.tags["lstmpipe.kind"] == "trial" and later.data.tags["lstmpipe.kind"] == "evaluate"
+    assert later.data.tags[MODEL_RUN_TAG] == fit.info.run_id and later.info.status == "FINISHED"
+    own = load_splits(config.validate(raw))  # fold 1's own split: the windows its test scores
+    assert later.data.metrics["test_windows"] == own.info.num_rows["test"]
+    assert "baseline_ets_test_mase" in later.data.metrics
+    mases = [fit.data.metrics["test_mase"], later.data.metrics["test_mase"]]
+    assert parent.data.metrics["test_mase"] == pytest.approx(np.mean(mases)) and parent.data.metrics["folds"] == 2
+
+    # a later origin's windows take the fitted model's scaler, not their own training period's
+    def targets(ds, mean: float, std: float) -> np.ndarray:  # every test target in data units, sorted
+        return np.sort(
+            np.concatenate([np.stack(b["y"]) for b in ds.iter_batches(batch_format="numpy")]) * std + mean, axis=None
+        )
+
+    theirs = origin_test(config.validate(raw).data, info=replace(own.info, input_mean=[80.0], input_std=[20.0]))
+    assert theirs.count() == own.info.num_rows["test"]
+    ours = targets(own.test, own.info.input_mean[0], own.info.input_std[0])
+    assert np.allclose(targets(theirs, 80.0, 20.0), ours, atol=1e-3)
+    assert not np.allclose(targets(theirs, own.info.input_mean[0], own.info.input_std[0]), ours, atol=1e-3)

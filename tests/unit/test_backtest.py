@@ -28,6 +28,11 @@ def test_the_folds_are_a_grid_over_the_origin_run_fifo_on_train_workers():
     assert bt.model_dump(exclude={"tune"}) == cfg.model_dump(exclude={"tune"})  # nothing else changes
 
 
+def test_without_refit_only_the_first_origin_is_fitted():
+    bt = backtest_config(config.validate(FORECAST), folds=4, step=6, fits="once")
+    assert bt.tune.space[ORIGIN_KEY].choice == [18]  # the earliest origin's model, tested at 12, 6 and 0 too
+
+
 @pytest.mark.parametrize(
     ("raw", "folds", "step", "refusal"),
     [
@@ -64,3 +69,6 @@ def test_the_summary_is_the_mean_and_std_over_folds():
     text = render(RunSummary("FINISHED", "sqlite:///m.db", "e", "p", "bt", metrics=m), title="backtest")
     assert "over 2 folds (mean ± std): test_mase 0.6000 ± 0.1414" in text
     assert "test_mase        0.6000   naive baseline 1.1000" in text
+    m |= {"test_windows": 66.0}
+    text = render(RunSummary("FINISHED", "u", "e", "p", "bt", metrics=m, child_run_ids=["r0", "r1"]), title="backtest")
+    assert "scored on 66 windows of each fold's test split (mean)" in text and "fold runs: r0, r1" in text
