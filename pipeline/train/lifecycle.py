@@ -92,6 +92,9 @@ class Lifecycle:
         return self.run
 
     def resume_hint(self) -> str:
+        """What logs the rest of an interrupted run: resuming it, or (a backtest has no resume) a new one."""
+        if self.kind == "backtest":
+            return "a new `lstmpipe backtest` (a backtest does not resume)"
         return f"`lstmpipe {self.kind} --name {self.name} --resume`"
 
 

@@ -90,6 +90,7 @@ def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepare
         storage=life.storage,
         sweep_name=life.name,
         owner=owner(),
+        resume_hint=life.resume_hint(),
     )
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
     with warnings.catch_warnings():

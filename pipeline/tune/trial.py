@@ -41,6 +41,7 @@ class SweepContext:
     storage: str
     sweep_name: str
     owner: str  # the sweep driver (OWNER_TAG of every trial run)
+    resume_hint: str  # what continues the sweep after an outage (`Lifecycle.resume_hint`)
 
 
 def data_key(cfg: Config) -> str:
@@ -119,7 +120,7 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         # has said which it was (`SweepRun.close_trials`).
         run.set_tags({"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
         raise
-    sync_history(cfg, outcome, run=run, resume_hint=f"`lstmpipe tune --name {ctx.sweep_name} --resume`")
+    sync_history(cfg, outcome, run=run, resume_hint=ctx.resume_hint)
     tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)  # for the report; selection stays on validation
     run.log_metrics(tested.metrics, step=int(outcome.best_metrics["epoch"]))
     stopped_early(cfg, outcome, run=run)  # tagged: where train.early_stopping ended the trial

@@ -72,3 +72,12 @@ def test_the_summary_is_the_mean_and_std_over_folds():
     m |= {"test_windows": 66.0}
     text = render(RunSummary("FINISHED", "u", "e", "p", "bt", metrics=m, child_run_ids=["r0", "r1"]), title="backtest")
     assert "scored on 66 windows of each fold's test split (mean)" in text and "fold runs: r0, r1" in text
+
+
+def test_an_outage_hint_for_a_backtest_fold_does_not_offer_a_resume_it_lacks():
+    from pipeline.train.lifecycle import Lifecycle
+
+    cfg = config.validate(FORECAST)
+    life = {"cfg": cfg, "uri": "u", "name": "bt", "storage": "s", "config_hash": "h", "data": {}, "previous": None}
+    assert "--resume" not in Lifecycle(kind="backtest", **life).resume_hint()
+    assert Lifecycle(kind="tune", **life).resume_hint() == "`lstmpipe tune --name bt --resume`"
