@@ -26,7 +26,21 @@ class ColumnsConfig(Section):
     )
     time: str = Field("time", description="forecast, anomaly: the time column (numbers or timestamps)")
     series: str | None = Field(None, description="forecast, anomaly: the series id column, for many series")
-    features: list[str] = Field(default_factory=list, description="forecast, anomaly: extra input columns (covariates)")
+    features: list[str] = Field(
+        default_factory=list,
+        description="forecast, anomaly: extra input columns known up to each step (past covariates)",
+    )
+    static_features: list[str] = Field(
+        default_factory=list,
+        description="forecast: numeric columns constant within each series (a store's size): channels at every step",
+    )
+    future_features: list[str] = Field(
+        default_factory=list,
+        description=(
+            "forecast: numeric columns known in advance (planned promotions, prices, holidays); the channel at "
+            "lookback step t holds the value at t + horizon, so the last `horizon` steps carry the forecast period's"
+        ),
+    )
     label: str | None = Field(None, description="anomaly: 0/1 column marking anomalous steps (optional)")
     group: str | None = Field(
         None,
@@ -167,6 +181,13 @@ class DataConfig(Section):
             "log-likelihood of the value (nll; needs model.likelihood gaussian or student_t)"
         ),
     )
+    calendar: list[Literal["month", "quarter", "dayofweek", "dayofmonth", "dayofyear", "hour", "minute"]] = Field(
+        default_factory=list,
+        description=(
+            "forecast: numbers of a timestamp time column as future features (channel calendar_<name>, e.g. month "
+            "1-12, dayofweek 0-6 from Monday), each read at t + horizon as data.columns.future_features"
+        ),
+    )
     input_scaling: Literal["standard", "none"] = Field(
         "standard", description="standardize each input feature by the training split"
     )
@@ -200,9 +221,40 @@ class DataConfig(Section):
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
         return self
 
+    @model_validator(mode="after")
+    def _columns_once(self) -> DataConfig:
+        c = self.columns
+        named = [
+            ("target", c.target), ("time", c.time), ("series", c.series),
+            *(("features", n) for n in c.features),
+            *(("static_features", n) for n in c.static_features),
+            *(("future_features", n) for n in c.future_features),
+        ]  # fmt: skip
+        seen: dict[str, str] = {}
+        for key, name in named:
+            if name is not None and name in seen:
+                raise ValueError(
+                    f"column '{name}' is named by data.columns.{seen[name]} and data.columns.{key}; "
+                    "a column has one role: keep one"
+                )
+            if name is not None:
+                seen[name] = key
+        return self
+
     @property
     def is_builtin(self) -> bool:
         return self.source in SOURCES
+
+    @property
+    def led_columns(self) -> list[str]:
+        """Input channels read `horizon` steps ahead: future features, then calendar numbers."""
+        return [*self.columns.future_features, *(f"calendar_{name}" for name in self.calendar)]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """A forecast window's channels in order: the target, past, static, then future covariates."""
+        c = self.columns
+        return [c.target, *c.features, *c.static_features, *self.led_columns]
 
 
 def describe_options_error(err: ValidationError, options_model: type[BaseModel]) -> str:

@@ -90,13 +90,13 @@ def forecast_columns(out: dict[str, np.ndarray], info: DataInfo, *, pred: np.nda
 
 
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
-    c, w = cfg.columns, cfg.window
+    w = cfg.window
     win = cut(ds, cfg, path=path, keep=WINDOW_COLUMNS, counts=model_cfg.likelihood == "negative_binomial")
     mean, std, counts, parts = win.mean, win.std, win.counts, win.parts
     info = DataInfo(
         task="forecast",
         target="float",
-        input_size=1 + len(c.features),
+        input_size=len(cfg.input_columns),
         output_size=w.horizon,
         max_len=w.lookback,
         num_rows=counts,
@@ -150,6 +150,12 @@ def check(cfg: Config) -> None:
         raise ValueError(
             f"model.readout steps reads step k at lookback position L-H+k and data.window.horizon {window.horizon} "
             f"exceeds data.window.lookback {window.lookback}; lengthen the lookback or use model.readout last"
+        )
+    if cfg.data.led_columns and window is not None and window.horizon > window.lookback:
+        raise ValueError(
+            f"data.window.horizon {window.horizon} exceeds data.window.lookback {window.lookback}, and future features "
+            "ride on the last `horizon` lookback steps (data.columns.future_features, data.calendar); lengthen the "
+            "lookback"
         )
     normalize = cfg.data.window.normalize if cfg.data.window is not None else "none"
     if cfg.model.likelihood == "negative_binomial" and normalize != "none":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.data.sources.table import sequence_table
 from pipeline.data.splitting import SPLITS, data_errors, rows_in_split
@@ -35,8 +36,32 @@ if TYPE_CHECKING:
     from pipeline.config import DataConfig
 
 
+CALENDAR = {
+    "month": pc.month,
+    "quarter": pc.quarter,
+    "dayofweek": pc.day_of_week,  # Monday 0
+    "dayofmonth": pc.day,
+    "dayofyear": pc.day_of_year,
+    "hour": pc.hour,
+    "minute": pc.minute,
+}
+
+
+def calendar_numbers(times: pa.Array, name: str, *, column: str) -> pa.Array:
+    """The calendar number `name` (data.calendar) of each timestamp, as float64."""
+    if pa.types.is_date(times.type):
+        times = times.cast(pa.timestamp("s"))
+    if not pa.types.is_timestamp(times.type):
+        raise DataError(
+            f"data.calendar needs timestamps in the time column '{column}', which holds {times.type}; "
+            "store dates there or remove data.calendar"
+        )
+    return CALENDAR[name](times).cast(pa.float64())
+
+
 def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
-    """The user's long rows -> (series, time, target, *features), every value checked."""
+    """The user's long rows -> (series, time, target, *features, *static, *future, *calendar), every
+    value checked."""
     c = cfg.columns
     out = {
         "series": _column(batch, c.series).cast(pa.string()) if c.series else pa.array(["0"] * batch.num_rows),
@@ -46,7 +71,7 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
         raise DataError(f"time column '{c.time}' has {out['time'].null_count} missing value(s)")
     if c.label is not None:
         out["label"] = pa.array(_binary_labels(_column(batch, c.label), name=c.label))
-    for name in (c.target, *c.features):
+    for name in (c.target, *c.features, *c.static_features, *c.future_features):
         if cfg.missing == "error":
             try:
                 out[name] = pa.array(_numeric(_column(batch, name), name=name))
@@ -58,6 +83,8 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
                 raise DataError(f"column '{name}' holds {values.type} values; expected numbers")
             as_float = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
             out[name] = pa.array(np.where(np.isfinite(as_float), as_float, np.nan), from_pandas=True)
+    for name in cfg.calendar:
+        out[f"calendar_{name}"] = calendar_numbers(out["time"], name, column=c.time)
     return pa.table(out)
 
 
@@ -110,11 +137,12 @@ def _windows(
     exponential smoothing baseline fitted on the series' training part (forecast, first step)."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
-    values = group[[c.target, *c.features]].to_numpy(np.float32)  # (T, C): target first, NaN = gap
+    _check_static(group, names=c.static_features)
+    values = group[cfg.input_columns].to_numpy(np.float32)  # (T, C): target first, NaN = gap
     if counts:
         _check_counts(values[:, 0], name=c.target)
     values, kept = fill_missing(values, policy=cfg.missing)
-    values = values[kept]
+    values = lead(values[kept], steps=w.horizon, columns=len(cfg.led_columns))
     target = values[:, 0]  # (T,)
     splits = group["split"].to_numpy(object)[kept]
     steps = {"time": group["time"].to_numpy()[kept], "pos": np.arange(len(target))}  # pos: step index in the series
@@ -160,6 +188,26 @@ def _ets(target: np.ndarray, splits: np.ndarray, win: dict, *, horizon: int, sea
     return ets_forecasts(target, origins, fit=fit_ets(seen, season=season), horizon=horizon)
 
 
+def lead(values: np.ndarray, *, steps: int, columns: int) -> np.ndarray:
+    """values (T, C) -> the last `columns` channels (future features) read `steps` ahead: row t holds
+    their value at t + steps (NaN in the last `steps` rows, which no window's inputs reach)."""
+    if not columns:
+        return values
+    out = values.copy()
+    out[:, -columns:] = np.concatenate([values[steps:, -columns:], np.full((min(steps, len(values)), columns), np.nan)])
+    return out
+
+
+def _check_static(group: pd.DataFrame, *, names: list[str]) -> None:
+    for name in names:
+        if group[name].nunique(dropna=False) > 1:
+            raise DataError(
+                f"static feature '{name}' takes {group[name].nunique(dropna=False)} values in series "
+                f"'{group['series'].iloc[0]}'; a static feature is one value per series: move it to "
+                "data.columns.features or data.columns.future_features"
+            )
+
+
 def _check_counts(target: np.ndarray, *, name: str) -> None:
     seen = target[np.isfinite(target)]
     bad = int(((seen < 0) | (seen != np.round(seen))).sum())
@@ -191,8 +239,8 @@ def cut(
     """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns.
     `counts`: the target holds counts, scaled by its training mean only (not centred). `scaler`: a
     fitted model's (mean, std) instead of this training period's (a backtest origin without refit)."""
-    c, w = cfg.columns, cfg.window
-    columns = [c.target, *c.features]
+    w = cfg.window
+    columns = cfg.input_columns
     with data_errors(path):
         rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").materialize()
         times = np.sort(np.asarray(rows.unique("time")))

@@ -86,6 +86,20 @@ def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
         data.anomaly_quantile is not None or data.anomaly_score is not None or columns.label is not None
     ):
         raise ValueError(ANOMALY_ONLY.format(task=task))
+    covariates = [
+        key
+        for key, given in (
+            ("data.columns.static_features", columns.static_features),
+            ("data.columns.future_features", columns.future_features),
+            ("data.calendar", data.calendar),
+        )
+        if given
+    ]
+    if covariates and task != "forecast":
+        raise ValueError(
+            f"{', '.join(covariates)} {'is' if len(covariates) == 1 else 'are'} for task: forecast (task is {task}); "
+            "remove it, or pass the values as data.columns.features"
+        )
     if layout == "series":
         if data.split_column is not None:
             raise ValueError(f"data.split_column does not apply to {task}, which splits by time; remove it")

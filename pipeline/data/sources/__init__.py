@@ -32,6 +32,7 @@ from pipeline.data.sources import (
     sentiment,
     series,
     spoken_digits,
+    store_sales,
     text,
     ucr,
     ui_strings,
@@ -164,6 +165,17 @@ SOURCES: dict[str, Source] = {
         description="Synthetic cyclic sensor series with labelled spikes, level shifts and drifts",
         options_model=anomalies.AnomalyOptions,
         generate=anomalies.generate,
+    ),
+    "store_sales": Source(
+        name="store_sales",
+        size="8 stores x 730 days (data.options)",
+        task="forecast",
+        description=(
+            "Synthetic daily sales of a chain of stores with covariates: store size (static), planned promotions "
+            "and public holidays (known in advance)"
+        ),
+        options_model=store_sales.StoreSalesOptions,
+        generate=store_sales.generate,
     ),
     "sentiment": Source(
         name="sentiment",
