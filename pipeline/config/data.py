@@ -34,6 +34,13 @@ class ColumnsConfig(Section):
         default_factory=list,
         description="forecast: numeric columns constant within each series (a store's size): channels at every step",
     )
+    static_categories: list[str] = Field(
+        default_factory=list,
+        description=(
+            "forecast: categorical columns constant within each series (a store's region): one-hot channels over the "
+            "training categories (an unseen one is all zeros), which the first layer's input weights embed"
+        ),
+    )
     future_features: list[str] = Field(
         default_factory=list,
         description=(
@@ -228,6 +235,7 @@ class DataConfig(Section):
             ("target", c.target), ("time", c.time), ("series", c.series),
             *(("features", n) for n in c.features),
             *(("static_features", n) for n in c.static_features),
+            *(("static_categories", n) for n in c.static_categories),
             *(("future_features", n) for n in c.future_features),
         ]  # fmt: skip
         seen: dict[str, str] = {}
@@ -252,7 +260,8 @@ class DataConfig(Section):
 
     @property
     def input_columns(self) -> list[str]:
-        """A forecast window's channels in order: the target, past, static, then future covariates."""
+        """A forecast window's numeric channels in order: the target, past, static, then future
+        covariates (the one-hot channels of static_categories go before the future ones)."""
         c = self.columns
         return [c.target, *c.features, *c.static_features, *self.led_columns]
 

@@ -5,9 +5,11 @@ A request is a list of rows (JSON objects); each answer row holds the task's out
 `lstmpipe predict` writes them for the same inputs:
 
 - forecast, anomaly: `{"x": window}`, the newest `lookback` steps in the data's units, a list of
-  values (one column) or of `[target, *features]` lists: the forecast columns per window (forecast,
-  distribution parameters or quantiles, conformal intervals). An anomaly row may add `"y"`: the values
-  that followed (up to `horizon`), then scored and flagged as predict scores one window's forecasts.
+  values (one column) or of lists in the model's channel order (target, features, static features,
+  static categories one-hot, then future features and calendar numbers read `horizon` steps ahead;
+  docs/tasks-and-data.md): the forecast columns per window (forecast, distribution parameters or
+  quantiles, conformal intervals). An anomaly row may add `"y"`: the values that followed
+  (up to `horizon`), then scored and flagged as predict scores one window's forecasts.
 - classify, regression, generate on numbers: `{"x": sequence}`, (steps, features) lists.
 - text in (classify on text, translate): `{"text": "..."}`; a transcriber: `{"frames": [[...], ...]}`,
   or, when it was trained on audio, `{"wav": "<base64 of a WAV file>"}` (featurized as in training).

@@ -45,6 +45,7 @@ class ForecastInfo(TaskInfo):
     naive_quantiles: list[list[float]] | None = None  # (H, L) seasonal naive's validation residual quantiles
     intervals: str = "none"  # model.intervals: conformal intervals around a point forecast
     conformal: dict[str, list[float]] | None = None  # coverage ("80", "95") -> half-width per step (data units)
+    categories: dict[str, list[str]] = field(default_factory=dict)  # static_categories: training categories
 
     @property
     def per_step(self) -> int:
@@ -92,11 +93,11 @@ def forecast_columns(out: dict[str, np.ndarray], info: DataInfo, *, pred: np.nda
 def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: ModelConfig) -> Prepared:
     w = cfg.window
     win = cut(ds, cfg, path=path, keep=WINDOW_COLUMNS, counts=model_cfg.likelihood == "negative_binomial")
-    mean, std, counts, parts = win.mean, win.std, win.counts, win.parts
+    mean, std, counts, parts = win.mean, win.std, win.counts, win.parts  # mean, std: (C,) every channel
     info = DataInfo(
         task="forecast",
         target="float",
-        input_size=len(cfg.input_columns),
+        input_size=len(mean),
         output_size=w.horizon,
         max_len=w.lookback,
         num_rows=counts,
@@ -109,6 +110,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: Mode
             likelihood=model_cfg.likelihood or "none",
             intervals=model_cfg.intervals or "none",
             quantiles=list(model_cfg.quantile_levels),
+            categories=win.categories,
         ),
     )
     info.output_size = w.horizon * info.task_info.per_step

@@ -83,6 +83,8 @@ def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
                 raise DataError(f"column '{name}' holds {values.type} values; expected numbers")
             as_float = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
             out[name] = pa.array(np.where(np.isfinite(as_float), as_float, np.nan), from_pandas=True)
+    for name in c.static_categories:
+        out[name] = _column(batch, name).cast(pa.string())
     for name in cfg.calendar:
         out[f"calendar_{name}"] = calendar_numbers(out["time"], name, column=c.time)
     return pa.table(out)
@@ -131,18 +133,23 @@ def _windows(
     at: Step,
     counts: bool = False,
     ets: bool = False,
+    categories: dict[str, list[str]] | None = None,
 ) -> pa.Table:
     """One series (any order) -> its windows with targets standardized, baselines in data units;
     `counts`: the target must hold counts (model.likelihood negative_binomial); `ets`: add the
-    exponential smoothing baseline fitted on the series' training part (forecast, first step)."""
+    exponential smoothing baseline fitted on the series' training part (forecast, first step);
+    `categories`: the training categories of each static_categories column, one-hot before the led channels."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
-    _check_static(group, names=c.static_features)
+    _check_static(group, names=[*c.static_features, *c.static_categories])
     values = group[cfg.input_columns].to_numpy(np.float32)  # (T, C): target first, NaN = gap
+    led = len(cfg.led_columns)
+    hot = one_hot(group, categories or {})  # (T, K)
+    values = np.concatenate([values[:, : values.shape[1] - led], hot, values[:, values.shape[1] - led :]], axis=1)
     if counts:
         _check_counts(values[:, 0], name=c.target)
     values, kept = fill_missing(values, policy=cfg.missing)
-    values = lead(values[kept], steps=w.horizon, columns=len(cfg.led_columns))
+    values = lead(values[kept], steps=w.horizon, columns=led)
     target = values[:, 0]  # (T,)
     splits = group["split"].to_numpy(object)[kept]
     steps = {"time": group["time"].to_numpy()[kept], "pos": np.arange(len(target))}  # pos: step index in the series
@@ -188,6 +195,16 @@ def _ets(target: np.ndarray, splits: np.ndarray, win: dict, *, horizon: int, sea
     return ets_forecasts(target, origins, fit=fit_ets(seen, season=season), horizon=horizon)
 
 
+def one_hot(group: pd.DataFrame, categories: dict[str, list[str]]) -> np.ndarray:
+    """(T, K) 0/1: per static_categories column, one channel per training category in order (an
+    unseen or missing category is all zeros)."""
+    parts = [
+        (group[name].astype(object).to_numpy()[:, None] == np.asarray(known, dtype=object)[None, :]).astype(np.float32)
+        for name, known in categories.items()
+    ]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(group), 0), np.float32)
+
+
 def lead(values: np.ndarray, *, steps: int, columns: int) -> np.ndarray:
     """values (T, C) -> the last `columns` channels (future features) read `steps` ahead: row t holds
     their value at t + steps (NaN in the last `steps` rows, which no window's inputs reach)."""
@@ -222,8 +239,9 @@ def _check_counts(target: np.ndarray, *, name: str) -> None:
 class Windows:
     parts: tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset]
     counts: dict[str, int]
-    mean: np.ndarray  # (C,) training-period mean of target and features
+    mean: np.ndarray  # (C,) training-period mean of every channel (0 and 1 for one-hot channels)
     std: np.ndarray
+    categories: dict[str, list[str]]  # static_categories column -> its training categories
 
 
 def cut(
@@ -234,11 +252,12 @@ def cut(
     keep: tuple[str, ...],
     at: Step = "first",
     counts: bool = False,
-    scaler: tuple[np.ndarray, np.ndarray] | None = None,
+    fitted: DataInfo | None = None,
 ) -> Windows:
     """Long rows -> time-split, scaled windows (shared with the anomaly task); `keep`: output columns.
-    `counts`: the target holds counts, scaled by its training mean only (not centred). `scaler`: a
-    fitted model's (mean, std) instead of this training period's (a backtest origin without refit)."""
+    `counts`: the target holds counts, scaled by its training mean only (not centred). `fitted`: a
+    model's data info, whose scaler and categories replace this training period's (a backtest
+    origin without refit)."""
     w = cfg.window
     columns = cfg.input_columns
     with data_errors(path):
@@ -254,14 +273,26 @@ def cut(
         train_rows = labelled.map_batches(
             functools.partial(rows_in_split, name="train", keep=columns), batch_format="pyarrow"
         )
-        if scaler is None:
+        if fitted is None:
+            categories = _categories(labelled, names=cfg.columns.static_categories)
             mean, std = _moments(train_rows, columns=columns, normalize=w.normalize, counts=counts)
+            mean, std = with_one_hot(mean, std, categories=categories, led=len(cfg.led_columns))
         else:
-            mean, std = (np.asarray(v, np.float64) for v in scaler)
+            categories = fitted.task_info.categories
+            mean, std = np.asarray(fitted.input_mean, np.float64), np.asarray(fitted.input_std, np.float64)
         windows = (
             labelled.groupby("series")
             .map_groups(
-                functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, counts=counts, ets="ets" in keep),
+                functools.partial(
+                    _windows,
+                    cfg=cfg,
+                    mean=mean,
+                    std=std,
+                    at=at,
+                    counts=counts,
+                    ets="ets" in keep,
+                    categories=categories,
+                ),
                 batch_format="pandas",
             )
             .materialize()
@@ -281,7 +312,28 @@ def cut(
             "windows); "
             "lower data.window.lookback or provide a longer series"
         )
-    return Windows(parts=parts, counts=counts, mean=mean, std=std)
+    return Windows(parts=parts, counts=counts, mean=mean, std=std, categories=categories)
+
+
+def _categories(labelled: ray.data.Dataset, *, names: list[str]) -> dict[str, list[str]]:
+    """Each static_categories column's categories in the training period, sorted."""
+    if not names:
+        return {}
+    train = labelled.map_batches(functools.partial(rows_in_split, name="train", keep=names), batch_format="pyarrow")
+    return {name: sorted(v for v in train.unique(name) if v is not None) for name in names}
+
+
+def with_one_hot(
+    mean: np.ndarray, std: np.ndarray, *, categories: dict[str, list[str]], led: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The numeric channels' (C,) moments with the one-hot channels' (0, 1: left as they are) put
+    before the last `led` channels, as `_windows` orders them."""
+    k = sum(len(v) for v in categories.values())
+    split = len(mean) - led
+    return (
+        np.concatenate([mean[:split], np.zeros(k), mean[split:]]),
+        np.concatenate([std[:split], np.ones(k), std[split:]]),
+    )
 
 
 def _moments(train_rows: ray.data.Dataset, *, columns: list[str], normalize: str, counts: bool):
@@ -319,8 +371,10 @@ def windows_with(
         rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").map_batches(
             _all_test, batch_format="pyarrow"
         )
+        categories = getattr(info.task_info, "categories", {})
         windows = rows.groupby("series").map_groups(
-            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, ets="ets" in keep), batch_format="pandas"
+            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, ets="ets" in keep, categories=categories),
+            batch_format="pandas",
         )
         return windows.map_batches(
             functools.partial(rows_in_split, name="test", keep=keep), batch_format="pyarrow"

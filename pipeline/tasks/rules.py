@@ -90,6 +90,7 @@ def check_layout(cfg: Config, *, task: str, layout: Layout) -> None:
         key
         for key, given in (
             ("data.columns.static_features", columns.static_features),
+            ("data.columns.static_categories", columns.static_categories),
             ("data.columns.future_features", columns.future_features),
             ("data.calendar", data.calendar),
         )

@@ -151,9 +151,8 @@ def origin_test(data: DataConfig, *, info: DataInfo) -> ray.data.Dataset:
     from pipeline.tasks.forecast_windows import cut
 
     path = resolve_source(data)
-    scaler = (np.asarray(info.input_mean), np.asarray(info.input_std))
     counts = info.task_info.likelihood == "negative_binomial"
-    return cut(read(path), data, path=path, keep=WINDOW_COLUMNS, counts=counts, scaler=scaler).parts[2]
+    return cut(read(path), data, path=path, keep=WINDOW_COLUMNS, counts=counts, fitted=info).parts[2]
 
 
 def _log_fold(fitted: Trials, fold_cfg: Config, *, model_run: str, metrics: dict[str, float]) -> str:

@@ -308,10 +308,10 @@ def test_backtest_without_refit_tests_the_first_origins_model_at_every_origin(
 def test_covariates_reach_the_model_and_the_served_model_reads_them_as_predict_does(
     ray_session, tiny_raw, tmp_path, mlflow_client
 ):
-    """store_sales (2 stores, 120 days) with a static, two future and a calendar feature: 5 input
-    channels. A window built by hand from the raw rows (future channels read `horizon` steps ahead:
-    step t holds the promotion, holiday and weekday of t + 7) gets from the MLflow model the forecast
-    `lstmpipe predict` wrote for the same origin."""
+    """store_sales (2 stores, 120 days) with a static, a static categorical (one-hot over the training
+    regions), two future and a calendar feature. A window built by hand from the raw rows (future
+    channels read `horizon` steps ahead: step t holds the promotion, holiday and weekday of t + 7)
+    gets from the MLflow model the forecast `lstmpipe predict` wrote for the same origin."""
     from pipeline.data.sources.store_sales import StoreSalesOptions, generate
     from pipeline.serve.inputs import DataChoice
     from pipeline.serve.predict import predict
@@ -329,6 +329,7 @@ def test_covariates_reach_the_model_and_the_served_model_reads_them_as_predict_d
                 "time": "date",
                 "target": "sales",
                 "static_features": ["size"],
+                "static_categories": ["region"],
                 "future_features": ["promo", "holiday"],
             },
             "calendar": ["dayofweek"],
@@ -340,20 +341,23 @@ def test_covariates_reach_the_model_and_the_served_model_reads_them_as_predict_d
     }
     cfg = config.validate(raw)
     splits = load_splits(cfg)
-    assert splits.info.input_size == 5 and splits.info.max_len == lookback
+    every = generate(StoreSalesOptions(stores=2, days=120)).to_pandas()
+    regions = splits.info.task_info.categories["region"]
+    assert regions == sorted(set(every["region"])) and len(regions) == 2  # one channel per training region
+    assert splits.info.input_size == 7 and splits.info.max_len == lookback
     summary = run_training(cfg, name="f-covariates", splits=splits)
     assert np.isfinite(summary.metrics["test_mase"]) and "baseline_ets_test_mase" in summary.metrics
 
     predict("models:/tiny-covariates/1", DataChoice("store_sales"), out=tmp_path / "p", tracking_uri=cfg.tracking.uri)
     pred = pd.read_parquet(tmp_path / "p").query("series == 'store_000'").set_index("time")
-    rows = generate(StoreSalesOptions(stores=2, days=120)).to_pandas().query("store == 'store_000'")
-    rows = rows.sort_values("date").reset_index(drop=True)
+    rows = every.query("store == 'store_000'").sort_values("date").reset_index(drop=True)
     ahead = rows.shift(-horizon)  # the future channels: each step holds the value `horizon` steps later
+    one_hot = [(rows["region"] == name).astype(float) for name in regions]
     channels = np.stack(
-        [rows["sales"], rows["size"], ahead["promo"], ahead["holiday"], ahead["date"].dt.dayofweek], axis=1
-    )  # (T, 5)
+        [rows["sales"], rows["size"], *one_hot, ahead["promo"], ahead["holiday"], ahead["date"].dt.dayofweek], axis=1
+    )  # (T, 7)
     origins = range(0, 120 - lookback - horizon + 1, 9)
-    windows = np.stack([channels[i : i + lookback] for i in origins]).astype(np.float32)  # (W, L, 5)
+    windows = np.stack([channels[i : i + lookback] for i in origins]).astype(np.float32)  # (W, L, 7)
     served = np.asarray(load_served(cfg.tracking.uri, "models:/tiny-covariates/1").predict(windows))  # (W, H)
     expected = np.stack([pred.loc[rows["date"][i + lookback], "forecast"] for i in origins])
     assert served.shape == (len(windows), horizon) and np.allclose(served, expected, atol=1e-3)

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import config
 from pipeline.errors import DataError
-from pipeline.tasks.forecast_windows import _long_rows, _windows, calendar_numbers, lead
+from pipeline.tasks.forecast_windows import _long_rows, _windows, calendar_numbers, lead, one_hot, with_one_hot
 
 L, H = 6, 3
 
@@ -52,6 +52,21 @@ def test_a_future_feature_at_horizon_step_k_is_the_value_at_step_k_and_the_targe
         assert (x[w, :, 1] == 5.0).all()  # the static feature at every step
     y = np.array(out.column("y").to_pylist())  # standardized with mean 0, std 1: the values themselves
     assert (y[:, 0] == first).all()
+
+
+def test_a_static_category_is_one_hot_before_the_future_channels_and_an_unseen_one_is_all_zeros():
+    cfg = _cfg(columns={"time": "t", "target": "y", "series": "store", "static_categories": ["region"]})
+    assert cfg.data.input_columns == ["y"]  # numeric channels; the one-hot ones come from the data
+    group = _series()
+    group["region"] = "south"
+    categories = {"region": ["coast", "north", "south"]}
+    out = _windows(group, cfg=cfg.data, mean=np.zeros(4), std=np.ones(4), at="first", categories=categories)
+    x = _x(out)
+    assert x.shape[2] == 4 and (x[:, :, 1:] == [0.0, 0.0, 1.0]).all()
+    group["region"] = "mountain"  # not seen in training
+    assert (one_hot(group, categories) == 0).all() and one_hot(group, {}).shape == (30, 0)
+    mean, std = with_one_hot(np.array([5.0, 6.0, 7.0]), np.array([2.0, 3.0, 4.0]), categories=categories, led=1)
+    assert mean.tolist() == [5.0, 6.0, 0.0, 0.0, 0.0, 7.0] and std.tolist() == [2.0, 3.0, 1.0, 1.0, 1.0, 4.0]
 
 
 def test_lead_reads_the_last_channels_ahead():

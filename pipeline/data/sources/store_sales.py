@@ -1,11 +1,12 @@
 """A synthetic chain of stores' daily sales with all three kinds of covariates, in the long format.
 
-Each store's sales are its size (static: floor area, one value per store) times a yearly cycle and
-a weekly profile (weekends busier), lifted on promotion days (planned weeks ahead: a future feature)
+Each store's sales are its size (static: floor area, one value per store) times a yearly cycle
+whose depth depends on its region (static and categorical: coast stores swing most with the summer)
+and a weekly profile (weekends busier), lifted on promotion days (planned weeks ahead: a future feature)
 and cut on public holidays (known in advance: a future feature), with multiplicative noise.
 Promotions come in runs of 3-7 days at random per store, so no lookback window can predict them
 from the sales alone: a forecaster sees them only through `data.columns.future_features`.
-Columns: store, date, sales, size, promo (0/1), holiday (0/1).
+Columns: store, date, sales, size, region, promo (0/1), holiday (0/1).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ START = np.datetime64("2023-01-02")  # a Monday
 HOLIDAYS = ("01-01", "05-01", "07-14", "08-15", "11-01", "12-25", "12-26")  # month-day, every year
 WEEKDAY = np.array([0.9, 0.85, 0.9, 1.0, 1.15, 1.45, 1.25])  # Monday .. Sunday
 PROMO_LIFT, HOLIDAY_CUT = 1.6, 0.35
+SUMMER = {"coast": 0.5, "north": 0.1, "south": 0.25}  # region -> depth of the yearly cycle
 
 
 class StoreSalesOptions(BaseModel):
@@ -51,11 +53,13 @@ def generate(opts: StoreSalesOptions) -> pa.Table:
     dates = START + np.arange(opts.days)  # (T,) datetime64[D]
     t = np.arange(opts.days)
     holiday = holidays(dates)
-    yearly = 1.0 + 0.25 * np.sin(2 * np.pi * (t - 80) / 365.25)  # summer peak
+    summer = np.sin(2 * np.pi * (t - 80) / 365.25)  # peaks in June
     weekly = WEEKDAY[t % 7]
-    columns: dict[str, list] = {k: [] for k in ("store", "date", "sales", "size", "promo", "holiday")}
+    columns: dict[str, list] = {k: [] for k in ("store", "date", "sales", "size", "region", "promo", "holiday")}
     for k in range(opts.stores):
         size = float(np.round(rng.lognormal(np.log(120.0), 0.5)))  # floor area, m2 / 10
+        region = str(rng.choice(list(SUMMER)))
+        yearly = 1.0 + SUMMER[region] * summer
         promo = promotions(rng, days=opts.days, share=opts.promo_share)
         lift = np.where(promo > 0, PROMO_LIFT, 1.0) * np.where(holiday > 0, HOLIDAY_CUT, 1.0)
         sales = size * yearly * weekly * lift * rng.lognormal(0.0, 0.08, opts.days)
@@ -63,6 +67,7 @@ def generate(opts: StoreSalesOptions) -> pa.Table:
         columns["date"].append(dates.astype("datetime64[ns]"))
         columns["sales"].append(np.round(sales, 2))
         columns["size"] += [size] * opts.days
+        columns["region"] += [region] * opts.days
         columns["promo"].append(promo)
         columns["holiday"].append(holiday)
     return pa.table(
@@ -71,6 +76,7 @@ def generate(opts: StoreSalesOptions) -> pa.Table:
             "date": pa.array(np.concatenate(columns["date"])),
             "sales": pa.array(np.concatenate(columns["sales"])),
             "size": pa.array(columns["size"], pa.float64()),
+            "region": pa.array(columns["region"], pa.string()),
             "promo": pa.array(np.concatenate(columns["promo"])),
             "holiday": pa.array(np.concatenate(columns["holiday"])),
         }
