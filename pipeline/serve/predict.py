@@ -1,9 +1,7 @@
 """Batch inference of a trained model on any data source, through Ray Data.
 
 The rows are prepared for the model (`pipeline.serve.inputs`), then `map_batches` runs a callable
-class, so each actor builds the model once from the weights the driver puts in the object store
-(passed as a reference the driver holds, so a restarted actor finds them: weights passed by value
-are put there by Ray for the actor's creation only, and Ray warns that a restart would fail),
+class, so each actor builds the model once from the weights the driver puts in the object store,
 and the outputs (in the data's units, in the rows' order) are written as Parquet.
 """
 
@@ -17,7 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 import ray.data
 import torch
 
@@ -34,11 +31,11 @@ from pipeline.train.holdout import key_columns
 class BatchPredictor:
     """Ray Data callable class: the model is built once per actor, then applied to each batch."""
 
-    def __init__(self, *, state: list[ray.ObjectRef], config: dict[str, Any], info: dict[str, Any]):
+    def __init__(self, *, state: dict[str, torch.Tensor], config: dict[str, Any], info: dict[str, Any]):
         torch.set_num_threads(1)
         self.info = DataInfo.from_dict(info)
         self.model = model_for(Config.model_validate(config).model, self.info)
-        self.model.load_state_dict(ray.get(state[0]))  # a list: Ray passes a nested reference as is
+        self.model.load_state_dict(state)
         self.model.eval()
         self.collate = collate_for(self.info)
         self.task = get_task(self.info.task)
@@ -78,8 +75,7 @@ def predict(model_uri: str, data: DataChoice, *, out: Path, tracking_uri: str) -
     """Write the model's outputs for every row of `data` as Parquet files under `out`; return the row count."""
     inputs = prepared_inputs(model_uri, data, tracking_uri=tracking_uri)
     t = inputs.trained
-    state = [ray.put(t.model.state_dict())]  # held here until the actors are done
-    kwargs = {"state": state, "config": t.config.model_dump(mode="json"), "info": t.info.as_dict()}
+    kwargs = {"state": t.model.state_dict(), "config": t.config.model_dump(mode="json"), "info": t.info.as_dict()}
     actors = max(1, min(int(available("CPU")), os.cpu_count() or 1))
     with order_preserved():
         result = inputs.rows.map_batches(
