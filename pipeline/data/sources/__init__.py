@@ -32,6 +32,7 @@ from pipeline.data.sources import (
     sentiment,
     series,
     spoken_digits,
+    stocks,
     store_sales,
     text,
     ucr,
@@ -165,6 +166,18 @@ SOURCES: dict[str, Source] = {
         description="Synthetic cyclic sensor series with labelled spikes, level shifts and drifts",
         options_model=anomalies.AnomalyOptions,
         generate=anomalies.generate,
+    ),
+    "stocks": Source(
+        name="stocks",
+        size="6 stocks x 105 weeks",
+        task="forecast",
+        description=(
+            "Weekly prices of GOOG, AAPL, AMZN, FB, NFLX, MSFT 2018-2019, relative to the first week, from plotly's "
+            "wheel (fetched once through pip)"
+        ),
+        options_model=series.NoOptions,
+        generate=stocks.generate,
+        fetched=True,
     ),
     "store_sales": Source(
         name="store_sales",

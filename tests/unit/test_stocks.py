@@ -1,0 +1,29 @@
+"""The `stocks` source without the network: plotly's wheel layout (a gzipped wide CSV inside the zip)
+-> long rows, and a broken file named in one sentence."""
+
+import gzip
+import zipfile
+
+import pytest
+
+from pipeline.data.sources.stocks import MEMBER, read_stocks
+from pipeline.errors import DataError
+
+
+def test_the_wide_table_in_the_wheel_becomes_long_rows(tmp_path):
+    wheel = tmp_path / "plotly.whl"
+    csv = "date,GOOG,AAPL\n2018-01-01,1.0,1.0\n2018-01-08,1.02,0.99\n2018-01-15,1.03,1.01\n"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(MEMBER, gzip.compress(csv.encode()))
+    rows = read_stocks(wheel).to_pydict()
+    assert rows["symbol"] == ["GOOG"] * 3 + ["AAPL"] * 3
+    assert rows["price"] == [1.0, 1.02, 1.03, 1.0, 0.99, 1.01]
+    assert [d.isoformat()[:10] for d in rows["date"][:3]] == ["2018-01-01", "2018-01-08", "2018-01-15"]
+
+
+def test_a_wheel_without_the_table_is_named(tmp_path):
+    wheel = tmp_path / "plotly.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("plotly/__init__.py", "")
+    with pytest.raises(DataError, match="plotly.whl: no readable plotly/package_data/datasets/stocks.csv.gz"):
+        read_stocks(wheel)
