@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 
 from pipeline.data.fingerprint import DataLineage
 from pipeline.redaction import redact
@@ -45,7 +47,24 @@ def dataset_entity(lineage: DataLineage) -> Dataset:
     )
 
 
-def log_lineage(run: TrackedRun, lineage: DataLineage, *, context: str = "training") -> None:
-    """The run's dataset input (one per run: logging it again with the same digest changes nothing)."""
+def log_lineage(run: TrackedRun, lineage: DataLineage, *, context: str = "training", tries: int = 3) -> None:
+    """The run's dataset input (one per run: logging it again with the same digest changes nothing).
+
+    MLflow's SQL store looks the dataset up and inserts it when missing; two runs logging the same
+    dataset at once (a sweep's trials starting side by side) can both miss it, and the second insert
+    fails on the table's unique key. The row exists then: the call is made again, and links it."""
     entity = dataset_entity(lineage)
-    run.client.log_inputs(run.run_id, datasets=[DatasetInput(entity, tags=[InputTag(CONTEXT_TAG, context)])])
+    for attempt in range(tries):
+        try:
+            run.client.log_inputs(run.run_id, datasets=[DatasetInput(entity, tags=[InputTag(CONTEXT_TAG, context)])])
+            return
+        except MlflowException as err:
+            if attempt == tries - 1 or not lost_insert_race(err):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+def lost_insert_race(err: MlflowException) -> bool:
+    """The store refused a row another writer had just inserted (SQLite, PostgreSQL, MySQL wording)."""
+    text = str(err).lower()
+    return "unique constraint" in text or "duplicate key" in text or "duplicate entry" in text
