@@ -27,3 +27,15 @@ def test_a_wheel_without_the_table_is_named(tmp_path):
         z.writestr("plotly/__init__.py", "")
     with pytest.raises(DataError, match="plotly.whl: no readable plotly/package_data/datasets/stocks.csv.gz"):
         read_stocks(wheel)
+
+
+def test_the_real_wheel_fetched_from_pypi_holds_six_weekly_series(tmp_path):
+    """The real loading path: pip fetches plotly's wheel once into the cache, then it is read from there."""
+    from pipeline.data.sources.series import NoOptions
+    from pipeline.data.sources.stocks import generate
+
+    rows = generate(NoOptions(), cache_dir=tmp_path).to_pandas()
+    assert sorted(rows["symbol"].unique()) == ["AAPL", "AMZN", "FB", "GOOG", "MSFT", "NFLX"]
+    assert len(rows) == 6 * 105 and (rows.groupby("symbol")["price"].first() == 1.0).all()
+    assert set(rows["date"].diff().dropna().dt.days.unique()) <= {7, -(104 * 7)}  # weekly, per symbol
+    assert list((tmp_path / "stocks").glob("plotly-*.whl"))  # cached: the next call reads it
