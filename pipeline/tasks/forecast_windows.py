@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.data.sources.table import sequence_table
 from pipeline.data.splitting import SPLITS, data_errors, rows_in_split
@@ -28,35 +27,13 @@ from pipeline.data.windows import (
 )
 from pipeline.errors import DataError
 from pipeline.tasks import DataInfo
+from pipeline.tasks.forecast_covariates import calendar_numbers, check_static, lead, one_hot, with_one_hot
 
 if TYPE_CHECKING:
     import pandas as pd
     import ray.data
 
     from pipeline.config import DataConfig
-
-
-CALENDAR = {
-    "month": pc.month,
-    "quarter": pc.quarter,
-    "dayofweek": pc.day_of_week,  # Monday 0
-    "dayofmonth": pc.day,
-    "dayofyear": pc.day_of_year,
-    "hour": pc.hour,
-    "minute": pc.minute,
-}
-
-
-def calendar_numbers(times: pa.Array, name: str, *, column: str) -> pa.Array:
-    """The calendar number `name` (data.calendar) of each timestamp, as float64."""
-    if pa.types.is_date(times.type):
-        times = times.cast(pa.timestamp("s"))
-    if not pa.types.is_timestamp(times.type):
-        raise DataError(
-            f"data.calendar needs timestamps in the time column '{column}', which holds {times.type}; "
-            "store dates there or remove data.calendar"
-        )
-    return CALENDAR[name](times).cast(pa.float64())
 
 
 def _long_rows(batch: pa.Table, *, cfg: DataConfig) -> pa.Table:
@@ -141,7 +118,7 @@ def _windows(
     `categories`: the training categories of each static_categories column, one-hot before the led channels."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
-    _check_static(group, names=[*c.static_features, *c.static_categories])
+    check_static(group, names=[*c.static_features, *c.static_categories])
     values = group[cfg.input_columns].to_numpy(np.float32)  # (T, C): target first, NaN = gap
     led = len(cfg.led_columns)
     hot = one_hot(group, categories or {})  # (T, K)
@@ -193,36 +170,6 @@ def _ets(target: np.ndarray, splits: np.ndarray, win: dict, *, horizon: int, sea
     if len(seen) == 0 and len(origins):
         seen = target[: origins.min() + 1]
     return ets_forecasts(target, origins, fit=fit_ets(seen, season=season), horizon=horizon)
-
-
-def one_hot(group: pd.DataFrame, categories: dict[str, list[str]]) -> np.ndarray:
-    """(T, K) 0/1: per static_categories column, one channel per training category in order (an
-    unseen or missing category is all zeros)."""
-    parts = [
-        (group[name].astype(object).to_numpy()[:, None] == np.asarray(known, dtype=object)[None, :]).astype(np.float32)
-        for name, known in categories.items()
-    ]
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(group), 0), np.float32)
-
-
-def lead(values: np.ndarray, *, steps: int, columns: int) -> np.ndarray:
-    """values (T, C) -> the last `columns` channels (future features) read `steps` ahead: row t holds
-    their value at t + steps (NaN in the last `steps` rows, which no window's inputs reach)."""
-    if not columns:
-        return values
-    out = values.copy()
-    out[:, -columns:] = np.concatenate([values[steps:, -columns:], np.full((min(steps, len(values)), columns), np.nan)])
-    return out
-
-
-def _check_static(group: pd.DataFrame, *, names: list[str]) -> None:
-    for name in names:
-        if group[name].nunique(dropna=False) > 1:
-            raise DataError(
-                f"static feature '{name}' takes {group[name].nunique(dropna=False)} values in series "
-                f"'{group['series'].iloc[0]}'; a static feature is one value per series: move it to "
-                "data.columns.features or data.columns.future_features"
-            )
 
 
 def _check_counts(target: np.ndarray, *, name: str) -> None:
@@ -321,19 +268,6 @@ def _categories(labelled: ray.data.Dataset, *, names: list[str]) -> dict[str, li
         return {}
     train = labelled.map_batches(functools.partial(rows_in_split, name="train", keep=names), batch_format="pyarrow")
     return {name: sorted(v for v in train.unique(name) if v is not None) for name in names}
-
-
-def with_one_hot(
-    mean: np.ndarray, std: np.ndarray, *, categories: dict[str, list[str]], led: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The numeric channels' (C,) moments with the one-hot channels' (0, 1: left as they are) put
-    before the last `led` channels, as `_windows` orders them."""
-    k = sum(len(v) for v in categories.values())
-    split = len(mean) - led
-    return (
-        np.concatenate([mean[:split], np.zeros(k), mean[split:]]),
-        np.concatenate([std[:split], np.ones(k), std[split:]]),
-    )
 
 
 def _moments(train_rows: ray.data.Dataset, *, columns: list[str], normalize: str, counts: bool):

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline import config
 from pipeline.errors import DataError
-from pipeline.tasks.forecast_windows import _long_rows, _windows, calendar_numbers, lead, one_hot, with_one_hot
+from pipeline.tasks.forecast_covariates import calendar_numbers, lead, one_hot, with_one_hot
+from pipeline.tasks.forecast_windows import _long_rows, _windows
 
 L, H = 6, 3
 
