@@ -69,6 +69,24 @@ def _quiet_cleaner_thread_end() -> None:
     threading.excepthook = hook
 
 
+# Ray's State API (the cleaner's "is the controller alive?") finds its cluster through RAY_ADDRESS,
+# else through /tmp/ray/ray_current_cluster: the Ray instance started last on this machine. With two
+# side by side (two `lstmpipe` commands, each with its own local Ray; the test suite's two workers)
+# that file names the other instance, and once that one is gone, a dead one: the lookup raises, the
+# monitor thread ends, and the trial's placement group is never removed. Seen in `make test`: two
+# finished trials' groups held both CPUs and the next sweep waited for ever. Each worker of ours
+# names its own cluster.
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+
+
+def _state_api_on_own_cluster() -> None:
+    ray = sys.modules.get("ray")
+    if ray is None or RAY_ADDRESS_ENV in os.environ or not ray.is_initialized():
+        return  # the driver (setup_process runs before its ray.init), or a user's own address
+    if ray._private.worker.global_worker.mode == ray.WORKER_MODE:
+        os.environ[RAY_ADDRESS_ENV] = ray.get_runtime_context().gcs_address
+
+
 # A PBT trial reports a checkpoint to Tune every epoch, and restarts from one at every clone and
 # every time-slice: Tune logs each at INFO in the trial's process, beside our epoch line.
 PBT_NOTICES = (
@@ -78,13 +96,15 @@ PBT_NOTICES = (
 
 
 def setup_process() -> None:
-    """Every Ray worker process of ours (and the driver), before any task: the quiet console, and
-    Ray Data's logging pointed at our config, resolved where this process runs (unless the user set
-    their own). Ray Data reads the variable at `import ray.data` and again whenever a worker starts
-    on a dataset, so setting it before the first task is enough; a process that already imported
-    ray.data (the driver) is reconfigured at once."""
+    """Every Ray worker process of ours (and the driver), before any task: the State API pointed at
+    the worker's own cluster, the quiet console, and Ray Data's logging pointed at our config,
+    resolved where this process runs (unless the user set their own). Ray Data reads the variable
+    at `import ray.data` and again whenever a worker starts on a dataset, so setting it before the
+    first task is enough; a process that already imported ray.data (the driver) is reconfigured at
+    once."""
     from pipeline.console import drop_line, verbose
 
+    _state_api_on_own_cluster()
     if not verbose():
         drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
         _quiet_cleaner_thread_end()

@@ -15,12 +15,20 @@ def worker_state() -> dict:
         "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
         "poll": os.environ.get(ray_compat.HEALTH_CHECK_INTERVAL_ENV),
         "preemption_watcher": os.environ.get(ray_compat.PREEMPTION_WATCHER_ENV),
+        "ray_address": os.environ.get("RAY_ADDRESS"),
     }
 
 
 def test_local_workers_run_our_hook_and_settings_with_no_runtime_env(ray_session, monkeypatch):
     monkeypatch.delenv("LSTMPIPE_LOG", raising=False)
     state = ray.get(worker_state.remote(), timeout=120)
-    assert state == {"hook_ran": True, "runtime_env": "{}", "poll": "0.25", "preemption_watcher": "0"}
+    own = ray_session.get_runtime_context().gcs_address
+    assert state == {
+        "hook_ran": True,
+        "runtime_env": "{}",
+        "poll": "0.25",
+        "preemption_watcher": "0",
+        "ray_address": own,  # the State API asks this instance, whichever Ray started last on the machine
+    }
     # the driver's own environment is as it was: the settings were for Ray's processes
     assert ray_compat.SETUP_HOOK_ENV not in os.environ and ray_compat.PREEMPTION_WATCHER_ENV not in os.environ
