@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff format --check $(LINTED)
 
 test: lint
-	$(BIN)/python -m pytest tests -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # docs/configuration.md is rendered from the schema (tests/unit/test_docs.py fails when it is stale).
 docs: install

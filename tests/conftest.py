@@ -6,37 +6,41 @@ import pytest
 
 from pipeline import config
 
-RAY_SUITES = ("integration", "reliability")
-# Integration modules that start servers of their own (a 3-node Ray cluster, an MLflow server, the
-# smoke command's own Ray instance) and never the session's Ray instance: they run beside the Ray
-# suites, not after them.
-OWN_SERVERS = ("test_cluster.py", "test_mlflow_auth.py", "test_smoke.py")
+# `make test` runs two pytest-xdist workers with `--dist loadfile --no-loadscope-reorder`: each worker
+# takes the next whole module when it runs out, in the order below, and each starts a Ray instance of
+# its own the first time one of its modules needs one (the `ray_session` fixture). Longest first
+# (seconds of `make test` here, 2026-12-06, both workers busy: forecast 270, cluster 240, tune 195,
+# smoke 180, train 135, inference, failures, text ~95, classify 85, anomaly 70, generate 45), so the
+# two workers finish together; the unit modules, seconds each, fill in at the end.
+LONGEST_FIRST = (
+    "test_forecast.py",
+    "test_cluster.py",
+    "test_tune.py",
+    "test_smoke.py",
+    "test_train.py",
+    "test_inference.py",
+    "test_failures.py",
+    "test_text.py",
+    "test_classify.py",
+    "test_task_anomaly.py",
+    "test_task_generate.py",
+    "test_mlflow_auth.py",
+    "test_bad_input.py",
+)
 
 
-def xdist_group_of(path: Path) -> str:
-    """The Ray suites' group is the longest (~13 of the 15 minutes): everything else, the unit tests
-    included, runs in the other worker, beside it, so nothing waits behind the Ray group."""
-    if path.parent.name in RAY_SUITES and path.name not in OWN_SERVERS:
-        return "ray"
-    return "servers"
+def run_order(path: Path) -> tuple[int, int]:
+    """Where a module's tests go in the run: the long modules in LONGEST_FIRST's order, then the other
+    integration and reliability modules, then the unit modules."""
+    if path.name in LONGEST_FIRST:
+        return 0, LONGEST_FIRST.index(path.name)
+    return (2 if path.parent.name == "unit" else 1), 0
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under `pytest -n 2 --dist loadgroup` (make test): the tests that use the session's Ray
-    instance run in one xdist worker, one after another on that instance; the tests with servers of
-    their own and the unit tests (no Ray) run in the other worker, beside them."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(Path(str(item.path)))))
-
-
-def pytest_collection_finish(session):
-    """Fail at once if the grouping did not take (each xdist worker would start its own Ray on the same
-    cores): pytest 9.2 silently breaks it (pytest-dev/pytest-xdist#1386), hence pytest<9.2."""
-    if getattr(session.config.option, "loadgroup", False):
-        loose = [i.nodeid for i in session.items if "@" not in i.nodeid]
-        if loose:
-            raise pytest.UsageError(f"--dist loadgroup did not group {loose[0]} with the Ray suites; use pytest<9.2")
+    """Longest modules first (a stable sort keeps each module's own order of tests)."""
+    items.sort(key=lambda item: run_order(Path(str(item.path))))
 
 
 @pytest.fixture(autouse=True)

@@ -65,9 +65,13 @@ def wait_for_epochs(uri, name, n, *, proc=None, timeout=240):
 
 
 def kill_one_worker() -> int:
+    import ray
     from ray.util.state import list_actors
 
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    workers = list_actors(  # this instance, not whichever Ray started last on the machine
+        address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    )
     assert workers, "no live Ray Train worker to kill"
     os.kill(workers[0].pid, signal.SIGKILL)
     return workers[0].pid
