@@ -9,23 +9,23 @@ from pipeline import config
 # `make test` runs two pytest-xdist workers with `--dist loadfile --no-loadscope-reorder`: each worker
 # takes the next whole module when it runs out, in the order below, and each starts a Ray instance of
 # its own the first time one of its modules needs one (the `ray_session` fixture). Longest first
-# (seconds in `make test` here on 2026-12-06, both workers busy: tune 377, forecast 248, train 248,
-# cluster 240, smoke 221, text 177, failures 141, inference 98, anomaly 86, generate 72, classify 71),
-# so the two workers finish together (11 s apart in that run); the unit modules fill in at the end.
+# (seconds of `make test` here, 2026-12-06, both workers busy: forecast 270, cluster 240, tune 195,
+# smoke 180, train 135, inference, failures, text ~95, classify 85, anomaly 70, generate 45), so the
+# two workers finish together; the unit modules, seconds each, fill in at the end.
 LONGEST_FIRST = (
-    "test_tune.py",
     "test_forecast.py",
-    "test_train.py",
     "test_cluster.py",
+    "test_tune.py",
     "test_smoke.py",
-    "test_text.py",
-    "test_failures.py",
+    "test_train.py",
     "test_inference.py",
+    "test_failures.py",
+    "test_text.py",
+    "test_classify.py",
     "test_task_anomaly.py",
     "test_task_generate.py",
-    "test_classify.py",
-    "test_bad_input.py",
     "test_mlflow_auth.py",
+    "test_bad_input.py",
 )
 
 
