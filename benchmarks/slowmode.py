@@ -207,7 +207,7 @@ def probed_epochs(cfg, splits, *, probe: dict) -> list[float]:
 
     spec = worker_spec(cfg, splits, run_id=None, tracking_uri="")
     with tempfile.TemporaryDirectory() as storage:
-        trainer = build_trainer(cfg, splits, spec=spec, name=f"slowmode-{time.time_ns()}", storage=storage)
+        trainer = build_trainer(cfg, spec=spec, name=f"slowmode-{time.time_ns()}", storage=storage)
         trainer.train_loop_per_worker = probed_loop
         trainer.train_loop_config = spec.as_loop_config() | {"probe": probe}
         outcome = fit(trainer, max_failures=0)

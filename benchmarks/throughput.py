@@ -131,6 +131,6 @@ def pipeline_epochs(cfg: config.Config, splits: Prepared) -> list[float]:
     spec = worker_spec(cfg, splits, run_id=None, tracking_uri="")
     with tempfile.TemporaryDirectory() as storage:
         name = f"bench-{cfg.train.workers}w-{time.time_ns()}"
-        trainer = build_trainer(cfg, splits, spec=spec, name=name, storage=storage)
+        trainer = build_trainer(cfg, spec=spec, name=name, storage=storage)
         outcome = fit(trainer, max_failures=0)
     return [m["train_seq_per_s"] for m in outcome.history]

@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Literal
 
 # Ray runs this in every worker process of our drivers and jobs before any task
 # (runtime_env["worker_process_setup_hook"]): a module path, which each node resolves itself.
@@ -181,17 +182,27 @@ def remote_exception_message(err: BaseException, exc_type: type[BaseException]) 
     return None
 
 
-def without_placement_group_cleaner(trainer) -> None:
-    """Leave Ray Train's PlacementGroupCleaner out of this trainer's runs: one detached actor
-    process per run that polls the dashboard's State API every second, and whose stop at the end of
-    the run waits for that poll. Ray 2.60 adds it unconditionally in
-    `DataParallelTrainer._create_default_callbacks` (no flag), so the list it returns is filtered."""
+# Ray Train's default callbacks that a run of ours can leave out. Ray 2.60 adds each unconditionally
+# in `DataParallelTrainer._create_default_callbacks` (no flag), so the list it returns is filtered.
+# - placement_group_cleaner: one detached actor process per run that polls the dashboard's State API
+#   every second, and whose stop at the end of the run waits for that poll. Needed where a run's
+#   controller can die without its job (a Tune trial's): `build_trainer`'s owner.
+# - datasets: a DatasetManager actor process per run, created even for a trainer without
+#   `datasets=`, and the driver's DataContext set in each worker. Our workers get the splits in their
+#   spec (`pipeline.data.batches.whole_split`), each with its own DataContext, and call no
+#   `ray.train.get_dataset_shard`.
+TrainCallback = Literal["placement_group_cleaner", "datasets"]
+
+
+def without_default_callbacks(trainer, *, leave_out: tuple[TrainCallback, ...]) -> None:
+    """Leave the named Ray Train default callbacks (and the actors they start) out of this trainer's runs."""
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
+    kinds = {"placement_group_cleaner": PlacementGroupCleanerCallback, "datasets": DatasetsCallback}
+    dropped = tuple(kinds[name] for name in leave_out)
     default = trainer._create_default_callbacks
-    trainer._create_default_callbacks = lambda: [
-        c for c in default() if not isinstance(c, PlacementGroupCleanerCallback)
-    ]
+    trainer._create_default_callbacks = lambda: [c for c in default() if not isinstance(c, dropped)]
 
 
 def _add_pattern(current: re.Pattern | None, pattern: str) -> re.Pattern:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray.data
 import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 
@@ -197,6 +198,21 @@ class TrainBatches:
 def _lengths(rows: pa.Table) -> np.ndarray:
     """(N,) steps (or tokens) of each row's sequence."""
     return pc.list_value_length(rows.column("x")).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def whole_split(ds: ray.data.Dataset, *, name: str) -> ray.data.DataIterator:
+    """A materialized split as one worker reads it: all of it, in its stored order.
+
+    The driver hands the splits to the workers in their spec, not through Ray Train's `datasets=`:
+    neither is split by Ray Train (each worker takes its own rows: `TrainBatches`,
+    `strided_batches`), and Ray Train's dataset integration costs a DatasetManager actor, a Python
+    process importing Ray, per run. This is what that actor would hand each worker for a split it
+    does not split (`ray.train.DataConfig.configure`): a copy of the dataset with its own execution
+    options, and its iterator."""
+    ds = ray.data.Dataset.copy(ds)
+    ds.set_name(ds.name or name)
+    ds.context.execution_options = ray.data.ExecutionOptions(preserve_order=True)
+    return ds.iterator()
 
 
 def strided_batches(iterator, *, info: DataInfo, batch_size: int, rank: int, world: int, pin_memory: bool = False):

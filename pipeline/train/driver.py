@@ -58,6 +58,8 @@ def worker_spec(
         config_hash=cfg.hash(),
         run_id=run_id,
         tracking_uri=tracking_uri,
+        train_split=splits.train,
+        val_split=splits.val,
         telemetry_epochs=tuple(cfg.telemetry_epochs()),
         probe_size=cfg.telemetry.probe_size,
         system_metrics_s=cfg.tracking.system_metrics_s,
@@ -74,7 +76,6 @@ ControllerOwner = Literal["driver", "trial"]
 
 def build_trainer(
     cfg: Config,
-    splits: Prepared,
     *,
     spec: WorkerSpec,
     name: str,
@@ -86,17 +87,7 @@ def build_trainer(
         train_loop_per_worker,
         train_loop_config=spec.as_loop_config(),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu),
-        datasets={"train": splits.train, "val": splits.val},
-        # Neither split is split by Ray Train (that costs a SplitCoordinator actor, a process, per
-        # run): each worker reads a split in its stored order and takes its own rows, of every epoch's
-        # order for train (TrainBatches), every world-th row for val (strided_batches)
-        dataset_config=ray.train.DataConfig(
-            datasets_to_split=[],
-            execution_options={
-                "train": ray.data.ExecutionOptions(preserve_order=True),
-                "val": ray.data.ExecutionOptions(preserve_order=True),
-            },
-        ),
+        # no `datasets=`: the splits travel in the spec (whole_split), without a DatasetManager actor
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage,
@@ -110,8 +101,12 @@ def build_trainer(
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # per-report INFO lines are noise
         ),
     )
-    if owner == "driver":  # one actor process fewer per run, and no State API poll every second
-        ray_compat.without_placement_group_cleaner(trainer)
+    # a trial's controller dies with its trial actor when Tune stops the trial, so its placement group
+    # needs the cleaner; a driver's goes with the driver's job (one process fewer, no State API poll)
+    leave_out: tuple[ray_compat.TrainCallback, ...] = ("datasets",)
+    if owner == "driver":
+        leave_out += ("placement_group_cleaner",)
+    ray_compat.without_default_callbacks(trainer, leave_out=leave_out)
     return trainer
 
 
@@ -211,7 +206,7 @@ def run_training(
         log_lineage(run, lineage_of(cfg.data, splits))  # the run's dataset input: source, digest, schema, sizes
         restart = _recovered_checkpoint(life.storage, life.name) if life.previous else None
         spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri, warm_start=restart)
-        trainer = build_trainer(cfg, splits, spec=spec, name=life.name, storage=life.storage)
+        trainer = build_trainer(cfg, spec=spec, name=life.name, storage=life.storage)
         warm_export()  # the model's export imports load while the workers train
         outcome = fit(trainer, cfg)
         if restart is not None:

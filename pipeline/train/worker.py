@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+import ray.data
 import ray.train
 import ray.train.torch
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 from pipeline import ray_compat
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.data.batches import ShardCache, TrainBatches, model_args, strided_batches, to_device
+from pipeline.data.batches import ShardCache, TrainBatches, model_args, strided_batches, to_device, whole_split
 from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.telemetry.record import probe_batch, record
@@ -45,7 +46,7 @@ def _rank0_logger(spec: WorkerSpec):
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs besides its data shards; built by the driver."""
+    """Everything a worker needs, its data included; built by the driver."""
 
     task: str
     model: dict[str, Any]
@@ -55,6 +56,8 @@ class WorkerSpec:
     config_hash: str
     run_id: str | None
     tracking_uri: str
+    train_split: ray.data.Dataset  # materialized on the driver; every worker reads all of it (whole_split)
+    val_split: ray.data.Dataset
     telemetry_epochs: tuple[int, ...] = ()  # epochs whose gates, states and gradient flow rank 0 records
     probe_size: int = 32
     system_metrics_s: float | None = None  # tracking.system_metrics_s: each node's local rank 0 samples its node
@@ -94,7 +97,7 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
     # Validation: this worker's rows of the split (every world-th), collated, kept after the first epoch if they fit.
     pin = device.type == "cuda"
     train_batches = TrainBatches(
-        ray.train.get_dataset_shard("train"),
+        whole_split(spec.train_split, name="train"),
         info=info,
         batch_size=train_cfg.batch_size,
         seed=train_cfg.seed,
@@ -104,7 +107,7 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
         pin_memory=pin,
         batching=train_cfg.batching,
     )
-    val_split = ray.train.get_dataset_shard("val")  # the whole split; this worker's rows are strided out
+    val_split = whole_split(spec.val_split, name="val")  # the whole split; this worker's rows are strided out
     val_batches = ShardCache(
         lambda: strided_batches(
             val_split, info=info, batch_size=1024, rank=rank, world=ctx.get_world_size(), pin_memory=pin

@@ -104,7 +104,6 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     def build(callbacks: list):
         return build_trainer(
             cfg,
-            splits,
             spec=spec,
             name=pbt.generation_name(trial_name(ctx.sweep_name, trial_id), start),
             storage=trial_storage(ctx.storage, ctx.sweep_name),

@@ -130,9 +130,13 @@ def test_every_worker_of_ours_gets_the_short_poll_unless_the_user_set_one(monkey
     assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "1.5" and ray_compat.PREEMPTION_WATCHER_ENV not in env
 
 
-def test_a_trainer_can_run_without_the_placement_group_cleaner():
+@pytest.mark.parametrize(
+    "leave_out", [("placement_group_cleaner",), ("datasets",), ("datasets", "placement_group_cleaner")]
+)
+def test_a_trainer_can_run_without_ray_trains_default_callbacks(leave_out):
     import ray.train
     import ray.train.torch
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
     def trainer():
@@ -142,12 +146,13 @@ def test_a_trainer_can_run_without_the_placement_group_cleaner():
             run_config=ray.train.RunConfig(name="x", storage_path="/tmp/lstmpipe-unused"),
         )
 
-    with_cleaner, without = trainer(), trainer()
-    ray_compat.without_placement_group_cleaner(without)
-    kinds = [type(c) for c in with_cleaner._create_default_callbacks()]
-    assert PlacementGroupCleanerCallback in kinds
+    named = {"placement_group_cleaner": PlacementGroupCleanerCallback, "datasets": DatasetsCallback}
+    full, without = trainer(), trainer()
+    ray_compat.without_default_callbacks(without, leave_out=leave_out)
+    kinds = [type(c) for c in full._create_default_callbacks()]
+    assert {PlacementGroupCleanerCallback, DatasetsCallback} <= set(kinds)
     assert [type(c) for c in without._create_default_callbacks()] == [
-        k for k in kinds if k is not PlacementGroupCleanerCallback
+        k for k in kinds if k not in {named[n] for n in leave_out}
     ]
 
 
@@ -163,21 +168,25 @@ def test_the_parquet_reader_flag_exists_and_is_restored():
     assert ctx.use_datasource_v2 == before
 
 
-@pytest.mark.parametrize("owner, dropped", [("driver", True), ("trial", False)])
-def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, owner, dropped):
+@pytest.mark.parametrize(
+    "owner, leave_out", [("driver", ("datasets", "placement_group_cleaner")), ("trial", ("datasets",))]
+)
+def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, owner, leave_out):
     from types import SimpleNamespace
 
     from pipeline import config
     from pipeline.train import driver
 
     calls = []
-    monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace())
-    monkeypatch.setattr(driver.ray_compat, "without_placement_group_cleaner", calls.append)
+    monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace(kwargs=k))
+    monkeypatch.setattr(
+        driver.ray_compat, "without_default_callbacks", lambda t, leave_out: calls.append((t, leave_out))
+    )
     cfg = config.validate({"data": {"source": "adding"}})
-    splits = SimpleNamespace(train=None, val=None)
     spec = SimpleNamespace(as_loop_config=dict)
-    trainer = driver.build_trainer(cfg, splits, spec=spec, name="n", storage="/tmp/s", owner=owner)
-    assert (calls == [trainer]) is dropped
+    trainer = driver.build_trainer(cfg, spec=spec, name="n", storage="/tmp/s", owner=owner)
+    assert calls == [(trainer, leave_out)]
+    assert "datasets" not in trainer.kwargs  # the splits travel in the workers' spec (whole_split)
 
 
 def test_a_local_ray_inherits_our_settings_and_the_driver_keeps_its_environment(monkeypatch):
