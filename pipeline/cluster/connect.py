@@ -28,7 +28,9 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
 
     A Ray instance this process starts for itself (`local`) lives on one machine that no cloud can
     preempt: Ray Train's PreemptionWatcher (one more actor process per run, polling every node)
-    is left out there; on a cluster it stays."""
+    is left out there; on a cluster it stays. Its raylet keeps one idle worker per CPU, so Ray Data's
+    task workers are not killed and started again around every run (a cluster's raylets are
+    configured where they start)."""
     env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
     # A user's own setting reaches the controller anyway (Ray Train propagates it from the driver).
     env_vars[ray_compat.HEALTH_CHECK_INTERVAL_ENV] = os.environ.get(
@@ -36,6 +38,8 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
     )
     if local:
         env_vars[ray_compat.PREEMPTION_WATCHER_ENV] = "0"
+        # idle workers kept: one per CPU, not Ray's -1 (ray_compat.WORKERS_SOFT_LIMIT_ENV)
+        env_vars[ray_compat.WORKERS_SOFT_LIMIT_ENV] = str(os.cpu_count() or 1)
     return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": env_vars}
 
 

@@ -32,3 +32,14 @@ def test_local_workers_run_our_hook_and_settings_with_no_runtime_env(ray_session
     }
     # the driver's own environment is as it was: the settings were for Ray's processes
     assert ray_compat.SETUP_HOOK_ENV not in os.environ and ray_compat.PREEMPTION_WATCHER_ENV not in os.environ
+
+
+def test_our_raylet_keeps_more_idle_workers(ray_session):
+    """The raylet of a Ray this process started keeps one idle worker per CPU, not Ray's -1
+    (ray_compat.WORKERS_SOFT_LIMIT_ENV): Ray Data's task workers are not killed and started again around
+    every training run. Read from the raylet's own environment, where Ray reads it."""
+    import psutil
+
+    (raylet,) = [p for p in psutil.Process().children(recursive=True) if p.name() == "raylet"]
+    assert raylet.environ()[ray_compat.WORKERS_SOFT_LIMIT_ENV] == str(os.cpu_count())
+    assert ray_compat.WORKERS_SOFT_LIMIT_ENV not in os.environ  # the driver's environment is as it was
