@@ -36,8 +36,9 @@ HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_INTERVAL_S = 0.25
 # read by the raylet (RayConfig num_workers_soft_limit): how many idle worker processes it keeps;
 # beyond that, idle workers are killed after a second. Ray's default, -1, documented as "the available
-# number of CPUs", kept too few here: around every training run the raylet killed idle workers and
-# started new ones (each a Python process importing Ray) for the next burst of tasks. Measured with a
+# number of CPUs", kept too few here: around every training run idle workers went and new ones were
+# started (each a Python process importing Ray) for the next burst of tasks; which raylet rule reads
+# -1 that way was not traced (a micro-test with plain tasks and actors did not show it). Measured with a
 # tiny 2-worker run after a fresh data preparation, cycle after cycle on one Ray (2 cores, 8 cycles
 # per setting, alternated): -1: 20.1 busy CPU s and 13.7 s per cycle, 2.7 CPU s of them in idle
 # workers; the node's CPUs (2): 17.5 CPU s and 11.9 s, 1.0 in idle workers; 8: 18.0 and 12.4 s.
