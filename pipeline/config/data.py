@@ -69,12 +69,13 @@ class WindowConfig(Section):
     lookback: int = Field(24, ge=1, description="input steps per window")
     horizon: int = Field(1, ge=1, description="steps forecast at once")
     season: int = Field(1, ge=1, description="seasonal-naive period (12 for monthly data with a yearly cycle)")
-    normalize: Literal["none", "last", "revin"] = Field(
+    normalize: Literal["none", "last", "revin", "series"] = Field(
         "none",
         description=(
             "forecast: last: inputs and targets relative to each window's last value (trending series: prices, "
             "CO2); revin: standardized by each window's own mean and std, reversed on the outputs (RevIN; many "
-            "series of different scales)"
+            "series of different scales); series: standardized by each series' own mean and std over its training "
+            "part (saved with the model; predict and serve look them up by the series id)"
         ),
     )
 

@@ -132,6 +132,9 @@ class ServingModel(nn.Module):
     (MLflow's pickle-free pt2 format). A unidirectional recurrence never looks ahead, so reading
     the output at step length-1 of the zero-filled batch equals the packed result exactly.
     torch.export fixes T: callers pad to the exported length (the training data's longest sequence).
+    A forecast model trained with `data.window.normalize: series` reads two more channels at the end
+    of each step: its series' training mean and std of the target (`series_scales` in the model's
+    data info; `lstmpipe predict` and `lstmpipe serve` add them from the series id).
     """
 
     def __init__(
@@ -140,7 +143,7 @@ class ServingModel(nn.Module):
         *,
         out_scale: list[float] | None = None,
         out_shift: list[float] | None = None,
-        reference: Literal["none", "last", "revin"] = "none",
+        reference: Literal["none", "last", "revin", "series"] = "none",
         located: list[bool] | None = None,
         scaled: list[bool] | None = None,
     ):
@@ -168,6 +171,10 @@ class ServingModel(nn.Module):
             ref = x[..., 0].gather(1, last.view(-1, 1))  # (B, 1) last observed target
         elif self.reference == "revin":  # standardized by the window's own mean and std (RevIN)
             ref, ref_scale = window_moments(x[..., 0], real)  # (B, 1), (B, 1)
+        elif self.reference == "series":  # the series' training mean and std ride on the last two channels
+            ref, ref_scale = x[:, 0, -2:-1], x[:, 0, -1:]  # (B, 1), (B, 1)
+            ref_scale = torch.where(ref_scale > REVIN_EPS, ref_scale, torch.ones_like(ref_scale))
+            x = x[..., :-2]  # (B, T, C)
         if self.reference != "none":
             x = torch.cat([(x[..., :1] - ref.unsqueeze(-1)) / ref_scale.unsqueeze(-1), x[..., 1:]], dim=-1)
         if self.embed is not None:

@@ -70,10 +70,12 @@ class Wav:
 
 @dataclass(frozen=True)
 class Window:
-    """One forecast/anomaly input: x (L, C) in data units; y (k,) the values that followed, or None."""
+    """One forecast/anomaly input: x (L, C) in data units; y (k,) the values that followed, or None;
+    `series`: its series id (a model trained with data.window.normalize series scales by it)."""
 
     x: np.ndarray
     y: np.ndarray | None = None
+    series: str | None = None
 
 
 class OnlineModel:
@@ -99,12 +101,19 @@ class OnlineModel:
 
     def row_example(self) -> str:
         return {
-            "windows": f'{{"x": [the last {self.info.max_len} values]}}',
+            "windows": f'{{"x": [the last {self.info.max_len} values]'
+            + (', "series": "<its series id>"' if self.by_series else "")
+            + "}",
             "sequences": '{"x": [[step values], ...]}',
             "texts": '{"text": "..."}',
             "frames": '{"frames": [[frame values], ...]}'
             + (' or {"wav": "<base64 of a WAV file>"}' if self.reads_audio else ""),
         }[self.kind]
+
+    @property
+    def by_series(self) -> bool:
+        """A forecast model scaled per series (data.window.normalize series): a window names its series."""
+        return getattr(self.info.task_info, "window_normalize", "none") == "series"
 
     @property
     def reads_audio(self) -> bool:
@@ -116,7 +125,8 @@ class OnlineModel:
             return self._wav(row, where=where)
         if not isinstance(row, dict) or key not in row:
             raise BadRequest(f"{where}: expected an object with '{key}', like {self.row_example()}")
-        extra = sorted(set(row) - {key, *(("y",) if self.info.task == "anomaly" else ())})
+        allowed = {key, *(("y",) if self.info.task == "anomaly" else ()), *(("series",) if self.by_series else ())}
+        extra = sorted(set(row) - allowed)
         if extra:
             raise BadRequest(f"{where}: unknown field '{extra[0]}'; send only {self.row_example()}")
         if self.kind == "texts":
@@ -128,8 +138,20 @@ class OnlineModel:
         if self.kind == "frames":
             return x.tolist()
         if self.kind == "windows":
-            return self._window(x, row.get("y"), where=where)
+            return self._window(x, row.get("y"), where=where, series=self.series_of(row, where=where))
         return x
+
+    def series_of(self, row: dict, *, where: str) -> str | None:
+        if not self.by_series:
+            return None
+        series = row.get("series")
+        if not isinstance(series, str) or series not in self.info.task_info.series_scales:
+            known = len(self.info.task_info.series_scales)
+            raise BadRequest(
+                f"{where}: 'series' must name one of the {known} series this model was trained on (it scales each "
+                f"by its training mean and std); got {str(series)[:80]!r}"
+            )
+        return series
 
     def _wav(self, row: dict, *, where: str) -> Wav:
         extra = sorted(set(row) - {"wav"})
@@ -143,16 +165,16 @@ class OnlineModel:
             raise BadRequest(f"{where}: 'wav' is empty; send a WAV file's bytes in base64")
         return Wav(data=data)
 
-    def _window(self, x: np.ndarray, y: Any, *, where: str) -> Window:
+    def _window(self, x: np.ndarray, y: Any, *, where: str, series: str | None = None) -> Window:
         lookback, horizon = self.info.max_len, len(self.info.task_info.scaler["std"])
         if len(x) != lookback:
             raise BadRequest(f"{where}: 'x' has {len(x)} steps; this model reads windows of {lookback} (lookback)")
         if y is None:
-            return Window(x=x)
+            return Window(x=x, series=series)
         values = as_steps(y, columns=1, where=f"{where}: 'y'")[:, 0]
         if len(values) > horizon:
             raise BadRequest(f"{where}: 'y' has {len(values)} values; this model forecasts {horizon} (horizon)")
-        return Window(x=x, y=values)
+        return Window(x=x, y=values, series=series)
 
     # -- answering ---------------------------------------------------------------------------
     def answer(self, items: list) -> list[dict[str, Any]]:
@@ -160,7 +182,7 @@ class OnlineModel:
         if self.kind in ("texts", "frames"):
             columns = self._text_columns(items)
         elif self.kind == "windows":
-            columns = self.window_columns([w.x for w in items], [w.y for w in items])
+            columns = self.window_columns([w.x for w in items], [w.y for w in items], series=[w.series for w in items])
         else:
             columns = self._sequence_columns(items)
         return [{name: json_value(values[i]) for name, values in columns.items()} for i in range(len(items))]
@@ -186,12 +208,19 @@ class OnlineModel:
             raise BadRequest(str(err)) from err
         return columns
 
-    def window_outputs(self, windows: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Windows (W, L, C) in data units -> the model's outputs as the predict path holds them:
-        pred (W, H * P) in standardized (window-relative) units, ref and ref_scale (W,)."""
+    def window_outputs(
+        self, windows: list[np.ndarray], *, series: list[str | None] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Windows (W, L, C) in data units (and, for a model scaled per series, their series ids) ->
+        the model's outputs as the predict path holds them: pred (W, H * P) in standardized
+        (window-relative) units, ref and ref_scale (W,)."""
         x = np.stack(windows).astype(np.float32)  # (W, L, C)
         normalize = getattr(self.info.task_info, "window_normalize", "none")
-        ref, ref_scale = window_reference(x[..., 0], normalize=normalize)  # (W,), (W,)
+        if normalize == "series":  # as forecast_windows._windows: the series' training moments
+            scales = self.info.task_info.series_scales
+            ref, ref_scale = np.array([scales[s] for s in series or [None] * len(x)], np.float64).T  # (W,), (W,)
+        else:
+            ref, ref_scale = window_reference(x[..., 0], normalize=normalize)  # (W,), (W,)
         if normalize != "none":  # as the training windows were cut (forecast_windows._windows)
             x[..., 0] = (x[..., 0] - ref[:, None]) / ref_scale[:, None]
         lengths = torch.full((len(x),), x.shape[1], dtype=torch.long)
@@ -199,11 +228,13 @@ class OnlineModel:
             pred = self.model(torch.from_numpy(x), lengths).numpy()  # (W, H * P)
         return {"pred": pred, "ref": ref, "ref_scale": ref_scale}
 
-    def window_columns(self, windows: list[np.ndarray], follow: list[np.ndarray | None]) -> dict[str, list]:
+    def window_columns(
+        self, windows: list[np.ndarray], follow: list[np.ndarray | None], *, series: list[str | None] | None = None
+    ) -> dict[str, list]:
         from pipeline.tasks.forecast import forecast_columns
         from pipeline.tasks.forecast_units import in_data_units
 
-        out = self.window_outputs(windows)
+        out = self.window_outputs(windows, series=series)
         pred, _ = in_data_units(out, self.info)  # (W, H)
         columns = forecast_columns(out, self.info, pred=pred)
         if self.info.task == "anomaly":

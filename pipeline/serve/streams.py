@@ -1,8 +1,9 @@
 """Streaming answers for forecast and anomaly models: a client sends a stream's newest value(s) and
 gets the forecast (and, for anomaly, each value's score and flag) without resending the window.
 
-A stream starts with `{"stream": ID, "window": [the last lookback steps]}`; later requests send
-`{"stream": ID, "values": [newest steps]}` (both may come together: the window first). The server
+A stream starts with `{"stream": ID, "window": [the last lookback steps]}` (plus `"series": its id`
+for a model scaled per series); later requests send `{"stream": ID, "values": [newest steps]}` (both
+may come together: the window first). The server
 keeps per stream its window (lookback x features floats) and, for anomaly, the forecasts still
 waiting for their values (up to horizon of them), so each value is scored by the mean error of every
 forecast made for it, as `lstmpipe predict` scores a step of a whole series.
@@ -38,6 +39,7 @@ class Pending:
 @dataclass
 class Stream:
     window: np.ndarray  # (L, C) data units, newest last
+    series: str | None = None  # its series id (data.window.normalize series)
     seen: int = 0  # values received since the window: the next value's step
     pending: list[Pending] = field(default_factory=list)
     touched: float = 0.0
@@ -61,12 +63,12 @@ class Streams:
         self.horizon = len(online.info.task_info.scaler["std"])
 
     def update(self, body: Any) -> dict[str, Any]:
-        stream_id, window, values = self._parse(body)
+        stream_id, window, values, series = self._parse(body)
         now = self.clock()
         self._expire(now)
         answers = []
         if window is not None:
-            stream = self._start(stream_id, window)
+            stream = self._start(stream_id, window, series=series)
             first = self._forecast(stream)  # anomaly: it forecasts the values to come
             if values is None:
                 answers.append(first)
@@ -85,7 +87,7 @@ class Streams:
             answers.append(self._step(stream, value))
         return {"stream": stream_id, "answers": answers}
 
-    def _parse(self, body: Any) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    def _parse(self, body: Any) -> tuple[str, np.ndarray | None, np.ndarray | None, str | None]:
         if not isinstance(body, dict) or not isinstance(body.get("stream"), str):
             raise BadRequest(
                 'send {"stream": ID, "window": [...]} to start a stream, then {"stream": ID, "values": [...]}'
@@ -93,9 +95,12 @@ class Streams:
         stream_id = body["stream"]
         if not 0 < len(stream_id) <= MAX_ID_CHARS:
             raise BadRequest(f"'stream' must be 1 to {MAX_ID_CHARS} characters")
-        extra = sorted(set(body) - {"stream", "window", "values"})
+        extra = sorted(set(body) - {"stream", "window", "values", *(("series",) if self.online.by_series else ())})
         if extra:
             raise BadRequest(f"unknown field '{extra[0]}'; send 'stream' with 'window' and/or 'values'")
+        series = None
+        if self.online.by_series and "window" in body:
+            series = self.online.series_of(body, where=f"stream '{stream_id}'")
         if "window" not in body and "values" not in body:
             raise BadRequest(
                 f"stream '{stream_id}': send 'values' (newest steps) or 'window' (the last {self.lookback})"
@@ -116,7 +121,7 @@ class Streams:
                     "send them in parts",
                     status=413,
                 )
-        return stream_id, window, values
+        return stream_id, window, values, series
 
     def _expire(self, now: float) -> None:
         while self.held:
@@ -126,17 +131,17 @@ class Streams:
             del self.held[oldest_id]
             self.evicted += 1
 
-    def _start(self, stream_id: str, window: np.ndarray) -> Stream:
+    def _start(self, stream_id: str, window: np.ndarray, *, series: str | None = None) -> Stream:
         if stream_id not in self.held and len(self.held) >= self.limits.max_streams:
             self.held.popitem(last=False)  # the least recently used
             self.evicted += 1
-        stream = Stream(window=window[-self.lookback :].copy())
+        stream = Stream(window=window[-self.lookback :].copy(), series=series)
         self.held[stream_id] = stream
         return stream
 
     def _forecast(self, stream: Stream) -> dict[str, Any]:
         """The forecast from the stream's window; anomaly keeps it to score the values it forecast."""
-        out = self.online.window_outputs([stream.window])
+        out = self.online.window_outputs([stream.window], series=[stream.series])
         if self.online.info.task == "anomaly":
             stream.pending = [p for p in stream.pending if stream.seen - p.first < self.horizon]
             stream.pending.append(Pending(first=stream.seen, out=out))

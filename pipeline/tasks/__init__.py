@@ -53,7 +53,8 @@ class OutputUnits:
 
     scale: list[float]
     shift: list[float]
-    reference: Literal["none", "last", "revin"] = "none"  # last: the last value; revin: the window's mean and std
+    reference: Literal["none", "last", "revin", "series"] = "none"  # last: the last value; revin: the window's mean
+    # and std; series: the series' training mean and std (the last two input channels of the served model)
     located: list[bool] | None = None  # outputs the reference is added to (locations, not spreads); None: all
     scaled: list[bool] | None = None  # outputs the window's scale multiplies (revin; not shape parameters); None: all
 

@@ -39,13 +39,15 @@ if TYPE_CHECKING:
 class ForecastInfo(TaskInfo):
     scaler: dict[str, list[float]]  # {"mean": [...], "std": [...]} of the target, per horizon step (training period)
     season: int  # seasonal-naive period
-    window_normalize: Literal["none", "last", "revin"] = "none"  # targets relative to each window (ref, ref_scale)
+    # targets relative to each window, or series (ref, ref_scale)
+    window_normalize: Literal["none", "last", "revin", "series"] = "none"
     likelihood: str = "none"  # model.likelihood: outputs are a distribution's parameters per horizon step
     quantiles: list[float] = field(default_factory=list)  # likelihood quantile: the levels, ascending
     naive_quantiles: list[list[float]] | None = None  # (H, L) seasonal naive's validation residual quantiles
     intervals: str = "none"  # model.intervals: conformal intervals around a point forecast
     conformal: dict[str, list[float]] | None = None  # coverage ("80", "95") -> half-width per step (data units)
     categories: dict[str, list[str]] = field(default_factory=dict)  # static_categories: training categories
+    series_scales: dict[str, list[float]] = field(default_factory=dict)  # normalize series: id -> its [mean, std]
 
     @property
     def per_step(self) -> int:
@@ -111,6 +113,7 @@ def prepare(ds: ray.data.Dataset, cfg: DataConfig, *, path: str, model_cfg: Mode
             intervals=model_cfg.intervals or "none",
             quantiles=list(model_cfg.quantile_levels),
             categories=win.categories,
+            series_scales=win.series_scales,
         ),
     )
     info.output_size = w.horizon * info.task_info.per_step

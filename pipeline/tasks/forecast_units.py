@@ -76,11 +76,11 @@ def _per_window(values) -> np.ndarray:
 
 def window_units(out: dict[str, np.ndarray], own) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Each window's (shift, scale) as (W, 1) each, that its relative outputs are turned back with:
-    last: (its last value, 1); revin: (its mean, std); none: (0, 1)."""
+    last: (its last value, 1); revin: (its mean, std); series: (its series' training mean, std); none: (0, 1)."""
     normalize = getattr(own, "window_normalize", "none")
     if normalize == "none":
         return 0.0, 1.0
-    scale = _per_window(out["ref_scale"]) if normalize == "revin" else 1.0
+    scale = _per_window(out["ref_scale"]) if normalize in ("revin", "series") else 1.0
     return _per_window(out["ref"]), scale
 
 

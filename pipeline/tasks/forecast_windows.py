@@ -1,6 +1,7 @@
 """Forecast windows in Ray Data: long rows -> a global time split -> the training period's scaler ->
 per series (`groupby(series).map_groups`), windows of `lookback` inputs and `horizon` targets with
-the baselines beside them (seasonal naive, with drift, ETS) and each window's reference (revin, last).
+the baselines beside them (seasonal naive, with drift, ETS) and each window's reference (last, revin, or
+the series' training mean and std for `normalize: series`).
 Shared with the anomaly task (`cut`, `windows_with`)."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pipeline.data.windows import (
     window_reference,
 )
 from pipeline.errors import DataError
-from pipeline.tasks import DataInfo
+from pipeline.tasks import DataInfo, forecast_scaling
 from pipeline.tasks.forecast_covariates import calendar_numbers, check_static, lead, one_hot, with_one_hot
 
 if TYPE_CHECKING:
@@ -111,11 +112,13 @@ def _windows(
     counts: bool = False,
     ets: bool = False,
     categories: dict[str, list[str]] | None = None,
+    series_scales: dict[str, list[float]] | None = None,
 ) -> pa.Table:
     """One series (any order) -> its windows with targets standardized, baselines in data units;
     `counts`: the target must hold counts (model.likelihood negative_binomial); `ets`: add the
     exponential smoothing baseline fitted on the series' training part (forecast, first step);
-    `categories`: the training categories of each static_categories column, one-hot before the led channels."""
+    `categories`: the training categories of each static_categories column, one-hot before the led channels;
+    `series_scales`: normalize series: each series' training [mean, std] of the target, by id."""
     w, c = cfg.window, cfg.columns
     group = group.sort_values("time")
     check_static(group, names=[*c.static_features, *c.static_categories])
@@ -134,9 +137,13 @@ def _windows(
         steps["label"] = group["label"].to_numpy()[kept]
     win = cut_windows(values, target, splits, lookback=w.lookback, horizon=w.horizon, at_target=steps, at=at)
     baseline = seasonal_naive(win["history"], horizon=w.horizon, season=w.season)  # (W, H)
-    ref, ref_scale = window_reference(win["history"], normalize=w.normalize)  # (W,), (W,)
+    if w.normalize == "series":  # the series' own training moments, the same for each of its windows
+        mean_s, std_s = forecast_scaling.series_moments(series_scales or {}, str(group["series"].iloc[0]))
+        ref, ref_scale = np.full(len(baseline), mean_s), np.full(len(baseline), std_s)  # (W,), (W,)
+    else:
+        ref, ref_scale = window_reference(win["history"], normalize=w.normalize)  # (W,), (W,)
     x, y = win["x"], win["y"]
-    if w.normalize != "none":  # relative to the window: (v - ref) / ref_scale
+    if w.normalize != "none":  # relative to the window (or series): (v - ref) / ref_scale
         x = x.copy()
         x[..., 0] = (x[..., 0] - ref[:, None]) / ref_scale[:, None]
         y = (y - ref[:, None]) / ref_scale[:, None]
@@ -189,6 +196,7 @@ class Windows:
     mean: np.ndarray  # (C,) training-period mean of every channel (0 and 1 for one-hot channels)
     std: np.ndarray
     categories: dict[str, list[str]]  # static_categories column -> its training categories
+    series_scales: dict[str, list[float]]  # normalize series: series id -> [mean, std] of its training target
 
 
 def cut(
@@ -222,10 +230,15 @@ def cut(
         )
         if fitted is None:
             categories = _categories(labelled, names=cfg.columns.static_categories)
-            mean, std = _moments(train_rows, columns=columns, normalize=w.normalize, counts=counts)
+            mean, std = forecast_scaling.training_moments(
+                train_rows, columns=columns, normalize=w.normalize, counts=counts
+            )
             mean, std = with_one_hot(mean, std, categories=categories, led=len(cfg.led_columns))
+            scales = {}
+            if w.normalize == "series":
+                scales = forecast_scaling.series_scales(labelled, target=cfg.columns.target)
         else:
-            categories = fitted.task_info.categories
+            categories, scales = fitted.task_info.categories, getattr(fitted.task_info, "series_scales", {})
             mean, std = np.asarray(fitted.input_mean, np.float64), np.asarray(fitted.input_std, np.float64)
         windows = (
             labelled.groupby("series")
@@ -239,6 +252,7 @@ def cut(
                     counts=counts,
                     ets="ets" in keep,
                     categories=categories,
+                    series_scales=scales,
                 ),
                 batch_format="pandas",
             )
@@ -259,7 +273,7 @@ def cut(
             "windows); "
             "lower data.window.lookback or provide a longer series"
         )
-    return Windows(parts=parts, counts=counts, mean=mean, std=std, categories=categories)
+    return Windows(parts=parts, counts=counts, mean=mean, std=std, categories=categories, series_scales=scales)
 
 
 def _categories(labelled: ray.data.Dataset, *, names: list[str]) -> dict[str, list[str]]:
@@ -268,23 +282,6 @@ def _categories(labelled: ray.data.Dataset, *, names: list[str]) -> dict[str, li
         return {}
     train = labelled.map_batches(functools.partial(rows_in_split, name="train", keep=names), batch_format="pyarrow")
     return {name: sorted(v for v in train.unique(name) if v is not None) for name in names}
-
-
-def _moments(train_rows: ray.data.Dataset, *, columns: list[str], normalize: str, counts: bool):
-    """(C,) mean and std of target and features over the training period, in one pass."""
-    from ray.data.aggregate import Mean, Std
-
-    moments = train_rows.aggregate(*(Mean(col) for col in columns), *(Std(col, ddof=0) for col in columns))
-    mean = np.array([moments[f"mean({col})"] for col in columns], np.float64)  # (C,)
-    std = np.array([moments[f"std({col})"] for col in columns], np.float64)
-    std = np.where(std < 1e-8, 1.0, std)
-    if normalize == "last":
-        mean[0] = 0.0  # the target is relative to each window's last value: scaled, not centred
-    if normalize == "revin":
-        mean[0], std[0] = 0.0, 1.0  # the target is standardized per window already
-    if counts:  # a count stays a non-negative multiple of the training mean
-        mean[0], std[0] = 0.0, (mean[0] if mean[0] > 1e-8 else 1.0)
-    return mean, std
 
 
 def _all_test(batch: pa.Table) -> pa.Table:
@@ -305,9 +302,18 @@ def windows_with(
         rows = ds.map_batches(functools.partial(_long_rows, cfg=cfg), batch_format="pyarrow").map_batches(
             _all_test, batch_format="pyarrow"
         )
-        categories = getattr(info.task_info, "categories", {})
+        own = info.task_info
         windows = rows.groupby("series").map_groups(
-            functools.partial(_windows, cfg=cfg, mean=mean, std=std, at=at, ets="ets" in keep, categories=categories),
+            functools.partial(
+                _windows,
+                cfg=cfg,
+                mean=mean,
+                std=std,
+                at=at,
+                ets="ets" in keep,
+                categories=getattr(own, "categories", {}),
+                series_scales=getattr(own, "series_scales", {}),
+            ),
             batch_format="pandas",
         )
         return windows.map_batches(

@@ -107,4 +107,14 @@ def input_example(ds: ray.data.Dataset, *, info: DataInfo, rows: int = 4) -> np.
     for i, n in enumerate(batch["lengths"].tolist()):
         n = min(n, t)  # a test row longer than any training row (e.g. parity's test strings) is cut
         out[i, :n] = x[i, :n]
+    if getattr(info.task_info, "window_normalize", "none") == "series":  # + each series' mean and std
+        return with_series_moments(out, batch["ref"].numpy(), batch["ref_scale"].numpy())
     return out
+
+
+def with_series_moments(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Windows x (W, T, C) and their series' training moments (W,) each -> (W, T, C + 2), the served
+    model's input for `data.window.normalize: series`."""
+    pair = np.stack([np.reshape(mean, -1), np.reshape(std, -1)], axis=-1)  # (W, 2)
+    moments = np.broadcast_to(pair[:, None, :], (*x.shape[:2], 2))  # (W, T, 2)
+    return np.concatenate([x, moments.astype(x.dtype)], axis=-1)

@@ -30,6 +30,8 @@ def _long_csv(path):
 
 
 def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, serve_port):
+    """Two stores' long rows in any order, each store's target scaled by its own training period
+    (normalize: series); the MLflow model, predict and `lstmpipe serve` give the same forecasts."""
     _long_csv(tmp_path / "sales.csv")
     raw = {
         **tiny_raw,
@@ -37,7 +39,7 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, 
         "data": {
             "source": str(tmp_path / "sales.csv"),
             "columns": {"time": "date", "target": "sales", "series": "store", "features": ["promo"]},
-            "window": {"lookback": 12, "horizon": 3, "season": 12},
+            "window": {"lookback": 12, "horizon": 3, "season": 12, "normalize": "series"},
             "val_fraction": 0.15,
             "test_fraction": 0.15,
         },
@@ -48,14 +50,13 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, 
     splits = load_splits(cfg)
     info = splits.info
     assert (info.input_size, info.output_size, info.max_len) == (2, 3, 12)
-    # time cuts at t=84 and t=102: the scaler saw the training period (t < 84) only
-    train_sales = np.concatenate(
-        [
-            100 + 10 * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84),
-            50 + 5 * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84),
-        ]
-    )
-    assert abs(info.input_mean[0] - train_sales.mean()) < 1e-6
+    # time cuts at t=84 and t=102: each store's scale comes from its training period (t < 84) only
+    for store, (level, amp) in {"s0": (100, 10), "s1": (50, 5)}.items():
+        train_sales = level + amp * np.sin(2 * np.pi * np.arange(84) / 12) + 0.1 * np.arange(84)
+        assert np.allclose(info.task_info.series_scales[store], [train_sales.mean(), train_sales.std()], atol=1e-6)
+    assert (info.input_mean[0], info.input_std[0]) == (0.0, 1.0)  # the target: scaled per series instead
+    test = splits.test.to_pandas()
+    assert np.allclose(test.query("series == 's1'")["ref"], info.task_info.series_scales["s1"][0])
     # per series: train targets 12..83 -> 70 windows, val 84..101 -> 16, test 102..119 -> 16
     assert info.num_rows == {"train": 140, "val": 32, "test": 32}
 
@@ -70,6 +71,7 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, 
     assert "plots/forecast_vs_actual.png" in plots
 
     model = load_served(cfg.tracking.uri, "models:/tiny-forecast/1")
+    assert model.input_example.shape == (4, 12, 4)  # target, promo, then the series' mean and std
     forecast = np.asarray(model.predict(model.input_example))
     assert forecast.shape == (4, 3)
     assert 20 < float(np.mean(forecast)) < 150  # data units (sales ~ 50..120), not standardized
@@ -99,16 +101,25 @@ def test_forecast_from_long_csv(ray_session, tiny_raw, tmp_path, mlflow_client, 
     expected = np.stack(pred["forecast"])[:40]  # (40, 3): the windows starting at steps 0..39
     series = pd.read_csv(tmp_path / "sales.csv").query("store == 's0'").sort_values("date")[["sales", "promo"]]
     steps = series.to_numpy()  # (120, 2): target, covariate
+    from pipeline.train.holdout import with_series_moments
+
+    windows = np.stack([steps[i : i + 12] for i in range(40)]).astype(np.float32)  # (40, 12, 2)
+    mean, std = info.task_info.series_scales["s0"]
+    by_mlflow = model.predict(with_series_moments(windows, np.full(40, mean), np.full(40, std)))
+    assert np.allclose(np.asarray(by_mlflow), expected, atol=1e-3)  # the pt2 model reads s0's moments
     with served_over_http("models:/tiny-forecast/1", cfg.tracking.uri, port=serve_port, route="/sales") as served:
-        status, got = post(served.url, {"rows": [{"x": steps[i : i + 12].tolist()} for i in range(40)]})
+        rows = [{"x": steps[i : i + 12].tolist(), "series": "s0"} for i in range(40)]
+        status, got = post(served.url, {"rows": rows})
         assert status == 200 and np.allclose([r["forecast"] for r in got["predictions"]], expected, atol=1e-4)
-        status, first = post(served.stream_url, {"stream": "s0", "window": steps[:12].tolist()})
+        status, first = post(served.stream_url, {"stream": "s0", "window": steps[:12].tolist(), "series": "s0"})
         status, rest = post(served.stream_url, {"stream": "s0", "values": steps[12:51].tolist()})
         streamed = [a["forecast"] for a in first["answers"] + rest["answers"]]
         assert status == 200 and np.allclose(streamed, expected, atol=1e-4)
-        assert post(served.url, {"rows": [{"x": [[1.0]] * 12}]})[1] == {
+        assert post(served.url, {"rows": [{"x": [[1.0]] * 12, "series": "s0"}]})[1] == {
             "error": "row 0: 'x' has 1 value(s) per step; this model reads 2"
         }
+        status, body = post(served.url, {"rows": [{"x": steps[:12].tolist()}]})
+        assert status == 400 and "'series' must name one of the 2 series" in body["error"]
 
 
 def test_gaps_fail_by_default_and_fill_on_request(ray_session, tiny_raw, tmp_path):

@@ -1,5 +1,6 @@
 """Model shapes for each cell."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,6 +136,32 @@ def test_serving_model_standardizes_each_window_by_itself_for_revin():
     assert torch.allclose(got[:, 0:1], raw[:, 0:1] * std + mean, atol=1e-4)  # location
     assert torch.allclose(got[:, 1:2], raw[:, 1:2] * std, atol=1e-4)  # spread
     assert torch.allclose(got[:, 2:3], raw[:, 2:3], atol=1e-5)  # shape
+
+
+def test_serving_model_reads_the_series_moments_from_its_last_two_channels():
+    """forecast with window.normalize=series: the served model takes each row's series mean and std
+    as two extra channels, standardizes the target with them (features untouched), drops them, and
+    reverses the scaling on its outputs; exported (pt2) it computes the same."""
+    from torch.export import Dim
+
+    from pipeline.model.sequence_model import ServingModel
+    from pipeline.train.holdout import with_series_moments
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=6), input_size=2, output_size=3).eval()
+    x = torch.randn(2, 5, 2) * 50 + 100.0  # (B, T, C) data units
+    mean, std = np.array([100.0, 90.0]), np.array([50.0, 25.0])  # each row's series training moments
+    served = torch.from_numpy(with_series_moments(x.numpy(), mean, std))  # (B, T, C + 2)
+    assert served.shape == (2, 5, 4) and torch.all(served[1, :, 3] == 25.0)
+    serving = ServingModel(model, reference="series", out_scale=[1.0] * 3, located=[True, True, True]).eval()
+    m, s = torch.tensor(mean, dtype=torch.float32)[:, None], torch.tensor(std, dtype=torch.float32)[:, None]
+    relative = torch.cat([(x[..., :1] - m[..., None]) / s[..., None], x[..., 1:]], dim=-1)
+    with torch.no_grad():
+        expected = model(relative, torch.tensor([5, 5])) * s + m  # (B, 3)
+        got = serving(served)
+        exported = torch.export.export(serving, (served,), dynamic_shapes=[{0: Dim.AUTO, 1: Dim.AUTO}]).module()
+        assert torch.allclose(exported(served), got, atol=1e-5)
+    assert torch.allclose(got, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize(

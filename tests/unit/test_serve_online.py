@@ -222,3 +222,42 @@ def test_classify_sequences_of_any_length_answer_a_class_and_its_probability():
 
 def test_json_values_have_no_nan():
     assert json_value(np.array([1.0, np.nan])) == [1.0, None] and json_value(np.float32(2.5)) == 2.5
+
+
+def _by_series() -> OnlineModel:
+    own = ForecastInfo(
+        scaler={"mean": [0.0] * HORIZON, "std": [1.0] * HORIZON},
+        season=1,
+        window_normalize="series",
+        series_scales={"small": [5.0, 2.0], "large": [5000.0, 2000.0]},
+    )
+    info = DataInfo(
+        task="forecast",
+        target="float",
+        input_size=1,
+        output_size=HORIZON,
+        max_len=LOOKBACK,
+        input_mean=[0.0],
+        input_std=[1.0],
+        task_info=own,
+    )
+    return OnlineModel(_trained(info))
+
+
+def test_a_model_scaled_per_series_answers_each_window_by_its_series_moments():
+    """normalize series: a row (and a stream) names its series; the window is scaled by that series'
+    training moments, so a series 1000 times larger gets a forecast 1000 times larger; a row without
+    a series, or with one the model never saw, is a 400 naming the field."""
+    online = _by_series()
+    x = _series()[:LOOKBACK]
+    rows = [{"x": x.tolist(), "series": "small"}, {"x": (1000 * x).tolist(), "series": "large"}]
+    small, large = online.answer(online.parse({"rows": rows}, max_rows=8))
+    assert np.allclose(np.asarray(large["forecast"]), 1000 * np.asarray(small["forecast"]), rtol=1e-4)
+    streams = Streams(online, limits=StreamLimits())
+    (streamed,) = streams.update({"stream": "s", "window": (1000 * x).tolist(), "series": "large"})["answers"]
+    assert np.allclose(streamed["forecast"], large["forecast"], rtol=1e-5)
+    for row in ({"x": x.tolist()}, {"x": x.tolist(), "series": "medium"}):
+        with pytest.raises(BadRequest, match="'series' must name one of the 2 series"):
+            online.parse({"rows": [row]}, max_rows=8)
+    with pytest.raises(BadRequest, match="unknown field 'series'"):  # a model not scaled per series
+        _forecast().parse({"rows": [{"x": np.zeros((LOOKBACK, 2)).tolist(), "series": "a"}]}, max_rows=8)

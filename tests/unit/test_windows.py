@@ -134,7 +134,45 @@ def test_revin_puts_series_of_any_scale_on_one_scale():
     assert not np.allclose(cut["none", "small"], cut["none", "large"])
 
 
-@pytest.mark.parametrize("normalize", ["none", "last", "revin"])
+def test_series_windows_are_standardized_by_their_series_training_moments():
+    """normalize series: every window of a series is standardized by that series' own training mean
+    and std (given, as fitted on its training part), not by the window's; a series without them is a
+    one-sentence data error."""
+    import pandas as pd
+
+    from pipeline.config import DataConfig
+    from pipeline.tasks.forecast_windows import _windows
+
+    cfg = DataConfig(source="x.csv", window={"lookback": 2, "horizon": 1, "normalize": "series"})
+    group = pd.DataFrame({"time": range(4), "y": [10.0, 14, 14, 20], "split": ["train"] * 4, "series": "b"})
+    scales = {"a": [0.0, 1.0], "b": [12.0, 2.0]}
+    t = _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([1.0]), at="first", series_scales=scales)
+    assert t.column("ref").to_pylist() == [12.0, 12.0] and t.column("ref_scale").to_pylist() == [2.0, 2.0]
+    assert t.column("x")[1].as_py() == [[1.0], [1.0]]  # (14 - 12) / 2: the series' moments, not the window's
+    assert t.column("y").to_pylist() == [[1.0], [4.0]]  # (14 - 12) / 2, (20 - 12) / 2
+    with pytest.raises(DataError, match="series 'b' has no values before the test period.*revin"):
+        _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([1.0]), at="first", series_scales={"a": [0, 1]})
+
+
+def test_series_normalization_puts_series_of_any_scale_on_one_scale():
+    """Two series 1000 times apart, each scaled by its own training moments, give the same windows."""
+    import pandas as pd
+
+    from pipeline.config import DataConfig
+    from pipeline.tasks.forecast_windows import _windows
+
+    values = 5 + np.sin(np.arange(12) / 2)
+    cfg = DataConfig(source="x.csv", window={"lookback": 4, "horizon": 2, "normalize": "series"})
+    cut = {}
+    for name, k in (("small", 1.0), ("large", 1000.0)):
+        group = pd.DataFrame({"time": range(12), "y": k * values, "split": ["train"] * 12, "series": name})
+        scales = {name: [k * values.mean(), k * values.std()]}
+        t = _windows(group, cfg=cfg, mean=np.array([0.0]), std=np.array([1.0]), at="first", series_scales=scales)
+        cut[name] = np.array(t.column("y").to_pylist())
+    assert np.allclose(cut["small"], cut["large"], atol=1e-5) and abs(cut["small"].mean()) < 0.5
+
+
+@pytest.mark.parametrize("normalize", ["none", "last", "revin", "series"])
 def test_target_scaler_round_trip(normalize):
     """Windows standardize targets with the training scaler; in_data_units brings them back exactly."""
     import pandas as pd
@@ -148,8 +186,9 @@ def test_target_scaler_round_trip(normalize):
     values = 50 + 10 * np.sin(np.arange(40) / 3)
     group = pd.DataFrame({"time": range(40), "y": values, "split": ["train"] * 40, "series": "a"})
     mean = np.array([values.mean() if normalize == "none" else 0.0])
-    std = np.array([1.0 if normalize == "revin" else values.std()])
-    t = _windows(group, cfg=cfg, mean=mean, std=std, at="first")
+    std = np.array([1.0 if normalize in ("revin", "series") else values.std()])
+    scales = {"a": [float(values[:30].mean()), float(values[:30].std())]}  # series: its training part's
+    t = _windows(group, cfg=cfg, mean=mean, std=std, at="first", series_scales=scales)
     y = np.array(t.column("y").to_pylist())
     own = ForecastInfo(
         scaler={"mean": [float(mean[0])] * 3, "std": [float(std[0])] * 3}, season=1, window_normalize=normalize
@@ -161,3 +200,27 @@ def test_target_scaler_round_trip(normalize):
     assert np.allclose(pred, expected, atol=1e-4) and np.allclose(actual, expected, atol=1e-4)
     if normalize == "none":
         assert abs(y.mean()) < 0.2  # standardized around 0
+
+
+def test_series_fit_uses_the_training_part_and_never_the_test_values():
+    """A series' scale for normalize series: its training part's mean and std; a short series that
+    starts after the training period falls back to its validation part; test rows never count (they
+    are filtered out before, and a series with nothing else gets no scale)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from pipeline.tasks.forecast_scaling import before_test, series_fit
+
+    rows = pd.DataFrame(
+        {
+            "series": ["long"] * 5 + ["short"] * 3,
+            "split": ["train", "train", "train", "val", "test", "val", "val", "test"],
+            "y": [1.0, 3.0, np.nan, 100.0, 1e6, 10.0, 10.0, 1e6],
+        }
+    )
+    seen = before_test(pa.Table.from_pandas(rows, preserve_index=False), keep=["series", "split", "y"]).to_pandas()
+    assert "test" not in set(seen["split"])
+    fits = pd.concat([series_fit(g, target="y") for _, g in seen.groupby("series")]).set_index("series")
+    assert fits.loc["long"].tolist() == [2.0, 1.0]  # train only: 1 and 3 (the gap skipped, val's 100 not used)
+    assert fits.loc["short"].tolist() == [10.0, 1.0]  # no training part: validation; constant: only centred
+    assert series_fit(rows[rows["split"] == "test"].iloc[:0], target="y").empty
