@@ -79,20 +79,21 @@ def test_smoke_runs_the_whole_path_and_prints_only_its_own_lines(smoke):
             assert trial.data.tags.get("lstmpipe.stopped_early") == "true"
 
 
-def _gated_run(store_dir) -> str:
+def _gated_run(store_dir, *, env: dict[str, str]) -> str:
     """One more training run in the smoke's store, with what the smoke leaves off: system metrics per
-    node and the promotion gate (its own registered model, so the smoke's champion stays); its run id."""
+    node and the promotion gate (its own registered model, so the smoke's champion stays); its run id.
+    It joins the session's Ray (`env`: join_env); the smoke itself is the first run on its own Ray."""
     sets = ["tracking.system_metrics_s=1", "tracking.promote.must_beat=[baseline]"]
     sets += ["tracking.register_as=ui-gate"]
     args = [arg for item in sets for arg in ("--set", item)]
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LSTMPIPE_LOG")}
+    env = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_URI", "LSTMPIPE_LOG")}
     out = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "train", "-c", str(SMOKE_YAML), *args, "--name", "ui-gate"],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=store_dir,
-        env=env | {"RAY_ADDRESS": ""},
+        env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store_dir}/mlflow.db")
@@ -101,7 +102,7 @@ def _gated_run(store_dir) -> str:
     return run.info.run_id
 
 
-def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
+def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path, join_env):
     """The smoke run's store in `mlflow server`, opened in headless Chromium as a user would: the
     sweep's parent run and, expanded, its trial runs; the training run's val_loss chart with one
     point per epoch; a logged PNG plot rendered; the registered model's version with its alias; and,
@@ -124,7 +125,7 @@ def test_the_mlflow_ui_shows_the_runs_their_charts_and_plots(smoke, tmp_path):
     train = next(r for r in runs if r.info.run_name.startswith("train-"))
     epochs = len(client.get_metric_history(train.info.run_id, "val_loss"))
     assert len(trials) == 2 and epochs == 5
-    gated = _gated_run(store_dir)
+    gated = _gated_run(store_dir, env=join_env)
     dataset = client.get_run(gated).inputs.dataset_inputs[0].dataset
     samples = client.get_metric_history(gated, "system/node_0/cpu_utilization_percentage")
     assert len(samples) >= 2, samples  # sampled every second while the 5 epochs trained: a curve, not a dot
