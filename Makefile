@@ -34,8 +34,13 @@ test: lint
 docs: install
 	$(BIN)/python -m pipeline.config.reference > docs/configuration.md
 
-# Benchmarks B1-B11 (about 14 min here): benchmarks/RESULTS.md and the MLflow experiment `benchmarks`.
-bench: install
+# Benchmarks B1-B12: benchmarks/RESULTS.md and the MLflow experiment `benchmarks`. B12 compares with
+# neuralforecast and darts: the `benchmarks` extra, never a runtime dependency.
+$(BIN)/.benchmarks: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks]"
+	touch $@
+
+bench: $(BIN)/.benchmarks
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -54,3 +54,30 @@ def test_every_benchmark_config_validates(tmp_path):
     for scheduler in ("fifo", "asha"):
         assert search.sweep_config(scheduler=scheduler, workdir=str(tmp_path)).tune.scheduler == scheduler
     assert throughput.Workload().config(workers=2, workdir=str(tmp_path)).train.workers == 2
+
+
+def test_b12_scores_the_pipelines_own_test_windows_with_its_mase_scales():
+    """B12's windows and scales are the pipeline's: the seasonal naive forecast of every test window,
+    scored by peers.score, gives the baseline_test_mase that `lstmpipe train` reports on the same sets
+    (co2 1.3981 over 68 windows, m1_yearly 6.9963 over 362, 181 series); a window a peer left out is an error."""
+    import numpy as np
+    import pytest
+
+    from benchmarks import peers
+    from pipeline.data.windows import seasonal_naive
+
+    for name, mase, windows in (("co2", 1.3981, 68), ("m1_yearly", 6.9963, 362)):
+        p = peers.problem(name)
+        data = peers.series_of(p)
+        naive = {
+            (sid, pos): seasonal_naive(
+                data.values[sid][None, pos - p.lookback : pos], horizon=p.horizon, season=p.season
+            )[0]
+            for sid, pos in peers.test_windows(p, data)
+        }
+        got = peers.score(p, data, naive)
+        assert got["windows"] == windows and got["mase"] == pytest.approx(mase, abs=1e-4)
+    naive.pop(next(iter(naive)))
+    with pytest.raises(RuntimeError, match="1 of 362 test windows not forecast"):
+        peers.score(p, data, naive)
+    assert np.isfinite(peers.train_windows(p, data)) and peers.train_windows(p, data) == 592
