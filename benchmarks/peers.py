@@ -283,7 +283,7 @@ def run_side(side: str, name: str, *, seed: int, workdir: Path) -> dict[str, flo
     if done.returncode != 0:
         raise RuntimeError(f"{side} on {name} (seed {seed}) failed: {done.stderr[-2000:]}")
     if side == "lstmpipe":
-        metrics = json.loads(out.read_text())["train"]["metrics"]
+        metrics = json.loads(out.read_text())["metrics"]
         return {"mase": metrics["test_mase"], "windows": metrics["test_windows"], "wall_s": wall}
     forecasts = {(n, pos): f for n, pos, f in json.loads(out.read_text())}
     got = score(p, series_of(p), forecasts)
