@@ -210,7 +210,7 @@ def probed_epochs(cfg, splits, *, probe: dict) -> list[float]:
         trainer = build_trainer(cfg, spec=spec, name=f"slowmode-{time.time_ns()}", storage=storage)
         trainer.train_loop_per_worker = probed_loop
         trainer.train_loop_config = spec.as_loop_config() | {"probe": probe}
-        outcome = fit(trainer, max_failures=0)
+        outcome = fit(trainer, cfg)
     return [m["train_seq_per_s"] for m in outcome.history]
 
 

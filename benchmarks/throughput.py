@@ -132,5 +132,5 @@ def pipeline_epochs(cfg: config.Config, splits: Prepared) -> list[float]:
     with tempfile.TemporaryDirectory() as storage:
         name = f"bench-{cfg.train.workers}w-{time.time_ns()}"
         trainer = build_trainer(cfg, spec=spec, name=name, storage=storage)
-        outcome = fit(trainer, max_failures=0)
+        outcome = fit(trainer, cfg)
     return [m["train_seq_per_s"] for m in outcome.history]
