@@ -124,7 +124,7 @@ def test_every_worker_of_ours_gets_the_short_poll_unless_the_user_set_one(monkey
 
     monkeypatch.delenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, raising=False)
     env = worker_runtime_env(local=True)["env_vars"]
-    assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "0.25" and env[ray_compat.PREEMPTION_WATCHER_ENV] == "0"
+    assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "0.05" and env[ray_compat.PREEMPTION_WATCHER_ENV] == "0"
     assert env[ray_compat.WORKERS_SOFT_LIMIT_ENV] == str(os.cpu_count())  # a raylet this process starts
     monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "1.5")
     env = worker_runtime_env()["env_vars"]
