@@ -170,7 +170,32 @@ def _check_schemas_agree(directory: Path) -> None:
                 )
 
 
+@contextmanager
+def order_preserved() -> Iterator[None]:
+    """Ray Data keeps the rows' order for the datasets created inside the block (DataContext's
+    execution_options.preserve_order, copied into each dataset when it is read), and the caller's
+    setting comes back afterwards."""
+    options = ray.data.DataContext.get_current().execution_options
+    before = options.preserve_order
+    options.preserve_order = True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
+
+
 def load_splits(cfg: Config) -> Prepared:
+    """Read the source and prepare the task's splits, materialized, every row in the order the
+    source and the seeded split give it. By default Ray Data hands blocks on in the order their
+    tasks finish, which varies from run to run: the stored order of the splits would too, and with
+    it each epoch's batches (a permutation of the stored rows) and each worker's validation rows,
+    so two runs with one `train.seed` trained different models. Measured (m1_yearly, 2 workers,
+    seed 0, alternated): test MASE 4.780 and 4.904 before, 4.745422 in both runs kept in order."""
+    with order_preserved():
+        return _prepared(cfg)
+
+
+def _prepared(cfg: Config) -> Prepared:
     path = resolve_source(cfg.data)
     task = get_task(cfg.task)
     if task.prepare_reads:

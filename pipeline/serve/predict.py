@@ -8,8 +8,6 @@ and the outputs (in the data's units, in the rows' order) are written as Parquet
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 from pipeline.cluster.connect import available
 from pipeline.config import Config
 from pipeline.data.batches import collate_for
+from pipeline.data.ingest import order_preserved
 from pipeline.data.splitting import data_errors
 from pipeline.model.sequence_model import model_for
 from pipeline.serve.inputs import DataChoice, prepared_inputs
@@ -56,19 +55,6 @@ class BatchPredictor:
                 for name, values in self.task.outputs(out, self.info).items()
             }
         )
-
-
-@contextmanager
-def order_preserved() -> Iterator[None]:
-    """Ray Data keeps the rows' order for the datasets run inside the block (DataContext's
-    execution_options.preserve_order), and the caller's setting comes back afterwards."""
-    options = ray.data.DataContext.get_current().execution_options
-    before = options.preserve_order
-    options.preserve_order = True
-    try:
-        yield
-    finally:
-        options.preserve_order = before
 
 
 def predict(model_uri: str, data: DataChoice, *, out: Path, tracking_uri: str) -> int:

@@ -53,3 +53,25 @@ def test_the_splits_shuffle_with_tasks_and_leave_the_global_context_alone(ray_se
     monkeypatch.setenv(SHUFFLE_ENV, "shuffle_v2")  # the user's own choice wins
     ds = ray_session.data.range(3)
     assert with_task_shuffle(ds).context.shuffle_strategy == DataContext.get_current().shuffle_strategy
+
+
+def _xs(ds):
+    return ds.take_batch(1000, batch_format="pyarrow").column("x").to_pylist()
+
+
+def test_one_seed_gives_the_same_splits_in_the_same_order(ray_session, tmp_path, tiny_raw):
+    # The source in six files, so six read tasks whose blocks could come back in any order: every
+    # epoch's batches are a seeded permutation of the stored rows, so a changed order is another model.
+    from ray.data import DataContext
+
+    table = pq.read_table(resolve_source(config.validate(tiny_raw).data))
+    (tmp_path / "parts").mkdir()
+    for i in range(6):
+        pq.write_table(table.slice(i * 50, 50), tmp_path / "parts" / f"part-{i}.parquet")
+    cfg = config.validate({**tiny_raw, "data": {"source": str(tmp_path / "parts")}})
+    first, second = load_splits(cfg), load_splits(cfg)
+    for name in ("train", "val", "test"):
+        assert getattr(first, name).context.execution_options.preserve_order is True
+        rows = _xs(getattr(first, name))
+        assert rows == _xs(getattr(second, name)) and len(rows) == first.info.num_rows[name]
+    assert DataContext.get_current().execution_options.preserve_order is False  # the caller's setting is back

@@ -3,7 +3,7 @@
 import pytest
 import ray.data
 
-from pipeline.serve.predict import order_preserved
+from pipeline.data.ingest import order_preserved
 
 
 def test_preserve_order_is_scoped_to_the_call_and_restored_on_error():
