@@ -26,7 +26,7 @@ def test_local_workers_run_our_hook_and_settings_with_no_runtime_env(ray_session
     assert state == {
         "hook_ran": True,
         "runtime_env": "{}",
-        "poll": "0.25",
+        "poll": "0.05",
         "preemption_watcher": "0",
         "ray_address": own,  # the State API asks this instance, whichever Ray started last on the machine
     }
