@@ -3,10 +3,12 @@ voice data come in the `espeakng-loader` wheel (GPL-3 data, called through ctype
 downloaded). Each utterance is 1-7 digits in an English voice (en, en-us, en-gb-..., each with a
 +f/+m variant), at a random rate and pitch, with a random gain and white noise at `snr_db`.
 
-Everything drawn (texts, voices, rates, pitches, gains, noise) is a function of the seed, but
-eSpeak NG's own output is not bit-reproducible in one process (a clip's length varies by a few
-samples between identical calls; `espeak_ng_SetRandSeed` and `srand` do not fix it): the Parquet
-is written once per options and cached, so a run reads the same audio every time.
+Everything drawn (texts, voices, rates, pitches, gains, noise) is a function of the seed, and so
+is the audio: eSpeak NG keeps state from one utterance to the next (the same call twice in a row
+gives clips a few samples apart), and its voice variants' breath noise draws random numbers. Each
+set is synthesized in a fresh Python process, clip after clip, with eSpeak's random numbers seeded
+per clip from (seed, clip): one seed, the same bytes (checked across processes).
+The Parquet is written once per options and cached.
 
 Voice variants in `test_variants` are used for the test split only (speaker-independent
 recognition: the test voices are never heard in training). Columns: `audio` (16-bit PCM WAV
@@ -19,6 +21,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -76,11 +82,13 @@ class Speaker:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         return 0  # go on
 
-    def say(self, text: str, *, voice: str, rate: int, pitch: int) -> np.ndarray:
+    def say(self, text: str, *, voice: str, rate: int, pitch: int, seed: int) -> np.ndarray:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise RuntimeError(f"eSpeak NG has no voice '{voice}'")
         self.lib.espeak_SetParameter(_RATE, rate, 0)
         self.lib.espeak_SetParameter(_PITCH, pitch, 0)
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))  # its own random numbers
+        ctypes.CDLL(None).srand(ctypes.c_uint(seed))  # and libc's, which its breath noise draws
         self.chunks = []
         data = text.encode()
         self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, 0, None, None)
@@ -92,7 +100,8 @@ def utterance(speaker: Speaker, text: str, *, voice: str, opts: SpokenDigitsOpti
     """One utterance: speech at a random rate and pitch, gain and noise -> int16 at opts.sample_rate."""
     from pipeline.data.audio import resample
 
-    x = speaker.say(text, voice=voice, rate=int(rng.integers(130, 230)), pitch=int(rng.integers(25, 75)))
+    rate, pitch, seed = int(rng.integers(130, 230)), int(rng.integers(25, 75)), int(rng.integers(1, 2**31))
+    x = speaker.say(text, voice=voice, rate=rate, pitch=pitch, seed=seed)
     x = resample(x.astype(np.float32), rate=speaker.rate, to=opts.sample_rate) * rng.uniform(0.3, 1.0)
     if opts.snr_db is not None:
         power = float(np.mean(x**2)) or 1.0
@@ -125,26 +134,56 @@ def pocketsphinx(clips: list[np.ndarray], *, sample_rate: int) -> list[str]:
 
 
 def generate(opts: SpokenDigitsOptions) -> pa.Table:
+    """The set: clips synthesized in a fresh process (see the module's doc), then PocketSphinx on the test clips."""
     from pipeline.data.audio import wav_bytes
 
+    clips = _synthesized(opts)
+    split = clips.column("split").to_pylist()
+    column = clips.column("clip").combine_chunks()
+    values, offsets = column.values.to_numpy(), column.offsets.to_numpy()
+    samples = [values[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]  # int16 each
+    tests = [c for c, s in zip(samples, split, strict=True) if s == "test"]
+    heard = iter(pocketsphinx(tests, sample_rate=opts.sample_rate))
+    audio = pa.array([wav_bytes(c, rate=opts.sample_rate) for c in samples], pa.binary())
+    rest = {name: clips.column(name) for name in ("text", "split", "voice")}
+    pocket = pa.array([next(heard) if s == "test" else None for s in split], pa.string())
+    return pa.table({"audio": audio} | rest | {"pocketsphinx": pocket})
+
+
+def _synthesized(opts: SpokenDigitsOptions) -> pa.Table:
+    """`synthesize(opts)` run by `python -m pipeline.data.sources.spoken_digits` in a new process:
+    eSpeak NG starts there with none of this process's history."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clips.arrow"
+        command = [sys.executable, "-m", __name__, opts.model_dump_json(), str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"synthesizing spoken_digits failed in its eSpeak NG process: {last}")
+        with pa.memory_map(str(out)) as source:
+            return pa.ipc.open_file(source).read_all()
+
+
+def synthesize(opts: SpokenDigitsOptions) -> pa.Table:
+    """Every clip as int16 samples at opts.sample_rate, with its text, split and voice."""
     speaker = Speaker()
     train_variants = [v for v in VARIANTS if v not in opts.test_variants]
-    rows: dict[str, list] = {"audio": [], "text": [], "split": [], "voice": []}
-    test_clips: list[np.ndarray] = []
+    rows: dict[str, list] = {"clip": [], "text": [], "split": [], "voice": []}
     for i in range(opts.count):
         rng = np.random.default_rng([opts.seed, i])  # per utterance: one clip's length never shifts the next's draws
         split = "test" if i % 10 == 0 else "val" if i % 10 == 1 else "train"
         variant = rng.choice(opts.test_variants if split == "test" else train_variants)
         voice = f"{rng.choice(BASES)}+{variant}"
         text = " ".join(rng.choice(DIGITS, size=int(rng.integers(opts.min_digits, opts.max_digits + 1))))
-        clip = utterance(speaker, text, voice=voice, opts=opts, rng=rng)
-        if split == "test":
-            test_clips.append(clip)
-        rows["audio"].append(wav_bytes(clip, rate=opts.sample_rate))
+        rows["clip"].append(utterance(speaker, text, voice=voice, opts=opts, rng=rng))
         rows["text"].append(text)
         rows["split"].append(split)
         rows["voice"].append(voice)
-    heard = iter(pocketsphinx(test_clips, sample_rate=opts.sample_rate))
-    rows["pocketsphinx"] = [next(heard) if split == "test" else None for split in rows["split"]]
-    audio = pa.array(rows.pop("audio"), pa.binary())
-    return pa.table({"audio": audio} | {k: pa.array(v, pa.string()) for k, v in rows.items()})
+    clips = pa.array(rows.pop("clip"), pa.list_(pa.int16()))
+    return pa.table({"clip": clips} | {k: pa.array(v, pa.string()) for k, v in rows.items()})
+
+
+if __name__ == "__main__":  # _synthesized's process: options JSON, output path
+    table = synthesize(SpokenDigitsOptions.model_validate_json(sys.argv[1]))
+    with pa.OSFile(sys.argv[2], "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
