@@ -163,7 +163,8 @@ def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_pat
     state.mkdir()
     server = _start_mlflow(state, port)
     uri = f"http://lstm:{PLANTED}@127.0.0.1:{port}"  # credentials in the URI: a secret to find nowhere
-    cfg = config.validate({**raw, "train": {**raw["train"], "epochs": 6}, "tracking": {**raw["tracking"], "uri": uri}})
+    train = {**raw["train"], "epochs": 6, "checkpoints_to_keep": 6}  # every epoch's folder stays: a count to wait on
+    cfg = config.validate({**raw, "train": train, "tracking": {**raw["tracking"], "uri": uri}})
     job = Background(cfg, "outage")
     try:
         run_id = wait_for_epochs(uri, "outage", 1)
@@ -172,7 +173,7 @@ def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_pat
         run_dir = tmp_path / "runs" / "outage"
         deadline = time.monotonic() + 120
         while len(list(run_dir.glob("epoch_*"))) < 3 and job.thread.is_alive():  # training goes on
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, "no epoch trained while MLflow was down"
             time.sleep(0.2)
         assert job.thread.is_alive(), job.error  # nothing failed while it was down
         server = _start_mlflow(state, port)  # and comes back
@@ -183,8 +184,9 @@ def test_tracking_server_outage_mid_run_loses_no_epoch(ray_session, raw, tmp_pat
         assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == list(range(6))
         assert_no_secret_logged(client, run_id, tmp_path / "runs", PLANTED)
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        if server.poll() is None:  # not the server this test already killed: that would hide the failure above
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 PLANTED = "planted-s3cr3t-9f2c"
