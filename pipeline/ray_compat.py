@@ -107,6 +107,14 @@ PBT_NOTICES = (
 )
 
 
+# When Tune stops a trial (its scheduler, or the sweep's end), the trial's controller and workers go
+# down together; a worker gone before the controller's graceful shutdown reaches it makes Ray Train
+# log this warning with a traceback, "expected if one of the workers has crashed" (seen in `make
+# test`'s smoke run on 2026-12-06, after ASHA stopped a trial). A worker that crashes during a run
+# fails the run, or restarts it, in the product's own words (`pipeline.train.driver.describe_failure`).
+TEARDOWN_NOTICES = (("ray.train.v2._internal.callbacks.backend_setup", "Graceful shutdown of backend failed"),)
+
+
 def setup_process() -> None:
     """Every Ray worker process of ours (and the driver), before any task: the State API pointed at
     the worker's own cluster, the quiet console, and Ray Data's logging pointed at our config,
@@ -120,7 +128,7 @@ def setup_process() -> None:
     if not verbose():
         drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
         _quiet_cleaner_thread_end()
-        for logger, notice in PBT_NOTICES:
+        for logger, notice in (*PBT_NOTICES, *TEARDOWN_NOTICES):
             drop_line(logger, notice)
     if RAY_DATA_LOGGING_ENV in os.environ:
         return

@@ -14,7 +14,8 @@ from pipeline import console
 def fresh_loggers():
     from pipeline import ray_compat
 
-    names = (*console.CHATTY, console.TOKEN_NOTICE_LOGGER, ray_compat.PG_CLEANER_LOGGER)
+    teardown = [logger for logger, _ in ray_compat.TEARDOWN_NOTICES]
+    names = (*console.CHATTY, console.TOKEN_NOTICE_LOGGER, ray_compat.PG_CLEANER_LOGGER, *teardown)
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).filters)) for n in names}
     yield
     for n, (level, filters) in saved.items():
@@ -81,6 +82,40 @@ def test_ray_workers_drop_the_cleaners_notice_after_a_stopped_trial_and_keep_its
     ray_compat.setup_process()
     assert _passes(logger, logging.WARNING, notice)
     assert os.environ[ray_compat.RAY_DATA_LOGGING_ENV] == "kept"
+
+
+def test_ray_workers_drop_the_backend_teardown_warning_of_a_stopped_trial(fresh_loggers, monkeypatch):
+    """Ray Train's warning, with its traceback, when a stopped trial's worker is gone before the
+    controller's graceful shutdown; the logger's other warnings stay, and --verbose keeps it."""
+    from ray.exceptions import RayActorError
+    from ray.train.v2._internal.callbacks import backend_setup
+
+    from pipeline import ray_compat
+
+    class FailingBackend:
+        def on_shutdown(self, group, config):
+            raise RayActorError()
+
+    monkeypatch.delenv(console.LOG_ENV, raising=False)
+    ray_compat.setup_process()
+    callback = backend_setup.BackendSetupCallback.__new__(backend_setup.BackendSetupCallback)
+    callback._backend, callback._backend_config = FailingBackend(), None
+    caught = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = caught.append
+    log = logging.getLogger(backend_setup.__name__)
+    log.addHandler(handler)
+    try:
+        callback.before_execution_group_shutdown(None)  # what Ray Train's controller runs
+        log.warning("Backend setup failed: boom")
+        assert [r.getMessage() for r in caught] == ["Backend setup failed: boom"]
+        log.filters = []
+        monkeypatch.setenv(console.LOG_ENV, "debug")
+        ray_compat.setup_process()
+        callback.before_execution_group_shutdown(None)
+        assert caught[-1].getMessage().startswith("Graceful shutdown of backend failed") and caught[-1].exc_info
+    finally:
+        log.removeHandler(handler)
 
 
 def test_two_trials_epoch_lines_are_never_folded_into_a_repeated_line():
