@@ -140,6 +140,9 @@ class AudioConfig(Section):
     num_mel_bins: int = Field(80, ge=8, le=512, description="log-mel filterbank channels per frame")
     frame_length_ms: float = Field(25.0, gt=0, le=200, description="window of each frame")
     frame_shift_ms: float = Field(10.0, gt=0, le=200, description="step between frames")
+    upsample: Literal["refuse", "allow"] = Field(
+        "refuse", description="audio sampled below sample_rate: refused (its top mel bins would be empty) or upsampled"
+    )
 
 
 class DataConfig(Section):

@@ -31,6 +31,7 @@ class AudioSpec:
     num_mel_bins: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
+    upsample: str = "refuse"  # audio below sample_rate: "refuse" (Kaldi's default) or "allow"
 
 
 def read_wav(data: bytes, *, where: str) -> tuple[np.ndarray, int]:
@@ -62,6 +63,17 @@ def resample(x: np.ndarray, *, rate: int, to: int) -> np.ndarray:
 
     g = gcd(rate, to)
     return resample_poly(x, to // g, rate // g).astype(np.float32)
+
+
+def check_rate(rate: int, *, spec: AudioSpec, where: str) -> None:
+    """Audio sampled below spec.sample_rate has nothing above rate/2 Hz: upsampled, its top mel bins
+    stay empty where the training audio had sound, so it is refused unless data.audio.upsample: allow."""
+    if rate < spec.sample_rate and spec.upsample != "allow":
+        raise DataError(
+            f"{where} is sampled at {rate} Hz, below the model's {spec.sample_rate} Hz, so its mel bins above "
+            f"{rate // 2} Hz would be empty; use audio sampled at {spec.sample_rate} Hz or more, or train with "
+            f"data.audio.sample_rate: {rate} (or data.audio.upsample: allow)"
+        )
 
 
 def fbank(x: np.ndarray, spec: AudioSpec) -> np.ndarray:
@@ -106,6 +118,7 @@ def audio_frames(batch: pa.Table, *, column: str, spec: AudioSpec) -> pa.Array:
     frames = []
     for data, where in _wav_bytes(arr, column=column):
         x, rate = read_wav(data, where=where)
+        check_rate(rate, spec=spec, where=where)
         frames.append(fbank(resample(x, rate=rate, to=spec.sample_rate), spec))
     offsets = np.r_[0, np.cumsum([len(f) for f in frames])].astype(np.int32)
     values = np.concatenate(frames).reshape(-1) if frames else np.zeros(0, np.float32)

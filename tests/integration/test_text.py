@@ -263,3 +263,6 @@ def test_speech_transcriber_reads_wav_files_in_predict_and_when_served(ray_sessi
         with pytest.raises(BadRequest) as err:
             online.answer(online.parse({"rows": [row]}, max_rows=8))
         assert err.value.status == 400 and "wav" in str(err.value).lower()
+    at_8k = base64.b64encode(wav_bytes(np.zeros(800, np.int16) + 100, rate=8000)).decode()  # below the model's 16 kHz
+    with pytest.raises(BadRequest, match="is sampled at 8000 Hz, below the model's 16000 Hz"):
+        online.answer(online.parse({"rows": [{"wav": at_8k}]}, max_rows=8))

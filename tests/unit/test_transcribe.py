@@ -236,12 +236,26 @@ def test_features_are_the_same_from_bytes_paths_and_the_served_rows(tmp_path):
     assert served.column("x").combine_chunks().equals(from_bytes)  # the served model featurizes as training did
 
 
-def test_audio_at_another_rate_is_resampled_and_broken_audio_is_named(tmp_path):
+def test_audio_at_another_rate_is_resampled_down_refused_up_and_broken_audio_is_named(tmp_path):
     from pipeline.data.audio import AudioSpec, audio_frames, wav_bytes
 
     spec = AudioSpec(num_mel_bins=40)
-    at_8k = audio_frames(pa.table({"a": pa.array([wav_bytes(_tone(rate=8000), rate=8000)])}), column="a", spec=spec)
-    assert len(at_8k.to_pylist()[0]) == 50  # resampled to 16 kHz: the same frames per second
+    at_44k = audio_frames(pa.table({"a": pa.array([wav_bytes(_tone(rate=44100), rate=44100)])}), column="a", spec=spec)
+    assert len(at_44k.to_pylist()[0]) == 50  # resampled to 16 kHz: the same frames per second
+    at_8k = pa.table({"a": pa.array([wav_bytes(_tone(rate=8000), rate=8000)])})
+    with pytest.raises(
+        DataError,
+        match=r"a file in column 'a' is sampled at 8000 Hz, below the model's 16000 Hz.*"
+        r"data.audio.sample_rate: 8000 \(or data.audio.upsample: allow\)",
+    ):
+        audio_frames(at_8k, column="a", spec=spec)  # upsampled, its mel bins above 4 kHz would be empty
+    noise = np.random.default_rng(0).normal(0, 3000, size=(2, 8000)).astype(np.int16)  # 1 s at 8 kHz, 0.5 s at 16
+    allow = AudioSpec(num_mel_bins=40, upsample="allow")
+    top = {}
+    for rate, x in ((8000, noise[0]), (16000, noise[1])):
+        rows = audio_frames(pa.table({"a": pa.array([wav_bytes(x, rate=rate)])}), column="a", spec=allow)
+        top[rate] = np.asarray(rows.to_pylist()[0])[:, -8:].mean()  # the mel bins above 4 kHz, log energy
+    assert top[8000] < top[16000] - 10  # allowed, upsampled: white noise leaves the top bins (nearly) empty
     with pytest.raises(DataError, match="a file in column 'a' is not a readable PCM WAV file"):
         audio_frames(pa.table({"a": pa.array([b"RIFF...."], pa.binary())}), column="a", spec=spec)
     with pytest.raises(DataError, match="a file in column 'a' holds no audio"):
