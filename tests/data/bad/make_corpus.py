@@ -6,8 +6,11 @@ reads it and the one sentence the pipeline must answer with (tests/reliability/t
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.data.audio import wav_bytes
 
 HERE = Path(__file__).parent
 
@@ -57,6 +60,11 @@ def main() -> None:
     pq.write_table(pa.table({"frames": pen, "text": heard, "part": part}), HERE / "unseen_character.parquet")
     sound = [b"RIFF\x24\x00\x00\x00WAVEfmt "] * 30  # a WAV header cut short
     pq.write_table(pa.table({"audio": pa.array(sound, pa.binary()), "text": words}), HERE / "broken_wav.parquet")
+    tone = (3000 * np.sin(np.arange(4000) / 5)).astype(np.int16)  # 0.5 s at 8 kHz
+    low = [wav_bytes(tone, rate=8000)] * 30  # below data.audio.sample_rate's 16 kHz
+    pq.write_table(pa.table({"audio": pa.array(low, pa.binary()), "text": words}), HERE / "low_rate_wav.parquet")
+    silent = [wav_bytes(tone, rate=16000)] * 29 + [wav_bytes(tone[:0], rate=16000)]  # one file with 0 samples
+    pq.write_table(pa.table({"audio": pa.array(silent, pa.binary()), "text": words}), HERE / "empty_wav.parquet")
 
 
 if __name__ == "__main__":
