@@ -80,29 +80,6 @@ def test_train_two_workers_tracks_everything(tiny_raw, splits, mlflow_client, tm
     assert np.asarray(model.predict(example)).shape == (3, 1)
 
 
-def test_resume_continues_the_same_run(tiny_cfg, splits, mlflow_client, capsys):
-    """Also when the run was stopped while Ray Train rewrote its checkpoint list (Ray then refuses the
-    run): the list is moved aside and the workers start from the latest complete checkpoint."""
-    from pathlib import Path
-
-    first = run_training(tiny_cfg, name="t-resume", splits=splits)
-    run_dir = Path(tiny_cfg.train.storage_path) / "t-resume"
-    partial = run_dir / "epoch_0007"  # a writer killed mid-save
-    partial.mkdir()
-    (partial / "model.pt").write_bytes(b"\x80\x02half a checkpoint")
-    (run_dir / "checkpoint_manager_snapshot.json").write_text('{"checkpoint_results": [{"check')  # cut short
-    longer = config.validate({**tiny_cfg.model_dump(), "train": {**tiny_cfg.train.model_dump(), "epochs": 3}})
-    second = run_training(longer, name="t-resume", resume=True, splits=splits)
-    assert "Ray Train's checkpoint list was damaged" in capsys.readouterr().err
-    assert list(run_dir.glob("checkpoint_manager_snapshot.json.damaged-*"))
-
-    assert second.run_id == first.run_id
-    steps = [m.step for m in mlflow_client.get_metric_history(first.run_id, "val_loss")]
-    assert sorted(steps) == [0, 1, 2]  # epoch 2 only: no duplicates, none missing; the partial dir was ignored
-    run = mlflow_client.get_run(first.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["lstmpipe.restored_from_epoch"] == "1"
-
-
 def test_reusing_a_name_without_resume_is_refused(tiny_cfg, splits):
     from pipeline.train import run_state as runs
 
@@ -189,16 +166,34 @@ def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_by_the_worker(tiny_raw, s
     assert run.info.status == "FAILED"
 
 
-def test_the_data_order_is_seeded_and_a_resume_continues_it(tiny_raw, splits, mlflow_client):
+def test_a_resume_continues_the_same_run_and_its_seeded_data_order(tiny_raw, splits, mlflow_client, capsys):
     """Training on CPU is bitwise deterministic for a seed, so the losses fingerprint the order the
     sequences were seen in (a new order every epoch: tests/unit/test_shuffle.py). A run resumed after
-    epoch 1 must see epochs 2 and 3 in the same order as a run that was never interrupted."""
+    epoch 1 must continue the same MLflow run and see epochs 2 and 3 in the same order as a run that
+    was never interrupted; also when it was stopped while Ray Train rewrote its checkpoint list (Ray
+    then refuses the run): the list is moved aside and the workers start from the latest complete
+    checkpoint, a half-written one ignored."""
+    from pathlib import Path
+
     raw = {**tiny_raw, "train": {**tiny_raw["train"], "epochs": 4, "shard_cache_mb": 0}}  # the streamed path
     whole = run_training(config.validate(raw), name="t-order-whole", splits=splits)
     short = {**raw, "train": {**raw["train"], "epochs": 2}}
     first = run_training(config.validate(short), name="t-order-resumed", splits=splits)
+    run_dir = Path(raw["train"]["storage_path"]) / "t-order-resumed"
+    partial = run_dir / "epoch_0007"  # a writer killed mid-save
+    partial.mkdir()
+    (partial / "model.pt").write_bytes(b"\x80\x02half a checkpoint")
+    (run_dir / "checkpoint_manager_snapshot.json").write_text('{"checkpoint_results": [{"check')  # cut short
+    capsys.readouterr()
     resumed = run_training(config.validate(raw), name="t-order-resumed", resume=True, splits=splits)
+    assert "Ray Train's checkpoint list was damaged" in capsys.readouterr().err
+    assert list(run_dir.glob("checkpoint_manager_snapshot.json.damaged-*"))
+
     assert resumed.run_id == first.run_id
+    steps = [m.step for m in mlflow_client.get_metric_history(first.run_id, "val_loss")]
+    assert sorted(steps) == [0, 1, 2, 3]  # epochs 2-3 only: no duplicates, none missing; the partial dir was ignored
+    run = mlflow_client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["lstmpipe.restored_from_epoch"] == "1"
 
     def losses(run_id):
         return [m.value for m in sorted(mlflow_client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)]
