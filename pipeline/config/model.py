@@ -43,6 +43,15 @@ class ModelConfig(Section):
     embedding_dropout: float = Field(
         0.0, ge=0, lt=1, description="text inputs: dropout on the token embeddings while training"
     )
+    token_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "text inputs: share of the input tokens replaced by <unk> while training (word dropout, Iyyer et al. "
+            "2015); translate: the source tokens"
+        ),
+    )
     attention: Literal["general", "additive"] | None = Field(
         None,
         description=(

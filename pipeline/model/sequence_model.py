@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pipeline.config import ModelConfig
-from pipeline.data.tokenize import PAD_ID
+from pipeline.data.tokenize import PAD_ID, UNK_ID
 from pipeline.data.windows import REVIN_EPS
 from pipeline.model.cells import Recurrent
 
@@ -63,6 +63,15 @@ def read_out(
     return head(picked).reshape(b, -1)  # (B, H, P) -> (B, H * P), step-major
 
 
+def drop_tokens(ids: torch.Tensor, p: float, *, training: bool) -> torch.Tensor:
+    """Word dropout: while training, each real token id (B, T) becomes <unk> with probability p, so a
+    text model cannot lean on a few words it memorized; padding stays padding, eval sees every token."""
+    if not training or p == 0.0:
+        return ids
+    drop = (torch.rand(ids.shape, device=ids.device) < p) & (ids != PAD_ID)  # (B, T)
+    return ids.masked_fill(drop, UNK_ID)
+
+
 class SequenceModel(nn.Module):
     """x (B, T, C) + lengths (B,) -> (B, O) from each sequence's last real step (readout "last"),
     or (B, T, O) from every step (readout "every"; outputs past a sequence's end are meaningless
@@ -94,6 +103,7 @@ class SequenceModel(nn.Module):
         # Token inputs (x[..., 0] holds ids; 0 pads): a learned embedding instead of standardization.
         self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=padding_idx) if vocab_size else None
         self.embed_dropout = nn.Dropout(cfg.embedding_dropout)  # identity in eval, and at 0
+        self.token_dropout = cfg.token_dropout  # word dropout: input tokens -> <unk> while training
         self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
         per_read = output_size // horizon if readout == "steps" else output_size  # steps: one head for all
         self.head = nn.Linear(self.rnn.output_size, per_read)
@@ -103,7 +113,8 @@ class SequenceModel(nn.Module):
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the recurrent stack reads: x (B, T, C) standardized, or token ids x (B, T, 1) embedded."""
         if self.embed is not None:
-            return self.embed_dropout(self.embed(x[..., 0].long()))  # (B, T) ids -> (B, T, E)
+            ids = drop_tokens(x[..., 0].long(), self.token_dropout, training=self.training)  # (B, T)
+            return self.embed_dropout(self.embed(ids))  # (B, T) ids -> (B, T, E)
         return (x - self.in_mean) / self.in_std  # (B, T, C)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

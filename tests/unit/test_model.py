@@ -220,6 +220,41 @@ def test_embedding_dropout_acts_in_training_only():
     assert torch.equal(model.inputs(ids), model.embed(ids[..., 0].long()))
 
 
+def test_token_dropout_turns_real_tokens_into_unk_while_training_only():
+    from pipeline.data.tokenize import PAD_ID, UNK_ID
+    from pipeline.model.seq2seq import Seq2Seq
+    from pipeline.model.sequence_model import drop_tokens
+
+    torch.manual_seed(0)
+    ids = torch.randint(2, 50, (64, 40))  # (B, T) real tokens
+    ids[:, 30:] = PAD_ID  # padded tails
+    dropped = drop_tokens(ids, 0.25, training=True)
+    changed = dropped != ids
+    assert torch.all(dropped[changed] == UNK_ID) and not changed[:, 30:].any()  # <unk> in, padding untouched
+    assert 0.22 < changed[:, :30].float().mean().item() < 0.28  # about p of the real tokens
+    assert torch.equal(drop_tokens(ids, 0.25, training=False), ids) and torch.equal(
+        drop_tokens(ids, 0.0, training=True), ids
+    )
+
+    seen = []  # what each model's embedding reads: dropped ids in train mode, all ids in eval
+    cfg = ModelConfig(hidden_size=4, embedding_dim=8, token_dropout=0.5)
+    model = build_model(cfg, input_size=1, output_size=1, vocab_size=60)
+    translator = Seq2Seq(cfg, source_vocab=60, target_vocab=60)
+    for embed in (model.embed, translator.src_embed):
+        embed.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    x, lengths = ids[:, :30, None].float(), torch.full((64,), 30)  # (B, T, 1)
+    for mode in ("train", "eval"):
+        getattr(model, mode)(), getattr(translator, mode)()
+        with torch.no_grad():
+            model(x, lengths)
+            translator.encode(x, lengths)
+    (m_train, t_train, m_eval, t_eval) = seen
+    assert (
+        0.4 < (m_train == UNK_ID).float().mean().item() < 0.6 and 0.4 < (t_train == UNK_ID).float().mean().item() < 0.6
+    )
+    assert torch.equal(m_eval, ids[:, :30]) and torch.equal(t_eval, ids[:, :30])
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("pooling", ["mean", "max"])
 def test_pooled_readout_reads_only_real_steps_and_serves_the_same(pooling, bidirectional):
