@@ -43,7 +43,7 @@ class ModelConfig(Section):
     embedding_dropout: float = Field(
         0.0, ge=0, lt=1, description="text inputs: dropout on the token embeddings while training"
     )
-    token_dropout: float = Field(
+    word_dropout: float = Field(
         0.0,
         ge=0,
         lt=1,

@@ -76,7 +76,7 @@ class Seq2Seq(nn.Module):
         self.src_embed = nn.Embedding(source_vocab, emb, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(target_vocab, emb, padding_idx=PAD_ID)
         self.embed_dropout = nn.Dropout(cfg.embedding_dropout)
-        self.token_dropout = cfg.token_dropout
+        self.word_dropout = cfg.word_dropout
         self.encoder = Recurrent(cfg, input_size=emb)
         self.bridge = nn.Linear(self.encoder.output_size, hidden * layers)  # encoder's last -> decoder's h_0
         self.decoder = nn.LSTM(emb, hidden, num_layers=layers, batch_first=True)
@@ -88,7 +88,7 @@ class Seq2Seq(nn.Module):
     def encode(self, x: Tensor, lengths: Tensor) -> tuple[Memory, tuple[Tensor, Tensor]]:
         """Source ids x (B, S, 1) (floats, as every batch's x) -> memory and the decoder's first state."""
         ids = x[..., 0].long()  # (B, S)
-        ids = drop_tokens(ids, self.token_dropout, training=self.training)  # word dropout on the source
+        ids = drop_tokens(ids, self.word_dropout, training=self.training)  # word dropout on the source
         h_s, last = self.encoder(self.embed_dropout(self.src_embed(ids)), lengths)  # (B, S, D), (B, D)
         real = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]  # (B, S)
         h0 = torch.tanh(self.bridge(last)).view(-1, self.layers, self.hidden).transpose(0, 1).contiguous()  # (L, B, H)

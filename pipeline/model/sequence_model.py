@@ -103,7 +103,7 @@ class SequenceModel(nn.Module):
         # Token inputs (x[..., 0] holds ids; 0 pads): a learned embedding instead of standardization.
         self.embed = nn.Embedding(vocab_size, cfg.token_embedding_dim, padding_idx=padding_idx) if vocab_size else None
         self.embed_dropout = nn.Dropout(cfg.embedding_dropout)  # identity in eval, and at 0
-        self.token_dropout = cfg.token_dropout  # word dropout: input tokens -> <unk> while training
+        self.word_dropout = cfg.word_dropout  # word dropout: input tokens -> <unk> while training
         self.rnn = Recurrent(cfg, input_size=cfg.token_embedding_dim if vocab_size else input_size)
         per_read = output_size // horizon if readout == "steps" else output_size  # steps: one head for all
         self.head = nn.Linear(self.rnn.output_size, per_read)
@@ -113,7 +113,7 @@ class SequenceModel(nn.Module):
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the recurrent stack reads: x (B, T, C) standardized, or token ids x (B, T, 1) embedded."""
         if self.embed is not None:
-            ids = drop_tokens(x[..., 0].long(), self.token_dropout, training=self.training)  # (B, T)
+            ids = drop_tokens(x[..., 0].long(), self.word_dropout, training=self.training)  # (B, T)
             return self.embed_dropout(self.embed(ids))  # (B, T) ids -> (B, T, E)
         return (x - self.in_mean) / self.in_std  # (B, T, C)
 

@@ -48,8 +48,8 @@ def check_text(cfg: Config, *, task: str) -> None:
         raise ValueError(
             "data.input_scaling does not apply to text inputs (token ids are embedded, not scaled); remove it"
         )
-    if cfg.model.token_dropout and cfg.data.text is None:
-        raise ValueError("model.token_dropout applies to text inputs (data.text) only; set data.text or remove it")
+    if cfg.model.word_dropout and cfg.data.text is None:
+        raise ValueError("model.word_dropout applies to text inputs (data.text) only; set data.text or remove it")
     if task == "generate":  # a token sequence is embedded (a frames sequence is not: docs/tasks-and-data.md)
         return
     if cfg.model.embedding_dropout and cfg.data.text is None:

@@ -359,11 +359,11 @@ def test_text_keys_are_read_only_where_text_is():
         config.load(None, ["model.embedding_dim=32"])
     with pytest.raises(ConfigError, match="model.embedding_dropout applies to text inputs only"):
         config.load(None, ["model.embedding_dropout=0.3"])
-    with pytest.raises(ConfigError, match=r"model.token_dropout applies to text inputs \(data.text\) only"):
-        config.load(None, ["model.token_dropout=0.2"])
-    with pytest.raises(ConfigError, match=r"model.token_dropout applies to text inputs \(data.text\) only"):
-        config.load(None, ["task=generate", "data.source=lady_susan", "model.token_dropout=0.2"])  # characters
-    assert config.load(None, ["task=classify", "data.source=sentiment", "model.token_dropout=0.2"]).model.token_dropout
+    with pytest.raises(ConfigError, match=r"model.word_dropout applies to text inputs \(data.text\) only"):
+        config.load(None, ["model.word_dropout=0.2"])
+    with pytest.raises(ConfigError, match=r"model.word_dropout applies to text inputs \(data.text\) only"):
+        config.load(None, ["task=generate", "data.source=lady_susan", "model.word_dropout=0.2"])  # characters
+    assert config.load(None, ["task=classify", "data.source=sentiment", "model.word_dropout=0.2"]).model.word_dropout
     with pytest.raises(ConfigError, match="data.text.tokenizer.*'char', 'word' or 'bpe'"):
         config.load(None, ["task=classify", "data.source=sentiment", "data.text.tokenizer=sentencepiece"])
     cfg = config.load(None, ["task=classify", "data.source=sentiment", "model.embedding_dim=32"])

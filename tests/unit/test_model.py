@@ -220,7 +220,7 @@ def test_embedding_dropout_acts_in_training_only():
     assert torch.equal(model.inputs(ids), model.embed(ids[..., 0].long()))
 
 
-def test_token_dropout_turns_real_tokens_into_unk_while_training_only():
+def test_word_dropout_turns_real_tokens_into_unk_while_training_only():
     from pipeline.data.tokenize import PAD_ID, UNK_ID
     from pipeline.model.seq2seq import Seq2Seq
     from pipeline.model.sequence_model import drop_tokens
@@ -237,7 +237,7 @@ def test_token_dropout_turns_real_tokens_into_unk_while_training_only():
     )
 
     seen = []  # what each model's embedding reads: dropped ids in train mode, all ids in eval
-    cfg = ModelConfig(hidden_size=4, embedding_dim=8, token_dropout=0.5)
+    cfg = ModelConfig(hidden_size=4, embedding_dim=8, word_dropout=0.5)
     model = build_model(cfg, input_size=1, output_size=1, vocab_size=60)
     translator = Seq2Seq(cfg, source_vocab=60, target_vocab=60)
     for embed in (model.embed, translator.src_embed):

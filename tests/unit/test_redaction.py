@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.redaction import MASK, has_secret, redact, redact_tree
+from pipeline.redaction import MASK, has_secret, is_secret_key, redact, redact_tree
 
 
 @pytest.mark.parametrize(
@@ -121,3 +121,13 @@ def test_the_printed_summary_masks_the_best_config(tmp_path):
     for shown in (text, (tmp_path / "s.json").read_text()):
         assert "sekrit" not in shown and "s1" not in shown and "pw12345" not in shown
     assert "best config: data.source=s3://k:***@b/x, data.options.secret_key=***" in text
+
+
+def test_no_config_key_reads_as_a_secret():
+    """A schema key that names a credential word (`token_...`, `..._key`) would be saved as *** with
+    the run's config and checkpoint, and the run could not be resumed or its model loaded."""
+    from pipeline.config.reference import rows
+
+    keys = [row[0].strip("`") for row in rows()]
+    assert len(keys) > 100 and "model.word_dropout" in keys
+    assert [key for key in keys if any(is_secret_key(part) for part in key.split("."))] == []
