@@ -470,7 +470,7 @@ def main() -> None:
             results.append(b6(workdir))
         if "B11" in only:
             results.append(b11())
-    results.sort(key=lambda r: r.key)
+    results.sort(key=lambda r: int(r.key[1:]))  # B1, B2, ..., B10: by number, not as text
     command = (
         "make bench"
         if only == {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12"}
