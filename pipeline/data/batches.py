@@ -91,10 +91,6 @@ class CollatedSplit:
     def num_rows(self) -> int:
         return len(self.widths["x"])
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in self.tensors.values())
-
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """These rows as one batch, each padded axis cut to the batch's own longest row."""
         idx = torch.as_tensor(rows, dtype=torch.int64)  # (B,)
