@@ -115,6 +115,46 @@ PBT_NOTICES = (
 TEARDOWN_NOTICES = (("ray.train.v2._internal.callbacks.backend_setup", "Graceful shutdown of backend failed"),)
 
 
+# The raylet ends a worker process it is done with (an actor Tune stopped, a job's workers when its
+# driver leaves) with SIGTERM, then SIGKILL after a grace period. Ray's handler for it, installed by
+# `Worker.main_loop` after this hook, raises SystemExit wherever the main thread is. Where that is a
+# finalizer (a `__del__`, a weakref callback such as WeakSet's `_remove`), Python cannot raise there:
+# it prints "Exception ignored in: ..." with the traceback and goes on, and Ray forwards those nine
+# lines to the driver's console (seen once in `make test`'s smoke run, from a stopped trial's
+# process). Nothing is lost or changed by dropping them: the exit is the one Ray asked for, and the
+# unraisable is ignored either way. Quiet, that one is logged at DEBUG; every other unraisable is
+# printed as before.
+SIGTERM_HANDLER = "sigterm_handler"
+SIGTERM_HANDLER_FILE = os.path.join("ray", "_private", "worker.py")
+
+
+def _raised_by_ray_sigterm(args: sys.UnraisableHookArgs) -> bool:
+    if args.exc_type is not SystemExit:
+        return False
+    tb = args.exc_traceback
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == SIGTERM_HANDLER and code.co_filename.endswith(SIGTERM_HANDLER_FILE):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _quiet_sigterm_in_finalizers() -> None:
+    previous = sys.unraisablehook
+    if getattr(previous, "lstmpipe_quiet", False):
+        return
+
+    def hook(args: sys.UnraisableHookArgs) -> None:
+        if _raised_by_ray_sigterm(args):
+            logging.getLogger(__name__).debug("SIGTERM from Ray during a finalizer: %s", args.err_msg)
+            return
+        previous(args)
+
+    hook.lstmpipe_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def setup_process() -> None:
     """Every Ray worker process of ours (and the driver), before any task: the State API pointed at
     the worker's own cluster, the quiet console, and Ray Data's logging pointed at our config,
@@ -128,6 +168,7 @@ def setup_process() -> None:
     if not verbose():
         drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
         _quiet_cleaner_thread_end()
+        _quiet_sigterm_in_finalizers()
         for logger, notice in (*PBT_NOTICES, *TEARDOWN_NOTICES):
             drop_line(logger, notice)
     if RAY_DATA_LOGGING_ENV in os.environ:

@@ -218,3 +218,47 @@ def test_ray_start_says_so_when_its_raylet_misses_the_registration_window():
     from ray._private.node import Node
 
     assert ray_compat.RAYLET_START_TIMEOUT in inspect.getsource(Node.__init__)
+
+
+# A Ray worker's main loop, with a task loop in which the raylet's SIGTERM lands inside a weakref
+# callback (as it did in a stopped trial's process), and, after it, a finalizer that fails on its own.
+_SIGTERM_IN_A_FINALIZER = """
+import os, signal, sys, time, weakref
+from types import SimpleNamespace
+from pipeline.ray_compat import setup_process
+setup_process()
+from ray._private.worker import Worker
+
+class Thing:
+    pass
+
+def task_loop():
+    def sigterm_arrives(_ref):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # Ray's handler runs here, inside the callback
+
+    def fails(_ref):
+        raise ValueError("a finalizer's own error")
+
+    for callback in (sigterm_arrives, fails):
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+    print("went on", flush=True)
+
+Worker.main_loop(SimpleNamespace(core_worker=SimpleNamespace(run_task_loop=task_loop)))
+"""
+
+
+@pytest.mark.parametrize("log", ["", "debug"])
+def test_rays_sigterm_inside_a_finalizer_prints_nothing_unless_verbose(log):
+    """Ray's real SIGTERM handler (`Worker.main_loop` installs it after our setup hook): quiet, its
+    SystemExit inside a finalizer prints nothing; another finalizer's error, and --verbose, still do."""
+    env = {**os.environ, "LSTMPIPE_LOG": log}
+    out = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_IN_A_FINALIZER], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout == "went on\n", out.stderr
+    assert "ValueError: a finalizer's own error" in out.stderr
+    assert ("in sigterm_handler" in out.stderr) == (log == "debug"), out.stderr
+    assert ("SystemExit" in out.stderr) == (log == "debug"), out.stderr
