@@ -40,6 +40,10 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
         env_vars[ray_compat.PREEMPTION_WATCHER_ENV] = "0"
         # idle workers kept: one per CPU, not Ray's -1 (ray_compat.WORKERS_SOFT_LIMIT_ENV)
         env_vars[ray_compat.WORKERS_SOFT_LIMIT_ENV] = str(os.cpu_count() or 1)
+        # Ray Train's controller and workers run without runtime envs of their own on such a Ray
+        # (ray_compat.train_actors_share_the_worker_pool): what those carried is inherited instead
+        env_vars[ray_compat.OWN_RAY_ENV] = "1"
+        env_vars[ray_compat.WARN_BLOCKING_GET_ENV] = "0"
     return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": env_vars}
 
 
@@ -97,6 +101,7 @@ def connect(workload: Workload = "tune") -> None:
             logging_level=ray_log_level(),
             include_dashboard=None if address else workload == "tune",
         )
+    ray_compat.set_own_ray(local)
     if callable(on_sigterm):
         # Ray's core worker installs a C++ SIGTERM handler that aborts the process; the CLI's handler
         # (SIGTERM -> KeyboardInterrupt -> runs marked KILLED, exit 130) must stay in charge.

@@ -107,6 +107,8 @@ def build_trainer(
     if owner == "driver":
         leave_out += ("placement_group_cleaner",)
     ray_compat.without_default_callbacks(trainer, leave_out=leave_out)
+    if ray_compat.on_own_ray():
+        ray_compat.train_actors_share_the_worker_pool(trainer)
     return trainer
 
 

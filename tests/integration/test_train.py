@@ -199,3 +199,36 @@ def test_a_resume_continues_the_same_run_and_its_seeded_data_order(tiny_raw, spl
         return [m.value for m in sorted(mlflow_client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)]
 
     assert len(losses(whole.run_id)) == 4 and losses(whole.run_id) == losses(resumed.run_id)
+
+
+def test_train_actors_start_without_runtime_envs_on_a_ray_of_our_own(ray_session, tmp_path):
+    """On the session's Ray (started by connect, as `lstmpipe train` starts its own), the worker runs
+    without the runtime env Ray Train would give it (and its controller), so both can start on idle
+    pooled workers, and still has the controller's settings, inherited from the node."""
+    import ray
+    import ray.train.torch
+
+    from pipeline import ray_compat
+
+    assert ray_compat.on_own_ray()
+
+    def report_runtime_env(config):  # defined here: Ray pickles it by value (tests are not importable there)
+        import os
+
+        keys = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC")
+        env = {k: os.environ.get(k) for k in keys}
+        with open(config["out"], "w") as f:
+            json.dump({"runtime_env": dict(ray.get_runtime_context().runtime_env), "env": env}, f)
+
+    out = tmp_path / "seen.json"
+    trainer = ray.train.torch.TorchTrainer(
+        report_runtime_env,
+        train_loop_config={"out": str(out)},
+        scaling_config=ray.train.ScalingConfig(num_workers=1),
+        run_config=ray.train.RunConfig(name="pooled", storage_path=str(tmp_path)),
+    )
+    ray_compat.train_actors_share_the_worker_pool(trainer)
+    trainer.fit()
+    seen = json.loads(out.read_text())
+    assert "env_vars" not in seen["runtime_env"], seen
+    assert seen["env"] == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.05", "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC": "0"}

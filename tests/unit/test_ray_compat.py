@@ -262,3 +262,51 @@ def test_rays_sigterm_inside_a_finalizer_prints_nothing_unless_verbose(log):
     assert "ValueError: a finalizer's own error" in out.stderr
     assert ("in sigterm_handler" in out.stderr) == (log == "debug"), out.stderr
     assert ("SystemExit" in out.stderr) == (log == "debug"), out.stderr
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_only_a_ray_of_our_own_runs_train_actors_without_runtime_envs(monkeypatch, own):
+    from types import SimpleNamespace
+
+    from pipeline import config
+    from pipeline.train import driver
+
+    shared = []
+    monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace(kwargs=k))
+    monkeypatch.setattr(driver.ray_compat, "without_default_callbacks", lambda t, leave_out: None)
+    monkeypatch.setattr(driver.ray_compat, "train_actors_share_the_worker_pool", shared.append)
+    monkeypatch.setattr(ray_compat, "_started_here", False)
+    monkeypatch.setenv(ray_compat.OWN_RAY_ENV, "1" if own else "")
+    cfg = config.validate({"data": {"source": "adding"}})
+    trainer = driver.build_trainer(cfg, spec=SimpleNamespace(as_loop_config=dict), name="n", storage="/tmp/s")
+    assert shared == ([trainer] if own else [])
+
+
+def test_a_ray_of_our_own_is_known_to_its_driver_and_its_workers(monkeypatch):
+    from pipeline.cluster.connect import worker_runtime_env
+
+    monkeypatch.delenv(ray_compat.OWN_RAY_ENV, raising=False)
+    monkeypatch.setattr(ray_compat, "_started_here", False)
+    assert not ray_compat.on_own_ray()
+    ray_compat.set_own_ray(True)  # the driver that started it (connect)
+    assert ray_compat.on_own_ray()
+    local, cluster = worker_runtime_env(local=True)["env_vars"], worker_runtime_env()["env_vars"]
+    # every process of a local instance inherits the marker and the variable Ray Train gives its controller
+    assert local[ray_compat.OWN_RAY_ENV] == "1" and local[ray_compat.WARN_BLOCKING_GET_ENV] == "0"
+    assert ray_compat.OWN_RAY_ENV not in cluster and ray_compat.WARN_BLOCKING_GET_ENV not in cluster
+
+
+def test_the_pooled_controller_is_ray_trains_own_with_a_worker_group_that_drops_inherited_variables(monkeypatch):
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
+    from ray.train.v2._internal.execution.controller import TrainController
+
+    cls = ray_compat._pooled_controller_cls()
+    assert issubclass(cls, TrainController) and cls.__name__ == "TrainController"
+    assert {ray_compat.HEALTH_CHECK_INTERVAL_ENV, ray_compat.WARN_BLOCKING_GET_ENV} <= ENV_VARS_TO_PROPAGATE
+    monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "0.05")  # the controller's, inherited from its node
+    get = cls.worker_group_cls._get_worker_runtime_env
+    assert get({}) == {}  # nothing to set: the workers start on idle pooled workers
+    assert get({"env_vars": {"MINE": "1"}}) == {"env_vars": {"MINE": "1"}}  # a user's own worker runtime env stays
+    assert get({"env_vars": {ray_compat.HEALTH_CHECK_INTERVAL_ENV: "1"}})["env_vars"] == {
+        ray_compat.HEALTH_CHECK_INTERVAL_ENV: "1"
+    }
