@@ -8,6 +8,7 @@ Importing this module imports no Ray: `setup_process` runs first thing in every 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import logging
@@ -15,6 +16,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -328,6 +330,37 @@ def train_actors_share_the_worker_pool(trainer) -> None:
         return ray.get(controller.get_result.remote())
 
     trainer._initialize_and_run_controller = run_controller
+
+
+# Tune does the same for each trial's actor: `_ActorClassCache.get` gives the trainable's actor class
+# a runtime env of PL_DISABLE_FORK=1 (for PyTorch Lightning, ray-project/ray#28197) plus the Tune and
+# Train variables set in the driver; the trial's controller and workers inherit it. On a Ray of our
+# own those are inherited from the node as well (connect.worker_runtime_env adds PL_DISABLE_FORK).
+TUNE_DEFAULT_ENV = "PL_DISABLE_FORK"
+
+
+@contextlib.contextmanager
+def tune_trials_share_the_worker_pool() -> Iterator[None]:
+    """While a Tuner runs in this process on a Ray of our own: its trial actors start without a
+    runtime env (and so the Train actors each trial starts)."""
+    if not on_own_ray():
+        yield
+        return
+    import ray
+    from ray.tune.execution.class_cache import _ActorClassCache
+
+    ray_get = _ActorClassCache.get
+
+    def get(cache: _ActorClassCache, trainable_cls):
+        if trainable_cls not in cache._cache:
+            cache._cache[trainable_cls] = ray.remote(trainable_cls)
+        return cache._cache[trainable_cls]
+
+    _ActorClassCache.get = get
+    try:
+        yield
+    finally:
+        _ActorClassCache.get = ray_get
 
 
 def _add_pattern(current: re.Pattern | None, pattern: str) -> re.Pattern:

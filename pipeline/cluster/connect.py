@@ -44,6 +44,7 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
         # (ray_compat.train_actors_share_the_worker_pool): what those carried is inherited instead
         env_vars[ray_compat.OWN_RAY_ENV] = "1"
         env_vars[ray_compat.WARN_BLOCKING_GET_ENV] = "0"
+        env_vars[ray_compat.TUNE_DEFAULT_ENV] = "1"  # and Tune's trial actors (tune_trials_share_the_worker_pool)
     return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": env_vars}
 
 

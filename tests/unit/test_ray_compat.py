@@ -310,3 +310,23 @@ def test_the_pooled_controller_is_ray_trains_own_with_a_worker_group_that_drops_
     assert get({"env_vars": {ray_compat.HEALTH_CHECK_INTERVAL_ENV: "1"}})["env_vars"] == {
         ray_compat.HEALTH_CHECK_INTERVAL_ENV: "1"
     }
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_tune_trial_actors_start_without_a_runtime_env_only_on_a_ray_of_our_own(monkeypatch, own):
+    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, _ActorClassCache
+
+    from pipeline.cluster.connect import worker_runtime_env
+
+    class Trainable:
+        pass
+
+    monkeypatch.setattr(ray_compat, "_started_here", own)
+    monkeypatch.delenv(ray_compat.OWN_RAY_ENV, raising=False)
+    with ray_compat.tune_trials_share_the_worker_pool():
+        during = _ActorClassCache().get(Trainable)._default_options.get("runtime_env")
+    after = _ActorClassCache().get(Trainable)._default_options.get("runtime_env")
+    assert after["env_vars"][ray_compat.TUNE_DEFAULT_ENV] == "1"  # Ray's own again
+    assert (during is None) == own and (during == after or own)
+    # what Tune would have set reaches the trials from the node instead
+    assert DEFAULT_ENV_VARS.items() <= worker_runtime_env(local=True)["env_vars"].items()
