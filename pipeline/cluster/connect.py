@@ -16,6 +16,7 @@ import ray.data
 from pipeline import ray_compat
 from pipeline.console import EPOCH_LINE, RAYLET_STARTUP_WARNING, quiet_libraries, ray_log_level, verbose
 from pipeline.errors import ConfigError
+from pipeline.ray_compat import actors as ray_actors
 
 
 def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
@@ -41,10 +42,10 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
         # idle workers kept: one per CPU, not Ray's -1 (ray_compat.WORKERS_SOFT_LIMIT_ENV)
         env_vars[ray_compat.WORKERS_SOFT_LIMIT_ENV] = str(os.cpu_count() or 1)
         # Ray Train's controller and workers run without runtime envs of their own on such a Ray
-        # (ray_compat.train_actors_share_the_worker_pool): what those carried is inherited instead
-        env_vars[ray_compat.OWN_RAY_ENV] = "1"
-        env_vars[ray_compat.WARN_BLOCKING_GET_ENV] = "0"
-        env_vars[ray_compat.TUNE_DEFAULT_ENV] = "1"  # and Tune's trial actors (tune_trials_share_the_worker_pool)
+        # (ray_actors.train_actors_share_the_worker_pool): what those carried is inherited instead
+        env_vars[ray_actors.OWN_RAY_ENV] = "1"
+        env_vars[ray_actors.WARN_BLOCKING_GET_ENV] = "0"
+        env_vars[ray_actors.TUNE_DEFAULT_ENV] = "1"  # and Tune's trial actors (tune_trials_share_the_worker_pool)
     return {"worker_process_setup_hook": ray_compat.SETUP_HOOK, "env_vars": env_vars}
 
 
@@ -102,7 +103,7 @@ def connect(workload: Workload = "tune") -> None:
             logging_level=ray_log_level(),
             include_dashboard=None if address else workload == "tune",
         )
-    ray_compat.set_own_ray(local)
+    ray_actors.set_own_ray(local)
     if callable(on_sigterm):
         # Ray's core worker installs a C++ SIGTERM handler that aborts the process; the CLI's handler
         # (SIGTERM -> KeyboardInterrupt -> runs marked KILLED, exit 130) must stay in charge.

@@ -18,6 +18,7 @@ from pipeline.config import Config
 from pipeline.data.fingerprint import lineage_of
 from pipeline.data.ingest import load_splits
 from pipeline.errors import ConfigError, TrainingFailed
+from pipeline.ray_compat import actors as ray_actors
 from pipeline.redaction import redact, redact_tree
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TrackedRun, sync_epochs
@@ -103,12 +104,12 @@ def build_trainer(
     )
     # a trial's controller dies with its trial actor when Tune stops the trial, so its placement group
     # needs the cleaner; a driver's goes with the driver's job (one process fewer, no State API poll)
-    leave_out: tuple[ray_compat.TrainCallback, ...] = ("datasets",)
+    leave_out: tuple[ray_actors.TrainCallback, ...] = ("datasets",)
     if owner == "driver":
         leave_out += ("placement_group_cleaner",)
-    ray_compat.without_default_callbacks(trainer, leave_out=leave_out)
-    if ray_compat.on_own_ray():
-        ray_compat.train_actors_share_the_worker_pool(trainer)
+    ray_actors.without_default_callbacks(trainer, leave_out=leave_out)
+    if ray_actors.on_own_ray():
+        ray_actors.train_actors_share_the_worker_pool(trainer)
     return trainer
 
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import ray.train
 import ray.tune
 
-from pipeline import ray_compat
 from pipeline.config import Config, apply_overrides, validate
 from pipeline.data.fingerprint import lineage_of
 from pipeline.data.ingest import load_splits
 from pipeline.errors import TrainingFailed
 from pipeline.owner import owner
+from pipeline.ray_compat import actors as ray_actors
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
 from pipeline.track.lineage import log_lineage
@@ -94,7 +94,7 @@ def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepare
         resume_hint=life.resume_hint(),
     )
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
-    with warnings.catch_warnings(), ray_compat.tune_trials_share_the_worker_pool():
+    with warnings.catch_warnings(), ray_actors.tune_trials_share_the_worker_pool():
         # Tune suggests reuse_actors for PBT; a trial's actor owns its TorchTrainer's controller and
         # workers, which must die with it when PBT replaces the trial's weights.
         warnings.filterwarnings("ignore", message="Consider boosting PBT performance")

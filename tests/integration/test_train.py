@@ -208,9 +208,9 @@ def test_train_actors_start_without_runtime_envs_on_a_ray_of_our_own(ray_session
     import ray
     import ray.train.torch
 
-    from pipeline import ray_compat
+    from pipeline.ray_compat import actors as ray_actors
 
-    assert ray_compat.on_own_ray()
+    assert ray_actors.on_own_ray()
 
     def report_runtime_env(config):  # defined here: Ray pickles it by value (tests are not importable there)
         import os
@@ -227,7 +227,7 @@ def test_train_actors_start_without_runtime_envs_on_a_ray_of_our_own(ray_session
         scaling_config=ray.train.ScalingConfig(num_workers=1),
         run_config=ray.train.RunConfig(name="pooled", storage_path=str(tmp_path)),
     )
-    ray_compat.train_actors_share_the_worker_pool(trainer)
+    ray_actors.train_actors_share_the_worker_pool(trainer)
     trainer.fit()
     seen = json.loads(out.read_text())
     assert "env_vars" not in seen["runtime_env"], seen

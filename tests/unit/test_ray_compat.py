@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import ray_compat
 from pipeline.errors import DataError
+from pipeline.ray_compat import actors as ray_actors
 
 
 def test_ray_is_the_pinned_version():
@@ -150,7 +151,7 @@ def test_a_trainer_can_run_without_ray_trains_default_callbacks(leave_out):
 
     named = {"placement_group_cleaner": PlacementGroupCleanerCallback, "datasets": DatasetsCallback}
     full, without = trainer(), trainer()
-    ray_compat.without_default_callbacks(without, leave_out=leave_out)
+    ray_actors.without_default_callbacks(without, leave_out=leave_out)
     kinds = [type(c) for c in full._create_default_callbacks()]
     assert {PlacementGroupCleanerCallback, DatasetsCallback} <= set(kinds)
     assert [type(c) for c in without._create_default_callbacks()] == [
@@ -182,7 +183,7 @@ def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, o
     calls = []
     monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace(kwargs=k))
     monkeypatch.setattr(
-        driver.ray_compat, "without_default_callbacks", lambda t, leave_out: calls.append((t, leave_out))
+        driver.ray_actors, "without_default_callbacks", lambda t, leave_out: calls.append((t, leave_out))
     )
     cfg = config.validate({"data": {"source": "adding"}})
     spec = SimpleNamespace(as_loop_config=dict)
@@ -273,10 +274,10 @@ def test_only_a_ray_of_our_own_runs_train_actors_without_runtime_envs(monkeypatc
 
     shared = []
     monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace(kwargs=k))
-    monkeypatch.setattr(driver.ray_compat, "without_default_callbacks", lambda t, leave_out: None)
-    monkeypatch.setattr(driver.ray_compat, "train_actors_share_the_worker_pool", shared.append)
-    monkeypatch.setattr(ray_compat, "_started_here", False)
-    monkeypatch.setenv(ray_compat.OWN_RAY_ENV, "1" if own else "")
+    monkeypatch.setattr(driver.ray_actors, "without_default_callbacks", lambda t, leave_out: None)
+    monkeypatch.setattr(driver.ray_actors, "train_actors_share_the_worker_pool", shared.append)
+    monkeypatch.setattr(ray_actors, "_started_here", False)
+    monkeypatch.setenv(ray_actors.OWN_RAY_ENV, "1" if own else "")
     cfg = config.validate({"data": {"source": "adding"}})
     trainer = driver.build_trainer(cfg, spec=SimpleNamespace(as_loop_config=dict), name="n", storage="/tmp/s")
     assert shared == ([trainer] if own else [])
@@ -285,24 +286,24 @@ def test_only_a_ray_of_our_own_runs_train_actors_without_runtime_envs(monkeypatc
 def test_a_ray_of_our_own_is_known_to_its_driver_and_its_workers(monkeypatch):
     from pipeline.cluster.connect import worker_runtime_env
 
-    monkeypatch.delenv(ray_compat.OWN_RAY_ENV, raising=False)
-    monkeypatch.setattr(ray_compat, "_started_here", False)
-    assert not ray_compat.on_own_ray()
-    ray_compat.set_own_ray(True)  # the driver that started it (connect)
-    assert ray_compat.on_own_ray()
+    monkeypatch.delenv(ray_actors.OWN_RAY_ENV, raising=False)
+    monkeypatch.setattr(ray_actors, "_started_here", False)
+    assert not ray_actors.on_own_ray()
+    ray_actors.set_own_ray(True)  # the driver that started it (connect)
+    assert ray_actors.on_own_ray()
     local, cluster = worker_runtime_env(local=True)["env_vars"], worker_runtime_env()["env_vars"]
     # every process of a local instance inherits the marker and the variable Ray Train gives its controller
-    assert local[ray_compat.OWN_RAY_ENV] == "1" and local[ray_compat.WARN_BLOCKING_GET_ENV] == "0"
-    assert ray_compat.OWN_RAY_ENV not in cluster and ray_compat.WARN_BLOCKING_GET_ENV not in cluster
+    assert local[ray_actors.OWN_RAY_ENV] == "1" and local[ray_actors.WARN_BLOCKING_GET_ENV] == "0"
+    assert ray_actors.OWN_RAY_ENV not in cluster and ray_actors.WARN_BLOCKING_GET_ENV not in cluster
 
 
 def test_the_pooled_controller_is_ray_trains_own_with_a_worker_group_that_drops_inherited_variables(monkeypatch):
     from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
     from ray.train.v2._internal.execution.controller import TrainController
 
-    cls = ray_compat._pooled_controller_cls()
+    cls = ray_actors._pooled_controller_cls()
     assert issubclass(cls, TrainController) and cls.__name__ == "TrainController"
-    assert {ray_compat.HEALTH_CHECK_INTERVAL_ENV, ray_compat.WARN_BLOCKING_GET_ENV} <= ENV_VARS_TO_PROPAGATE
+    assert {ray_compat.HEALTH_CHECK_INTERVAL_ENV, ray_actors.WARN_BLOCKING_GET_ENV} <= ENV_VARS_TO_PROPAGATE
     monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "0.05")  # the controller's, inherited from its node
     get = cls.worker_group_cls._get_worker_runtime_env
     assert get({}) == {}  # nothing to set: the workers start on idle pooled workers
@@ -321,12 +322,12 @@ def test_tune_trial_actors_start_without_a_runtime_env_only_on_a_ray_of_our_own(
     class Trainable:
         pass
 
-    monkeypatch.setattr(ray_compat, "_started_here", own)
-    monkeypatch.delenv(ray_compat.OWN_RAY_ENV, raising=False)
-    with ray_compat.tune_trials_share_the_worker_pool():
+    monkeypatch.setattr(ray_actors, "_started_here", own)
+    monkeypatch.delenv(ray_actors.OWN_RAY_ENV, raising=False)
+    with ray_actors.tune_trials_share_the_worker_pool():
         during = _ActorClassCache().get(Trainable)._default_options.get("runtime_env")
     after = _ActorClassCache().get(Trainable)._default_options.get("runtime_env")
-    assert after["env_vars"][ray_compat.TUNE_DEFAULT_ENV] == "1"  # Ray's own again
+    assert after["env_vars"][ray_actors.TUNE_DEFAULT_ENV] == "1"  # Ray's own again
     assert (during is None) == own and (during == after or own)
     # what Tune would have set reaches the trials from the node instead
     assert DEFAULT_ENV_VARS.items() <= worker_runtime_env(local=True)["env_vars"].items()
