@@ -1,7 +1,7 @@
 """Which actors Ray Train and Tune start for a run of ours, and in what: the default callbacks (and
 their actor processes) a run leaves out, and the runtime envs left out on a Ray of our own so that
 the controller, the workers and the trial actors start on idle pooled workers. Imports no Ray at
-import time (pipeline.ray_compat, which re-exports this, runs first in every Ray worker process)."""
+import time (pipeline.ray_compat, the package this module is in, runs first in every Ray worker process)."""
 
 from __future__ import annotations
 
