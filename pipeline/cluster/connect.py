@@ -42,7 +42,7 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
         # idle workers kept: one per CPU, not Ray's -1 (ray_compat.WORKERS_SOFT_LIMIT_ENV)
         env_vars[ray_compat.WORKERS_SOFT_LIMIT_ENV] = str(os.cpu_count() or 1)
         # Ray Train's controller and workers run without runtime envs of their own on such a Ray
-        # (ray_actors.train_actors_share_the_worker_pool): what those carried is inherited instead
+        # (ray_actors.use_our_controller, env="inherited"): what those carried is inherited instead
         env_vars[ray_actors.OWN_RAY_ENV] = "1"
         env_vars[ray_actors.WARN_BLOCKING_GET_ENV] = "0"
         env_vars[ray_actors.TUNE_DEFAULT_ENV] = "1"  # and Tune's trial actors (tune_trials_share_the_worker_pool)

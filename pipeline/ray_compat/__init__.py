@@ -32,7 +32,9 @@ PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # reported 2.0 s apart. At 0.25 s (ours until 2026-12-06) airline.yaml's 100 epochs of ~0.03 s still
 # took 25 s: fit 34.0 s, 13.5 s at 0.05 (11.1 s at 0.02), the same model and test MASE. The poll's
 # price on long epochs (B1's workload, 3 runs per setting alternated): 1 worker 4,098 against 4,119
-# sequences/s at 0.25 (-0.5%), 2 workers 5,841 against 6,043 (-3%), inside the runs' spread (+-4%).
+# sequences/s at 0.25 (-0.5%), 2 workers 5,841 against 6,043 (-3%), inside the runs' spread (+-4%);
+# against 1 s the 20 polls a second cost 2 workers ~12%: the interval is where a run starts, and our
+# controller then paces the poll by the workers' reports (ray_compat.actors.PollPace).
 HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_INTERVAL_S = 0.05
 # read by the raylet (RayConfig num_workers_soft_limit): how many idle worker processes it keeps;

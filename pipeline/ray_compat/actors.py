@@ -9,7 +9,9 @@ import contextlib
 import functools
 import os
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Literal
 
 # Ray Train's default callbacks that a run of ours can leave out. Ray 2.60 adds each unconditionally
@@ -60,9 +62,51 @@ def on_own_ray() -> bool:
     return _started_here or os.environ.get(OWN_RAY_ENV) == "1"
 
 
+# How a Ray Train controller paces its poll of the workers. Ray's TrainController polls every
+# RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (ours: ray_compat.HEALTH_CHECK_INTERVAL_S, 0.05 s, so that short
+# epochs are not stretched to the poll) for the whole run, and each poll is an actor call into every
+# worker, handled in the process that trains. Measured on B2's workload (2 workers on 2 cores, epochs
+# of ~1.6 s, fresh processes alternated with plain torch DDP): 0.05 s gave 6,860-7,442 sequences/s
+# (0.85x of DDP), 1.0 s 7,763-8,278 (0.95x). Our controller starts at the variable's interval and,
+# once a worker has reported twice, polls at a quarter of the time between its reports, never more
+# seldom than once a second (or the variable's value, if higher): a report is still taken long before
+# the next one is due, and a run ends at most a quarter of an epoch (1 s) after its last report.
+POLL_SHARE_OF_REPORT_GAP = 0.25
+POLL_CEILING_S = 1.0
+
+
+@dataclass
+class PollPace:
+    """The controller's poll interval, from the gaps between each worker's reports."""
+
+    floor_s: float  # the interval a run starts with (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S)
+    interval_s: float
+    last_report_s: dict[int, float] = field(default_factory=dict)  # world rank -> when its report was taken
+
+    @classmethod
+    def starting_at(cls, interval_s: float) -> PollPace:
+        return cls(floor_s=interval_s, interval_s=interval_s)
+
+    def reports_taken(self, ranks: list[int], *, now: float) -> float:
+        """The interval after a poll that took reports from `ranks` at monotonic time `now`."""
+        gaps = [now - self.last_report_s[rank] for rank in ranks if rank in self.last_report_s]
+        self.last_report_s |= dict.fromkeys(ranks, now)
+        if gaps:
+            paced = min(min(gaps) * POLL_SHARE_OF_REPORT_GAP, POLL_CEILING_S)
+            self.interval_s = max(self.floor_s, paced)
+        return self.interval_s
+
+
+# The runtime envs our controller and its workers get: "inherited" on a Ray of our own (none: the
+# node's environment already holds what they would carry, so they start on idle pooled workers),
+# "ray_train" elsewhere (what Ray Train gives them).
+ControllerEnv = Literal["inherited", "ray_train"]
+
+
 @functools.cache
-def _pooled_controller_cls():
-    """TrainController whose worker group leaves out the env vars every worker inherits anyway."""
+def _controller_cls(env: ControllerEnv):
+    """Ray Train's TrainController with the poll paced by the reports (PollPace) and, with
+    `inherited`, a worker group that leaves out the env vars every worker inherits anyway."""
     from ray.train.v2._internal.execution.controller import TrainController
     from ray.train.v2._internal.execution.worker_group import WorkerGroup
 
@@ -74,22 +118,44 @@ def _pooled_controller_cls():
             env_vars = {k: v for k, v in runtime_env.pop("env_vars", {}).items() if os.environ.get(k) != v}
             return runtime_env | ({"env_vars": env_vars} if env_vars else {})
 
-    class PooledTrainController(TrainController):
-        worker_group_cls = PooledWorkerGroup
+    class PacedTrainController(TrainController):
+        worker_group_cls = PooledWorkerGroup if env == "inherited" else WorkerGroup
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._poll_pace = PollPace.starting_at(self._health_check_interval_s)
+
+        async def _poll_workers(self):
+            status = await super()._poll_workers()
+            ranks = [rank for rank, worker in status.worker_statuses.items() if worker.training_report is not None]
+            if ranks:
+                self._health_check_interval_s = self._poll_pace.reports_taken(ranks, now=time.monotonic())
+            return status
 
     # the name users see in the console's "(TrainController pid=...)" prefix and Ray's dashboard
-    PooledTrainController.__name__ = PooledTrainController.__qualname__ = TrainController.__name__
-    return PooledTrainController
+    PacedTrainController.__name__ = PacedTrainController.__qualname__ = TrainController.__name__
+    return PacedTrainController
 
 
-def train_actors_share_the_worker_pool(trainer) -> None:
-    """On a Ray of our own: this trainer's controller, synchronization actor and workers start
-    without a runtime env, on the idle workers Ray pools when there are some."""
+def use_our_controller(trainer, *, env: ControllerEnv) -> None:
+    """This trainer's runs get our controller (_controller_cls). With `inherited` (a Ray of our own)
+    it, its synchronization actor and its workers start without a runtime env, on the idle workers
+    Ray pools when there are some; with `ray_train` they get the runtime envs Ray Train gives them."""
     import ray
+    from ray.train.v2.api import data_parallel_trainer as ray_trainer
+
+    options = {}
+    if env == "ray_train":  # as DataParallelTrainer._initialize_and_run_controller
+        env_vars = ray_trainer.get_env_vars_to_propagate()
+        env_vars.setdefault(
+            ray_trainer.RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
+            ray_trainer.DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
+        )
+        options["runtime_env"] = {"env_vars": env_vars}
 
     def run_controller(**controller_init_kwargs):
         node = {ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()}
-        controller_cls = ray.remote(num_cpus=0, label_selector=node)(_pooled_controller_cls())
+        controller_cls = ray.remote(num_cpus=0, label_selector=node, **options)(_controller_cls(env))
         controller = controller_cls.remote(**controller_init_kwargs)
         if threading.current_thread() is threading.main_thread():  # not in a Tune trial's thread
             trainer._register_sigint_handler(controller)

@@ -108,8 +108,7 @@ def build_trainer(
     if owner == "driver":
         leave_out += ("placement_group_cleaner",)
     ray_actors.without_default_callbacks(trainer, leave_out=leave_out)
-    if ray_actors.on_own_ray():
-        ray_actors.train_actors_share_the_worker_pool(trainer)
+    ray_actors.use_our_controller(trainer, env="inherited" if ray_actors.on_own_ray() else "ray_train")
     return trainer
 
 

@@ -227,7 +227,7 @@ def test_train_actors_start_without_runtime_envs_on_a_ray_of_our_own(ray_session
         scaling_config=ray.train.ScalingConfig(num_workers=1),
         run_config=ray.train.RunConfig(name="pooled", storage_path=str(tmp_path)),
     )
-    ray_actors.train_actors_share_the_worker_pool(trainer)
+    ray_actors.use_our_controller(trainer, env="inherited")
     trainer.fit()
     seen = json.loads(out.read_text())
     assert "env_vars" not in seen["runtime_env"], seen

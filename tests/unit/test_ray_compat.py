@@ -272,15 +272,15 @@ def test_only_a_ray_of_our_own_runs_train_actors_without_runtime_envs(monkeypatc
     from pipeline import config
     from pipeline.train import driver
 
-    shared = []
+    ours = []
     monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace(kwargs=k))
     monkeypatch.setattr(driver.ray_actors, "without_default_callbacks", lambda t, leave_out: None)
-    monkeypatch.setattr(driver.ray_actors, "train_actors_share_the_worker_pool", shared.append)
+    monkeypatch.setattr(driver.ray_actors, "use_our_controller", lambda t, env: ours.append((t, env)))
     monkeypatch.setattr(ray_actors, "_started_here", False)
     monkeypatch.setenv(ray_actors.OWN_RAY_ENV, "1" if own else "")
     cfg = config.validate({"data": {"source": "adding"}})
     trainer = driver.build_trainer(cfg, spec=SimpleNamespace(as_loop_config=dict), name="n", storage="/tmp/s")
-    assert shared == ([trainer] if own else [])
+    assert ours == [(trainer, "inherited" if own else "ray_train")]  # our controller either way
 
 
 def test_a_ray_of_our_own_is_known_to_its_driver_and_its_workers(monkeypatch):
@@ -300,9 +300,11 @@ def test_a_ray_of_our_own_is_known_to_its_driver_and_its_workers(monkeypatch):
 def test_the_pooled_controller_is_ray_trains_own_with_a_worker_group_that_drops_inherited_variables(monkeypatch):
     from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
     from ray.train.v2._internal.execution.controller import TrainController
+    from ray.train.v2._internal.execution.worker_group import WorkerGroup
 
-    cls = ray_actors._pooled_controller_cls()
+    cls = ray_actors._controller_cls("inherited")
     assert issubclass(cls, TrainController) and cls.__name__ == "TrainController"
+    assert ray_actors._controller_cls("ray_train").worker_group_cls is WorkerGroup  # on a cluster, Ray's own
     assert {ray_compat.HEALTH_CHECK_INTERVAL_ENV, ray_actors.WARN_BLOCKING_GET_ENV} <= ENV_VARS_TO_PROPAGATE
     monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "0.05")  # the controller's, inherited from its node
     get = cls.worker_group_cls._get_worker_runtime_env
@@ -311,6 +313,45 @@ def test_the_pooled_controller_is_ray_trains_own_with_a_worker_group_that_drops_
     assert get({"env_vars": {ray_compat.HEALTH_CHECK_INTERVAL_ENV: "1"}})["env_vars"] == {
         ray_compat.HEALTH_CHECK_INTERVAL_ENV: "1"
     }
+
+
+def test_the_poll_slows_to_a_quarter_of_the_gap_between_a_workers_reports():
+    pace = ray_actors.PollPace.starting_at(0.05)
+    assert pace.reports_taken([0], now=10.0) == 0.05  # one report: no gap yet
+    assert pace.reports_taken([1], now=10.05) == 0.05  # rank 1's first, one poll later: still no gap
+    assert pace.reports_taken([0], now=11.6) == pytest.approx(0.4)  # epochs of 1.6 s
+    assert pace.reports_taken([1, 0], now=13.2) == pytest.approx(0.4)  # each rank against its own last report
+    assert pace.reports_taken([0], now=113.2) == 1.0  # long epochs: once a second at most
+    assert pace.reports_taken([0], now=113.3) == 0.05  # short ones again: never under where it started
+    slow = ray_actors.PollPace.starting_at(1.5)  # a user's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S above the ceiling
+    slow.reports_taken([0], now=0.0)
+    assert slow.reports_taken([0], now=20.0) == 1.5
+
+
+def test_our_controller_paces_its_poll_by_the_reports_it_takes(monkeypatch):
+    import asyncio
+    from types import SimpleNamespace
+
+    from ray.train.v2._internal.execution.worker_group.poll import WorkerGroupPollStatus, WorkerStatus
+
+    polls = iter([(10.0, "r"), (10.05, None), (12.0, "r"), (12.05, None)])  # (when, rank 0's report taken)
+    now = [0.0]
+
+    def poll_status(timeout):
+        now[0], report = next(polls)
+        return WorkerGroupPollStatus({0: WorkerStatus(running=True, training_report=report), 1: WorkerStatus(True)})
+
+    monkeypatch.setattr(ray_actors.time, "monotonic", lambda: now[0])
+    controller = object.__new__(ray_actors._controller_cls("inherited"))  # Ray's __init__ needs a run context
+    controller._worker_group = SimpleNamespace(poll_status=poll_status)
+    controller._health_check_interval_s = 0.05
+    controller._poll_pace = ray_actors.PollPace.starting_at(0.05)
+    seen = []
+    for _ in range(4):
+        controller._latest_poll_time = float("-inf")  # Ray's wait between polls is not under test
+        asyncio.run(controller._poll_workers())
+        seen.append(controller._health_check_interval_s)
+    assert seen == [0.05, 0.05, pytest.approx(0.5), pytest.approx(0.5)]  # reports 2 s apart: polled every 0.5 s
 
 
 @pytest.mark.parametrize("own", [True, False])
