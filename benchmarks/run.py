@@ -59,8 +59,8 @@ def b1_b2(workdir: str) -> tuple[list[Result], float]:
         key="B1",
         title="training throughput, pipeline on 1 Ray worker vs bare PyTorch",
         figure=b1.show(unit="x"),
-        goal=">= 0.95x",
-        verdict="met" if b1.median >= 0.95 else "missed",
+        goal=">= 0.95x in every repetition",
+        verdict="met" if b1.low >= 0.95 else "missed",  # issue 18: every repetition, not the median
         section=f"""{shape}. Epoch 0 (warm-up, and the epoch that fills the shard cache) dropped on both sides.
 
 | | sequences/s |
