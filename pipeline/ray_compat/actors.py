@@ -66,11 +66,14 @@ def on_own_ray() -> bool:
 # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (ours: ray_compat.HEALTH_CHECK_INTERVAL_S, 0.05 s, so that short
 # epochs are not stretched to the poll) for the whole run, and each poll is an actor call into every
 # worker, handled in the process that trains. Measured on B2's workload (2 workers on 2 cores, epochs
-# of ~1.6 s, fresh processes alternated with plain torch DDP): 0.05 s gave 6,860-7,442 sequences/s
-# (0.85x of DDP), 1.0 s 7,763-8,278 (0.95x). Our controller starts at the variable's interval and,
-# once a worker has reported twice, polls at a quarter of the time between its reports, never more
-# seldom than once a second (or the variable's value, if higher): a report is still taken long before
-# the next one is due, and a run ends at most a quarter of an epoch (1 s) after its last report.
+# of ~0.7 s, fresh processes alternated with plain torch DDP): 0.05 s gave 6,860-7,442 sequences/s
+# (0.85x of DDP), 1.0 s 7,763-8,278 (0.95x; training time only: each report then waited for the
+# poll). Paced as below (every ~0.18 s there), old and new commit alternated: 0.87x -> 0.91x of DDP;
+# `--only B1,B2` after it: 0.94x and 1.10x in two runs (0.86x before). Our controller starts at the
+# variable's interval and, once a worker has reported twice, polls at a quarter of the time between
+# its reports, never more seldom than once a second (or the variable's value, if higher): a report is
+# still taken long before the next one is due, and a run ends at most a quarter of an epoch (1 s)
+# after its last report.
 POLL_SHARE_OF_REPORT_GAP = 0.25
 POLL_CEILING_S = 1.0
 
