@@ -33,8 +33,9 @@ PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # took 25 s: fit 34.0 s, 13.5 s at 0.05 (11.1 s at 0.02), the same model and test MASE. The poll's
 # price on long epochs (B1's workload, 3 runs per setting alternated): 1 worker 4,098 against 4,119
 # sequences/s at 0.25 (-0.5%), 2 workers 5,841 against 6,043 (-3%), inside the runs' spread (+-4%);
-# against 1 s the 20 polls a second cost 2 workers ~12%: the interval is where a run starts, and our
-# controller then paces the poll by the workers' reports (ray_compat.actors.PollPace).
+# against 1 s the 20 polls a second cost 2 workers ~10% (0.85x against 0.95x of DDP, ray_compat.actors):
+# the interval is where a run starts, and our controller then paces the poll by the workers' reports
+# (ray_compat.actors.PollPace).
 HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_INTERVAL_S = 0.05
 # read by the raylet (RayConfig num_workers_soft_limit): how many idle worker processes it keeps;
