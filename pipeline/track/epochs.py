@@ -59,7 +59,7 @@ def fast_http() -> Iterator[None]:
                     os.environ[key] = value
 
 
-def _is_outage(err: BaseException) -> bool:
+def is_outage(err: BaseException) -> bool:
     """The server is away (connection refused, timeouts, 5xx), as opposed to a request it rejects."""
     if isinstance(err, RestException):
         return err.get_http_status_code() >= 500
@@ -84,15 +84,20 @@ class RunLogger:
 
     def log_epoch(self, metrics: dict[str, Any], *, epoch: int) -> bool:
         """Queue the epoch and try to send everything queued; False while the server is away."""
+        self.queue_epoch(metrics, epoch=epoch)
+        return self.flush()
+
+    def queue_epoch(self, metrics: dict[str, Any], *, epoch: int) -> None:
+        """An epoch this process saw trained, sent with the next flush."""
         ts = now_ms()
         self._pending += [
             Metric(k, float(v), ts, epoch) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "epoch"
         ]
         self._trained.add(epoch)
-        return self.flush()
 
-    def log_history(self, history: list[dict[str, Any]]) -> bool:
-        """Epochs from a checkpoint's history; only those MLflow lacks are sent."""
+    def log_history(self, history: list[dict[str, Any]], *, tags: dict[str, str] | None = None) -> bool:
+        """Epochs from a checkpoint's history (and the run's tags); only epochs MLflow lacks are sent."""
+        self._pending_tags |= tags or {}
         for metrics in history:
             ts = now_ms()
             self._pending += [
@@ -111,7 +116,7 @@ class RunLogger:
                     self.run.log_table(table, f"{folder}/{name}")
                 self.run.log_figures({f"{folder}/{name}": fig for name, fig in figures.items()})
         except Exception as err:
-            if not _is_outage(err):
+            if not is_outage(err):
                 raise
             print(
                 redact(f"MLflow at {self.run.uri} unreachable; {folder} artifacts of this epoch not logged"),
@@ -129,7 +134,7 @@ class RunLogger:
             with fast_http():
                 self._send()
         except Exception as err:
-            if not _is_outage(err):
+            if not is_outage(err):
                 raise
             if self._down_since is None:
                 self._down_since = time.monotonic()
@@ -175,11 +180,19 @@ class RunLogger:
         return self._logged
 
 
-def sync_epochs(run: TrackedRun, history: list[dict[str, Any]], *, wait_s: float, poll_s: float = 5.0) -> bool:
-    """Log the epochs of `history` MLflow lacks, retrying for up to `wait_s`; False if the server stayed away."""
+def sync_epochs(
+    run: TrackedRun,
+    history: list[dict[str, Any]],
+    *,
+    tags: dict[str, str] | None = None,
+    wait_s: float,
+    poll_s: float = 5.0,
+) -> bool:
+    """Log the epochs of `history` MLflow lacks (and `tags`), retrying for up to `wait_s`; False if the
+    server stayed away."""
     logger = RunLogger(run)
     deadline = time.monotonic() + wait_s
-    ok = logger.log_history(history)
+    ok = logger.log_history(history, tags=tags)
     while not ok and time.monotonic() < deadline:
         time.sleep(poll_s)
         ok = logger.flush()

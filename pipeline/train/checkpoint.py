@@ -40,6 +40,7 @@ class CheckpointMeta:
     config: dict[str, Any] | None = None
     info: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics so far, this one last
+    tags: dict[str, str] = field(default_factory=dict)  # the run's tags from its workers (world size, nodes)
 
 
 @dataclass

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import ray.data
@@ -29,7 +29,7 @@ from pipeline.train import checkpoint, snapshot
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
 from pipeline.train.progress import EpochProgress
-from pipeline.train.worker import WorkerSpec, train_loop_per_worker
+from pipeline.train.worker import EpochLogger, WorkerSpec, train_loop_per_worker
 
 STOPPED_TAG = "lstmpipe.stopped_early_after_epoch"  # train.early_stopping ended the run after this many epochs
 
@@ -40,6 +40,7 @@ class FitOutcome:
     best_metrics: dict[str, float]
     run_path: str
     history: list[dict[str, float]]  # every epoch's metrics, from the latest checkpoint
+    tags: dict[str, str] = field(default_factory=dict)  # the run's tags from its workers, from the same checkpoint
 
 
 def worker_spec(
@@ -49,6 +50,7 @@ def worker_spec(
     run_id: str | None,
     tracking_uri: str,
     warm_start: ray.train.Checkpoint | None = None,
+    epochs_logged_by: EpochLogger = "rank0",
 ) -> WorkerSpec:
     return WorkerSpec(
         task=cfg.task,
@@ -65,6 +67,7 @@ def worker_spec(
         probe_size=cfg.telemetry.probe_size,
         system_metrics_s=cfg.tracking.system_metrics_s,
         warm_start=warm_start,
+        epochs_logged_by=epochs_logged_by,
     )
 
 
@@ -154,15 +157,19 @@ def outcome_of(result: ray.train.Result, cfg: Config) -> FitOutcome:
     best = result.get_best_checkpoint(metric=metric, mode=get_task(cfg.task).metric_mode(metric))
     metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
     with result.checkpoint.as_directory() as latest:
-        history = checkpoint.load_meta(latest).history
-    return FitOutcome(best_checkpoint=best.path, best_metrics=metrics, run_path=result.path, history=history)
+        meta = checkpoint.load_meta(latest)
+    return FitOutcome(
+        best_checkpoint=best.path, best_metrics=metrics, run_path=result.path, history=meta.history, tags=meta.tags
+    )
 
 
 def checkpoint_outcome(ckpt: ray.train.Checkpoint) -> FitOutcome:
     """One checkpoint as an outcome: its own metrics and the history it carries."""
     with ckpt.as_directory() as directory:
         meta = checkpoint.load_meta(directory)
-    return FitOutcome(best_checkpoint=ckpt.path, best_metrics=meta.metrics, run_path=ckpt.path, history=meta.history)
+    return FitOutcome(
+        best_checkpoint=ckpt.path, best_metrics=meta.metrics, run_path=ckpt.path, history=meta.history, tags=meta.tags
+    )
 
 
 def with_best_of(cfg: Config, outcome: FitOutcome, other: FitOutcome) -> FitOutcome:
@@ -186,8 +193,9 @@ def stopped_early(cfg: Config, outcome: FitOutcome, *, run: TrackedRun) -> dict[
 
 
 def sync_history(cfg: Config, outcome: FitOutcome, *, run: TrackedRun, resume_hint: str) -> None:
-    """Every epoch in MLflow before the model is logged: what rank 0 could not log during an outage."""
-    if not sync_epochs(run, outcome.history, wait_s=cfg.tracking.outage_wait_s):
+    """Every epoch in MLflow before the model is logged: what rank 0 could not log during an outage;
+    and the workers' tags (world size, nodes), which rank 0 logs itself only where it logs epochs."""
+    if not sync_epochs(run, outcome.history, tags=outcome.tags, wait_s=cfg.tracking.outage_wait_s):
         raise TrainingFailed(
             f"MLflow server {redact(run.uri)} stayed unreachable for "
             f"tracking.outage_wait_s={cfg.tracking.outage_wait_s:g} s "

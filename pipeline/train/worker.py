@@ -2,7 +2,7 @@
 
 Read it top to bottom. Each worker streams its own shard of the train/val datasets; DDP (gloo on
 CPU, NCCL on GPU) averages gradients; losses are all-reduced so all ranks report the same numbers;
-rank 0 writes the checkpoint and logs the epoch to MLflow.
+rank 0 writes the checkpoint and logs the epoch to MLflow (in a Tune trial the sweep driver logs it).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import ray
 import ray.data
@@ -34,14 +34,21 @@ from pipeline.train.recipe import load_optimizer_state, lr_at, optimizer_for, st
 from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
 
 
-def _rank0_logger(spec: WorkerSpec):
-    """Rank 0's MLflow logger. mlflow is imported here, in rank 0 only: importing it costs every
-    other worker (and Ray's controller, which loads this module) seconds of CPU at start-up."""
+def _rank0_logger(spec: WorkerSpec, *, restored: Restored):
+    """Rank 0's MLflow logger, where rank 0 logs. mlflow is imported here, in rank 0 only: importing it
+    costs every other worker (and Ray's controller, which loads this module) seconds of CPU at start-up.
+    In a Tune trial whose epochs the sweep driver logs (`epochs_logged_by="sweep"`), rank 0 opens it only
+    for what the driver cannot log: the epochs of a checkpoint the run starts from, and telemetry."""
     if not spec.run_id:
         return None
+    if spec.epochs_logged_by == "sweep" and not restored.start_epoch and not spec.telemetry_epochs:
+        return None  # ~1.5 s of imports and the SQLite store spared on each trial's critical path
     from pipeline.track import RunLogger, TrackedRun
 
     return RunLogger(TrackedRun(spec.tracking_uri, spec.run_id))
+
+
+EpochLogger = Literal["rank0", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,9 @@ class WorkerSpec:
     probe_size: int = 32
     system_metrics_s: float | None = None  # tracking.system_metrics_s: each node's local rank 0 samples its node
     warm_start: ray.train.Checkpoint | None = None  # PBT: another trial's checkpoint this run starts from
+    # who logs each epoch to MLflow: rank 0 as it trains, or a Tune trial's sweep driver as Tune receives
+    # the epoch (pipeline.tune.epochs), a process that has MLflow loaded already
+    epochs_logged_by: EpochLogger = "rank0"
 
     def as_loop_config(self) -> dict[str, Any]:
         return {"spec": self}
@@ -115,13 +125,14 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
         budget_mb=train_cfg.shard_cache_mb,
     )
     nodes = _worker_nodes(ctx.get_world_size())  # a collective: every rank calls it
-    logger = _rank0_logger(spec) if rank == 0 else None
+    run_tags = {"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)}
+    if restored.start_epoch:
+        run_tags["lstmpipe.restored_from_epoch"] = str(restored.start_epoch - 1)
+    logger = _rank0_logger(spec, restored=restored) if rank == 0 else None
     system = _node_monitor(spec, ctx)
     if logger is not None:
-        logger.set_tags({"lstmpipe.world_size": str(ctx.get_world_size()), "lstmpipe.worker_nodes": ",".join(nodes)})
+        logger.set_tags(run_tags)  # also in every checkpoint: the driver sets them where rank 0 does not log
         logger.log_history(restored.history)  # epochs a failed attempt trained but could not log
-        if restored.start_epoch:
-            logger.set_tags({"lstmpipe.restored_from_epoch": str(restored.start_epoch - 1)})
 
     history = list(restored.history)
     rule = stop_rule(train_cfg, mode_of=task.metric_mode)  # early stopping, from the history alone
@@ -165,13 +176,13 @@ def _train(spec: WorkerSpec, *, exiting: ExitStop) -> None:
             recorded = record(raw_model, probe, loss=lambda p, y: loss_terms(p.float(), y)["loss"][0], epoch=epoch)
             metrics["telemetry_s"] = recorded.seconds
         history.append(metrics)
-        _report(metrics, raw_model=raw_model, optimizer=optimizer, spec=spec, rank=rank, history=history)
-        if logger is not None:
+        _report(metrics, spec=spec, rank=rank, state=(raw_model, optimizer), history=history, tags=run_tags)
+        if logger is not None and spec.epochs_logged_by == "rank0":
             logger.log_epoch(metrics, epoch=epoch)  # buffered if the tracking server is away
-            if recorded is not None:
-                logger.log_artifacts(
-                    tables={f"epoch_{epoch:04d}.parquet": recorded.table}, figures=recorded.figures, folder="telemetry"
-                )
+        if logger is not None and recorded is not None:
+            logger.log_artifacts(
+                tables={f"epoch_{epoch:04d}.parquet": recorded.table}, figures=recorded.figures, folder="telemetry"
+            )
     if logger is not None:
         logger.flush()
     if system is not None:
@@ -239,13 +250,14 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, *, spec: Worker
 def _report(
     metrics: dict[str, float],
     *,
-    raw_model: nn.Module,
-    optimizer,
     spec: WorkerSpec,
     rank: int,
+    state: tuple[nn.Module, torch.optim.Optimizer],
     history: list[dict[str, float]],
+    tags: dict[str, str],
 ) -> None:
     """Report the epoch to Ray Train; rank 0 attaches the checkpoint (every rank must call report)."""
+    raw_model, optimizer = state
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
@@ -257,6 +269,7 @@ def _report(
                 config=spec.config,
                 info=spec.info,
                 history=history,
+                tags=tags,
             )
             checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
             ckpt = ray.train.Checkpoint.from_directory(tmp)

@@ -22,6 +22,7 @@ from pipeline.data.ingest import load_splits
 from pipeline.errors import TrainingFailed
 from pipeline.owner import owner
 from pipeline.ray_compat import actors as ray_actors
+from pipeline.redaction import redact
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
 from pipeline.track.lineage import log_lineage
@@ -31,6 +32,7 @@ from pipeline.train.driver import FitOutcome, outcome_of, stopped_early
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import RUN_KIND, Lifecycle, run_lifecycle
 from pipeline.tune import pbt, report
+from pipeline.tune.epochs import TrialEpochs
 from pipeline.tune.space import Objective, concurrency, objective, scheduler, search_space, searcher, trial_base
 from pipeline.tune.trial import TRIAL_RESOURCES, SweepContext, data_key, trial_driver, trial_name, trial_storage
 
@@ -92,13 +94,22 @@ def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepare
         sweep_name=life.name,
         owner=owner(),
         resume_hint=life.resume_hint(),
+        # PBT's trials report to Tune themselves; a restored sweep's callback comes back from tuner.pkl without its run
+        epochs_logged_by="rank0" if life.previous is not None or cfg.tune.scheduler == "pbt" else "sweep",
     )
+    epochs = TrialEpochs(parent if ctx.epochs_logged_by == "sweep" else None)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
     with warnings.catch_warnings(), ray_actors.tune_trials_share_the_worker_pool():
         # Tune suggests reuse_actors for PBT; a trial's actor owns its TorchTrainer's controller and
         # workers, which must die with it when PBT replaces the trial's weights.
         warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
-        grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, restore=life.previous is not None).fit()
+        grid = _tuner(cfg, trainable, goal=goal, ctx=ctx, epochs=epochs, restore=life.previous is not None).fit()
+    if not epochs.finish(wait_s=cfg.tracking.outage_wait_s):
+        raise TrainingFailed(
+            f"MLflow server {redact(life.uri)} stayed unreachable for tracking.outage_wait_s="
+            f"{cfg.tracking.outage_wait_s:g} s after the trials; their checkpoints are safe in {ctx.storage}: once the "
+            f"server is back, {ctx.resume_hint} logs the rest"
+        )
     parent.close_trials(trial_outcomes(grid, max_epochs=cfg.train.epochs))
     if not [r for r in grid if r.error is None and r.metrics]:
         first = next((r.error for r in grid if r.error is not None), None)
@@ -107,7 +118,9 @@ def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepare
     return Trials(grid=grid, parent=parent, ctx=ctx)
 
 
-def _tuner(cfg: Config, trainable, *, goal: Objective, ctx: SweepContext, restore: bool) -> ray.tune.Tuner:
+def _tuner(
+    cfg: Config, trainable, *, goal: Objective, ctx: SweepContext, epochs: TrialEpochs, restore: bool
+) -> ray.tune.Tuner:
     if restore:
         path = f"{ctx.storage}/{ctx.sweep_name}"
         return ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -121,7 +134,7 @@ def _tuner(cfg: Config, trainable, *, goal: Objective, ctx: SweepContext, restor
             scheduler=scheduler(cfg.tune, max_epochs=cfg.train.epochs),
             num_samples=cfg.tune.num_samples,
         ),
-        run_config=ray.tune.RunConfig(name=ctx.sweep_name, storage_path=ctx.storage),
+        run_config=ray.tune.RunConfig(name=ctx.sweep_name, storage_path=ctx.storage, callbacks=[epochs]),
     )
 
 

@@ -21,6 +21,7 @@ from pipeline.train.checkpoint import load_meta
 from pipeline.train.driver import build_trainer, fit, stopped_early, sync_history, worker_spec
 from pipeline.train.finish import test_checkpoint
 from pipeline.train.lifecycle import RESUMED_TAG
+from pipeline.train.worker import EpochLogger
 from pipeline.tune import pbt
 
 # The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and
@@ -42,6 +43,9 @@ class SweepContext:
     sweep_name: str
     owner: str  # the sweep driver (OWNER_TAG of every trial run)
     resume_hint: str  # what continues the sweep after an outage (`Lifecycle.resume_hint`)
+    # who logs a trial's epochs: the sweep driver as Tune receives them (`pipeline.tune.epochs`), or rank 0
+    # (in a restored sweep, whose callback Tune unpickles without its run, and under PBT)
+    epochs_logged_by: EpochLogger = "sweep"
 
 
 def data_key(cfg: Config) -> str:
@@ -99,7 +103,14 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
     start = ray.tune.get_checkpoint() if population else None  # a clone's (or a restored trial's) weights
     if population:
         _log_generation(run, cfg, start)
-    spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=ctx.tracking_uri, warm_start=start)
+    spec = worker_spec(
+        cfg,
+        splits,
+        run_id=run.run_id,
+        tracking_uri=ctx.tracking_uri,
+        warm_start=start,
+        epochs_logged_by=ctx.epochs_logged_by,
+    )
 
     def build(callbacks: list):
         return build_trainer(
@@ -119,7 +130,10 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
         # has said which it was (`SweepRun.close_trials`).
         run.set_tags({"lstmpipe.error": f"{type(err).__name__}: {err}"[:5000]})
         raise
-    sync_history(cfg, outcome, run=run, resume_hint=ctx.resume_hint)
+    if ctx.epochs_logged_by == "rank0":
+        sync_history(cfg, outcome, run=run, resume_hint=ctx.resume_hint)
+    elif outcome.tags:  # the sweep driver logs the epochs; the workers' tags come from the last checkpoint
+        run.set_tags(outcome.tags)
     tested = test_checkpoint(cfg, splits, outcome.best_checkpoint)  # for the report; selection stays on validation
     run.log_metrics(tested.metrics, step=int(outcome.best_metrics["epoch"]))
     stopped_early(cfg, outcome, run=run)  # tagged: where train.early_stopping ended the trial

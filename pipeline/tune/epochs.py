@@ -1,0 +1,81 @@
+"""Each trial's epochs logged to its MLflow child run by the sweep driver, as Tune receives them.
+
+A trial's rank 0 would otherwise import MLflow and open the tracking store itself (~1.5 s of a
+trial's fixed cost, on its critical path); the sweep driver has both loaded already, and every epoch
+reaches it: Train's controller hands rank 0's report to `TuneReportCallback`, Tune to this callback.
+The logging policy is rank 0's (`pipeline.track.RunLogger`): buffered through an outage, an epoch a
+restarted worker group trains again is not logged twice (tagged `lstmpipe.rerun_epochs`), and what is
+still buffered when the trials end is sent before the sweep goes on (`finish`). A trial's rank 0 still
+logs the epochs of a checkpoint its run starts from and its telemetry; the worker's tags reach the
+run from its last checkpoint (`pipeline.train.driver.sync_history`'s tags, set by the trial).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray.tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+from ray.tune.result import AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID
+
+from pipeline.track import RunLogger, SweepRun
+from pipeline.track.epochs import fast_http, is_outage
+
+TUNE_KEYS = frozenset((*AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID, CHECKPOINT_PATH_KEY))
+
+
+def epoch_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """What the trial's workers reported for the epoch, without what Tune and Train added to the result."""
+    return {k: v for k, v in result.items() if k not in TUNE_KEYS}
+
+
+class TrialEpochs(ray.tune.Callback):
+    """Logs the trials' epochs under `parent`; with None (the trials' rank 0 logs them) nothing."""
+
+    def __init__(self, parent: SweepRun | None):
+        self.parent: SweepRun | None = parent
+        self._loggers: dict[str, RunLogger] = {}
+        self._unsent: dict[str, list[dict[str, Any]]] = {}  # epochs of a trial whose run was not found yet
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if self.parent is None or "epoch" not in result:
+            return
+        self._unsent.setdefault(trial.trial_id, []).append(epoch_metrics(result))
+        self._send(trial.trial_id)
+
+    def finish(self, *, wait_s: float, poll_s: float = 5.0) -> bool:
+        """Send what an outage left buffered, retrying for up to `wait_s`; False if the server stayed away."""
+        deadline = time.monotonic() + wait_s
+        while not all(self._send(trial_id) for trial_id in {*self._unsent, *self._loggers}):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
+    def _send(self, trial_id: str) -> bool:
+        """Log the trial's epochs not sent yet (buffered by its RunLogger while the server is away)."""
+        logger = self._loggers.get(trial_id)
+        if logger is None:
+            try:
+                with fast_http():  # a few seconds, not MLflow's minutes of retries, while Tune's loop waits
+                    found = self.parent.trial(trial_id) if self.parent is not None else None
+            except Exception as err:
+                if not is_outage(err):
+                    raise
+                return False
+            if found is None:  # the trial opens its child run before it trains: not yet, or a restored copy
+                return not self._unsent.get(trial_id)
+            logger = self._loggers[trial_id] = RunLogger(found.run)
+        for metrics in self._unsent.pop(trial_id, []):
+            logger.queue_epoch(metrics, epoch=int(metrics["epoch"]))
+        return logger.flush()
+
+    # Tune pickles its RunConfig, this callback included, into the sweep's directory (tuner.pkl) and a
+    # restored sweep unpickles it: no tracking URI goes there, and a restored copy logs nothing (the
+    # trials of a restored sweep log their epochs from rank 0: `SweepContext.epochs_logged_by`).
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.parent, self._loggers, self._unsent = None, {}, {}
