@@ -1,4 +1,5 @@
-"""Per-epoch metrics from rank 0: buffered while the tracking server is away, never logged twice.
+"""Per-epoch metrics from rank 0 (in a Tune trial, from the sweep driver: `pipeline.tune.epochs`):
+buffered while the tracking server is away, never logged twice.
 
 The policy (tests/reliability/test_failures.py proves it):
 - Training never waits on MLflow. A failed `log_batch` keeps the epoch in a buffer that is retried
