@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,15 +52,21 @@ class SweepRun(TrackedRun):
             if run.info.status == "RUNNING":
                 self.child(run.info.run_id).end(status)
 
-    def close_trials(self, outcomes: dict[str, TrialOutcome]) -> None:
-        """Close child runs still RUNNING by Tune's verdict. A trial the scheduler stops dies with its
-        actor and cannot close its own run: it ends FINISHED, tagged stopped_early. A trial Tune never
-        reported on ends FAILED."""
+    def close_trials(
+        self, outcomes: dict[str, TrialOutcome], *, tags_of: Callable[[str], dict[str, str]] | None = None
+    ) -> None:
+        """Close child runs still RUNNING by Tune's verdict, with the tags `tags_of(trial_id)` gives (what
+        the trial would have set itself). A trial the scheduler stops dies with its actor and cannot close
+        its own run: it ends FINISHED, tagged stopped_early. A trial Tune never reported on ends FAILED."""
         for run in self.children():
             if run.info.status != "RUNNING":
                 continue
             child = self.child(run.info.run_id)
-            outcome = outcomes.get(run.data.tags.get(TRIAL_TAG, ""), "FAILED")
+            trial_id = run.data.tags.get(TRIAL_TAG, "")
+            outcome = outcomes.get(trial_id, "FAILED")
+            tags = dict(tags_of(trial_id)) if tags_of is not None else {}
             if outcome == "STOPPED":
-                child.set_tags({"lstmpipe.stopped_early": "true"})
+                tags["lstmpipe.stopped_early"] = "true"
+            if tags:
+                child.set_tags(tags)
             child.end("FAILED" if outcome == "FAILED" else "FINISHED")

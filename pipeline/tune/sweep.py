@@ -7,6 +7,7 @@ logged on the parent and registered as `champion`, and the report compares the t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -34,7 +35,15 @@ from pipeline.train.lifecycle import RUN_KIND, Lifecycle, run_lifecycle
 from pipeline.tune import pbt, report
 from pipeline.tune.epochs import TrialEpochs
 from pipeline.tune.space import Objective, concurrency, objective, scheduler, search_space, searcher, trial_base
-from pipeline.tune.trial import TRIAL_RESOURCES, SweepContext, data_key, trial_driver, trial_name, trial_storage
+from pipeline.tune.trial import (
+    TRIAL_RESOURCES,
+    SweepContext,
+    data_key,
+    trial_driver,
+    trial_name,
+    trial_storage,
+    trial_tags,
+)
 
 
 def data_variants(cfg: Config, *, splits: Prepared | None = None) -> dict[str, Prepared]:
@@ -110,7 +119,8 @@ def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepare
             f"{cfg.tracking.outage_wait_s:g} s after the trials; their checkpoints are safe in {ctx.storage}: once the "
             f"server is back, {ctx.resume_hint} logs the rest"
         )
-    parent.close_trials(trial_outcomes(grid, max_epochs=cfg.train.epochs))
+    tags = functools.partial(trial_tags, ctx) if ctx.epochs_logged_by == "sweep" else None  # else rank 0 set them
+    parent.close_trials(trial_outcomes(grid, max_epochs=cfg.train.epochs), tags_of=tags)
     if not [r for r in grid if r.error is None and r.metrics]:
         first = next((r.error for r in grid if r.error is not None), None)
         reason = str(first).strip().splitlines()[-1] if first else "no metrics reported"

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import ray.train
 import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -17,10 +18,12 @@ from pipeline.tasks import Prepared, get_task
 from pipeline.track import KIND_TAG, TRIAL_TAG, SweepRun, TrackedRun
 from pipeline.track.lineage import log_lineage
 from pipeline.track.reconcile import OWNER_TAG
+from pipeline.train import snapshot
 from pipeline.train.checkpoint import load_meta
-from pipeline.train.driver import build_trainer, fit, stopped_early, sync_history, worker_spec
+from pipeline.train.driver import build_trainer, checkpoint_outcome, fit, stopped_early, sync_history, worker_spec
 from pipeline.train.finish import test_checkpoint
 from pipeline.train.lifecycle import RESUMED_TAG
+from pipeline.train.run_state import run_fs
 from pipeline.train.worker import EpochLogger
 from pipeline.tune import pbt
 
@@ -63,6 +66,15 @@ def trial_name(sweep_name: str, trial_id: str) -> str:
 def trial_storage(storage: str, sweep_name: str) -> str:
     """Each trial's Ray Train run lives inside the sweep's directory: <storage>/<sweep>/trials/<trial>."""
     return f"{storage}/{sweep_name}/trials"
+
+
+def trial_tags(ctx: SweepContext, trial_id: str) -> dict[str, str]:
+    """A trial's workers' tags (world size, nodes) from its last complete checkpoint, for a run the sweep
+    driver closes: a trial sets them itself when it finishes, and one the scheduler stops (at its last
+    epoch too) is gone before that. {} when the trial kept no checkpoint."""
+    fs, run_dir = run_fs(trial_storage(ctx.storage, ctx.sweep_name), trial_name(ctx.sweep_name, trial_id))
+    latest = snapshot.latest_complete(fs, run_dir)
+    return checkpoint_outcome(ray.train.Checkpoint(latest, filesystem=fs)).tags if latest is not None else {}
 
 
 def _trial_run(cfg: Config, ctx: SweepContext, *, trial_id: str) -> TrackedRun | None:

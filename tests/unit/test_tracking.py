@@ -57,9 +57,10 @@ def test_one_client_per_run_and_nested_trials(tmp_path):
     assert parent.trial("t1").run.run_id == child.run_id and parent.trial("t2") is None
     child.log_metrics({"val_loss": 0.5, "test_mse": 0.1}, step=0)
     assert parent.trial_test_metrics() == {"t1": {"test_mse": 0.1}}
-    parent.close_trials({"t1": "STOPPED"})
+    parent.close_trials({"t1": "STOPPED"}, tags_of=lambda trial_id: {"lstmpipe.world_size": "2"})  # its checkpoint's
     finished = MlflowClient(uri).get_run(child.run_id)
     assert finished.info.status == "FINISHED" and finished.data.tags["lstmpipe.stopped_early"] == "true"
+    assert finished.data.tags["lstmpipe.world_size"] == "2"
     assert child.epoch_history() == [{"epoch": 0, "val_loss": 0.5, "test_mse": 0.1}]
 
 
