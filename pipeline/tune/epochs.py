@@ -1,13 +1,15 @@
 """Each trial's epochs logged to its MLflow child run by the sweep driver, as Tune receives them.
 
-A trial's rank 0 would otherwise import MLflow and open the tracking store itself (~1.5 s of a
-trial's fixed cost, on its critical path); the sweep driver has both loaded already, and every epoch
-reaches it: Train's controller hands rank 0's report to `TuneReportCallback`, Tune to this callback.
+A trial's rank 0 would otherwise import MLflow and open the tracking store itself (~1.2 s of a
+trial's fixed cost, on its critical path: docs/performance.md, B5); the sweep driver has both
+loaded already, and every epoch reaches it: Train's controller hands rank 0's report to
+`TuneReportCallback`, Tune to this callback.
 The logging policy is rank 0's (`pipeline.track.RunLogger`): buffered through an outage, an epoch a
 restarted worker group trains again is not logged twice (tagged `lstmpipe.rerun_epochs`), and what is
 still buffered when the trials end is sent before the sweep goes on (`finish`). A trial's rank 0 still
-logs the epochs of a checkpoint its run starts from and its telemetry; the worker's tags reach the
-run from its last checkpoint (`pipeline.train.driver.sync_history`'s tags, set by the trial).
+logs the epochs of a checkpoint its run starts from and its telemetry; the workers' tags reach the
+run from its last checkpoint (set by the trial when it finishes, by `SweepRun.close_trials` when the
+scheduler stopped it).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class TrialEpochs(ray.tune.Callback):
     def finish(self, *, wait_s: float, poll_s: float = 5.0) -> bool:
         """Send what an outage left buffered, retrying for up to `wait_s`; False if the server stayed away."""
         deadline = time.monotonic() + wait_s
-        while not all(self._send(trial_id) for trial_id in {*self._unsent, *self._loggers}):
+        while not all([self._send(trial_id) for trial_id in {*self._unsent, *self._loggers}]):  # each trial tried
             if time.monotonic() >= deadline:
                 return False
             time.sleep(poll_s)
