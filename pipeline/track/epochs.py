@@ -158,8 +158,13 @@ class RunLogger:
 
     def _send(self) -> None:
         logged = self._known()
-        fresh = [m for m in self._pending if m.step not in logged.get(m.key, set())]
-        rerun = {m.step for m in self._pending if m.step in self._trained and m.step in logged.get(m.key, set())}
+        fresh, rerun, queued = [], set(), set()
+        for m in self._pending:  # an epoch trained twice (after a restart) keeps its first value
+            if m.step in logged.get(m.key, set()) or (m.key, m.step) in queued:
+                rerun |= {m.step} & self._trained
+            else:
+                queued.add((m.key, m.step))
+                fresh.append(m)
         tags = dict(self._pending_tags)
         if rerun - self._rerun:
             self._rerun |= rerun

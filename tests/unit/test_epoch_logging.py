@@ -32,6 +32,20 @@ def test_a_restored_worker_logs_only_the_epochs_mlflow_lacks(tmp_path):
     assert run.data.tags[RERUN_TAG] == "2" and "epoch" not in run.data.metrics  # history is not a rerun
 
 
+def test_an_epoch_queued_twice_before_a_send_is_logged_once_with_its_first_value(tmp_path):
+    """The sweep driver's logger of a trial whose worker group restarted: both reports of epoch 1 wait
+    in one send (the sender thread takes what is queued, or an outage kept both)."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    run = TrackedRun.start(uri, experiment="e", run_name="r", params={})
+    logger = RunLogger(run)
+    for epoch, loss in ((0, 1.0), (1, 0.5), (1, 0.4)):
+        logger.queue_epoch({"val_loss": loss, "epoch": epoch}, epoch=epoch)
+    assert logger.flush()
+    history = MlflowClient(uri).get_metric_history(run.run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5)]
+    assert MlflowClient(uri).get_run(run.run_id).data.tags[RERUN_TAG] == "1"
+
+
 def test_an_unreachable_server_buffers_without_raising_or_stalling(tmp_path, capsys):
     logger = RunLogger(TrackedRun("http://127.0.0.1:9", "0" * 32))  # port 9 (discard): connection refused
     start = time.monotonic()

@@ -132,7 +132,7 @@ class Locked:
         return key
 
 
-def test_a_locked_sqlite_store_is_waited_out_then_one_sentence(monkeypatch):
+def test_a_locked_sqlite_store_is_waited_out_then_one_sentence(monkeypatch, tmp_path):
     """ "database is locked" (another writer, a busy `mlflow ui`) is contention, not an outage."""
     from pipeline.errors import PipelineError
     from pipeline.track import store
@@ -147,7 +147,7 @@ def test_a_locked_sqlite_store_is_waited_out_then_one_sentence(monkeypatch):
     other.set_tag = lambda *a: (_ for _ in ()).throw(RuntimeError("no such table"))
     with pytest.raises(RuntimeError, match="no such table"):  # anything else is not retried
         store.LockRetrying(other, uri="sqlite:////x/m.db").set_tag("r", "k", "v")
-    assert isinstance(TrackedRun("sqlite:////x/m.db", "r").client, store.LockRetrying)
+    assert isinstance(TrackedRun(f"sqlite:///{tmp_path}/m.db", "r").client, store.LockRetrying)  # a real store
 
 
 def test_dataset_lineage_names_the_source_digest_schema_and_split_sizes():

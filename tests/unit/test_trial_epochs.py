@@ -104,3 +104,26 @@ def test_the_copy_tune_pickles_into_the_sweep_directory_holds_no_uri_and_logs_no
     restored.on_trial_result(0, [], Trial("t1"), result(0, 1.0))
     assert restored.finish(wait_s=0)
     assert not MlflowClient(uri).get_metric_history(run.run_id, "val_loss")
+
+
+def test_tunes_loop_only_queues_the_epoch_a_thread_of_its_own_logs_it(tmp_path, monkeypatch):
+    import threading
+
+    uri, parent = _sweep(tmp_path)
+    run = _trial_run(uri, parent, "t1")
+    epochs = TrialEpochs(parent)
+    sent_from = []
+    send = epochs._send
+
+    def recorded(trial_id):
+        sent_from.append(threading.current_thread())
+        return send(trial_id)
+
+    monkeypatch.setattr(epochs, "_send", recorded)
+    for epoch in range(3):
+        epochs.on_trial_result(epoch, [], Trial("t1"), result(epoch, 1.0))
+    assert epochs.finish(wait_s=0)
+    main = threading.current_thread()
+    during_fit = sent_from[: sent_from.index(main)] if main in sent_from else sent_from
+    assert during_fit and main not in during_fit  # Tune's loop (this thread) never waited on the store
+    assert [m.step for m in MlflowClient(uri).get_metric_history(run.run_id, "val_loss")] == [0, 1, 2]
