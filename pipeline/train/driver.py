@@ -19,6 +19,7 @@ from pipeline.data.fingerprint import lineage_of
 from pipeline.data.ingest import load_splits
 from pipeline.errors import ConfigError, TrainingFailed
 from pipeline.ray_compat import actors as ray_actors
+from pipeline.ray_compat.torch_backend import WorkerTorchConfig
 from pipeline.redaction import redact, redact_tree
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TrackedRun, sync_epochs
@@ -29,7 +30,8 @@ from pipeline.train import checkpoint, snapshot
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
 from pipeline.train.progress import EpochProgress
-from pipeline.train.worker import EpochLogger, WorkerSpec, train_loop_per_worker
+from pipeline.train.spec import EpochLogger, WorkerSpec
+from pipeline.train.worker import train_loop_per_worker
 
 STOPPED_TAG = "lstmpipe.stopped_early_after_epoch"  # train.early_stopping ended the run after this many epochs
 
@@ -90,6 +92,7 @@ def build_trainer(
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config=spec.as_loop_config(),
+        torch_config=WorkerTorchConfig(),  # TorchConfig without torch in the controller (ray_compat.torch_backend)
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu),
         # no `datasets=`: the splits travel in the spec (whole_split), without a DatasetManager actor
         run_config=ray.train.RunConfig(

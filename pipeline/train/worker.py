@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import ray
 import ray.data
@@ -32,6 +32,7 @@ from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
 from pipeline.train.recipe import load_optimizer_state, lr_at, optimizer_for, stop_rule
 from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
+from pipeline.train.spec import WorkerSpec
 
 
 def _rank0_logger(spec: WorkerSpec, *, restored: Restored):
@@ -46,35 +47,6 @@ def _rank0_logger(spec: WorkerSpec, *, restored: Restored):
     from pipeline.track import RunLogger, TrackedRun
 
     return RunLogger(TrackedRun(spec.tracking_uri, spec.run_id))
-
-
-EpochLogger = Literal["rank0", "sweep"]
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker needs, its data included; built by the driver."""
-
-    task: str
-    model: dict[str, Any]
-    train: dict[str, Any]
-    info: dict[str, Any]  # DataInfo of the prepared splits
-    config: dict[str, Any]  # the whole config, saved in each checkpoint
-    config_hash: str
-    run_id: str | None
-    tracking_uri: str
-    train_split: ray.data.Dataset  # materialized on the driver; every worker reads all of it (whole_split)
-    val_split: ray.data.Dataset
-    telemetry_epochs: tuple[int, ...] = ()  # epochs whose gates, states and gradient flow rank 0 records
-    probe_size: int = 32
-    system_metrics_s: float | None = None  # tracking.system_metrics_s: each node's local rank 0 samples its node
-    warm_start: ray.train.Checkpoint | None = None  # PBT: another trial's checkpoint this run starts from
-    # who logs each epoch to MLflow: rank 0 as it trains, or a Tune trial's sweep driver as Tune receives
-    # the epoch (pipeline.tune.epochs), a process that has MLflow loaded already
-    epochs_logged_by: EpochLogger = "rank0"
-
-    def as_loop_config(self) -> dict[str, Any]:
-        return {"spec": self}
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

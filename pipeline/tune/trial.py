@@ -24,7 +24,7 @@ from pipeline.train.driver import build_trainer, checkpoint_outcome, fit, stoppe
 from pipeline.train.finish import test_checkpoint
 from pipeline.train.lifecycle import RESUMED_TAG
 from pipeline.train.run_state import run_fs
-from pipeline.train.worker import EpochLogger
+from pipeline.train.spec import EpochLogger
 from pipeline.tune import pbt
 
 # The trial function only drives its TorchTrainer. Tune rejects an empty request ({"cpu": 0}), and

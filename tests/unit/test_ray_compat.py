@@ -372,3 +372,60 @@ def test_tune_trial_actors_start_without_a_runtime_env_only_on_a_ray_of_our_own(
     assert (during is None) == own and (during == after or own)
     # what Tune would have set reaches the trials from the node instead
     assert DEFAULT_ENV_VARS.items() <= worker_runtime_env(local=True)["env_vars"].items()
+
+
+CONTROLLER_UNPICKLES = """
+import pickle, sys
+pickle.loads(sys.stdin.buffer.read())
+print(sorted(m for m in ("torch", "pipeline.train.worker", "mlflow") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("owner", ["driver", "trial"])
+def test_what_a_run_hands_its_train_controller_unpickles_without_torch(owner, tmp_path):
+    """The run context (the workers' spec inside it), the backend config and every callback a run's
+    TrainController receives, unpickled in a fresh process as the controller does: no torch import
+    there (~1.5 s of CPU before the worker group starts, ray_compat.torch_backend)."""
+    import subprocess
+    import sys
+
+    import ray.cloudpickle
+
+    from pipeline import config
+    from pipeline.ray_compat.torch_backend import WorkerTorchBackend, WorkerTorchConfig
+    from pipeline.train import driver
+    from pipeline.train.spec import WorkerSpec
+
+    cfg = config.validate({"data": {"source": "adding"}})
+    spec = WorkerSpec(
+        **{k: {} for k in ("model", "train", "info", "config")},
+        task="forecast",
+        config_hash="h",
+        run_id="r",
+        tracking_uri="sqlite:///m.db",
+        train_split=None,
+        val_split=None,
+    )
+    trainer = driver.build_trainer(cfg, spec=spec, name="n", storage=str(tmp_path), owner=owner)
+    assert isinstance(trainer.train_run_context.backend_config, WorkerTorchConfig)
+    assert trainer.train_run_context.backend_config.backend == "gloo"  # TorchTrainer picks it, as for TorchConfig
+    assert WorkerTorchBackend.share_cuda_visible_devices  # as Ray's _TorchBackend: GPU workers of a node see each other
+    handed = (trainer.train_run_context, trainer._create_default_callbacks(), trainer.run_config.callbacks)
+    blob = ray.cloudpickle.dumps(handed)
+    out = subprocess.run(
+        [sys.executable, "-c", CONTROLLER_UNPICKLES], input=blob, capture_output=True, timeout=120, check=True
+    )
+    assert out.stdout.decode().split("\n")[0] == "[]", out.stderr.decode()[-2000:]
+
+
+def test_the_workers_torch_config_is_ray_trains_own_without_torch():
+    from dataclasses import fields
+
+    from ray.train.torch.config import TorchConfig, TorchConfigContextManager
+
+    from pipeline.ray_compat.torch_backend import WorkerTorchConfig
+
+    ours, rays = WorkerTorchConfig(), TorchConfig()
+    assert [(f.name, f.default) for f in fields(ours)] == [(f.name, f.default) for f in fields(rays)]
+    assert ours.to_dict() == rays.to_dict() and ours.framework == rays.framework
+    assert ours.train_func_context is TorchConfigContextManager
