@@ -10,7 +10,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -127,23 +127,36 @@ def _controller_cls(env: ControllerEnv):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._poll_pace = PollPace.starting_at(self._health_check_interval_s)
+            self._rank0_reports: list[dict] = []  # every report rank 0 made, restarted groups' included
 
         async def _poll_workers(self):
             status = await super()._poll_workers()
             ranks = [rank for rank, worker in status.worker_statuses.items() if worker.training_report is not None]
             if ranks:
                 self._health_check_interval_s = self._poll_pace.reports_taken(ranks, now=time.monotonic())
+            if 0 in ranks:
+                self._rank0_reports.append(dict(status.worker_statuses[0].training_report.metrics))
             return status
+
+        def rank0_reports(self, since: int) -> list[dict]:
+            """Rank 0's reports after the first `since` (the driver follows the run: follow_reports)."""
+            return self._rank0_reports[since:]
 
     # the name users see in the console's "(TrainController pid=...)" prefix and Ray's dashboard
     PacedTrainController.__name__ = PacedTrainController.__qualname__ = TrainController.__name__
     return PacedTrainController
 
 
-def use_our_controller(trainer, *, env: ControllerEnv) -> None:
+# How often a driver that follows its run (`use_our_controller(on_reports=...)`) asks the controller for
+# rank 0's new reports: an epoch reaches MLflow at most this long after the controller took it.
+FOLLOW_POLL_S = 0.5
+
+
+def use_our_controller(trainer, *, env: ControllerEnv, on_reports: Callable[[list[dict]], None] | None = None) -> None:
     """This trainer's runs get our controller (_controller_cls). With `inherited` (a Ray of our own)
     it, its synchronization actor and its workers start without a runtime env, on the idle workers
-    Ray pools when there are some; with `ray_train` they get the runtime envs Ray Train gives them."""
+    Ray pools when there are some; with `ray_train` they get the runtime envs Ray Train gives them.
+    `on_reports`: called in the driver with rank 0's new reports while the run goes on (follow_reports)."""
     import ray
     from ray.train.v2.api import data_parallel_trainer as ray_trainer
 
@@ -162,10 +175,30 @@ def use_our_controller(trainer, *, env: ControllerEnv) -> None:
         controller = controller_cls.remote(**controller_init_kwargs)
         if threading.current_thread() is threading.main_thread():  # not in a Tune trial's thread
             trainer._register_sigint_handler(controller)
-        ray.get(controller.run.remote())
+        follow_reports(controller, controller.run.remote(), on_reports=on_reports)
         return ray.get(controller.get_result.remote())
 
     trainer._initialize_and_run_controller = run_controller
+
+
+def follow_reports(controller, done, *, on_reports: Callable[[list[dict]], None] | None) -> None:
+    """Wait for the controller's run (`done`), handing rank 0's new reports to `on_reports` every
+    FOLLOW_POLL_S, and once more after the run ended; the run's own error, if any, is raised last."""
+    import ray
+
+    taken = 0
+    while on_reports is not None:
+        ended = bool(ray.wait([done], timeout=FOLLOW_POLL_S)[0])
+        try:
+            reports = ray.get(controller.rank0_reports.remote(taken))
+        except ray.exceptions.RayActorError:
+            break  # the controller died: its run's ref says why
+        taken += len(reports)
+        if reports:
+            on_reports(reports)
+        if ended:
+            break
+    ray.get(done)
 
 
 # Tune does the same for each trial's actor: `_ActorClassCache.get` gives the trainable's actor class

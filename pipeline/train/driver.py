@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -29,6 +30,7 @@ from pipeline.track.summary import PhaseClock, RunSummary
 from pipeline.train import checkpoint, snapshot
 from pipeline.train.finish import finish_model
 from pipeline.train.lifecycle import run_lifecycle
+from pipeline.train.live import DriverEpochs
 from pipeline.train.progress import EpochProgress
 from pipeline.train.spec import EpochLogger, WorkerSpec
 from pipeline.train.worker import train_loop_per_worker
@@ -88,7 +90,9 @@ def build_trainer(
     storage: str,
     callbacks: list | None = None,
     owner: ControllerOwner = "driver",
+    on_reports: Callable[[list[dict]], None] | None = None,
 ) -> ray.train.torch.TorchTrainer:
+    """The run's TorchTrainer; `on_reports` gets rank 0's reports in this process as the run goes on."""
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config=spec.as_loop_config(),
@@ -114,7 +118,9 @@ def build_trainer(
     if owner == "driver":
         leave_out += ("placement_group_cleaner",)
     ray_actors.without_default_callbacks(trainer, leave_out=leave_out)
-    ray_actors.use_our_controller(trainer, env="inherited" if ray_actors.on_own_ray() else "ray_train")
+    ray_actors.use_our_controller(
+        trainer, env="inherited" if ray_actors.on_own_ray() else "ray_train", on_reports=on_reports
+    )
     return trainer
 
 
@@ -218,8 +224,10 @@ def run_training(
         run = life.open()
         log_lineage(run, lineage_of(cfg.data, splits))  # the run's dataset input: source, digest, schema, sizes
         restart = _recovered_checkpoint(life.storage, life.name) if life.previous else None
-        spec = worker_spec(cfg, splits, run_id=run.run_id, tracking_uri=run.uri, warm_start=restart)
-        trainer = build_trainer(cfg, spec=spec, name=life.name, storage=life.storage)
+        spec = worker_spec(
+            cfg, splits, run_id=run.run_id, tracking_uri=run.uri, warm_start=restart, epochs_logged_by="driver"
+        )
+        trainer = build_trainer(cfg, spec=spec, name=life.name, storage=life.storage, on_reports=DriverEpochs(run))
         warm_export()  # the model's export imports load while the workers train
         outcome = fit(trainer, cfg)
         if restart is not None:

@@ -14,9 +14,12 @@ if TYPE_CHECKING:
     import ray.data
     import ray.train
 
-# who logs each epoch to MLflow: rank 0 as it trains, or a Tune trial's sweep driver as Tune receives
-# the epoch (pipeline.tune.epochs), a process that has MLflow loaded already
-EpochLogger = Literal["rank0", "sweep"]
+# who logs each epoch to MLflow: rank 0 as it trains; a Tune trial's sweep driver as Tune receives the
+# epoch (pipeline.tune.epochs); `lstmpipe train`'s driver as it follows the run's controller
+# (pipeline.train.live). The drivers have MLflow loaded already: rank 0 then does not import it.
+EpochLogger = Literal["rank0", "sweep", "driver"]
+# where a report carries the run's tags (world size, worker nodes, restored_from_epoch) to that driver
+RUN_TAGS_KEY = "lstmpipe.run_tags"
 
 
 @dataclass(frozen=True)

@@ -32,18 +32,18 @@ from pipeline.train.host_memory import keep_freed_memory
 from pipeline.train.precision import mixed_precision
 from pipeline.train.recipe import load_optimizer_state, lr_at, optimizer_for, stop_rule
 from pipeline.train.reductions import MeanAccumulator, gather_lists, reduce_means, reduce_throughput
-from pipeline.train.spec import WorkerSpec
+from pipeline.train.spec import RUN_TAGS_KEY, WorkerSpec
 
 
 def _rank0_logger(spec: WorkerSpec, *, restored: Restored):
     """Rank 0's MLflow logger, where rank 0 logs. mlflow is imported here, in rank 0 only: importing it
     costs every other worker (and Ray's controller, which loads this module) seconds of CPU at start-up.
-    In a Tune trial whose epochs the sweep driver logs (`epochs_logged_by="sweep"`), rank 0 opens it only
-    for what the driver cannot log: the epochs of a checkpoint the run starts from, and telemetry."""
+    Where a driver logs the epochs (a sweep's, `lstmpipe train`'s: `epochs_logged_by`), rank 0 opens it
+    only for what the driver cannot log: the epochs of a checkpoint the run starts from, and telemetry."""
     if not spec.run_id:
         return None
-    if spec.epochs_logged_by == "sweep" and not restored.start_epoch and not spec.telemetry_epochs:
-        return None  # ~1.5 s of imports and the SQLite store spared on each trial's critical path
+    if spec.epochs_logged_by != "rank0" and not restored.start_epoch and not spec.telemetry_epochs:
+        return None  # ~1.5 s of imports and the SQLite store spared on each run's critical path
     from pipeline.track import RunLogger, TrackedRun
 
     return RunLogger(TrackedRun(spec.tracking_uri, spec.run_id))
@@ -245,4 +245,6 @@ def _report(
             )
             checkpoint.save(tmp, model=raw_model, optimizer=optimizer, meta=meta)
             ckpt = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")
+        # `lstmpipe train`'s driver sets the run's tags from the report (pipeline.train.live)
+        reported = metrics | ({RUN_TAGS_KEY: tags} if spec.epochs_logged_by == "driver" else {})
+        ray.train.report(reported, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")

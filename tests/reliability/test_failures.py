@@ -94,18 +94,18 @@ def test_killed_worker_restarts_from_the_last_registered_checkpoint_into_the_sam
     uri = cfg.tracking.uri
     run_dir = Path(cfg.train.storage_path) / "w-kill"
     job = Background(cfg, "w-kill")
-    run_id = wait_for_epochs(uri, "w-kill", 1)
     deadline = time.monotonic() + 240
     while (registered := registered_epoch(run_dir)) is None or registered < 1:  # checkpoint 1 registered
         assert time.monotonic() < deadline and job.thread.is_alive(), job.error
         time.sleep(0.05)
-    client = MlflowClient(uri)
     kill_one_worker()
-    logged = max(m.step for m in client.get_metric_history(run_id, "val_loss"))  # at the kill (or just after)
+    reported = max(int(p.name.removeprefix("epoch_")) for p in run_dir.glob("epoch_*"))  # each report's checkpoint
+    run_id = wait_for_epochs(uri, "w-kill", 1)
     job.join()
 
     assert job.error is None, job.error
     assert job.result.run_id == run_id  # the same MLflow run throughout
+    client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "val_loss")]
@@ -113,14 +113,18 @@ def test_killed_worker_restarts_from_the_last_registered_checkpoint_into_the_sam
     restored = int(run.data.tags["lstmpipe.restored_from_epoch"])
     assert restored >= registered  # never an older checkpoint than the one registered before the kill
     rerun = [int(e) for e in run.data.tags.get("lstmpipe.rerun_epochs", "").split(",") if e]
-    assert all(restored < e <= logged + 1 for e in rerun)  # only what came after that checkpoint
+    assert all(restored < e <= reported + 1 for e in rerun)  # only what came after that checkpoint
 
 
 def test_killed_worker_without_retries_fails_the_run_naming_the_worker(ray_session, raw):
     cfg = config.validate(raw)  # train.max_failures: 0 (the default)
     job = Background(cfg, "w-fail")
-    run_id = wait_for_epochs(cfg.tracking.uri, "w-fail", 1)
+    deadline = time.monotonic() + 240
+    while not (Path(cfg.train.storage_path) / "w-fail" / "epoch_0000").exists():  # the first epoch reported
+        assert time.monotonic() < deadline and job.thread.is_alive(), job.error
+        time.sleep(0.05)
     pid = kill_one_worker()
+    run_id = wait_for_epochs(cfg.tracking.uri, "w-fail", 1)  # what was reported before the kill is logged
     job.join()
 
     assert isinstance(job.error, TrainingFailed)

@@ -275,7 +275,7 @@ def test_only_a_ray_of_our_own_runs_train_actors_without_runtime_envs(monkeypatc
     ours = []
     monkeypatch.setattr(driver.ray.train.torch, "TorchTrainer", lambda *a, **k: SimpleNamespace(kwargs=k))
     monkeypatch.setattr(driver.ray_actors, "without_default_callbacks", lambda t, leave_out: None)
-    monkeypatch.setattr(driver.ray_actors, "use_our_controller", lambda t, env: ours.append((t, env)))
+    monkeypatch.setattr(driver.ray_actors, "use_our_controller", lambda t, env, on_reports: ours.append((t, env)))
     monkeypatch.setattr(ray_actors, "_started_here", False)
     monkeypatch.setenv(ray_actors.OWN_RAY_ENV, "1" if own else "")
     cfg = config.validate({"data": {"source": "adding"}})
@@ -334,7 +334,10 @@ def test_our_controller_paces_its_poll_by_the_reports_it_takes(monkeypatch):
 
     from ray.train.v2._internal.execution.worker_group.poll import WorkerGroupPollStatus, WorkerStatus
 
-    polls = iter([(10.0, "r"), (10.05, None), (12.0, "r"), (12.05, None)])  # (when, rank 0's report taken)
+    def report(epoch):
+        return SimpleNamespace(metrics={"epoch": epoch, "val_loss": 1.0 / (epoch + 1)}, checkpoint=None)
+
+    polls = iter([(10.0, report(0)), (10.05, None), (12.0, report(1)), (12.05, None)])  # (when, rank 0's report)
     now = [0.0]
 
     def poll_status(timeout):
@@ -346,12 +349,16 @@ def test_our_controller_paces_its_poll_by_the_reports_it_takes(monkeypatch):
     controller._worker_group = SimpleNamespace(poll_status=poll_status)
     controller._health_check_interval_s = 0.05
     controller._poll_pace = ray_actors.PollPace.starting_at(0.05)
+    controller._rank0_reports = []
     seen = []
     for _ in range(4):
         controller._latest_poll_time = float("-inf")  # Ray's wait between polls is not under test
         asyncio.run(controller._poll_workers())
         seen.append(controller._health_check_interval_s)
     assert seen == [0.05, 0.05, pytest.approx(0.5), pytest.approx(0.5)]  # reports 2 s apart: polled every 0.5 s
+    # and it keeps rank 0's reports for a driver that follows the run (follow_reports), each once
+    assert [r["epoch"] for r in controller.rank0_reports(0)] == [0, 1]
+    assert [r["epoch"] for r in controller.rank0_reports(1)] == [1] and controller.rank0_reports(2) == []
 
 
 @pytest.mark.parametrize("own", [True, False])
