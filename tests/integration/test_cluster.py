@@ -82,24 +82,13 @@ def local_cluster(tmp_path_factory):
         pytest.skip("the cluster's nodes run in a private mount namespace, which needs root (as on CI)")
     state = tmp_path_factory.mktemp("cluster")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_", "RAY_AUTH", "RAY_DATA"))}
-    command, hide = hidden_checkout_command(
-        [
-            "cluster",
-            "up",
-            "--workers",
-            "2",
-            "--cpus-per-node",
-            "1",
-            "--state-dir",
-            str(state),
-            "--dashboard-port",
-            str(free_port()),
-            "--mlflow-port",
-            str(free_port()),
-        ],
-        scratch=tmp_path_factory.mktemp("hidden"),
-    )
-    up = subprocess.run(command, cwd="/", env=env | hide, capture_output=True, text=True, timeout=300)
+    for _ in range(3):  # a free port can be taken before `up` binds it (the other xdist worker's Ray starting)
+        ports = ["--dashboard-port", str(free_port()), "--mlflow-port", str(free_port())]
+        args = ["cluster", "up", "--workers", "2", "--cpus-per-node", "1", "--state-dir", str(state), *ports]
+        command, hide = hidden_checkout_command(args, scratch=tmp_path_factory.mktemp("hidden"))
+        up = subprocess.run(command, cwd="/", env=env | hide, capture_output=True, text=True, timeout=300)
+        if not (up.returncode == 2 and "is in use; pick another" in up.stderr):
+            break
     assert up.returncode == 0, up.stderr[-3000:]
     exports = dict(
         line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines() if line.startswith("export ")
