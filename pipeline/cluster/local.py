@@ -32,6 +32,9 @@ from pipeline.ray_compat import RAYLET_START_TIMEOUT
 
 STATE_FILE = "cluster.json"
 BIN = Path(sys.executable).parent
+# A worker node whose raylet missed Ray's fixed 30 s registration window (a loaded machine) is started
+# again, up to this many times in all; any other failure is raised at once.
+NODE_START_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -257,9 +260,9 @@ def _start_worker(
 ) -> Proc:
     """One worker node, joined before the next starts (nodes starting together on a busy machine can
     miss Ray's fixed 30 s raylet registration window); a node that timed out in that window is
-    started once more."""
+    started again, NODE_START_ATTEMPTS times in all."""
     state_dir, joined = Path(cluster.state_dir), len(procs) - 1  # the head and the nodes so far (not mlflow)
-    for attempt in (1, 2):
+    for attempt in range(1, NODE_START_ATTEMPTS + 1):
         proc = _spawn(role, command, env=env, state_dir=state_dir)
         try:
             _wait(
@@ -271,7 +274,7 @@ def _start_worker(
             return proc
         except RunStateError:
             log = Path(proc.log).read_text(errors="replace")
-            if attempt == 2 or RAYLET_START_TIMEOUT not in log:
+            if attempt == NODE_START_ATTEMPTS or RAYLET_START_TIMEOUT not in log:
                 raise
             _stop([proc])
     raise AssertionError("unreachable")

@@ -275,3 +275,55 @@ def test_this_repository_uploads_without_looking_like_credentials():
     repo = Path(__file__).resolve().parents[2]
     plan = upload.plan_upload(repo, needed=[])
     assert "conf/experiments/ui_strings_fr.yaml" in plan.paths
+
+
+def _node_start(tmp_path, monkeypatch, *, failures: list[str]):
+    """`_start_worker` with `ray start` replaced: attempt i writes failures[i] to its log and exits
+    (a node that never registers), the attempt after the last failure joins."""
+    from pipeline.cluster import local
+
+    spawned, stopped = [], []
+
+    def spawn(role, cmd, *, env, state_dir):
+        log = tmp_path / f"{role}-{len(spawned)}.log"
+        log.write_text(failures[len(spawned)] if len(spawned) < len(failures) else "started")
+        spawned.append(log)
+        return local.Proc(role=role, pid=10_000 + len(spawned), log=str(log))
+
+    def wait(ready, procs, *, what, timeout_s):
+        if Path(procs[-1].log).read_text() != "started":
+            raise local.RunStateError(f"{procs[-1].role} exited while waiting for {what}")
+
+    monkeypatch.setattr(local, "_spawn", spawn)
+    monkeypatch.setattr(local, "_wait", wait)
+    monkeypatch.setattr(local, "_stop", stopped.extend)
+    blank = dict.fromkeys(("gcs_address", "dashboard_url", "tracking_uri", "token_path", "ray_temp_dir"), "")
+    cluster = local.LocalCluster(state_dir=str(tmp_path), nodes=3, **blank)
+    head = local.Proc(role="head", pid=1, log="head.log")
+    start = lambda: local._start_worker("worker-1", ["ray"], cluster=cluster, procs=[head], env={}, timeout_s=1)
+    return start, spawned, stopped
+
+
+def test_a_node_that_missed_rays_registration_window_is_started_again(tmp_path, monkeypatch):
+    from pipeline.cluster import local
+    from pipeline.ray_compat import RAYLET_START_TIMEOUT
+
+    missed = f"Exception: {RAYLET_START_TIMEOUT}. This could happen because ..."
+    start, spawned, stopped = _node_start(tmp_path, monkeypatch, failures=[missed] * (local.NODE_START_ATTEMPTS - 1))
+    proc = start()
+    assert len(spawned) == local.NODE_START_ATTEMPTS and Path(proc.log).read_text() == "started"
+    assert len(stopped) == local.NODE_START_ATTEMPTS - 1  # each attempt that missed the window was stopped
+
+    start, spawned, _ = _node_start(tmp_path, monkeypatch, failures=[missed] * local.NODE_START_ATTEMPTS)
+    with pytest.raises(local.RunStateError, match="exited while waiting"):
+        start()
+    assert len(spawned) == local.NODE_START_ATTEMPTS  # then it gives up
+
+
+def test_a_node_that_failed_for_another_reason_is_not_started_again(tmp_path, monkeypatch):
+    from pipeline.cluster import local
+
+    start, spawned, _ = _node_start(tmp_path, monkeypatch, failures=["ValueError: bad --num-cpus"])
+    with pytest.raises(local.RunStateError):
+        start()
+    assert len(spawned) == 1
