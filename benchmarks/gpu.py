@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     work = tempfile.mkdtemp(prefix="gpu-b1-")
     w = throughput.Workload(sequences=12000, batch_size=256)
     cfg = gpu_config(w, workdir=work, precision=args.precision)
-    connect("train")
+    connect()
     splits = load_splits(cfg)
     batches = throughput.collated(splits, batch_size=w.batch_size)
     bare, ray1 = [], []

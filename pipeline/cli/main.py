@@ -292,7 +292,7 @@ def data_prepare(config: ConfOpt, set_: SetOpt = None) -> None:
         from pipeline.cluster.connect import connect
         from pipeline.data.ingest import load_splits
 
-        connect("data")
+        connect()
         splits = load_splits(cfg)
     rows = ", ".join(f"{split} {n}" for split, n in splits.info.num_rows.items())
     typer.echo(f"{cfg.data.source} ({cfg.task}): {rows} rows")
@@ -338,7 +338,7 @@ def smoke(summary_json: SummaryOpt = None) -> None:
         from pipeline.train.driver import run_training
         from pipeline.tune.sweep import run_sweep
 
-        connect("tune")
+        connect()
         splits = load_splits(cfg)  # read and split once, for the training run and the sweep
         trained = run_training(cfg, splits=splits)
         swept = run_sweep(cfg, splits=splits)

@@ -77,7 +77,7 @@ def serve(
             os.environ["RAY_ADDRESS"] = address
         from pipeline.cluster.connect import connect
 
-        connect("data")
+        connect()
         served = deploy(trained, options=options, http_host=host, http_port=port)
     typer.echo(f"serving {model} ({trained.info.task}) at {served.url}")
     if served.stream_url:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ray
 import ray.data
@@ -70,17 +70,12 @@ def inherited_by_ray(runtime_env: dict[str, Any]) -> Iterator[None]:
                 os.environ.pop(key, None)
 
 
-# What a command starts Ray for. A local instance for `tune` gets Ray's dashboard: each Tune trial's
-# Ray Train run starts a PlacementGroupCleaner, which asks the dashboard's State API every second
-# whether its controller lives (pipeline.train.driver.ControllerOwner). `train` and `data` start no
-# trial: their own instance runs without the dashboard (its process and ten head module processes,
-# ~3 s of `ray.init` and ~6 CPU s here).
-Workload = Literal["train", "tune", "data"]
-
-
-def connect(workload: Workload = "tune") -> None:
-    """Join RAY_ADDRESS if set, else start a local Ray instance for `workload` (token auth on, as
-    Ray 2.60 does)."""
+# A local instance runs without Ray's dashboard (its process and ten head module processes: ~3 s of
+# `ray.init` and ~6 CPU s here, then ~2 CPU s a minute idle): nothing of ours asks its State API. Ray
+# Train's PlacementGroupCleaner did, once per Tune trial; a sweep frees its stopped trials' placement
+# groups from the GCS's own table instead (pipeline.ray_compat.placement).
+def connect() -> None:
+    """Join RAY_ADDRESS if set, else start a local Ray instance (token auth on, as Ray 2.60 does)."""
     if ray.is_initialized():
         return
     ray_compat.setup_process()  # this driver, as the hook does for every worker
@@ -101,7 +96,7 @@ def connect(workload: Workload = "tune") -> None:
             address=address or "local",  # never a `ray start` instance found on this machine: RAY_ADDRESS says
             runtime_env=None if local else runtime_env,
             logging_level=ray_log_level(),
-            include_dashboard=None if address else workload == "tune",
+            include_dashboard=None if address else False,
         )
     ray_actors.set_own_ray(local)
     if callable(on_sigterm):

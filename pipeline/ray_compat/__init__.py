@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import sys
-import threading
 from dataclasses import dataclass
 
 # Ray runs this in every worker process of our drivers and jobs before any task
@@ -54,42 +53,13 @@ def ray_data_logging_config() -> str:
     return str(importlib.resources.files("pipeline") / "ray_data_logging.yaml")
 
 
-# Ray Train's PlacementGroupCleaner warns when it finds its run's controller dead and removes the
-# workers' placement group. In a sweep that is its designed work whenever the scheduler stops a
-# trial (Tune ends the trial's actor, and the controller it owns with it): news to nobody, so the
-# quiet console drops that one line; a controller that dies for any other reason fails its trial or
-# run, which says so in the product's own error.
-PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
-PG_CLEANER_NOTICE = "Detected that the Ray Train controller actor"
-# The cleaner's monitor thread asks the dashboard's State API every second whether the controller
-# lives, and catches only RayStateApiException: when the command ends and Ray shuts down under a
-# cleaner still watching, the lookup of the dashboard's address raises, and the thread's traceback
-# went to the console at exit (seen in `lstmpipe smoke`). Quiet, that thread's end is logged at DEBUG.
-PG_CLEANER_THREAD = "PlacementGroupCleanerMonitor"
-
-
-def _quiet_cleaner_thread_end() -> None:
-    previous = threading.excepthook
-    if getattr(previous, "lstmpipe_quiet", False):
-        return
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if args.thread is not None and args.thread.name == PG_CLEANER_THREAD:
-            logging.getLogger(PG_CLEANER_LOGGER).debug("monitor thread ended: %r", args.exc_value)
-            return
-        previous(args)
-
-    hook.lstmpipe_quiet = True  # type: ignore[attr-defined]
-    threading.excepthook = hook
-
-
-# Ray's State API (the cleaner's "is the controller alive?") finds its cluster through RAY_ADDRESS,
-# else through /tmp/ray/ray_current_cluster: the Ray instance started last on this machine. With two
-# side by side (two `lstmpipe` commands, each with its own local Ray; the test suite's two workers)
-# that file names the other instance, and once that one is gone, a dead one: the lookup raises, the
-# monitor thread ends, and the trial's placement group is never removed. Seen in `make test`: two
-# finished trials' groups held both CPUs and the next sweep waited for ever. Each worker of ours
-# names its own cluster.
+# Ray's State API finds its cluster through RAY_ADDRESS, else through /tmp/ray/ray_current_cluster: the
+# Ray instance started last on this machine. With two side by side (two `lstmpipe` commands, each with
+# its own local Ray; the test suite's two workers) that file names the other instance, and once that
+# one is gone, a dead one. Seen in `make test` when Ray Train's PlacementGroupCleaner still asked it
+# whether a trial's controller lived (ray_compat.placement replaced it): two finished trials' groups
+# held both CPUs and the next sweep waited for ever. Each worker of ours names its own cluster, for
+# whatever of Ray's or a user's code asks the State API there.
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
@@ -168,8 +138,6 @@ def setup_process() -> None:
 
     _state_api_on_own_cluster()
     if not verbose():
-        drop_line(PG_CLEANER_LOGGER, PG_CLEANER_NOTICE)
-        _quiet_cleaner_thread_end()
         _quiet_sigterm_in_finalizers()
         for logger, notice in (*PBT_NOTICES, *TEARDOWN_NOTICES):
             drop_line(logger, notice)

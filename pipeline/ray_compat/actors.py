@@ -17,8 +17,9 @@ from typing import Literal
 # Ray Train's default callbacks that a run of ours can leave out. Ray 2.60 adds each unconditionally
 # in `DataParallelTrainer._create_default_callbacks` (no flag), so the list it returns is filtered.
 # - placement_group_cleaner: one detached actor process per run that polls the dashboard's State API
-#   every second, and whose stop at the end of the run waits for that poll. Needed where a run's
-#   controller can die without its job (a Tune trial's): `build_trainer`'s owner.
+#   every second, and whose stop at the end of the run waits for that poll. A driver's run's placement
+#   group goes with the driver's job; a Tune trial's, whose controller dies with the trial, is freed
+#   by the sweep driver instead (pipeline.ray_compat.placement).
 # - datasets: a DatasetManager actor process per run, created even for a trainer without
 #   `datasets=`, and the driver's DataContext set in each worker. Our workers get the splits in their
 #   spec (`pipeline.data.batches.whole_split`), each with its own DataContext, and call no

@@ -44,7 +44,7 @@ def prepared_inputs(model_uri: str, data: DataChoice, *, tracking_uri: str) -> I
         raw, {"data.source": data.source, "data.options": raw["data"].get("options", {}) if same_source else {}}
     )
     cfg = validate(apply_overrides(raw, list(data.overrides)), origin=f"the model's config with --data {data.source}")
-    connect("data")
+    connect()
     path = resolve_source(cfg.data)
     rows = get_task(trained.info.task).inference_rows(read(path), cfg.data, trained.info, path=path)
     if rows.count() == 0:

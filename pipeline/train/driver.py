@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import ray.data
 import ray.train
@@ -75,13 +74,6 @@ def worker_spec(
     )
 
 
-# Who owns the run's TrainController actor. A driver's: if the controller dies, the driver's fit fails
-# and the command ends, and Ray removes the placement group the controller made with the job. A Tune
-# trial's: Tune ends the trial actor when its scheduler stops the trial, the controller dies with it,
-# and the sweep goes on, so Ray Train's PlacementGroupCleaner must free the workers' CPUs.
-ControllerOwner = Literal["driver", "trial"]
-
-
 def build_trainer(
     cfg: Config,
     *,
@@ -89,7 +81,6 @@ def build_trainer(
     name: str,
     storage: str,
     callbacks: list | None = None,
-    owner: ControllerOwner = "driver",
     on_reports: Callable[[list[dict]], None] | None = None,
 ) -> ray.train.torch.TorchTrainer:
     """The run's TorchTrainer; `on_reports` gets rank 0's reports in this process as the run goes on."""
@@ -112,12 +103,10 @@ def build_trainer(
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # per-report INFO lines are noise
         ),
     )
-    # a trial's controller dies with its trial actor when Tune stops the trial, so its placement group
-    # needs the cleaner; a driver's goes with the driver's job (one process fewer, no State API poll)
-    leave_out: tuple[ray_actors.TrainCallback, ...] = ("datasets",)
-    if owner == "driver":
-        leave_out += ("placement_group_cleaner",)
-    ray_actors.without_default_callbacks(trainer, leave_out=leave_out)
+    # No PlacementGroupCleaner actor: a driver's run's placement group goes with the driver's job, and a
+    # Tune trial's, whose controller dies with the trial actor, is freed by the sweep driver
+    # (ray_compat.placement): one process fewer per run, and no State API (dashboard) to poll.
+    ray_actors.without_default_callbacks(trainer, leave_out=("datasets", "placement_group_cleaner"))
     ray_actors.use_our_controller(
         trainer, env="inherited" if ray_actors.on_own_ray() else "ray_train", on_reports=on_reports
     )

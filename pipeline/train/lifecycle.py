@@ -114,7 +114,7 @@ def run_lifecycle(cfg: Config, *, kind: Kind, name: str | None, resume: bool, co
         # starts: the driver mostly waits on Ray's processes then, and a core is idle.
         with ThreadPoolExecutor(1, thread_name_prefix="lstmpipe-tracking") as pool:
             reconciled = pool.submit(reconcile_and_report, uri, cfg.tracking.experiment)
-            connect("train" if kind == "train" else "tune")  # a backtest's folds are Tune trials
+            connect()
             reconciled.result()
         check_resources(cfg)
         life = Lifecycle(

@@ -23,6 +23,7 @@ from pipeline.data.ingest import load_splits
 from pipeline.errors import TrainingFailed
 from pipeline.owner import owner
 from pipeline.ray_compat import actors as ray_actors
+from pipeline.ray_compat.placement import freeing_dead_actors_groups
 from pipeline.redaction import redact
 from pipeline.tasks import Prepared, get_task
 from pipeline.track import TRIAL_TAG, SweepRun, TrialOutcome
@@ -108,7 +109,9 @@ def fit_trials(cfg: Config, life: Lifecycle, *, goal: Objective, splits: Prepare
     )
     epochs = TrialEpochs(parent if ctx.epochs_logged_by == "sweep" else None)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(trial_driver, ctx=ctx), TRIAL_RESOURCES)
-    with warnings.catch_warnings(), ray_actors.tune_trials_share_the_worker_pool():
+    # a trial Tune stops takes its Train controller with it, not the workers' placement group: the
+    # driver frees those (ray_compat.placement), as Ray's per-run PlacementGroupCleaner actor did
+    with warnings.catch_warnings(), ray_actors.tune_trials_share_the_worker_pool(), freeing_dead_actors_groups():
         # Tune suggests reuse_actors for PBT; a trial's actor owns its TorchTrainer's controller and
         # workers, which must die with it when PBT replaces the trial's weights.
         warnings.filterwarnings("ignore", message="Consider boosting PBT performance")

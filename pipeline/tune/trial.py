@@ -131,7 +131,6 @@ def trial_driver(params: dict[str, Any], ctx: SweepContext) -> None:
             name=pbt.generation_name(trial_name(ctx.sweep_name, trial_id), start),
             storage=trial_storage(ctx.storage, ctx.sweep_name),
             callbacks=callbacks,
-            owner="trial",
         )
 
     try:

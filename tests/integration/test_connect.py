@@ -1,7 +1,7 @@
 """A Ray instance of our own: every worker gets our setup hook and settings without a runtime env."""
 
 import os
-import threading
+import sys
 
 import ray
 
@@ -11,7 +11,7 @@ from pipeline import ray_compat
 @ray.remote(num_cpus=0)
 def worker_state() -> dict:
     return {
-        "hook_ran": getattr(threading.excepthook, "lstmpipe_quiet", False),  # set by ray_compat.setup_process
+        "hook_ran": getattr(sys.unraisablehook, "lstmpipe_quiet", False),  # set by ray_compat.setup_process
         "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
         "poll": os.environ.get(ray_compat.HEALTH_CHECK_INTERVAL_ENV),
         "preemption_watcher": os.environ.get(ray_compat.PREEMPTION_WATCHER_ENV),
@@ -28,7 +28,7 @@ def test_local_workers_run_our_hook_and_settings_with_no_runtime_env(ray_session
         "runtime_env": "{}",
         "poll": "0.05",
         "preemption_watcher": "0",
-        "ray_address": own,  # the State API asks this instance, whichever Ray started last on the machine
+        "ray_address": own,  # the State API asks this instance, not whichever Ray started last on the machine
     }
     # the driver's own environment is as it was: the settings were for Ray's processes
     assert ray_compat.SETUP_HOOK_ENV not in os.environ and ray_compat.PREEMPTION_WATCHER_ENV not in os.environ
@@ -43,3 +43,40 @@ def test_our_raylet_keeps_more_idle_workers(ray_session):
     (raylet,) = [p for p in psutil.Process().children(recursive=True) if p.name() == "raylet"]
     assert raylet.environ()[ray_compat.WORKERS_SOFT_LIMIT_ENV] == str(os.cpu_count())
     assert ray_compat.WORKERS_SOFT_LIMIT_ENV not in os.environ  # the driver's environment is as it was
+
+
+def test_a_dead_actors_placement_group_is_freed_and_the_drivers_kept(ray_session):
+    """What a sweep does for a trial Tune stopped (ray_compat.placement): the group an actor created
+    (a Train controller's, for its workers) is removed once that actor is dead, within the check
+    interval; a group the driver created (Tune's, for a trial actor) and a live actor's stay."""
+    import time
+
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+
+    from pipeline.ray_compat.placement import freeing_dead_actors_groups
+
+    @ray.remote(num_cpus=0)
+    class Controller:
+        def create(self):
+            pg = placement_group([{"CPU": 0.01}])
+            ray.get(pg.ready(), timeout=60)
+            return pg
+
+    drivers = placement_group([{"CPU": 0.01}])
+    ray.get(drivers.ready(), timeout=60)
+    dead, live = Controller.remote(), Controller.remote()
+    orphan, kept = ray.get(dead.create.remote(), timeout=60), ray.get(live.create.remote(), timeout=60)
+    try:
+        with freeing_dead_actors_groups(interval_s=0.2):
+            time.sleep(0.6)
+            assert placement_group_table(orphan)["state"] == "CREATED"  # its creator still lives
+            ray.kill(dead)
+            deadline = time.monotonic() + 30
+            while placement_group_table(orphan)["state"] != "REMOVED" and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert placement_group_table(orphan)["state"] == "REMOVED"
+        assert placement_group_table(drivers)["state"] == placement_group_table(kept)["state"] == "CREATED"
+    finally:
+        ray.kill(live)
+        remove_placement_group(drivers)
+        remove_placement_group(kept)

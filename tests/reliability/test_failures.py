@@ -65,16 +65,14 @@ def wait_for_epochs(uri, name, n, *, proc=None, timeout=240):
 
 
 def kill_one_worker() -> int:
-    import ray
-    from ray.util.state import list_actors
+    import ray._private.state
 
-    workers = list_actors(  # this instance, not whichever Ray started last on the machine
-        address=ray.get_runtime_context().gcs_address,
-        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
-    )
+    # the GCS's actor table of this session's instance (a local Ray runs without the dashboard's State API)
+    actors = ray._private.state.actors().values()
+    workers = [a for a in actors if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE"]
     assert workers, "no live Ray Train worker to kill"
-    os.kill(workers[0].pid, signal.SIGKILL)
-    return workers[0].pid
+    os.kill(workers[0]["Pid"], signal.SIGKILL)
+    return workers[0]["Pid"]
 
 
 def registered_epoch(run_dir: Path) -> int | None:

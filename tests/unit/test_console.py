@@ -15,7 +15,7 @@ def fresh_loggers():
     from pipeline import ray_compat
 
     teardown = [logger for logger, _ in ray_compat.TEARDOWN_NOTICES]
-    names = (*console.CHATTY, console.TOKEN_NOTICE_LOGGER, ray_compat.PG_CLEANER_LOGGER, *teardown)
+    names = (*console.CHATTY, console.TOKEN_NOTICE_LOGGER, *teardown)
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).filters)) for n in names}
     yield
     for n, (level, filters) in saved.items():
@@ -63,24 +63,15 @@ def test_the_cli_flag_turns_verbose_on(monkeypatch):
     assert result.exit_code == 0 and console.verbose()
 
 
-def test_ray_workers_drop_the_cleaners_notice_after_a_stopped_trial_and_keep_its_other_warnings(
-    fresh_loggers, monkeypatch
-):
+def test_process_setup_is_idempotent_and_keeps_the_users_ray_data_logging(fresh_loggers, monkeypatch):
     from pipeline import ray_compat
 
     monkeypatch.setenv(ray_compat.RAY_DATA_LOGGING_ENV, "kept")  # the user's own: left as it is
     monkeypatch.delenv(console.LOG_ENV, raising=False)
     ray_compat.setup_process()
     ray_compat.setup_process()  # idempotent
-    logger = ray_compat.PG_CLEANER_LOGGER
-    assert len(logging.getLogger(logger).filters) == 1
-    notice = "Detected that the Ray Train controller actor (6b0f65) is dead. Cleaning up placement group = [...]"
-    assert not _passes(logger, logging.WARNING, notice)
-    assert _passes(logger, logging.WARNING, "Failed to clean up placement group: boom")
-    logging.getLogger(logger).filters = []
-    monkeypatch.setenv(console.LOG_ENV, "debug")
-    ray_compat.setup_process()
-    assert _passes(logger, logging.WARNING, notice)
+    for logger, _ in ray_compat.TEARDOWN_NOTICES:
+        assert len(logging.getLogger(logger).filters) == 1
     assert os.environ[ray_compat.RAY_DATA_LOGGING_ENV] == "kept"
 
 
@@ -161,24 +152,3 @@ def test_the_raylets_startup_count_is_dropped_and_its_other_lines_kept():
     oom = "(raylet) Task was killed due to the node running low on memory."
     kept = [line for b in dedup.deduplicate({"pid": "raylet", "lines": [count, oom]}) for line in b["lines"]]
     assert kept == [oom]
-
-
-def test_the_cleaners_monitor_thread_ending_with_ray_is_not_a_traceback_on_the_console(monkeypatch, capsys):
-    import threading
-
-    from pipeline import ray_compat
-
-    monkeypatch.delenv(console.LOG_ENV, raising=False)
-    monkeypatch.setenv(ray_compat.RAY_DATA_LOGGING_ENV, "kept")
-    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
-    ray_compat.setup_process()
-
-    def fail():
-        raise ConnectionError("Ray is shutting down")
-
-    for name in (ray_compat.PG_CLEANER_THREAD, "SomebodyElse"):
-        thread = threading.Thread(target=fail, name=name)
-        thread.start()
-        thread.join()
-    err = capsys.readouterr().err
-    assert "SomebodyElse" in err and ray_compat.PG_CLEANER_THREAD not in err  # other threads still print

@@ -171,10 +171,8 @@ def test_the_parquet_reader_flag_exists_and_is_restored():
     assert ctx.use_datasource_v2 == before
 
 
-@pytest.mark.parametrize(
-    "owner, leave_out", [("driver", ("datasets", "placement_group_cleaner")), ("trial", ("datasets",))]
-)
-def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, owner, leave_out):
+def test_no_run_starts_rays_placement_group_cleaner_or_dataset_manager(monkeypatch):
+    """A Tune trial's placement group is freed by the sweep driver (ray_compat.placement)."""
     from types import SimpleNamespace
 
     from pipeline import config
@@ -187,8 +185,8 @@ def test_only_a_tune_trials_run_keeps_the_placement_group_cleaner(monkeypatch, o
     )
     cfg = config.validate({"data": {"source": "adding"}})
     spec = SimpleNamespace(as_loop_config=dict)
-    trainer = driver.build_trainer(cfg, spec=spec, name="n", storage="/tmp/s", owner=owner)
-    assert calls == [(trainer, leave_out)]
+    trainer = driver.build_trainer(cfg, spec=spec, name="n", storage="/tmp/s")
+    assert calls == [(trainer, ("datasets", "placement_group_cleaner"))]
     assert "datasets" not in trainer.kwargs  # the splits travel in the workers' spec (whole_split)
 
 
@@ -388,8 +386,7 @@ print(sorted(m for m in ("torch", "pipeline.train.worker", "mlflow") if m in sys
 """
 
 
-@pytest.mark.parametrize("owner", ["driver", "trial"])
-def test_what_a_run_hands_its_train_controller_unpickles_without_torch(owner, tmp_path):
+def test_what_a_run_hands_its_train_controller_unpickles_without_torch(tmp_path):
     """The run context (the workers' spec inside it), the backend config and every callback a run's
     TrainController receives, unpickled in a fresh process as the controller does: no torch import
     there (~1.5 s of CPU before the worker group starts, ray_compat.torch_backend)."""
@@ -413,7 +410,7 @@ def test_what_a_run_hands_its_train_controller_unpickles_without_torch(owner, tm
         train_split=None,
         val_split=None,
     )
-    trainer = driver.build_trainer(cfg, spec=spec, name="n", storage=str(tmp_path), owner=owner)
+    trainer = driver.build_trainer(cfg, spec=spec, name="n", storage=str(tmp_path))
     assert isinstance(trainer.train_run_context.backend_config, WorkerTorchConfig)
     assert trainer.train_run_context.backend_config.backend == "gloo"  # TorchTrainer picks it, as for TorchConfig
     assert WorkerTorchBackend.share_cuda_visible_devices  # as Ray's _TorchBackend: GPU workers of a node see each other
@@ -436,3 +433,40 @@ def test_the_workers_torch_config_is_ray_trains_own_without_torch():
     assert [(f.name, f.default) for f in fields(ours)] == [(f.name, f.default) for f in fields(rays)]
     assert ours.to_dict() == rays.to_dict() and ours.framework == rays.framework
     assert ours.train_func_context is TorchConfigContextManager
+
+
+def test_only_this_jobs_groups_whose_creating_actor_died_are_orphans():
+    """ray_compat.placement on the GCS's own messages: a driver's group (no creating actor: Tune's,
+    for a trial actor), a live actor's, another job's, a detached one and one already removed stay."""
+    from ray.core.generated import gcs_pb2
+
+    from pipeline.ray_compat.placement import NIL_ACTOR_ID, orphans
+
+    job, other_job = bytes.fromhex("01000000"), bytes.fromhex("02000000")
+    actor = b"\x01" * 12 + job
+
+    def group(name: str, **fields) -> gcs_pb2.PlacementGroupTableData:
+        base = {"placement_group_id": name.encode().ljust(18, b"\0"), "creator_job_id": job}
+        created = gcs_pb2.PlacementGroupTableData.CREATED
+        base |= {"creator_actor_id": actor, "creator_actor_dead": True, "state": created}
+        return gcs_pb2.PlacementGroupTableData(**(base | fields))
+
+    tables = [
+        group("orphan"),
+        group("pending", state=gcs_pb2.PlacementGroupTableData.PENDING),
+        group("driver", creator_actor_id=NIL_ACTOR_ID),
+        group("live", creator_actor_dead=False),
+        group("other job", creator_job_id=other_job),
+        group("detached", is_detached=True),
+        group("removed", state=gcs_pb2.PlacementGroupTableData.REMOVED),
+    ]
+    found = [pg_id.rstrip(b"\0").decode() for pg_id in orphans(tables, job_id=job.hex())]
+    assert found == ["orphan", "pending"]
+
+
+def test_rays_nil_actor_id_is_what_we_take_for_a_group_without_creating_actor():
+    import ray
+
+    from pipeline.ray_compat.placement import NIL_ACTOR_ID
+
+    assert ray.ActorID.nil().binary() == NIL_ACTOR_ID
