@@ -118,7 +118,9 @@ def test_killed_worker_without_retries_fails_the_run_naming_the_worker(ray_sessi
     cfg = config.validate(raw)  # train.max_failures: 0 (the default)
     job = Background(cfg, "w-fail")
     deadline = time.monotonic() + 240
-    while not (Path(cfg.train.storage_path) / "w-fail" / "epoch_0000").exists():  # the first epoch reported
+    # the first epoch's report taken by the controller (it registered that checkpoint); its folder alone
+    # appears before the report reaches the controller, and a kill in between loses the report
+    while registered_epoch(Path(cfg.train.storage_path) / "w-fail") is None:
         assert time.monotonic() < deadline and job.thread.is_alive(), job.error
         time.sleep(0.05)
     pid = kill_one_worker()
