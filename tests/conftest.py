@@ -55,6 +55,46 @@ def no_tracking_uri_leaks():
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def migrated_once(tmp_path_factory):
+    """A new SQLite store in this process is a copy of one migrated store (SQLite's backup API).
+
+    MLflow creates a new store's tables by running its ~60 schema migrations, ~1.5 CPU s each time:
+    ~45 CPU s of `make test`'s in-process stores. Each pytest process migrates one store at its start;
+    the copy has the same tables and alembic version (tests/unit/test_migrated_store.py compares them
+    with a store MLflow migrates). Subprocesses (the CLI, `mlflow server`, `lstmpipe smoke`) still
+    migrate their own new stores."""
+    import functools
+    import sqlite3
+
+    import sqlalchemy
+    from mlflow.store.db import utils as db_utils
+    from mlflow.store.model_registry import sqlalchemy_store as registry_store
+
+    migrate = db_utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow-migrated") / "mlflow.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{template}")
+    migrate(engine)
+    engine.dispose()
+
+    @functools.wraps(migrate)
+    def copy_of_migrated(engine):
+        if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return migrate(engine)
+        raw = engine.raw_connection()
+        try:
+            with sqlite3.connect(template) as source:
+                source.backup(raw.driver_connection)
+        finally:
+            raw.close()
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(db_utils, "_initialize_tables", copy_of_migrated)
+    patch.setattr(registry_store, "_initialize_tables", copy_of_migrated)
+    yield template
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance for the whole integration suite (starting Ray costs seconds here)."""
