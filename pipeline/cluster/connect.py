@@ -31,7 +31,7 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
     preempt: Ray Train's PreemptionWatcher (one more actor process per run, polling every node)
     is left out there; on a cluster it stays. Its raylet keeps one idle worker per CPU, so Ray Data's
     task workers are not killed and started again around every run (a cluster's raylets are
-    configured where they start)."""
+    configured where they start), and its log monitor looks for new log files twice a second."""
     env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
     # A user's own setting reaches the controller anyway (Ray Train propagates it from the driver).
     env_vars[ray_compat.HEALTH_CHECK_INTERVAL_ENV] = os.environ.get(
@@ -41,6 +41,8 @@ def worker_runtime_env(*, local: bool = False) -> dict[str, Any]:
         env_vars[ray_compat.PREEMPTION_WATCHER_ENV] = "0"
         # idle workers kept: one per CPU, not Ray's -1 (ray_compat.WORKERS_SOFT_LIMIT_ENV)
         env_vars[ray_compat.WORKERS_SOFT_LIMIT_ENV] = str(os.cpu_count() or 1)
+        # its log monitor looks for new files twice a second, not ten times (ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV)
+        env_vars[ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV] = "0"
         # Ray Train's controller and workers run without runtime envs of their own on such a Ray
         # (ray_actors.use_our_controller, env="inherited"): what those carried is inherited instead
         env_vars[ray_actors.OWN_RAY_ENV] = "1"

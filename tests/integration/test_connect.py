@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 import ray
 
@@ -43,6 +44,33 @@ def test_our_raylet_keeps_more_idle_workers(ray_session):
     (raylet,) = [p for p in psutil.Process().children(recursive=True) if p.name() == "raylet"]
     assert raylet.environ()[ray_compat.WORKERS_SOFT_LIMIT_ENV] == str(os.cpu_count())
     assert ray_compat.WORKERS_SOFT_LIMIT_ENV not in os.environ  # the driver's environment is as it was
+
+
+def test_our_log_monitor_looks_for_new_files_twice_a_second(ray_session, capfd):
+    """The log monitor of a Ray this process started globs its logs directory every 0.5 s, not on every
+    pass (ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV), read from its own environment and module; and a
+    worker's printed line still reaches the driver's log stream."""
+    import psutil
+    from ray._private import log_monitor
+
+    (monitor,) = [p for p in psutil.Process().children(recursive=True) if "log_monitor.py" in " ".join(p.cmdline())]
+    assert monitor.environ()[ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV] == "0"
+    assert hasattr(log_monitor, ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV)  # the name Ray reads
+    assert ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV not in os.environ
+
+    @ray.remote(num_cpus=0)
+    class Printer:  # a new worker process: its log files are new to the monitor
+        def say(self, text):
+            print(text, flush=True)
+
+    printer = Printer.remote()
+    ray.get(printer.say.remote("lstmpipe-log-monitor-marker"))
+    seen, deadline = "", time.monotonic() + 30
+    while "lstmpipe-log-monitor-marker" not in seen and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen += capfd.readouterr().out
+    ray.kill(printer)
+    assert "lstmpipe-log-monitor-marker" in seen
 
 
 def test_a_dead_actors_placement_group_is_freed_and_the_drivers_kept(ray_session):

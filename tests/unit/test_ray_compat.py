@@ -127,10 +127,12 @@ def test_every_worker_of_ours_gets_the_short_poll_unless_the_user_set_one(monkey
     env = worker_runtime_env(local=True)["env_vars"]
     assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "0.05" and env[ray_compat.PREEMPTION_WATCHER_ENV] == "0"
     assert env[ray_compat.WORKERS_SOFT_LIMIT_ENV] == str(os.cpu_count())  # a raylet this process starts
+    assert env[ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV] == "0"  # and its log monitor
     monkeypatch.setenv(ray_compat.HEALTH_CHECK_INTERVAL_ENV, "1.5")
     env = worker_runtime_env()["env_vars"]
     assert env[ray_compat.HEALTH_CHECK_INTERVAL_ENV] == "1.5" and ray_compat.PREEMPTION_WATCHER_ENV not in env
     assert ray_compat.WORKERS_SOFT_LIMIT_ENV not in env  # a job's env on a cluster: its raylets run already
+    assert ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV not in env
 
 
 @pytest.mark.parametrize(
