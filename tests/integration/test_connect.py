@@ -53,7 +53,13 @@ def test_our_log_monitor_looks_for_new_files_twice_a_second(ray_session, capfd):
     import psutil
     from ray._private import log_monitor
 
-    (monitor,) = [p for p in psutil.Process().children(recursive=True) if "log_monitor.py" in " ".join(p.cmdline())]
+    def command(process) -> str:
+        try:
+            return " ".join(process.cmdline())
+        except psutil.Error:  # gone, or a zombie its parent has not reaped yet
+            return ""
+
+    (monitor,) = [p for p in psutil.Process().children(recursive=True) if "log_monitor.py" in command(p)]
     assert monitor.environ()[ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV] == "0"
     assert hasattr(log_monitor, ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV)  # the name Ray reads
     assert ray_compat.LOG_MONITOR_GLOB_BACKOFF_ENV not in os.environ
