@@ -113,6 +113,15 @@ class ModelConfig(Section):
             "neuralforecast's and darts' LSTMs do; needs horizon <= lookback)"
         ),
     )
+    ensemble: int | None = Field(
+        None,
+        ge=2,
+        le=16,
+        description=(
+            "classify: train this many copies of the model side by side (own initialization, own loss, the same "
+            "batches) and average their class probabilities (model/ensemble.py); costs as many times the compute"
+        ),
+    )
     forget_bias: float | None = Field(
         None, ge=-100, le=100, description="LSTM cells: initial forget-gate bias (default 1.0, Jozefowicz et al. 2015)"
     )

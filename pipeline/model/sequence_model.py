@@ -243,7 +243,8 @@ def build_model(
 
 def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
     """The model for a prepared dataset: its sizes, its training split's input scaler, and one output
-    per step for next-step targets (generate); an encoder-decoder for translate."""
+    per step for next-step targets (generate); an encoder-decoder for translate; `model.ensemble`
+    members averaged (classify)."""
     if info.target == "sequence":
         from pipeline.model.seq2seq import Seq2Seq
 
@@ -259,18 +260,26 @@ def model_for(cfg: ModelConfig, info: DataInfo) -> nn.Module:
             input_std=info.input_std,
             readout="every",
         )
-    return build_model(
-        cfg,
-        input_size=1 if info.embedded else info.input_size,  # token ids: one column of ids
-        output_size=info.output_size,
-        input_mean=info.input_mean,
-        input_std=info.input_std,
-        readout=_readout(cfg, info),
-        vocab_size=info.input_size if info.embedded else None,
-        padding_idx=PAD_ID if info.tokens_in else None,  # generate's ids are all tokens (padding is masked)
-        distribution=_distribution(info),
-        horizon=info.output_size // _distribution_size(info) if cfg.readout == "steps" else 1,
-    )
+    models = [
+        build_model(
+            cfg,
+            input_size=1 if info.embedded else info.input_size,  # token ids: one column of ids
+            output_size=info.output_size,
+            input_mean=info.input_mean,
+            input_std=info.input_std,
+            readout=_readout(cfg, info),
+            vocab_size=info.input_size if info.embedded else None,
+            padding_idx=PAD_ID if info.tokens_in else None,  # generate's ids are all tokens (padding is masked)
+            distribution=_distribution(info),
+            horizon=info.output_size // _distribution_size(info) if cfg.readout == "steps" else 1,
+        )
+        for _ in range(cfg.ensemble or 1)  # each member draws its own initial weights
+    ]
+    if cfg.ensemble is None:
+        return models[0]
+    from pipeline.model.ensemble import Ensemble
+
+    return Ensemble(models)
 
 
 def _readout(cfg: ModelConfig, info: DataInfo) -> Readout:

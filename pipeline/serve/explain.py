@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from pipeline.data.batches import collate_for
 from pipeline.data.tokenize import id_tokens
 from pipeline.errors import ConfigError, DataError
+from pipeline.model.ensemble import Ensemble
 from pipeline.serve.inputs import DataChoice, prepared_inputs
 from pipeline.tasks import get_task
 from pipeline.telemetry.plots import per_token
@@ -79,6 +80,8 @@ def explain(model_uri: str, data: DataChoice, *, row: int, out: Path, tracking_u
     reading = read_trace(recorded.table, length=length, tokens=tokens)
     if not has_target:
         reading.append("no target in the data: gates and states only, no gradient flow")
+    if isinstance(trained.model, Ensemble):
+        reading.append(f"the model averages {len(trained.model.members)} members: these are the first member's gates")
     (out / "reading.md").write_text("\n".join(f"- {line}" for line in reading) + "\n")
     return Explained(out=out, files=files + ["reading.md"], reading=reading)
 

@@ -156,7 +156,14 @@ def loss_terms(
 ) -> dict[str, tuple[torch.Tensor, int]]:
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(pred, y, reduction="sum", label_smoothing=label_smoothing)  # pred: (B, K) logits, y: (B,) ids
+    if pred.dim() == 3:  # an ensemble in training: each member's logits (M, B, K), each on its own loss
+        from pipeline.model.ensemble import mean_log_probs
+
+        members = pred.shape[0]
+        ce = F.cross_entropy(pred.flatten(0, 1), y.repeat(members), reduction="sum", label_smoothing=label_smoothing)
+        ce, pred = ce / members, mean_log_probs(pred)  # the members' mean loss; accuracy of their mean (B, K)
+    else:
+        ce = F.cross_entropy(pred, y, reduction="sum", label_smoothing=label_smoothing)  # pred: (B, K), y: (B,) ids
     correct = (pred.argmax(dim=1) == y).sum()
     return {"loss": (ce, len(y)), "accuracy": (correct.detach().double(), len(y))}
 

@@ -34,6 +34,7 @@ TASK_MODEL_KEYS = {
     "quantiles": ("forecast",),
     "intervals": ("forecast",),
     "readout": ("forecast",),
+    "ensemble": ("classify",),
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from torch import Tensor, nn
 
+from pipeline.model.ensemble import traced_member
 from pipeline.telemetry.stats import probe, summarize
 
 
@@ -37,11 +38,14 @@ def record(
     from pipeline.telemetry import plots  # matplotlib only where telemetry is on
 
     start = time.perf_counter()
-    twin = _cpu_copy(model)
+    member = traced_member(model)  # an ensemble: its first member's stack
+    twin = _cpu_copy(member)
     trace = probe(twin, batch["x"], batch["lengths"], batch.get("y"), loss=loss)
     table = summarize(trace)
     table = table.append_column("epoch", pa.array([epoch] * table.num_rows, pa.int64()))
     title = label or f"epoch {epoch}, {len(batch['x'])} validation sequences"
+    if member is not model:
+        title += f" (ensemble member 1 of {len(model.members)})"
     figs = plots.figures(trace, table, title=title, prefix=prefix or f"epoch_{epoch:04d}")
     return Recorded(table=table, figures=figs, seconds=time.perf_counter() - start)
 

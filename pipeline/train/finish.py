@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.model.ensemble import Ensemble, EnsembleServing
 from pipeline.model.sequence_model import SequenceModel, ServingModel
 from pipeline.redaction import redact_tree
 from pipeline.tasks import DataInfo, Prepared, get_task
@@ -169,8 +170,11 @@ def _log_tested_checkpoint(
     log_checkpoint(run, directory)
 
 
-def serving_model(model: SequenceModel, info: DataInfo) -> ServingModel:
-    """The model users load: forecasts come back in the data's units (the scaler is part of it)."""
+def serving_model(model: SequenceModel | Ensemble, info: DataInfo) -> ServingModel | EnsembleServing:
+    """The model users load: forecasts come back in the data's units (the scaler is part of it); an
+    ensemble's members each as one, averaged."""
+    if isinstance(model, Ensemble):
+        return EnsembleServing([serving_model(member, info) for member in model.members])
     output_units = get_task(info.task).output_units
     if output_units is None:
         return ServingModel(model)

@@ -277,6 +277,7 @@ _PBT_SPACE = {"train.lr": {"loguniform": [0.001, 0.01]}}
             "tune.pbt.quantile_fraction",
         ),
         ({"data": {"columns": {"series": "store"}}}, "data.columns.series is for task: forecast or anomaly"),
+        ({"model": {"ensemble": 3}}, "model.ensemble is for task: classify (task is regression)"),
         (
             {"data": {"columns": {"features": ["promo"], "time": "day"}}},
             "data.columns.features, data.columns.time are for task",
