@@ -45,7 +45,7 @@ def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw,
             "split_column": "part",
             "text": {"tokenizer": "word", "max_tokens": 8},
         },
-        "model": {"hidden_size": 8, "embedding_dim": 8},
+        "model": {"hidden_size": 8, "embedding_dim": 8, "ensemble": 2},  # two members, averaged
         "train": {**tiny_raw["train"], "epochs": 6, "batch_size": 8, "lr": 0.02},
         "tracking": {**tiny_raw["tracking"], "register_as": "tiny-text"},
     }
@@ -88,6 +88,7 @@ def test_text_classifier_on_two_workers_predicts_raw_text(ray_session, tiny_raw,
     named = re.findall(r"'([^']+)' \(\d+\)", seen.reading[0])
     words = set(" ".join(texts).lower().replace(".", " . ").split())
     assert seen.reading[0].startswith("input gate opened most at tokens") and named and set(named) <= words
+    assert seen.reading[-1] == "the model averages 2 members: these are the first member's gates"
 
 
 def test_translator_on_two_workers_is_served_from_mlflow(ray_session, tiny_raw, tmp_path, mlflow_client, capsys):
