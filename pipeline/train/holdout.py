@@ -12,12 +12,12 @@ import torch
 from pipeline.config import ModelConfig
 from pipeline.data.batches import collate_for, iter_batches
 from pipeline.data.transforms import PAD
-from pipeline.model.sequence_model import SequenceModel, model_for
+from pipeline.model.sequence_model import model_for
 from pipeline.tasks import DataInfo, get_task
 from pipeline.train import checkpoint
 
 
-def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> SequenceModel:
+def load_model(ckpt_dir: str | Path, cfg: ModelConfig, *, info: DataInfo) -> torch.nn.Module:
     model = model_for(cfg, info)
     model.load_state_dict(checkpoint.load(ckpt_dir).model)
     return model.eval()

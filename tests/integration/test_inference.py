@@ -90,6 +90,32 @@ def test_evaluate_and_predict_by_registered_name(registered, tmp_path, join_env,
     assert np.allclose(pred["prediction"], expected, atol=1e-5)
 
 
+def test_predict_sends_weights_past_rays_inline_limit_by_reference(registered, tmp_path, join_env):
+    """Weights over Ray's 100 KB inline limit (an LSTM(128): 270 KB) reach the predict actors through
+    the object store by reference; passed by value, they made Ray print a core_worker.cc error line
+    about actor constructor arguments in the object store on every `predict` of such a model."""
+    import dataclasses
+
+    from pipeline.config import ModelConfig
+    from pipeline.model.sequence_model import model_for
+    from pipeline.tasks import DataInfo
+    from pipeline.train import checkpoint
+
+    cfg, summary = registered
+    meta = checkpoint.load_meta(summary.checkpoint)
+    bigger = {**meta.config, "model": {**meta.config["model"], "hidden_size": 128}}
+    model = model_for(ModelConfig.model_validate(bigger["model"]), DataInfo.from_dict(meta.info))
+    assert sum(p.numel() * 4 for p in model.parameters()) > 100 * 1024
+    (tmp_path / "big").mkdir()
+    checkpoint.save(tmp_path / "big", model=model, optimizer=None, meta=dataclasses.replace(meta, config=bigger))
+    pq.write_table(pa.table({"x": np.zeros((20, 8, 2)).tolist()}), tmp_path / "rows.parquet")
+    args = ["-d", str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "pred"), "--tracking-uri", cfg.tracking.uri]
+    out = _cli("predict", "-m", str(tmp_path / "big"), *args, cwd=tmp_path, env=join_env)
+    assert out.returncode == 0, out.stderr
+    assert len(pd.read_parquet(tmp_path / "pred")) == 20
+    assert "core_worker" not in out.stderr and "object store" not in out.stderr, out.stderr[-2000:]
+
+
 def test_the_promotion_gate_gives_the_first_version_the_champion_alias(registered, mlflow_client):
     from pipeline.track.summary import render
 
